@@ -1,0 +1,103 @@
+"""Domain errors, defined once. Edges (tools, server) translate them for their callers.
+
+Each class's docstring is its general meaning; the instance message is specific and
+actionable ("no segment 812; the latest segment id is 640").
+"""
+
+from __future__ import annotations
+
+
+class SpeakerMemoryError(Exception):
+    """Base class of every error the memory layer raises on purpose."""
+
+
+class NotFoundError(SpeakerMemoryError):
+    """An id or name that does not exist."""
+
+
+class SpeakerNotFound(NotFoundError):
+    """No speaker with that id or name."""
+
+
+class SegmentNotFound(NotFoundError):
+    """No segment with that id."""
+
+
+class ConversationNotFound(NotFoundError):
+    """No conversation with that id."""
+
+
+class EventNotFound(NotFoundError):
+    """No identity event with that id (or nothing left to undo)."""
+
+
+class NameTaken(SpeakerMemoryError):
+    """The name belongs to another speaker (names are unique, case-insensitively)."""
+
+
+class InvalidName(SpeakerMemoryError):
+    """A speaker name must be non-empty text and may not look like an 'Unknown N' label."""
+
+
+class ModelMismatch(SpeakerMemoryError):
+    """Vectors of different embedding models (or dimensions) are never compared."""
+
+
+class DuplicateAudio(SpeakerMemoryError):
+    """The same audio content was ingested before."""
+
+    def __init__(self, message: str, conversation_id: int) -> None:
+        super().__init__(message)
+        self.conversation_id = conversation_id
+
+
+class InvalidOperation(SpeakerMemoryError):
+    """The operation does not apply to this state (merge a speaker into itself, undo twice...)."""
+
+
+class UndoConflict(SpeakerMemoryError):
+    """The event cannot be undone exactly because later changes touched the same rows."""
+
+
+class StoreError(SpeakerMemoryError):
+    """The store cannot be opened or migrated (wrong schema version, unreadable file...)."""
+
+
+class ImportNotEmpty(SpeakerMemoryError):
+    """A backup is imported only into an empty store."""
+
+
+# ---------------------------------------------------------------- audio input
+# Raised by inference/ while decoding; defined here so that every edge translates one family.
+
+
+class AudioError(SpeakerMemoryError):
+    """The audio cannot be used; nothing was stored for it."""
+
+
+class EmptyAudio(AudioError):
+    """The file is empty (0 bytes)."""
+
+
+class NotAudio(AudioError):
+    """The file is not audio that ffmpeg can decode."""
+
+
+class CorruptAudio(AudioError):
+    """The audio is truncated or corrupt."""
+
+
+class ZeroDurationAudio(AudioError):
+    """The audio decodes to no samples."""
+
+
+class AudioTooLong(AudioError):
+    """The audio is longer than the configured maximum (SPEAKER_MEMORY_MAX_AUDIO_SECONDS)."""
+
+
+class MissingExtra(SpeakerMemoryError):
+    """An optional backend was asked for, but its extra is not installed."""
+
+
+class ModelUnavailable(SpeakerMemoryError):
+    """A model's weights are not available offline (and no token/hub access was given)."""

@@ -1,0 +1,272 @@
+"""The memory layer's public data: what ingest reads, and what every operation returns.
+
+Inputs are Protocols so that the audio pipeline's own dataclasses (inference.PipelineResult)
+are taken as they are, without memory importing inference. Outputs are small frozen
+dataclasses that say what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, Literal, Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+T = TypeVar("T")
+
+Vector = npt.NDArray[np.float32]
+"""A 1-D float32 vector. Voice vectors are L2-normalised by the store before use."""
+
+SpeakerKind = Literal["enrolled", "unknown"]
+AssignmentSource = Literal["auto", "manual", "enrollment"]
+ConversationStatus = Literal["queued", "processing", "done", "failed"]
+SearchMode = Literal["keyword", "semantic", "hybrid"]
+IdentityAction = Literal["identify", "rename", "merge", "misidentify", "delete", "enroll",
+                         "delete_unknown", "reprocess"]
+
+
+# ---------------------------------------------------------------- ingest input (Protocols)
+
+class WordLike(Protocol):
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+class SegmentLike(Protocol):
+    start: float
+    end: float
+    text: str
+    words: Sequence[WordLike]
+    local_speaker: str | None
+    """The diarizer's per-recording label ("SPEAKER_00"), None if no speaker."""
+    voice_vector: Vector | None
+    """The segment's own voice vector when it has >= 1 s of speech."""
+    text_vector: Vector | None
+    """Semantic vector of `text` (text embedding model)."""
+    emotion: str | None
+    emotion_confidence: float | None
+
+
+class LocalSpeakerLike(Protocol):
+    label: str
+    vectors: Sequence[Vector]
+    """Voice vectors of this per-recording cluster (windows or segments)."""
+    speech_seconds: float
+    matched_speaker_id: int | None
+    """Set when memory-informed diarization already matched the cluster to a stored speaker."""
+
+
+class PipelineResultLike(Protocol):
+    segments: Sequence[SegmentLike]
+    local_speakers: Sequence[LocalSpeakerLike]
+    voice_model_id: str
+    """Name + version of the voice embedding model, e.g. 'resemblyzer-ge2e-0.1.4'."""
+    text_model_id: str | None
+    language: str | None
+    duration: float
+    asr_model_id: str | None
+
+
+# ---------------------------------------------------------------- settings of matching
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Thresholds of voice matching (cosine similarity of L2-normalised vectors)."""
+
+    threshold: float = 0.75
+    """A cluster joins a stored speaker only at or above this score (per-speaker override)."""
+    margin: float = 0.04
+    """...and only if it beats the runner-up speaker by this much."""
+    propagate_threshold: float = 0.82
+    """After identify, unknown speakers this close to the named speaker are merged into it."""
+    suggest_threshold: float = 0.65
+    """Weaker matches (>= this) are returned as suggestions, not merged."""
+    top_k: int = 64
+    """Nearest voiceprints fetched per query vector before scoring per speaker."""
+
+
+# ---------------------------------------------------------------- read models
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class SpeakerInfo:
+    id: int
+    name: str | None
+    kind: SpeakerKind
+    label: str
+    """What to show: the name, else 'Unknown N'."""
+    match_threshold: float | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class SpeakerSummary:
+    speaker: SpeakerInfo
+    segment_count: int
+    conversation_count: int
+    speech_seconds: float
+    last_heard: datetime | None
+    voiceprint_count: int
+
+
+@dataclass(frozen=True)
+class ConversationInfo:
+    id: int
+    title: str
+    source_name: str | None
+    sha256: str | None
+    recorded_at: datetime | None
+    created_at: datetime
+    duration: float | None
+    language: str | None
+    status: ConversationStatus
+    error: str | None
+    audio_path: str | None
+    model_ids: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    conversation: ConversationInfo
+    segment_count: int
+    speakers: list[SpeakerInfo]
+
+
+@dataclass(frozen=True)
+class SegmentView:
+    id: int
+    conversation_id: int
+    start: float
+    end: float
+    text: str
+    speaker: SpeakerInfo | None
+    speaker_confidence: float | None
+    assignment_source: AssignmentSource | None
+    excluded_from_profile: bool
+    emotion: str | None
+    emotion_confidence: float | None
+    words: list[Word] = field(default_factory=list)
+    local_speaker: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationDetail:
+    conversation: ConversationInfo
+    segments: list[SegmentView]
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    speaker_id: int | None = None
+    conversation_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    segment: SegmentView
+    conversation_title: str
+    conversation_recorded_at: datetime | None
+    score: float
+
+
+# ---------------------------------------------------------------- results of changes
+
+@dataclass(frozen=True)
+class MatchDecision:
+    local_label: str
+    speaker: SpeakerInfo
+    score: float | None
+    """Best score against stored voices; None when nothing comparable was stored."""
+    created: bool
+    """True when a new unknown speaker was created for this cluster."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    conversation_id: int
+    segment_ids: list[int]
+    decisions: list[MatchDecision]
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    speaker: SpeakerInfo
+    created: bool
+    voiceprints_added: int
+    event_id: int
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    speaker: SpeakerInfo
+    score: float
+
+
+@dataclass(frozen=True)
+class IdentifyResult:
+    event_id: int
+    speaker: SpeakerInfo
+    """The named speaker every relabelled segment now belongs to."""
+    segments_relabelled: int
+    conversations_relabelled: int
+    speakers_merged: list[SpeakerInfo]
+    """Unknown speakers folded into `speaker` (the segment's own and propagated ones)."""
+    suggestions: list[Suggestion]
+    """Weaker matches to confirm, strongest first."""
+    changed: bool
+    """False when nothing had to change (identify is idempotent)."""
+
+
+@dataclass(frozen=True)
+class IdentityChange:
+    """Result of rename, merge, misidentify, delete and undo."""
+
+    event_id: int
+    action: IdentityAction | Literal["undo"]
+    speakers: list[SpeakerInfo]
+    """Speakers affected, as they are after the change (deleted ones as they were)."""
+    segments_changed: int
+    conversations_changed: int
+    message: str
+    """One sentence an agent can relay ("Renamed Unknown 3 to Sarah; 41 segments in 3 conversations")."""
+
+
+@dataclass(frozen=True)
+class IdentityEventView:
+    id: int
+    action: IdentityAction
+    created_at: datetime
+    summary: str
+    undone: bool
+
+
+@dataclass(frozen=True)
+class EnrolledVoice:
+    """A stored speaker's centroid for one model: what memory-informed diarization compares with."""
+
+    speaker: SpeakerInfo
+    centroid: Vector
+    threshold: float

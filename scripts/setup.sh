@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One place for installation: creates .venv/ in the checkout and installs the project.
+# torch is installed first, pinned: left to choose freely, pip pulls a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+EXTRAS="${1:-}"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+"${PIP[@]}" install -U "pip>=24" "setuptools>=68,<81" wheel
+"${PIP[@]}" install "torch==2.13.0"
+if [ -n "$EXTRAS" ]; then
+    "${PIP[@]}" install -e ".[$EXTRAS]"
+else
+    "${PIP[@]}" install -e .
+fi
+echo "speaker-memory installed in .venv/ ($(.venv/bin/python --version))" >&2

@@ -1,0 +1,90 @@
+"""The one Settings object: environment (prefix SPEAKER_MEMORY_), then CLI flags override.
+
+Built once at the edge (server/cli.py) and passed in; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from memory.types import MatchConfig
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPEAKER_MEMORY_", extra="ignore")
+
+    # ---- storage
+    data_dir: Path = Field(Path("./data"), description="Where the database, inbox and caches live.")
+
+    # ---- models
+    whisper_model: str = Field(
+        "tiny.en",
+        description="'tiny.en' and 'base' are bundled; any faster-whisper size name or local "
+        "CTranslate2 folder works when you have it.",
+    )
+    language: str | None = Field(None, description="Force a transcription language (ISO code).")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = Field("auto", description="CTranslate2 compute type; auto = int8 on CPU, float16 on CUDA.")
+    diarizer: Literal["builtin", "pyannote"] = "builtin"
+    voice_embedder: Literal["resemblyzer", "pyannote"] = "resemblyzer"
+    emotion: bool = Field(False, description="Run emotion recognition (needs the 'emotion' extra).")
+    hf_token: str | None = Field(
+        None, validation_alias=AliasChoices("SPEAKER_MEMORY_HF_TOKEN", "HF_TOKEN"),
+        description="Hugging Face token for the optional pyannote pipeline.",
+    )
+    model_cache_dir: Path | None = Field(None, description="Default: DATA_DIR/models.")
+
+    # ---- matching
+    match_threshold: float = MatchConfig.threshold
+    match_margin: float = MatchConfig.margin
+    propagate_threshold: float = MatchConfig.propagate_threshold
+    suggest_threshold: float = MatchConfig.suggest_threshold
+
+    # ---- limits
+    max_audio_seconds: float = Field(4 * 3600, description="Longer audio is refused.")
+    max_upload_bytes: int = Field(512 * 1024 * 1024, description="Cap on uploads and base64 audio.")
+    wait_seconds: float = Field(
+        600, description="process_audio(wait=true) returns a queued job after this long."
+    )
+
+    # ---- server
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = Field(None, description="Bearer token required on every HTTP route when set.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Extra Host header values accepted (DNS-rebinding guard)."
+    )
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="Where tool 'path' arguments may point. Default: DATA_DIR/inbox and the start directory.",
+    )
+    log_level: str = "INFO"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "speaker_memory.db"
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.data_dir / "inbox"
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.data_dir / "audio"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
+
+    @property
+    def match_config(self) -> MatchConfig:
+        return MatchConfig(
+            threshold=self.match_threshold,
+            margin=self.match_margin,
+            propagate_threshold=self.propagate_threshold,
+            suggest_threshold=self.suggest_threshold,
+        )
