@@ -1,0 +1,56 @@
+"""One small Protocol per model family. Backends are chosen by settings and load lazily."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy.typing as npt
+import numpy as np
+
+from inference.types import Audio, Diarization, EmotionResult, SpeechRegion, Transcript, Vector
+
+
+class VoiceActivityDetector(Protocol):
+    def speech_regions(self, audio: Audio) -> list[SpeechRegion]: ...
+
+
+class Transcriber(Protocol):
+    model_id: str
+
+    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+        """Segments with word timestamps and probabilities, and the detected language."""
+        ...
+
+
+class VoiceEmbedder(Protocol):
+    model_id: str
+    """Name + version; vectors of different ids are never compared."""
+    dimension: int
+
+    def embed(self, clips: Sequence[npt.NDArray[np.float32]]) -> list[Vector]:
+        """One L2-normalised vector per 16 kHz clip, batched."""
+        ...
+
+
+class Diarizer(Protocol):
+    def diarize(
+        self,
+        audio: Audio,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+    ) -> Diarization: ...
+
+
+class TextEmbedder(Protocol):
+    model_id: str
+    dimension: int
+
+    def embed(self, texts: Sequence[str]) -> list[Vector]: ...
+
+
+class EmotionRecognizer(Protocol):
+    model_id: str
+
+    def recognize(self, clips: Sequence[npt.NDArray[np.float32]]) -> list[EmotionResult]: ...

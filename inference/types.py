@@ -1,0 +1,119 @@
+"""Plain dataclasses that flow through the audio pipeline.
+
+CONTRACT shared by every inference module and by tools/. `PipelineResult` satisfies
+memory.types.PipelineResultLike, so `memory.ingest` takes it as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class Audio:
+    """16 kHz mono float32 samples in [-1, 1]."""
+
+    samples: npt.NDArray[np.float32]
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+    def slice(self, start: float, end: float) -> npt.NDArray[np.float32]:
+        return self.samples[int(start * self.sample_rate) : int(end * self.sample_rate)]
+
+
+@dataclass(frozen=True)
+class SpeechRegion:
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class TranscriptSegment:
+    start: float
+    end: float
+    text: str
+    words: list[Word]
+
+
+@dataclass(frozen=True)
+class Transcript:
+    segments: list[TranscriptSegment]
+    language: str | None
+    model_id: str
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A stretch of one per-recording speaker."""
+
+    start: float
+    end: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Diarization:
+    turns: list[Turn]
+    """Sorted by start; non-overlapping (exclusive diarization)."""
+    vectors: dict[str, list[Vector]]
+    """Per label: the voice vectors (windows) it was clustered from, reused for identification."""
+    model_id: str
+    """Voice model id of those vectors."""
+
+
+@dataclass(frozen=True)
+class EmotionResult:
+    label: str
+    confidence: float
+
+
+@dataclass
+class PipelineSegment:
+    start: float
+    end: float
+    text: str
+    words: list[Word]
+    local_speaker: str | None
+    voice_vector: Vector | None = None
+    text_vector: Vector | None = None
+    emotion: str | None = None
+    emotion_confidence: float | None = None
+
+
+@dataclass
+class LocalSpeaker:
+    label: str
+    vectors: list[Vector]
+    speech_seconds: float
+    matched_speaker_id: int | None = None
+    """Set by memory-informed diarization when the cluster matched an enrolled voice."""
+
+
+@dataclass
+class PipelineResult:
+    segments: list[PipelineSegment]
+    local_speakers: list[LocalSpeaker]
+    voice_model_id: str
+    text_model_id: str | None
+    language: str | None
+    duration: float
+    asr_model_id: str | None
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent per stage (decode, asr, diarize, ...), for benchmarks and logs."""
