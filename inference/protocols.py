@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-import numpy.typing as npt
 import numpy as np
+import numpy.typing as npt
 
 from inference.types import Audio, Diarization, EmotionResult, SpeechRegion, Transcript, Vector
 

@@ -76,6 +76,10 @@ class Diarization:
     """Per label: the voice vectors (windows) it was clustered from, reused for identification."""
     model_id: str
     """Voice model id of those vectors."""
+    spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """Per label: (start, end) seconds of each vector in `vectors`, same order. Lets the
+    pipeline reuse window vectors for segment vectors (no second embedding pass); empty when a
+    backend has no per-window vectors (it then embeds segments itself)."""
 
 
 @dataclass(frozen=True)

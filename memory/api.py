@@ -8,10 +8,23 @@ Speaker arguments take an id (int, or a decimal string) or a name (case-insensit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+import sqlean
+
+from memory import backup, conversations, events, identity, queries, text_index
+from memory.db import Database
+from memory.errors import InvalidOperation, StoreError
+from memory.events import Change
+from memory.identity import Ctx
+from memory.migrations import latest_version, migrate
+from memory.speakers import get_info, info, infos, resolve_row
+from memory.timeutil import from_db_required
 from memory.types import (
     ConversationDetail,
     ConversationInfo,
@@ -24,6 +37,7 @@ from memory.types import (
     IdentityEventView,
     IngestResult,
     MatchConfig,
+    MatchDecision,
     Page,
     PipelineResultLike,
     SearchFilters,
@@ -32,20 +46,65 @@ from memory.types import (
     SpeakerInfo,
     SpeakerKind,
     SpeakerSummary,
+    Suggestion,
     Vector,
 )
+from memory.vector_index import TextVectorIndex
+from memory.vectors import from_blob, normalize
+from memory.voiceprints import CentroidCache
+
+log = logging.getLogger(__name__)
 
 SpeakerRef = int | str
+RRF_K = 60
+MAX_PAGE = 1000
+
+
+def _page(limit: int, offset: int) -> tuple[int, int]:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidOperation(f"limit must be between 1 and {MAX_PAGE}, got {limit!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidOperation(f"offset must be 0 or more, got {offset!r}")
+    return limit, offset
 
 
 class SpeakerMemory:
     def __init__(self, db_path: Path, match: MatchConfig | None = None) -> None:
         """Open (creating and migrating as needed) the SQLite store at `db_path`. Thread-safe:
         one instance is shared by the server's threads."""
-        raise NotImplementedError
+        self.db_path = Path(db_path)
+        self.config = match or MatchConfig()
+        try:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = Database(self.db_path)
+            self._schema_version = migrate(self._db)
+        except StoreError:
+            raise
+        except (OSError, sqlean.Error) as exc:
+            raise StoreError(f"cannot open the store at {self.db_path}: {exc}") from exc
+        self._centroids = CentroidCache()
+        self._text_vectors = TextVectorIndex()
 
     def close(self) -> None:
-        raise NotImplementedError
+        self._db.dispose()
+
+    def __enter__(self) -> SpeakerMemory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ transactions
+    @contextmanager
+    def _write(self) -> Iterator[Ctx]:
+        """One write transaction; RAM mirrors are dropped if it rolls back."""
+        with self._db.write_lock:
+            try:
+                with self._db.write() as tx:
+                    yield Ctx(tx, self._centroids, self.config)
+            except BaseException:
+                self._centroids.clear()
+                raise
 
     # ------------------------------------------------------------ conversations
     def create_conversation(
@@ -59,127 +118,356 @@ class SpeakerMemory:
     ) -> ConversationInfo:
         """A new conversation in status 'queued'. Raises DuplicateAudio (with the existing id)
         when a conversation with the same sha256 exists."""
-        raise NotImplementedError
+        with self._write() as ctx:
+            cid = conversations.create(
+                ctx.tx, title=title, source_name=source_name, sha256=sha256,
+                recorded_at=recorded_at, audio_path=audio_path,
+            )
+            return conversations.conversation_info(
+                conversations.get_conversation_row(ctx.tx, cid)
+            )
 
     def find_conversation_by_sha256(self, sha256: str) -> ConversationInfo | None:
-        raise NotImplementedError
+        with self._db.read() as tx:
+            row = tx.one(
+                f"SELECT {conversations.CONVERSATION_COLUMNS} FROM conversation WHERE sha256 = ?",
+                (sha256,),
+            )
+            return None if row is None else conversations.conversation_info(row)
 
     def set_conversation_status(
         self, conversation_id: int, status: ConversationStatus, error: str | None = None
     ) -> ConversationInfo:
-        raise NotImplementedError
+        with self._write() as ctx:
+            conversations.set_status(ctx.tx, conversation_id, status, error)
+            return conversations.conversation_info(
+                conversations.get_conversation_row(ctx.tx, conversation_id)
+            )
 
     def update_conversation_title(self, conversation_id: int, title: str) -> ConversationInfo:
-        raise NotImplementedError
+        with self._write() as ctx:
+            conversations.get_conversation_row(ctx.tx, conversation_id)
+            ctx.tx.run("UPDATE conversation SET title = ? WHERE id = ?", (title, conversation_id))
+            return conversations.conversation_info(
+                conversations.get_conversation_row(ctx.tx, conversation_id)
+            )
 
     def ingest(self, conversation_id: int, result: PipelineResultLike) -> IngestResult:
         """Store the pipeline's segments and match its per-recording speakers against stored
         voices (one transaction). Sets duration/language/model ids and status 'done'."""
-        raise NotImplementedError
+        with self._write() as ctx:
+            done = conversations.ingest(ctx, self._text_vectors, conversation_id, result)
+            generation = TextVectorIndex.generation(ctx.tx)
+            speakers = infos(ctx.tx, [d.speaker_id for d in done.decisions])
+        if done.text_codes:
+            self._text_vectors.publish(generation, done.text_codes)
+        return IngestResult(
+            conversation_id=conversation_id,
+            segment_ids=done.segment_ids,
+            decisions=[
+                MatchDecision(d.label, speakers[d.speaker_id], d.score, d.created)
+                for d in done.decisions
+            ],
+        )
 
     def reprocess(self, conversation_id: int) -> IngestResult:
         """Re-run matching of the conversation's stored clusters against current profiles.
         Segments with assignment 'manual' keep their speaker; segment ids survive."""
-        raise NotImplementedError
+        with self._write() as ctx:
+            change = Change()
+            decisions = conversations.reprocess(ctx, change, conversation_id)
+            events.record(ctx.tx, "reprocess", f"Re-matched conversation {conversation_id}", change)
+            speakers = infos(ctx.tx, [d.speaker_id for d in decisions])
+            segment_ids = [int(r[0]) for r in ctx.tx.all(
+                "SELECT id FROM segment WHERE conversation_id = ? ORDER BY id", (conversation_id,)
+            )]
+        return IngestResult(
+            conversation_id=conversation_id,
+            segment_ids=segment_ids,
+            decisions=[MatchDecision(d.label, speakers[d.speaker_id], d.score, d.created)
+                       for d in decisions],
+        )
 
     # ------------------------------------------------------------ identity
     def resolve_speaker(self, ref: SpeakerRef) -> SpeakerInfo:
-        raise NotImplementedError
+        with self._db.read() as tx:
+            return info(resolve_row(tx, ref))
 
     def enroll(
         self, name: str, vectors: Sequence[Vector], model_id: str, source: str,
         speech_seconds: float = 0.0,
     ) -> EnrollResult:
-        raise NotImplementedError
+        with self._write() as ctx:
+            change = Change()
+            speaker_id, created, added, summary = identity.enroll(
+                ctx, change, name, list(vectors), model_id, source, speech_seconds
+            )
+            event_id = events.record(ctx.tx, "enroll", summary, change)
+            ctx.cache.refresh(ctx.tx, [speaker_id])
+            return EnrollResult(get_info(ctx.tx, speaker_id), created, added, event_id)
 
     def identify(
         self, name: str, *, segment_id: int | None = None, speaker: SpeakerRef | None = None
     ) -> IdentifyResult:
         """"That was my colleague Sarah": name the voice of a segment (or a speaker)."""
-        raise NotImplementedError
+        with self._write() as ctx:
+            change = Change()
+            outcome = identity.identify(ctx, change, name, segment_id, speaker)
+            event_id = 0
+            if not change.empty:
+                event_id = events.record(ctx.tx, "identify", outcome.summary, change)
+            relabel = outcome.relabel
+            suggested = infos(ctx.tx, [sid for sid, _ in relabel.suggestions])
+            merged_rows = change.speakers_before
+            return IdentifyResult(
+                event_id=event_id,
+                speaker=get_info(ctx.tx, outcome.target),
+                segments_relabelled=relabel.segments,
+                conversations_relabelled=relabel.conversations,
+                speakers_merged=[info(tuple(merged_rows[sid])) for sid, _ in relabel.merged],
+                suggestions=[Suggestion(suggested[sid], score)
+                             for sid, score in relabel.suggestions if sid in suggested],
+                changed=not change.empty,
+            )
 
     def rename(self, speaker: SpeakerRef, new_name: str) -> IdentityChange:
-        raise NotImplementedError
+        with self._write() as ctx:
+            change = Change()
+            sid, summary, segments, convs = identity.rename(ctx, change, speaker, new_name)
+            event_id = events.record(ctx.tx, "rename", summary, change)
+            ctx.cache.refresh(ctx.tx, [sid])
+            message = f"{summary}; {segments} segments in {convs} conversations now show the name"
+            return IdentityChange(event_id, "rename", [get_info(ctx.tx, sid)], segments, convs,
+                                  message)
 
     def merge(self, source: SpeakerRef, target: SpeakerRef) -> IdentityChange:
-        raise NotImplementedError
+        with self._write() as ctx:
+            change = Change()
+            tid, summary, segments, convs = identity.merge(ctx, change, source, target)
+            event_id = events.record(ctx.tx, "merge", summary, change)
+            ctx.cache.refresh(ctx.tx, change.touched)
+            return IdentityChange(event_id, "merge", [get_info(ctx.tx, tid)], segments, convs,
+                                  summary)
 
     def mark_misidentified(
         self, segment_id: int, correct_speaker: SpeakerRef | None = None
     ) -> IdentityChange:
-        raise NotImplementedError
+        with self._write() as ctx:
+            change = Change()
+            new, summary = identity.mark_misidentified(ctx, change, segment_id, correct_speaker)
+            event_id = events.record(ctx.tx, "misidentify", summary, change)
+            ctx.cache.refresh(ctx.tx, change.touched)
+            affected = infos(ctx.tx, change.touched)
+            ordered = [affected[new]] + [v for k, v in sorted(affected.items()) if k != new]
+            return IdentityChange(event_id, "misidentify", ordered, 1, 1, summary)
 
     def delete_speaker(self, speaker: SpeakerRef) -> IdentityChange:
-        raise NotImplementedError
+        with self._write() as ctx:
+            change = Change()
+            row = resolve_row(ctx.tx, speaker)
+            before = info(row)
+            segments, convs = identity.delete_speaker(ctx, change, int(row[0]))
+            summary = (f"Deleted {before.label}; {segments} segments in {convs} conversations "
+                       "kept, now without a speaker")
+            event_id = events.record(ctx.tx, "delete", summary, change)
+            ctx.cache.refresh(ctx.tx, change.touched)
+            return IdentityChange(event_id, "delete", [before], segments, convs, summary)
 
     def delete_unknown_speakers(self) -> IdentityChange:
-        raise NotImplementedError
+        with self._write() as ctx:
+            change = Change()
+            rows = ctx.tx.all(
+                "SELECT id, name, name_key, kind, unknown_number, match_threshold, created_at,"
+                " updated_at FROM speaker WHERE kind = 'unknown' ORDER BY id"
+            )
+            if not rows:
+                return IdentityChange(0, "delete_unknown", [], 0, 0,
+                                      "There were no unknown speakers to delete.")
+            segments = 0
+            conversation_ids: set[int] = set()
+            for row in rows:
+                conversation_ids.update(int(r[0]) for r in ctx.tx.all(
+                    "SELECT DISTINCT conversation_id FROM segment WHERE speaker_id = ?", (row[0],)
+                ))
+                segments += identity.delete_speaker(ctx, change, int(row[0]))[0]
+            summary = (f"Deleted {len(rows)} unknown speakers; {segments} segments in "
+                       f"{len(conversation_ids)} conversations kept, now without a speaker")
+            event_id = events.record(ctx.tx, "delete_unknown", summary, change)
+            ctx.cache.refresh(ctx.tx, change.touched)
+            return IdentityChange(event_id, "delete_unknown", [info(r) for r in rows], segments,
+                                  len(conversation_ids), summary)
 
     def undo(self, event_id: int | None = None) -> IdentityChange:
-        raise NotImplementedError
+        with self._write() as ctx:
+            undone = events.undo(ctx.tx, event_id)
+            ctx.cache.refresh(ctx.tx, undone.speakers)
+            affected = infos(ctx.tx, undone.speakers)
+            return IdentityChange(
+                undone.event_id, "undo", [affected[k] for k in sorted(affected)],
+                undone.segments_changed, undone.conversations_changed,
+                f"Undid event {undone.event_id} ({undone.action}): {undone.summary}",
+            )
 
     def identity_history(self, limit: int = 20) -> list[IdentityEventView]:
-        raise NotImplementedError
+        limit, _ = _page(limit, 0)
+        with self._db.read() as tx:
+            rows = tx.all(
+                "SELECT id, action, created_at, summary, undone_at FROM identity_event"
+                " ORDER BY id DESC LIMIT ?", (limit,),
+            )
+        return [IdentityEventView(int(r[0]), r[1], from_db_required(r[2]), r[3], r[4] is not None)
+                for r in rows]
 
     def enrolled_voices(self, model_id: str) -> list[EnrolledVoice]:
         """Centroids of named speakers for one model (for memory-informed diarization)."""
-        raise NotImplementedError
+        with self._db.read() as tx:
+            rows = tx.all(
+                "SELECT c.speaker_id, c.total FROM speaker_centroid c"
+                " JOIN speaker s ON s.id = c.speaker_id"
+                " WHERE c.model_id = ? AND c.count > 0 AND s.kind = 'enrolled' ORDER BY s.id",
+                (model_id,),
+            )
+            speakers = infos(tx, [r[0] for r in rows])
+        voices: list[EnrolledVoice] = []
+        for sid, total in rows:
+            speaker = speakers[int(sid)]
+            centroid = normalize(np.frombuffer(total, dtype=np.float64).astype(np.float32))
+            threshold = (self.config.threshold if speaker.match_threshold is None
+                         else speaker.match_threshold)
+            voices.append(EnrolledVoice(speaker, centroid, threshold))
+        return voices
+
+    def set_match_threshold(self, speaker: SpeakerRef, threshold: float | None) -> SpeakerInfo:
+        """Per-speaker override of the match threshold (None: back to the default)."""
+        if threshold is not None and not -1.0 <= float(threshold) <= 1.0:
+            raise InvalidOperation(f"a threshold is a cosine in [-1, 1], got {threshold}")
+        with self._write() as ctx:
+            row = resolve_row(ctx.tx, speaker)
+            ctx.tx.run("UPDATE speaker SET match_threshold = ? WHERE id = ?",
+                       (None if threshold is None else float(threshold), row[0]))
+            return get_info(ctx.tx, int(row[0]))
 
     # ------------------------------------------------------------ queries
     def list_speakers(self, kind: SpeakerKind | None = None) -> list[SpeakerSummary]:
-        raise NotImplementedError
+        if kind not in (None, "enrolled", "unknown"):
+            raise InvalidOperation(f"kind must be 'enrolled' or 'unknown', got {kind!r}")
+        with self._db.read() as tx:
+            return queries.list_speakers(tx, kind)
 
     def list_conversations(
         self, *, limit: int = 20, offset: int = 0, speaker: SpeakerRef | None = None,
         since: datetime | None = None, until: datetime | None = None,
     ) -> Page[ConversationSummary]:
-        raise NotImplementedError
+        limit, offset = _page(limit, offset)
+        with self._db.read() as tx:
+            speaker_id = None if speaker is None else int(resolve_row(tx, speaker)[0])
+            return queries.list_conversations(
+                tx, limit=limit, offset=offset, speaker_id=speaker_id, since=since, until=until
+            )
 
     def get_conversation(self, conversation_id: int) -> ConversationDetail:
-        raise NotImplementedError
+        with self._db.read() as tx:
+            return queries.get_conversation(tx, conversation_id)
 
     def get_conversation_info(self, conversation_id: int) -> ConversationInfo:
-        raise NotImplementedError
+        with self._db.read() as tx:
+            return conversations.conversation_info(
+                conversations.get_conversation_row(tx, conversation_id)
+            )
 
     def get_segment(self, segment_id: int) -> SegmentView:
-        raise NotImplementedError
+        with self._db.read() as tx:
+            return queries.get_segment(tx, segment_id)
 
     def latest_segments(
         self, limit: int = 20, conversation_id: int | None = None
     ) -> list[SegmentView]:
-        raise NotImplementedError
+        limit, _ = _page(limit, 0)
+        with self._db.read() as tx:
+            return queries.latest_segments(tx, limit, conversation_id)
 
     def conversations_by_speaker(
         self, speaker: SpeakerRef, *, limit: int = 20, offset: int = 0
     ) -> Page[ConversationSummary]:
-        raise NotImplementedError
+        return self.list_conversations(limit=limit, offset=offset, speaker=speaker)
 
     def search_keyword(
         self, query: str, filters: SearchFilters | None = None, *, limit: int = 20, offset: int = 0
     ) -> list[SearchHit]:
-        raise NotImplementedError
+        limit, offset = _page(limit, offset)
+        with self._db.read() as tx:
+            self._check_filters(tx, filters)
+            scored = text_index.search(tx, query, filters, offset + limit)
+            return queries.hits(tx, scored[offset:])
 
     def search_semantic(
         self, query_vector: Vector, text_model_id: str, filters: SearchFilters | None = None,
         *, limit: int = 20, offset: int = 0,
     ) -> list[SearchHit]:
-        raise NotImplementedError
+        limit, offset = _page(limit, offset)
+        with self._db.read() as tx:
+            self._check_filters(tx, filters)
+            scored = self._text_vectors.search(
+                tx, query_vector, text_model_id, filters, offset + limit
+            )
+            return queries.hits(tx, scored[offset:])
 
     def search_hybrid(
         self, query: str, query_vector: Vector, text_model_id: str,
         filters: SearchFilters | None = None, *, limit: int = 20, offset: int = 0,
     ) -> list[SearchHit]:
         """Reciprocal-rank fusion of keyword and semantic hits."""
-        raise NotImplementedError
+        limit, offset = _page(limit, offset)
+        wanted = max(50, 2 * (offset + limit))
+        with self._db.read() as tx:
+            self._check_filters(tx, filters)
+            keyword = text_index.search(tx, query, filters, wanted)
+            semantic = self._text_vectors.search(tx, query_vector, text_model_id, filters, wanted)
+            fused: dict[int, float] = {}
+            for ranked in (keyword, semantic):
+                for rank, (sid, _) in enumerate(ranked):
+                    fused[sid] = fused.get(sid, 0.0) + 1.0 / (RRF_K + rank + 1)
+            order = sorted(fused.items(), key=lambda kv: (-kv[1], -kv[0]))
+            return queries.hits(tx, order[offset:offset + limit])
+
+    @staticmethod
+    def _check_filters(tx: object, filters: SearchFilters | None) -> None:
+        if filters is None:
+            return
+        from memory.db import Tx
+
+        assert isinstance(tx, Tx)
+        if filters.speaker_id is not None:
+            get_info(tx, filters.speaker_id)
+        if filters.conversation_id is not None:
+            conversations.get_conversation_row(tx, filters.conversation_id)
+        if filters.since and filters.until and filters.since > filters.until:
+            raise InvalidOperation("the time range is empty: 'since' is after 'until'")
 
     def segment_vectors(self, conversation_id: int) -> dict[int, Vector]:
         """Stored voice vectors of a conversation's segments, by segment id."""
-        raise NotImplementedError
+        with self._db.read() as tx:
+            conversations.get_conversation_row(tx, conversation_id)
+            rows = tx.all(
+                "SELECT v.segment_id, v.vector FROM segment_voice v"
+                " JOIN segment s ON s.id = v.segment_id WHERE s.conversation_id = ?"
+                " ORDER BY v.segment_id",
+                (conversation_id,),
+            )
+        return {int(r[0]): from_blob(r[1]) for r in rows}
 
     # ------------------------------------------------------------ backup
     def export_json(self, path: Path) -> None:
-        raise NotImplementedError
+        with self._db.read() as tx:
+            backup.export(tx, Path(path), self._schema_version)
 
     def import_json(self, path: Path) -> None:
         """Into an empty store only (ImportNotEmpty otherwise); reproduces every row."""
-        raise NotImplementedError
+        tables = backup.read(Path(path), latest_version())
+        with self._write() as ctx:
+            backup.restore(ctx.tx, tables)
+        self._centroids.clear()
+        self._text_vectors.clear()
+
+
+__all__ = ["SpeakerMemory", "SpeakerRef"]

@@ -101,3 +101,27 @@ class MissingExtra(SpeakerMemoryError):
 
 class ModelUnavailable(SpeakerMemoryError):
     """A model's weights are not available offline (and no token/hub access was given)."""
+
+
+# ---------------------------------------------------------------- tool input
+# Raised by tools/ when an agent's argument cannot be used; nothing was read or stored.
+
+
+class InvalidInput(SpeakerMemoryError):
+    """A tool argument is malformed or missing (give either a path or audio_base64...)."""
+
+
+class PathNotAllowed(InvalidInput):
+    """The path lies outside the allowed roots (SPEAKER_MEMORY_ALLOWED_ROOTS)."""
+
+
+class InputTooLarge(InvalidInput):
+    """An upload or base64 payload is larger than SPEAKER_MEMORY_MAX_UPLOAD_BYTES."""
+
+
+class NoSpeech(AudioError):
+    """The audio holds no speech where speech is required (a voice to enroll)."""
+
+
+class BackupError(SpeakerMemoryError):
+    """The backup file cannot be used (not JSON, not a speaker-memory backup, other version)."""

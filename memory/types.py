@@ -251,7 +251,8 @@ class IdentityChange:
     segments_changed: int
     conversations_changed: int
     message: str
-    """One sentence an agent can relay ("Renamed Unknown 3 to Sarah; 41 segments in 3 conversations")."""
+    """One sentence an agent can relay
+    ("Renamed Unknown 3 to Sarah; 41 segments in 3 conversations")."""
 
 
 @dataclass(frozen=True)

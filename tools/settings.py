@@ -6,10 +6,10 @@ Built once at the edge (server/cli.py) and passed in; nothing else reads the env
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memory.types import MatchConfig
 
@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     )
     language: str | None = Field(None, description="Force a transcription language (ISO code).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    compute_type: str = Field("auto", description="CTranslate2 compute type; auto = int8 on CPU, float16 on CUDA.")
+    compute_type: str = Field(
+        "auto", description="CTranslate2 compute type; auto = int8 on CPU, float16 on CUDA."
+    )
     diarizer: Literal["builtin", "pyannote"] = "builtin"
     voice_embedder: Literal["resemblyzer", "pyannote"] = "resemblyzer"
     emotion: bool = Field(False, description="Run emotion recognition (needs the 'emotion' extra).")
@@ -54,15 +56,35 @@ class Settings(BaseSettings):
     # ---- server
     host: str = "127.0.0.1"
     port: int = 8000
-    token: str | None = Field(None, description="Bearer token required on every HTTP route when set.")
-    allowed_hosts: list[str] = Field(
-        default_factory=list, description="Extra Host header values accepted (DNS-rebinding guard)."
+    token: str | None = Field(
+        None, description="Bearer token required on every HTTP route when set."
     )
-    allowed_roots: list[Path] = Field(
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Where tool 'path' arguments may point. Default: DATA_DIR/inbox and the start directory.",
+        description="Extra Host header values accepted (DNS-rebinding guard), comma-separated.",
+    )
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Where tool 'path' arguments may point, comma-separated. "
+        "Default: DATA_DIR/inbox and the start directory.",
     )
     log_level: str = "INFO"
+    processing_workers: int = Field(
+        1, ge=1, description="Audio files processed at once (each holds the CPU; reads never wait)."
+    )
+
+    @field_validator("allowed_hosts", "allowed_roots", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        # Env values are plain text: accept "a,b" as well as a JSON list.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @property
     def db_path(self) -> Path:

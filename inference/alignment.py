@@ -1,0 +1,190 @@
+"""Join what was said (transcript words) with who spoke (diarization turns).
+
+Each word takes the speaker of the turn it overlaps most; a transcript segment is split where
+the speaker changes. Each output segment with enough speech gets its own voice vector, built
+from the diarizer's window vectors that lie inside it (the vectors clustering already computed),
+and only when there are none, from one batched embedding of the segments that still need one.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.protocols import VoiceEmbedder
+from inference.types import (
+    Audio,
+    Diarization,
+    PipelineSegment,
+    Transcript,
+    TranscriptSegment,
+    Turn,
+    Vector,
+    Word,
+)
+
+
+@dataclass(frozen=True)
+class AlignmentConfig:
+    max_snap_seconds: float = 1.0
+    """A word in a gap between turns takes the nearest turn within this distance, else None."""
+    flicker_seconds: float = 0.5
+    """A lone word shorter than this, between two runs of one speaker, is that speaker's."""
+    min_vector_seconds: float = 1.0
+    """Segments shorter than this get no voice vector (too little speech to be reliable)."""
+    min_window_inside: float = 0.5
+    """A window vector counts for a segment when this share of the window lies inside it."""
+
+
+class TurnIndex:
+    """Turns sorted by start, with the lookups alignment needs."""
+
+    def __init__(self, turns: Sequence[Turn]) -> None:
+        self.turns = sorted(turns, key=lambda t: (t.start, t.end))
+        self._starts = [t.start for t in self.turns]
+
+    def speaker_of(self, start: float, end: float, max_snap: float) -> str | None:
+        """Label of the turn overlapping [start, end] most; else the nearest within max_snap."""
+        if not self.turns:
+            return None
+        # Turns that can overlap start before `end`; they are sorted and non-overlapping, so
+        # only a few before that point can still reach `start`.
+        hi = bisect.bisect_right(self._starts, end)
+        best_label, best_overlap = None, 0.0
+        nearest_label, nearest_distance = None, float("inf")
+        for turn in self.turns[max(0, hi - 8) : hi + 1]:
+            overlap = min(end, turn.end) - max(start, turn.start)
+            if overlap > best_overlap:
+                best_label, best_overlap = turn.label, overlap
+            distance = max(turn.start - end, start - turn.end, 0.0)
+            if distance < nearest_distance:
+                nearest_label, nearest_distance = turn.label, distance
+        if best_label is not None:
+            return best_label
+        return nearest_label if nearest_distance <= max_snap else None
+
+
+def align(
+    transcript: Transcript, turns: Sequence[Turn], config: AlignmentConfig | None = None
+) -> list[PipelineSegment]:
+    """Transcript segments split by speaker, each with its local speaker label."""
+    cfg = config or AlignmentConfig()
+    index = TurnIndex(turns)
+    out: list[PipelineSegment] = []
+    for segment in transcript.segments:
+        out.extend(_split_segment(segment, index, cfg))
+    return out
+
+
+def _split_segment(
+    segment: TranscriptSegment, index: TurnIndex, cfg: AlignmentConfig
+) -> list[PipelineSegment]:
+    if not segment.words:
+        label = index.speaker_of(segment.start, segment.end, cfg.max_snap_seconds)
+        return [PipelineSegment(segment.start, segment.end, segment.text, [], label)]
+    labels = [index.speaker_of(w.start, w.end, cfg.max_snap_seconds) for w in segment.words]
+    labels = _smooth_flickers(segment.words, labels, cfg.flicker_seconds)
+    pieces: list[PipelineSegment] = []
+    run: list[Word] = []
+    run_label: str | None = None
+    for word, label in zip(segment.words, labels, strict=True):
+        if run and label != run_label:
+            pieces.append(_piece(run, run_label))
+            run = []
+        run.append(word)
+        run_label = label
+    if run:
+        pieces.append(_piece(run, run_label))
+    return [p for p in pieces if p.text]
+
+
+def _smooth_flickers(
+    words: Sequence[Word], labels: list[str | None], flicker_seconds: float
+) -> list[str | None]:
+    """A single short word labelled differently from identical neighbours joins them: word
+    timestamps are a little off at turn boundaries, and a one-word speaker change inside a
+    sentence is nearly always that error."""
+    smoothed = list(labels)
+    for i in range(1, len(words) - 1):
+        before, after = smoothed[i - 1], labels[i + 1]
+        if (
+            before is not None
+            and before == after
+            and labels[i] != before
+            and words[i].end - words[i].start < flicker_seconds
+        ):
+            smoothed[i] = before
+    return smoothed
+
+
+def _piece(words: list[Word], label: str | None) -> PipelineSegment:
+    # Whisper's words carry their leading space, so joining them rebuilds the text as spoken
+    # (and works for languages written without spaces).
+    text = "".join(w.word for w in words).strip()
+    clean = [Word(w.word.strip(), w.start, w.end, w.probability) for w in words]
+    return PipelineSegment(
+        start=words[0].start, end=words[-1].end, text=text, words=clean, local_speaker=label
+    )
+
+
+# ---------------------------------------------------------------- segment voice vectors
+
+
+def attach_voice_vectors(
+    segments: Sequence[PipelineSegment],
+    diarization: Diarization,
+    audio: Audio,
+    embedder: VoiceEmbedder | None,
+    config: AlignmentConfig | None = None,
+) -> None:
+    """Set `voice_vector` on every segment with >= min_vector_seconds of speech.
+
+    Reuses the diarizer's window vectors of the segment's own speaker that lie inside the
+    segment; segments without such windows are embedded together in one batch (when an
+    embedder is given).
+    """
+    cfg = config or AlignmentConfig()
+    missing: list[PipelineSegment] = []
+    for segment in segments:
+        if segment.end - segment.start < cfg.min_vector_seconds:
+            continue
+        vector = _vector_from_windows(segment, diarization, cfg.min_window_inside)
+        if vector is None:
+            missing.append(segment)
+        else:
+            segment.voice_vector = vector
+    if missing and embedder is not None:
+        clips = [audio.slice(s.start, s.end) for s in missing]
+        for segment, vector in zip(missing, embedder.embed(clips), strict=True):
+            segment.voice_vector = vector
+
+
+def _vector_from_windows(
+    segment: PipelineSegment, diarization: Diarization, min_inside: float
+) -> Vector | None:
+    label = segment.local_speaker
+    if label is None:
+        return None
+    spans = diarization.spans.get(label)
+    vectors = diarization.vectors.get(label)
+    if not spans or not vectors or len(spans) != len(vectors):
+        return None
+    chosen = [
+        vector
+        for (start, end), vector in zip(spans, vectors, strict=True)
+        if end > start
+        and (min(end, segment.end) - max(start, segment.start)) / (end - start) >= min_inside
+    ]
+    if not chosen:
+        return None
+    return normalise(np.mean(np.stack(chosen), axis=0))
+
+
+def normalise(vector: np.ndarray) -> Vector:
+    norm = float(np.linalg.norm(vector))
+    if norm == 0.0 or not np.isfinite(norm):
+        return np.asarray(vector, dtype=np.float32)
+    return np.asarray(vector / norm, dtype=np.float32)

@@ -1,0 +1,49 @@
+"""The pipeline's plain configuration (inference never imports tools/: tools converts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+DiarizerName = Literal["builtin", "pyannote"]
+VoiceEmbedderName = Literal["resemblyzer", "pyannote"]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    whisper_model: str = "tiny.en"
+    """'tiny.en' and 'base' are bundled; any faster-whisper size name or CTranslate2 folder."""
+    language: str | None = None
+    """Force a transcription language (ISO code); None detects it."""
+    device: str = "auto"
+    compute_type: str = "auto"
+    diarizer: DiarizerName = "builtin"
+    voice_embedder: VoiceEmbedderName = "resemblyzer"
+    emotion: bool = False
+    hf_token: str | None = None
+    models_dir: Path = Path("data/models")
+    """Writable cache for models that must be unpacked (Whisper base)."""
+    max_audio_seconds: float = 4 * 3600.0
+    match_margin: float = 0.04
+    """Memory-informed diarization: the best enrolled voice must beat the runner-up by this."""
+    beam_size: int = 5
+    cpu_threads: int = 0
+    """CTranslate2 threads on CPU; 0 = its default."""
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> PipelineConfig:
+        """Build from tools.settings.Settings (read by attribute name; no import of tools)."""
+        return cls(
+            whisper_model=settings.whisper_model,
+            language=settings.language,
+            device=settings.device,
+            compute_type=settings.compute_type,
+            diarizer=settings.diarizer,
+            voice_embedder=settings.voice_embedder,
+            emotion=settings.emotion,
+            hf_token=settings.hf_token,
+            models_dir=Path(settings.models_dir),
+            max_audio_seconds=float(settings.max_audio_seconds),
+            match_margin=float(settings.match_margin),
+        )

@@ -1,0 +1,42 @@
+"""Where models run: CUDA (float16) when torch sees a GPU, else CPU (int8 for CTranslate2)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: str
+    """'cuda' or 'cpu' (torch and CTranslate2 spell them the same)."""
+    compute_type: str
+    """CTranslate2 compute type: 'float16' on CUDA, 'int8' on CPU unless asked otherwise."""
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_available() -> bool:
+    """True when torch sees a GPU (asked once per process: the answer does not change)."""
+    try:
+        import torch
+    except ImportError:  # torch is a dependency, but a broken install should still run on CPU
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def choose_device(device: str = "auto", compute_type: str = "auto") -> DeviceChoice:
+    """Resolve the settings' 'auto' values to a concrete device and compute type."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
+    resolved = device
+    if device == "auto":
+        resolved = "cuda" if cuda_available() else "cpu"
+    elif device == "cuda" and not cuda_available():
+        log.warning("device 'cuda' was asked for but torch sees no GPU; using the CPU")
+        resolved = "cpu"
+    if compute_type == "auto":
+        compute_type = "float16" if resolved == "cuda" else "int8"
+    return DeviceChoice(device=resolved, compute_type=compute_type)

@@ -1,0 +1,296 @@
+"""The built-in diarizer: who spoke when, from VAD regions, voice vectors and clustering.
+
+VAD speech regions → sliding windows (1.5 s, hop 0.75 s) → voice vectors (one batch) →
+clustering with an automatic speaker count → frame-level labels: each 50 ms frame takes the
+cluster whose centroid the windows covering it resemble most, so a speaker change inside a
+region lands between the windows that disagree rather than at a window edge. Runs shorter than
+a minimum turn are absorbed by their neighbours, and pauses between two stretches of the same
+speaker are bridged (a turn includes its speaker's short pauses).
+
+Regions too short for a reliable window ("Yes.") are embedded on their own and given the
+nearest centroid, or the label of the surrounding speech when the match is unclear.
+The window vectors of each cluster are returned with the turns, so the pipeline reuses them for
+identification without a second embedding pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.clustering import ClusteringConfig, centroids_of, cluster_speakers
+from inference.protocols import VoiceActivityDetector, VoiceEmbedder
+from inference.types import Audio, Diarization, SpeechRegion, Turn, Vector
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DiarizationConfig:
+    window: float = 1.5
+    """Seconds of audio per voice vector."""
+    hop: float = 0.75
+    min_window: float = 0.75
+    """Regions shorter than this are not clustered; they are labelled afterwards."""
+    min_short_region: float = 0.2
+    """Regions shorter than this are too short to embed at all: they take their neighbours' label."""
+    short_region_margin: float = 0.05
+    """A short region takes its nearest centroid only when it beats the next one by this."""
+    fine_window: float = 0.75
+    """Short windows that place speaker changes (and short replies) inside a region; 0 = off."""
+    fine_hop: float = 0.25
+    fine_weight: float = 1.0
+    """Weight of the short windows' votes against the long windows' in each frame."""
+    frame: float = 0.05
+    min_turn: float = 0.4
+    """Label runs shorter than this inside a region are absorbed by their neighbours."""
+    bridge_gap: float = 1.5
+    """Pauses up to this long between two turns of the same speaker become part of the turn."""
+    clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+
+
+@dataclass(frozen=True)
+class _Window:
+    start: float
+    end: float
+    region: int
+
+
+class BuiltinDiarizer:
+    """Diarizer over any VoiceActivityDetector and VoiceEmbedder (default: silero + resemblyzer)."""
+
+    def __init__(
+        self,
+        vad: VoiceActivityDetector,
+        embedder: VoiceEmbedder,
+        config: DiarizationConfig | None = None,
+    ) -> None:
+        self.vad = vad
+        self.embedder = embedder
+        self.config = config or DiarizationConfig()
+
+    def diarize(
+        self,
+        audio: Audio,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+    ) -> Diarization:
+        cfg = self.config
+        regions = [r for r in self.vad.speech_regions(audio) if r.end > r.start]
+        windows = _windows(regions, cfg)
+        if not windows:
+            # Nothing long enough to tell voices apart: one speaker over all the speech.
+            return self._single_speaker(audio, regions)
+
+        clips = [audio.slice(w.start, w.end) for w in windows]
+        vectors = np.stack(self.embedder.embed(clips)).astype(np.float32)
+        labels = cluster_speakers(vectors, num_speakers, min_speakers, max_speakers, cfg.clustering)
+        centroids = centroids_of(vectors, labels)
+
+        fine = _fine_windows(regions, cfg)
+        fine_vectors = (np.stack(self.embedder.embed([audio.slice(w.start, w.end) for w in fine]))
+                        if fine else np.zeros((0, vectors.shape[1]), dtype=np.float32))
+        frame_labels = self._frame_labels(audio, regions, windows, vectors, centroids,
+                                          fine, fine_vectors)
+        turns = _turns_from_frames(frame_labels, cfg)
+        turns = _bridge(turns, cfg.bridge_gap)
+        return _named(turns, labels, vectors, self.embedder.model_id)
+
+    # ------------------------------------------------------------------ frame labelling
+    def _frame_labels(
+        self,
+        audio: Audio,
+        regions: list[SpeechRegion],
+        windows: list[_Window],
+        vectors: npt.NDArray[np.float32],
+        centroids: npt.NDArray[np.float64],
+        fine: list[_Window],
+        fine_vectors: npt.NDArray[np.float32],
+    ) -> list[tuple[float, float, list[int]]]:
+        """Per region: (start, end, one cluster index per frame; -1 = take the neighbours')."""
+        cfg = self.config
+        scores = vectors.astype(np.float64) @ centroids.T  # windows × clusters
+        fine_scores = fine_vectors.astype(np.float64) @ centroids.T
+        by_region: dict[int, list[int]] = {}
+        for i, window in enumerate(windows):
+            by_region.setdefault(window.region, []).append(i)
+        fine_by_region: dict[int, list[int]] = {}
+        for i, window in enumerate(fine):
+            fine_by_region.setdefault(window.region, []).append(i)
+
+        short = [
+            i for i, r in enumerate(regions)
+            if i not in by_region and r.end - r.start >= cfg.min_short_region
+        ]
+        short_labels = self._short_region_labels(audio, [regions[i] for i in short], centroids)
+        short_label_of = dict(zip(short, short_labels, strict=True))
+
+        result: list[tuple[float, float, list[int]]] = []
+        for index, region in enumerate(regions):
+            n_frames = max(1, int(round((region.end - region.start) / cfg.frame)))
+            if index not in by_region:
+                label = short_label_of.get(index, -1)
+                result.append((region.start, region.end, [label] * n_frames))
+                continue
+            totals = _frame_votes(region, n_frames, [windows[i] for i in by_region[index]],
+                                  scores[by_region[index]], cfg.frame)
+            fine_indices = fine_by_region.get(index, [])
+            if fine_indices:
+                totals += cfg.fine_weight * _frame_votes(
+                    region, n_frames, [fine[i] for i in fine_indices], fine_scores[fine_indices],
+                    cfg.frame)
+            covered = np.isfinite(totals).all(axis=1) & (np.abs(totals).sum(axis=1) > 0)
+            frame_labels = np.full(n_frames, -1, dtype=np.int64)
+            frame_labels[covered] = totals[covered].argmax(axis=1)
+            result.append((region.start, region.end, _smooth(frame_labels, cfg).tolist()))
+        return result
+
+    def _short_region_labels(
+        self, audio: Audio, regions: list[SpeechRegion], centroids: npt.NDArray[np.float64]
+    ) -> list[int]:
+        if not regions:
+            return []
+        vectors = np.stack(self.embedder.embed([audio.slice(r.start, r.end) for r in regions]))
+        scores = vectors.astype(np.float64) @ centroids.T
+        labels: list[int] = []
+        for row in scores:
+            order = np.argsort(row)[::-1]
+            clear = len(order) == 1 or row[order[0]] - row[order[1]] >= self.config.short_region_margin
+            labels.append(int(order[0]) if clear else -1)
+        return labels
+
+    def _single_speaker(self, audio: Audio, regions: list[SpeechRegion]) -> Diarization:
+        speech = [r for r in regions if r.end - r.start >= self.config.min_short_region]
+        if not speech:
+            return Diarization(turns=[], vectors={}, model_id=self.embedder.model_id)
+        vectors = self.embedder.embed([audio.slice(r.start, r.end) for r in speech])
+        turns = _bridge([Turn(r.start, r.end, "SPEAKER_00") for r in speech], self.config.bridge_gap)
+        return Diarization(turns=turns, vectors={"SPEAKER_00": list(vectors)},
+                           model_id=self.embedder.model_id)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _windows(regions: list[SpeechRegion], cfg: DiarizationConfig) -> list[_Window]:
+    windows: list[_Window] = []
+    for index, region in enumerate(regions):
+        length = region.end - region.start
+        if length < cfg.min_window:
+            continue
+        if length <= cfg.window + cfg.hop / 2:
+            windows.append(_Window(region.start, region.end, index))
+            continue
+        start = region.start
+        while start + cfg.window < region.end - cfg.hop / 2:
+            windows.append(_Window(start, start + cfg.window, index))
+            start += cfg.hop
+        windows.append(_Window(region.end - cfg.window, region.end, index))
+    return windows
+
+
+def _fine_windows(regions: list[SpeechRegion], cfg: DiarizationConfig) -> list[_Window]:
+    if cfg.fine_window <= 0:
+        return []
+    fine_cfg = DiarizationConfig(window=cfg.fine_window, hop=cfg.fine_hop,
+                                 min_window=cfg.min_window)
+    return _windows(regions, fine_cfg)
+
+
+def _frame_votes(
+    region: SpeechRegion, n_frames: int, windows: list[_Window],
+    scores: npt.NDArray[np.float64], frame: float,
+) -> npt.NDArray[np.float64]:
+    """Per frame, the mean similarity to each centroid of the windows covering it."""
+    totals = np.zeros((n_frames, scores.shape[1]))
+    counts = np.zeros(n_frames)
+    for window, row in zip(windows, scores, strict=True):
+        first = max(0, int((window.start - region.start) / frame))
+        last = min(n_frames, max(int(np.ceil((window.end - region.start) / frame)), first + 1))
+        totals[first:last] += row
+        counts[first:last] += 1
+    return np.asarray(totals / np.maximum(counts, 1)[:, None])
+
+
+def _smooth(labels: npt.NDArray[np.int64], cfg: DiarizationConfig) -> npt.NDArray[np.int64]:
+    """Absorb label runs shorter than min_turn into the longer neighbouring run."""
+    min_frames = max(1, int(round(cfg.min_turn / cfg.frame)))
+    labels = labels.copy()
+    while True:
+        runs = _runs(labels)
+        if len(runs) <= 1:
+            return labels
+        lengths = [end - start for start, end, _ in runs]
+        shortest = int(np.argmin(lengths))
+        if lengths[shortest] >= min_frames:
+            return labels
+        start, end, _ = runs[shortest]
+        neighbours = [j for j in (shortest - 1, shortest + 1) if 0 <= j < len(runs)]
+        chosen = max(neighbours, key=lambda j: lengths[j])
+        labels[start:end] = runs[chosen][2]
+
+
+def _runs(labels: npt.NDArray[np.int64]) -> list[tuple[int, int, int]]:
+    runs: list[tuple[int, int, int]] = []
+    start = 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            runs.append((start, i, int(labels[start])))
+            start = i
+    return runs
+
+
+def _turns_from_frames(
+    regions: list[tuple[float, float, list[int]]], cfg: DiarizationConfig
+) -> list[Turn]:
+    """Turns from per-frame labels; unlabelled regions take the nearest labelled neighbour."""
+    pieces: list[tuple[float, float, int]] = []
+    for start, end, labels in regions:
+        for first, last, label in _runs(np.asarray(labels, dtype=np.int64)):
+            piece_start = start + first * cfg.frame
+            piece_end = end if last == len(labels) else start + last * cfg.frame
+            pieces.append((piece_start, min(piece_end, end), label))
+    labelled = [i for i, piece in enumerate(pieces) if piece[2] >= 0]
+    if not labelled:
+        return []
+    turns: list[Turn] = []
+    for i, (start, end, label) in enumerate(pieces):
+        if label < 0:
+            nearest = min(labelled, key=lambda j: _gap(pieces[j], (start, end)))
+            label = pieces[nearest][2]
+        turns.append(Turn(start, end, str(label)))
+    return turns
+
+
+def _gap(a: tuple[float, float, int], b: tuple[float, float]) -> float:
+    return max(0.0, max(a[0], b[0]) - min(a[1], b[1]))
+
+
+def _bridge(turns: list[Turn], max_gap: float) -> list[Turn]:
+    merged: list[Turn] = []
+    for turn in sorted(turns, key=lambda t: t.start):
+        if merged and merged[-1].label == turn.label and turn.start - merged[-1].end <= max_gap:
+            merged[-1] = Turn(merged[-1].start, max(merged[-1].end, turn.end), turn.label)
+        else:
+            merged.append(turn)
+    return merged
+
+
+def _named(
+    turns: list[Turn], labels: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32],
+    model_id: str,
+) -> Diarization:
+    """Rename cluster indices to SPEAKER_00, 01... by first appearance; keep labels with turns."""
+    names: dict[str, str] = {}
+    for turn in turns:
+        names.setdefault(turn.label, f"SPEAKER_{len(names):02d}")
+    named_turns = [Turn(t.start, t.end, names[t.label]) for t in turns]
+    by_label: dict[str, list[Vector]] = {name: [] for name in names.values()}
+    for vector, label in zip(vectors, labels.tolist(), strict=True):
+        name = names.get(str(label))
+        if name is not None:
+            by_label[name].append(vector.astype(np.float32))
+    return Diarization(turns=named_turns, vectors=by_label, model_id=model_id)

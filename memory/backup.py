@@ -1,0 +1,122 @@
+"""Backup: every stored row to one JSON file, and back into an empty store, exactly.
+
+Derived data (centroids, the full-text index, quantised text vectors) is not exported; it is
+rebuilt on import from the rows it derives from.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memory import text_index
+from memory.db import Tx
+from memory.errors import BackupError, ImportNotEmpty
+from memory.vector_index import bits_table, quantise, register_model
+from memory.voiceprints import recompute_centroids
+
+FORMAT = "speaker-memory-backup"
+TABLES = (
+    "meta", "voice_model", "text_model", "speaker", "conversation", "local_cluster", "segment",
+    "segment_content", "segment_voice", "segment_text_vector", "voiceprint", "identity_event",
+    "sqlite_sequence",
+)
+CONTENT_TABLES = ("speaker", "conversation", "segment", "voiceprint", "identity_event")
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, bytes | memoryview):
+        return {"b64": base64.b64encode(bytes(value)).decode("ascii")}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        return base64.b64decode(value["b64"])
+    return value
+
+
+def _columns(tx: Tx, table: str) -> list[str]:
+    return [str(r[1]) for r in tx.all(f"PRAGMA table_info({table})")]
+
+
+def export(tx: Tx, path: Path, schema_version: int) -> None:
+    tables: dict[str, Any] = {}
+    for table in TABLES:
+        columns = _columns(tx, table)
+        order = "name" if table == "sqlite_sequence" else ("key" if table == "meta" else "rowid")
+        if table in ("voice_model", "text_model"):
+            order = "model_id"
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        # The text-index generation is process bookkeeping, not data: import sets its own.
+        where = " WHERE key != 'text_index_generation'" if table == "meta" else ""
+        rows = tx.all(f"SELECT {quoted} FROM {table}{where} ORDER BY {order}")
+        tables[table] = {"columns": columns, "rows": [[_encode(v) for v in r] for r in rows]}
+    document = {"format": FORMAT, "schema_version": schema_version, "tables": tables}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read(path: Path, schema_version: int) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise BackupError(f"no backup file at {path}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BackupError(f"{path} is not a readable JSON backup: {exc}") from exc
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise BackupError(f"{path} is not a speaker-memory backup")
+    if document.get("schema_version") != schema_version:
+        raise BackupError(
+            f"{path} has schema version {document.get('schema_version')}; this store has "
+            f"{schema_version}"
+        )
+    tables = document.get("tables")
+    if not isinstance(tables, dict) or any(t not in tables for t in TABLES):
+        raise BackupError(f"{path} lacks some of the tables a backup has")
+    return tables
+
+
+def restore(tx: Tx, tables: dict[str, Any]) -> None:
+    for table in CONTENT_TABLES:
+        if tx.one(f"SELECT 1 FROM {table} LIMIT 1"):
+            raise ImportNotEmpty(
+                f"the store already holds data (table {table}); import a backup into an "
+                "empty data directory"
+            )
+    tx.run("DELETE FROM meta")
+    tx.run("DELETE FROM sqlite_sequence")
+    for table in TABLES:
+        columns = tables[table]["columns"]
+        known = set(_columns(tx, table))
+        if set(columns) != known:
+            raise BackupError(f"table {table} of the backup has other columns than this store")
+        rows = [[_decode(v) for v in r] for r in tables[table]["rows"]]
+        if table in ("text_model",):
+            for model_id, dim in rows:
+                register_model(tx, str(model_id), int(dim))
+            continue
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        tx.many(f"INSERT INTO {table}({quoted}) VALUES ({marks})", rows)
+    # Derived data.
+    speakers = [int(r[0]) for r in tx.all("SELECT id FROM speaker")]
+    recompute_centroids(tx, speakers)
+    text_index.rebuild(tx)
+    for model_id, dim in tx.all("SELECT model_id, dim FROM text_model"):
+        vectors = tx.all(
+            "SELECT segment_id, vector FROM segment_text_vector WHERE model_id = ?", (model_id,)
+        )
+        tx.many(
+            f"INSERT INTO {bits_table(int(dim))}(rowid, embedding) VALUES (?, vec_bit(?))",
+            [(int(sid), quantise(np.frombuffer(blob, np.float32))) for sid, blob in vectors],
+        )
+    tx.run(
+        "INSERT INTO meta(key, value) VALUES ('text_index_generation', '1') ON CONFLICT(key)"
+        " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )

@@ -1,0 +1,386 @@
+"""Conversations: creating them, storing a pipeline result (ingest), re-matching (reprocess)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from memory import text_index
+from memory.db import Tx
+from memory.errors import ConversationNotFound, DuplicateAudio, InvalidOperation, ModelMismatch
+from memory.events import Change
+from memory.identity import Ctx
+from memory.speakers import create_unknown, get_row
+from memory.timeutil import from_db, from_db_required, now_db, to_db
+from memory.types import ConversationInfo, ConversationStatus, PipelineResultLike, Vector
+from memory.vector_index import TextVectorIndex
+from memory.vectors import (
+    Matrix,
+    as_vector,
+    matrix_from_blob,
+    matrix_to_blob,
+    mean_direction,
+    normalize,
+    representatives,
+    stack,
+    to_blob,
+)
+from memory.voiceprints import (
+    NewVoiceprint,
+    add_voiceprints,
+    decide,
+    recompute_centroids,
+    register_voice_model,
+    score_speakers,
+)
+
+CONVERSATION_COLUMNS = (
+    "id, title, source_name, sha256, recorded_at, created_at, duration, language, status,"
+    " error, audio_path, model_ids"
+)
+STATUSES = ("queued", "processing", "done", "failed")
+
+
+def conversation_info(row: Sequence[Any]) -> ConversationInfo:
+    return ConversationInfo(
+        id=int(row[0]), title=row[1], source_name=row[2], sha256=row[3],
+        recorded_at=from_db(row[4]), created_at=from_db_required(row[5]), duration=row[6],
+        language=row[7], status=row[8], error=row[9], audio_path=row[10],
+        model_ids=json.loads(row[11]),
+    )
+
+
+def get_conversation_row(tx: Tx, conversation_id: int) -> tuple[Any, ...]:
+    row = tx.one(
+        f"SELECT {CONVERSATION_COLUMNS} FROM conversation WHERE id = ?", (conversation_id,)
+    )
+    if row is None:
+        latest = tx.scalar("SELECT MAX(id) FROM conversation")
+        hint = "the store has no conversations yet" if latest is None else (
+            f"the latest conversation id is {latest}"
+        )
+        raise ConversationNotFound(f"no conversation {conversation_id}; {hint}")
+    return row
+
+
+def create(
+    tx: Tx, *, title: str, source_name: str | None, sha256: str | None,
+    recorded_at: datetime | None, audio_path: str | None,
+) -> int:
+    if sha256 is not None:
+        existing = tx.one("SELECT id, title FROM conversation WHERE sha256 = ?", (sha256,))
+        if existing is not None:
+            raise DuplicateAudio(
+                f"this audio was stored before as conversation {existing[0]} "
+                f"({existing[1]!r}); nothing new was stored",
+                int(existing[0]),
+            )
+    return tx.run(
+        "INSERT INTO conversation(title, source_name, sha256, recorded_at, created_at, status,"
+        " audio_path) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
+        (title, source_name, sha256, to_db(recorded_at), now_db(), audio_path),
+    )
+
+
+def set_status(tx: Tx, conversation_id: int, status: ConversationStatus, error: str | None) -> None:
+    get_conversation_row(tx, conversation_id)
+    if status not in STATUSES:
+        raise InvalidOperation(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    tx.run(
+        "UPDATE conversation SET status = ?, error = ? WHERE id = ?",
+        (status, error if status == "failed" else None, conversation_id),
+    )
+
+
+# ---------------------------------------------------------------- ingest
+
+
+@dataclass
+class Cluster:
+    label: str
+    vectors: Matrix
+    """Normalised (n, d); may be empty (0 rows) when nothing was measured."""
+    speech_seconds: float
+    matched_speaker_id: int | None
+    segment_indexes: list[int]
+
+
+@dataclass(frozen=True)
+class Decision:
+    label: str
+    speaker_id: int
+    score: float | None
+    created: bool
+
+
+@dataclass(frozen=True)
+class Ingested:
+    segment_ids: list[int]
+    decisions: list[Decision]
+    text_codes: list[tuple[int, int, bytes]]
+
+
+def _clusters(result: PipelineResultLike, voice_vectors: list[Vector | None]) -> list[Cluster]:
+    by_label: dict[str, list[int]] = {}
+    for i, segment in enumerate(result.segments):
+        if segment.local_speaker is not None:
+            by_label.setdefault(segment.local_speaker, []).append(i)
+    clusters: list[Cluster] = []
+    seen: set[str] = set()
+    for local in result.local_speakers:
+        if local.label in seen:
+            raise InvalidOperation(f"local speaker {local.label!r} is listed twice")
+        seen.add(local.label)
+        vectors = stack(list(local.vectors), f"vectors of {local.label}") if local.vectors else None
+        clusters.append(Cluster(
+            local.label, vectors if vectors is not None else np.zeros((0, 0), np.float32),
+            float(local.speech_seconds), local.matched_speaker_id, by_label.get(local.label, []),
+        ))
+    for label, indexes in by_label.items():
+        if label in seen:
+            continue
+        # A label only the segments know: build its cluster from their own voice vectors.
+        own = [v for v in (voice_vectors[i] for i in indexes) if v is not None]
+        matrix = stack(own) if own else np.zeros((0, 0), np.float32)
+        seconds = float(sum(result.segments[i].end - result.segments[i].start for i in indexes))
+        clusters.append(Cluster(label, matrix, seconds, None, indexes))
+    return clusters
+
+
+def _check_dims(clusters: Sequence[Cluster], voice_vectors: Sequence[Vector | None]) -> int | None:
+    dims = {c.vectors.shape[1] for c in clusters if c.vectors.shape[0]}
+    dims |= {v.shape[0] for v in voice_vectors if v is not None}
+    if len(dims) > 1:
+        raise ModelMismatch(f"voice vectors of one result differ in dimension: {sorted(dims)}")
+    return dims.pop() if dims else None
+
+
+def ingest(
+    ctx: Ctx, index: TextVectorIndex, conversation_id: int, result: PipelineResultLike
+) -> Ingested:
+    tx, cfg = ctx.tx, ctx.config
+    get_conversation_row(tx, conversation_id)
+    if tx.one("SELECT 1 FROM segment WHERE conversation_id = ? LIMIT 1", (conversation_id,)):
+        raise InvalidOperation(
+            f"conversation {conversation_id} already has segments; use reprocess to re-match it"
+        )
+    model_id = result.voice_model_id
+    segments = list(result.segments)
+    voice_vectors = [
+        None if s.voice_vector is None else normalize(as_vector(s.voice_vector, "voice vector"))
+        for s in segments
+    ]
+    clusters = _clusters(result, voice_vectors)
+    dim = _check_dims(clusters, voice_vectors)
+    if dim is not None:
+        register_voice_model(tx, model_id, dim)
+    text_vectors = [None if s.text_vector is None else as_vector(s.text_vector, "text vector")
+                    for s in segments]
+    if any(v is not None for v in text_vectors) and not result.text_model_id:
+        raise ModelMismatch("text vectors were given without a text model id")
+    for i, s in enumerate(segments):
+        if not (s.end >= s.start >= 0):
+            raise InvalidOperation(f"segment {i} has invalid times {s.start}..{s.end}")
+
+    # 1. Decide every cluster against the store as it was before this recording.
+    decided: list[tuple[Cluster, int | None, float | None]] = []
+    for cluster in clusters:
+        speaker_id: int | None = None
+        score: float | None = None
+        has_vectors = cluster.vectors.shape[0] > 0
+        query = mean_direction(cluster.vectors) if has_vectors else None
+        scored = (score_speakers(tx, ctx.cache, model_id, query, cfg)
+                  if query is not None else [])
+        if cluster.matched_speaker_id is not None and get_row(tx, cluster.matched_speaker_id):
+            speaker_id = cluster.matched_speaker_id
+            score = next((s.score for s in scored if s.speaker_id == speaker_id), None)
+        else:
+            best = decide(scored, cfg)
+            if best is not None:
+                speaker_id, score = best.speaker_id, best.score
+            elif scored:
+                score = scored[0].score
+        decided.append((cluster, speaker_id, score))
+
+    # 2. Segments, text, vectors: one executemany each.
+    first_id = int(tx.scalar(
+        "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'segment'"
+    ))
+    first_id = max(first_id, int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM segment"))) + 1
+    segment_ids = list(range(first_id, first_id + len(segments)))
+    speaker_of: dict[int, tuple[int, float | None]] = {}
+    decisions: list[Decision] = []
+    for cluster, speaker_id, score in decided:
+        created = speaker_id is None
+        if speaker_id is None:
+            speaker_id = create_unknown(tx)
+        decisions.append(Decision(cluster.label, speaker_id, score, created))
+        for i in cluster.segment_indexes:
+            speaker_of[i] = (speaker_id, None if created else score)
+
+    tx.many(
+        "INSERT INTO segment(id, conversation_id, start, \"end\", local_speaker, speaker_id,"
+        " speaker_confidence, assignment_source, excluded_from_profile, emotion,"
+        " emotion_confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+        [
+            (sid, conversation_id, float(s.start), float(s.end), s.local_speaker,
+             speaker_of[i][0] if i in speaker_of else None,
+             speaker_of[i][1] if i in speaker_of else None,
+             "auto" if i in speaker_of else None, s.emotion,
+             None if s.emotion_confidence is None else float(s.emotion_confidence))
+            for i, (sid, s) in enumerate(zip(segment_ids, segments, strict=True))
+        ],
+    )
+    tx.many(
+        "INSERT INTO segment_content(segment_id, text, words) VALUES (?, ?, ?)",
+        [(sid, s.text, _words_json(s.words)) for sid, s in zip(segment_ids, segments, strict=True)],
+    )
+    text_index.add(tx, [(sid, s.text) for sid, s in zip(segment_ids, segments, strict=True)])
+    tx.many(
+        "INSERT INTO segment_voice(segment_id, vector) VALUES (?, ?)",
+        [(sid, to_blob(v)) for sid, v in zip(segment_ids, voice_vectors, strict=True)
+         if v is not None],
+    )
+    codes: list[tuple[int, int, bytes]] = []
+    if result.text_model_id:
+        rows = [(sid, v) for sid, v in zip(segment_ids, text_vectors, strict=True) if v is not None]
+        codes = index.add(tx, result.text_model_id, rows)
+
+    # 3. Clusters and voiceprints (bounded per cluster: its mean + a few representatives).
+    for (cluster, _, _), decision in zip(decided, decisions, strict=True):
+        _store_cluster(tx, conversation_id, model_id, cluster)
+        if cluster.vectors.shape[0]:
+            prints = _cluster_voiceprints(
+                conversation_id, cluster, segment_ids, voice_vectors, segments
+            )
+            add_voiceprints(tx, decision.speaker_id, model_id, prints)
+    ctx.cache.refresh(tx, [d.speaker_id for d in decisions])
+
+    model_ids = {"voice": model_id}
+    if result.text_model_id:
+        model_ids["text"] = result.text_model_id
+    if result.asr_model_id:
+        model_ids["asr"] = result.asr_model_id
+    tx.run(
+        "UPDATE conversation SET duration = ?, language = ?, model_ids = ?, status = 'done',"
+        " error = NULL WHERE id = ?",
+        (float(result.duration), result.language, json.dumps(model_ids, sort_keys=True),
+         conversation_id),
+    )
+    return Ingested(segment_ids, decisions, codes)
+
+
+def _words_json(words: Sequence[Any]) -> str:
+    return json.dumps(
+        [[str(w.word), float(w.start), float(w.end), float(w.probability)] for w in words],
+        separators=(",", ":"),
+    )
+
+
+def _store_cluster(tx: Tx, conversation_id: int, model_id: str, cluster: Cluster) -> None:
+    vectors = cluster.vectors
+    if vectors.shape[0] == 0:
+        return
+    kept = [mean_direction(vectors)] + [vectors[i] for i in representatives(vectors)]
+    tx.run(
+        "INSERT INTO local_cluster(conversation_id, label, model_id, dim, vectors, speech_seconds)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (conversation_id, cluster.label, model_id, int(vectors.shape[1]),
+         matrix_to_blob(np.vstack(kept)), cluster.speech_seconds),
+    )
+
+
+def _cluster_voiceprints(
+    conversation_id: int, cluster: Cluster, segment_ids: Sequence[int],
+    voice_vectors: Sequence[Vector | None], segments: Sequence[Any],
+) -> list[NewVoiceprint]:
+    prints = [NewVoiceprint(mean_direction(cluster.vectors), f"conversation:{conversation_id}",
+                            conversation_id, None, cluster.speech_seconds)]
+    own = [i for i in cluster.segment_indexes if voice_vectors[i] is not None]
+    if own:
+        matrix = np.vstack([v for v in (voice_vectors[i] for i in own) if v is not None])
+        for k in representatives(matrix):
+            i = own[k]
+            vector = voice_vectors[i]
+            assert vector is not None
+            prints.append(NewVoiceprint(
+                vector, f"segment:{segment_ids[i]}", conversation_id, segment_ids[i],
+                float(segments[i].end - segments[i].start),
+            ))
+    else:
+        prints += [NewVoiceprint(cluster.vectors[k], f"conversation:{conversation_id}",
+                                 conversation_id, None, 0.0)
+                   for k in representatives(cluster.vectors)]
+    return prints
+
+
+# ---------------------------------------------------------------- reprocess
+
+
+def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
+    """Re-match the conversation's stored clusters against the current profiles (its own
+    voiceprints left out). Manual assignments stay; segment ids survive."""
+    tx, cfg = ctx.tx, ctx.config
+    get_conversation_row(tx, conversation_id)
+    clusters = tx.all(
+        "SELECT label, model_id, dim, vectors, speech_seconds FROM local_cluster"
+        " WHERE conversation_id = ? ORDER BY id",
+        (conversation_id,),
+    )
+    before = {int(r[0]) for r in tx.all(
+        "SELECT DISTINCT speaker_id FROM segment WHERE conversation_id = ?"
+        " AND speaker_id IS NOT NULL", (conversation_id,),
+    )}
+    for sid in before:
+        change.snapshot_speaker(tx, sid)
+    change.delete_voiceprints(tx, "conversation_id = ?", [conversation_id])
+    recompute_centroids(tx, change.touched)
+    ctx.cache.refresh(tx, change.touched)
+    decisions: list[Decision] = []
+    for label, model_id, dim, blob, seconds in clusters:
+        kept = matrix_from_blob(blob, int(dim))
+        query = kept[0]
+        best = decide(score_speakers(tx, ctx.cache, model_id, query, cfg), cfg)
+        created = best is None
+        if best is None:
+            speaker_id = create_unknown(tx)
+            change.created_speaker(speaker_id)
+            score = None
+        else:
+            speaker_id, score = best.speaker_id, best.score
+            change.snapshot_speaker(tx, speaker_id)
+        decisions.append(Decision(label, speaker_id, score, created))
+        for (segment_id,) in tx.all(
+            "SELECT id FROM segment WHERE conversation_id = ? AND local_speaker = ?"
+            " AND (assignment_source IS NULL OR assignment_source != 'manual') ORDER BY id",
+            (conversation_id, label),
+        ):
+            change.edit_segment(tx, int(segment_id), speaker_id=speaker_id,
+                                speaker_confidence=score, assignment_source="auto")
+        prints = [NewVoiceprint(kept[0], f"conversation:{conversation_id}", conversation_id,
+                                None, float(seconds))]
+        prints += [NewVoiceprint(kept[i], f"conversation:{conversation_id}", conversation_id,
+                                 None, 0.0) for i in range(1, kept.shape[0])]
+        change.voiceprints_added += add_voiceprints(tx, speaker_id, model_id, prints)
+    # Unknown speakers this left without any segment or voice are dropped.
+    for sid in sorted(before):
+        row = get_row(tx, sid)
+        if row is None or row[3] != "unknown":
+            continue
+        if tx.one("SELECT 1 FROM segment WHERE speaker_id = ? LIMIT 1", (sid,)):
+            continue
+        change.delete_voiceprints(tx, "speaker_id = ?", [sid])
+        tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (sid,))
+        tx.run("DELETE FROM speaker WHERE id = ?", (sid,))
+    recompute_centroids(tx, [d.speaker_id for d in decisions if get_row(tx, d.speaker_id)])
+    ctx.cache.refresh(tx, change.touched)
+    return decisions
+
+
+__all__ = ["Decision", "Ingested", "conversation_info", "create", "ingest", "reprocess",
+           "set_status"]

@@ -1,0 +1,286 @@
+"""Identity events: the before-state each identity change records, and undoing it exactly.
+
+A change is described by a few kinds of facts, each reversible on its own:
+speaker rows as they were (re-inserted if deleted, else restored), speakers created (deleted
+again), bulk segment moves from one speaker to another (ids packed compactly), individual
+segment changes (before and after), voiceprints moved, deleted (full rows) and added.
+Undo checks that every row is still as the change left it; if a later change touched it,
+it raises UndoConflict and, the transaction rolling back, nothing changes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from memory.db import Tx
+from memory.errors import EventNotFound, InvalidOperation, UndoConflict
+from memory.speakers import SPEAKER_COLUMNS
+from memory.timeutil import now_db
+from memory.vectors import b64, pack_ids, unb64, unpack_ids
+from memory.voiceprints import VOICEPRINT_COLUMNS, recompute_centroids
+
+SEGMENT_STATE = "speaker_id, speaker_confidence, assignment_source, excluded_from_profile"
+
+
+@dataclass
+class Change:
+    speakers_before: dict[int, list[Any]] = field(default_factory=dict)
+    speakers_created: list[int] = field(default_factory=list)
+    segment_moves: list[dict[str, Any]] = field(default_factory=list)
+    segment_edits: dict[int, list[Any]] = field(default_factory=dict)
+    voiceprint_moves: list[dict[str, Any]] = field(default_factory=list)
+    voiceprints_deleted: list[list[Any]] = field(default_factory=list)
+    voiceprints_added: list[int] = field(default_factory=list)
+    touched: set[int] = field(default_factory=set)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.speakers_before or self.speakers_created or self.segment_moves
+            or self.segment_edits or self.voiceprint_moves or self.voiceprints_deleted
+            or self.voiceprints_added
+        )
+
+    # -------------------------------------------------------- recording before-state
+    def snapshot_speaker(self, tx: Tx, speaker_id: int) -> None:
+        self.touched.add(speaker_id)
+        if speaker_id in self.speakers_before or speaker_id in self.speakers_created:
+            return
+        row = tx.one(f"SELECT {SPEAKER_COLUMNS} FROM speaker WHERE id = ?", (speaker_id,))
+        if row is not None:
+            self.speakers_before[speaker_id] = list(row)
+
+    def created_speaker(self, speaker_id: int) -> None:
+        self.speakers_created.append(speaker_id)
+        self.touched.add(speaker_id)
+
+    def move_all_segments(self, tx: Tx, source: int, target: int | None) -> tuple[int, int]:
+        """Move every segment of `source` to `target`; returns (segments, conversations)."""
+        ids = [r[0] for r in tx.all("SELECT id FROM segment WHERE speaker_id = ?", (source,))]
+        conversations = int(tx.scalar(
+            "SELECT count(DISTINCT conversation_id) FROM segment WHERE speaker_id = ?", (source,)
+        ))
+        if ids:
+            tx.run("UPDATE segment SET speaker_id = ? WHERE speaker_id = ?", (target, source))
+            self.segment_moves.append(
+                {"from": source, "to": target, "n": len(ids), "ids": pack_ids(ids)}
+            )
+        self.touched.add(source)
+        if target is not None:
+            self.touched.add(target)
+        return len(ids), conversations
+
+    def edit_segment(self, tx: Tx, segment_id: int, **after: Any) -> None:
+        """Change one segment's identity columns, remembering before and after."""
+        before = tx.one(f"SELECT {SEGMENT_STATE} FROM segment WHERE id = ?", (segment_id,))
+        assert before is not None
+        state = dict(zip(SEGMENT_STATE.split(", "), before, strict=True))
+        if before[0] is not None:
+            self.touched.add(int(before[0]))
+        state.update(after)
+        new = [state[c] for c in SEGMENT_STATE.split(", ")]
+        if new[0] is not None:
+            self.touched.add(int(new[0]))
+        sets = ", ".join(f"{c} = ?" for c in SEGMENT_STATE.split(", "))
+        tx.run(f"UPDATE segment SET {sets} WHERE id = ?", (*new, segment_id))
+        if segment_id in self.segment_edits:
+            self.segment_edits[segment_id][1] = new
+        else:
+            self.segment_edits[segment_id] = [list(before), new]
+
+    def move_voiceprints(self, tx: Tx, source: int, target: int) -> None:
+        ids = [r[0] for r in tx.all("SELECT id FROM voiceprint WHERE speaker_id = ?", (source,))]
+        if ids:
+            tx.run("UPDATE voiceprint SET speaker_id = ? WHERE speaker_id = ?", (target, source))
+            self.voiceprint_moves.append({"from": source, "to": target, "ids": pack_ids(ids)})
+
+    def delete_voiceprints(self, tx: Tx, where: str, params: list[Any]) -> None:
+        rows = tx.all(
+            f"SELECT {VOICEPRINT_COLUMNS} FROM voiceprint WHERE {where} ORDER BY id", params
+        )
+        for row in rows:
+            values = list(row)
+            if values[0] in self.voiceprints_added:
+                # Added and deleted within the same change: it never existed before.
+                self.voiceprints_added.remove(values[0])
+            else:
+                values[3] = b64(values[3])
+                self.voiceprints_deleted.append(values)
+            self.touched.add(int(values[1]))
+        tx.run(f"DELETE FROM voiceprint WHERE {where}", params)
+
+    def payload(self) -> str:
+        return json.dumps({
+            "speakers_before": [self.speakers_before[k] for k in sorted(self.speakers_before)],
+            "speakers_created": self.speakers_created,
+            "segment_moves": self.segment_moves,
+            "segment_edits": [[k, *v] for k, v in sorted(self.segment_edits.items())],
+            "voiceprint_moves": self.voiceprint_moves,
+            "voiceprints_deleted": self.voiceprints_deleted,
+            "voiceprints_added": self.voiceprints_added,
+            "extra": self.extra,
+        }, separators=(",", ":"))
+
+
+def record(tx: Tx, action: str, summary: str, change: Change) -> int:
+    return tx.run(
+        "INSERT INTO identity_event(action, created_at, summary, speaker_ids, payload)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (action, now_db(), summary, json.dumps(sorted(change.touched)), change.payload()),
+    )
+
+
+# ---------------------------------------------------------------- undo
+
+
+@dataclass(frozen=True)
+class Undone:
+    event_id: int
+    action: str
+    summary: str
+    speakers: set[int]
+    segments_changed: int
+    conversations_changed: int
+    payload: dict[str, Any]
+
+
+def pick_event(tx: Tx, event_id: int | None) -> tuple[Any, ...]:
+    if event_id is None:
+        row = tx.one(
+            "SELECT id, action, summary, speaker_ids, payload, undone_at FROM identity_event"
+            " WHERE undone_at IS NULL ORDER BY id DESC LIMIT 1"
+        )
+        if row is None:
+            raise EventNotFound("nothing to undo: no identity change is left that was not undone")
+        return row
+    row = tx.one(
+        "SELECT id, action, summary, speaker_ids, payload, undone_at FROM identity_event"
+        " WHERE id = ?",
+        (event_id,),
+    )
+    if row is None:
+        latest = tx.scalar("SELECT MAX(id) FROM identity_event")
+        hint = "there are no identity events yet" if latest is None else (
+            f"the latest event id is {latest}"
+        )
+        raise EventNotFound(f"no identity event {event_id}; {hint}")
+    if row[5] is not None:
+        raise InvalidOperation(f"event {event_id} ({row[1]}) was already undone")
+    return row
+
+
+def undo(tx: Tx, event_id: int | None) -> Undone:
+    row = pick_event(tx, event_id)
+    eid, action, summary = int(row[0]), str(row[1]), str(row[2])
+    speakers = set(json.loads(row[3]))
+    for later_id, later_action, later_speakers in tx.all(
+        "SELECT id, action, speaker_ids FROM identity_event"
+        " WHERE id > ? AND undone_at IS NULL ORDER BY id",
+        (eid,),
+    ):
+        if speakers & set(json.loads(later_speakers)):
+            raise UndoConflict(
+                f"event {eid} ({action}) cannot be undone: the later event {later_id} "
+                f"({later_action}) changed the same speakers; undo event {later_id} first"
+            )
+    payload: dict[str, Any] = json.loads(row[4])
+    segments, conversations = _reverse(tx, eid, payload)
+    recompute_centroids(
+        tx, [s for s in speakers if tx.one("SELECT 1 FROM speaker WHERE id = ?", (s,))]
+    )
+    tx.run("UPDATE identity_event SET undone_at = ? WHERE id = ?", (now_db(), eid))
+    return Undone(eid, action, summary, speakers, segments, conversations, payload)
+
+
+def _conflict(eid: int, what: str) -> UndoConflict:
+    return UndoConflict(f"event {eid} cannot be undone exactly: {what} changed since")
+
+
+def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> tuple[int, int]:
+    columns = SPEAKER_COLUMNS.split(", ")
+    placeholders = ", ".join("?" for _ in columns)
+    # 1. Speakers as they were: re-create deleted ones first (segments will point at them).
+    for before in payload["speakers_before"]:
+        sid = before[0]
+        if before[2] is not None:
+            holder = tx.scalar(
+                "SELECT id FROM speaker WHERE name_key = ? AND id != ?", (before[2], sid)
+            )
+            if holder is not None:
+                raise _conflict(eid, f"the name {before[1]!r} now belongs to speaker {holder};")
+        if tx.one("SELECT 1 FROM speaker WHERE id = ?", (sid,)) is None:
+            tx.run(f"INSERT INTO speaker({SPEAKER_COLUMNS}) VALUES ({placeholders})", before)
+        else:
+            sets = ", ".join(f"{c} = ?" for c in columns[1:])
+            tx.run(f"UPDATE speaker SET {sets} WHERE id = ?", (*before[1:], sid))
+
+    # 2. Segments back, newest change first.
+    touched_segments: set[int] = set()
+    for edit in reversed(payload["segment_edits"]):
+        segment_id, before, after = edit
+        current = tx.one(f"SELECT {SEGMENT_STATE} FROM segment WHERE id = ?", (segment_id,))
+        if current is None or list(current) != after:
+            raise _conflict(eid, f"segment {segment_id}")
+        sets = ", ".join(f"{c} = ?" for c in SEGMENT_STATE.split(", "))
+        tx.run(f"UPDATE segment SET {sets} WHERE id = ?", (*before, segment_id))
+        touched_segments.add(segment_id)
+    moved = 0
+    for move in reversed(payload["segment_moves"]):
+        ids = unpack_ids(move["ids"])
+        id_json = "[" + ",".join(map(str, ids)) + "]"
+        still = int(tx.scalar(
+            "SELECT count(*) FROM segment WHERE id IN (SELECT value FROM json_each(?))"
+            " AND speaker_id IS ?",
+            (id_json, move["to"]),
+        ))
+        if still != len(ids):
+            raise _conflict(eid, f"{len(ids) - still} of the segments it moved")
+        tx.run(
+            "UPDATE segment SET speaker_id = ? WHERE id IN (SELECT value FROM json_each(?))",
+            (move["from"], id_json),
+        )
+        moved += len(ids)
+        touched_segments.update(ids)
+    conversations = 0
+    if touched_segments:
+        conversations = int(tx.scalar(
+            "SELECT count(DISTINCT conversation_id) FROM segment"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            ("[" + ",".join(map(str, touched_segments)) + "]",),
+        ))
+
+    # 3. Voiceprints: drop the added, move back the moved, re-insert the deleted.
+    for vid in payload["voiceprints_added"]:
+        if tx.run("DELETE FROM voiceprint WHERE id = ?", (vid,)) != 1:
+            raise _conflict(eid, f"voiceprint {vid}")
+    for move in reversed(payload["voiceprint_moves"]):
+        ids = unpack_ids(move["ids"])
+        id_json = "[" + ",".join(map(str, ids)) + "]"
+        count = tx.run(
+            "UPDATE voiceprint SET speaker_id = ? WHERE id IN (SELECT value FROM json_each(?))"
+            " AND speaker_id = ?",
+            (move["from"], id_json, move["to"]),
+        )
+        if count != len(ids):
+            raise _conflict(eid, "voiceprints it moved")
+    vp_columns = VOICEPRINT_COLUMNS.replace(" ", "")
+    for values in payload["voiceprints_deleted"]:
+        restored = list(values)
+        restored[3] = unb64(restored[3])
+        tx.run(
+            f"INSERT INTO voiceprint({vp_columns}) VALUES ({', '.join('?' for _ in restored)})",
+            restored,
+        )
+
+    # 4. Speakers the change created go again (they must be empty by now).
+    for sid in payload["speakers_created"]:
+        if tx.one("SELECT 1 FROM segment WHERE speaker_id = ? LIMIT 1", (sid,)):
+            raise _conflict(eid, f"speaker {sid} (created by it) has segments that")
+        if tx.one("SELECT 1 FROM voiceprint WHERE speaker_id = ? LIMIT 1", (sid,)):
+            raise _conflict(eid, f"speaker {sid} (created by it) has voiceprints that")
+        tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (sid,))
+        tx.run("DELETE FROM speaker WHERE id = ?", (sid,))
+    return moved + len(payload["segment_edits"]), conversations

@@ -1,0 +1,427 @@
+"""Identity operations: identify, rename, merge, mark_misidentified, delete, enroll.
+
+Each function runs inside the caller's write transaction and fills a `Change` with the
+before-state that undo needs. Segments are never deleted here: only their speaker changes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from memory.db import Tx
+from memory.errors import InvalidOperation, ModelMismatch, SegmentNotFound
+from memory.events import Change
+from memory.speakers import (
+    clean_name,
+    create_named,
+    create_unknown,
+    find_by_name,
+    get_row,
+    label_of,
+    resolve_row,
+    set_name,
+    touch,
+)
+from memory.types import MatchConfig, Vector
+from memory.vectors import from_blob, mean_direction, normalize_rows, representatives, stack
+from memory.voiceprints import (
+    CentroidCache,
+    NewVoiceprint,
+    add_voiceprints,
+    centroid_of,
+    decide,
+    move_centroids,
+    recompute_centroids,
+    score_speakers,
+)
+
+PROPAGATION_CANDIDATES = 64
+
+
+@dataclass
+class Ctx:
+    tx: Tx
+    cache: CentroidCache
+    config: MatchConfig
+
+
+@dataclass
+class Relabel:
+    """What an identity change did to segments, for the result."""
+
+    segments: int = 0
+    conversations: int = 0
+    merged: list[tuple[int, str]] = field(default_factory=list)
+    """(speaker id, label it had) of speakers folded into the target."""
+    suggestions: list[tuple[int, float]] = field(default_factory=list)
+
+    def add(self, segments: int, conversations: int) -> None:
+        self.segments += segments
+        self.conversations += conversations
+
+
+def _label(row: tuple[Any, ...]) -> str:
+    return label_of(row[1], row[4])
+
+
+def count_segments(tx: Tx, speaker_id: int) -> tuple[int, int]:
+    row = tx.one(
+        "SELECT count(*), count(DISTINCT conversation_id) FROM segment WHERE speaker_id = ?",
+        (speaker_id,),
+    )
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def conversation_voice_model(tx: Tx, conversation_id: int) -> str | None:
+    raw = tx.scalar("SELECT model_ids FROM conversation WHERE id = ?", (conversation_id,))
+    if raw is None:
+        return None
+    value = json.loads(raw).get("voice")
+    return str(value) if value else None
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def merge_into(ctx: Ctx, change: Change, source: int, target: int) -> tuple[int, int]:
+    """Fold speaker `source` into `target`: segments, voiceprints, centroid; source goes."""
+    tx = ctx.tx
+    change.snapshot_speaker(tx, source)
+    change.snapshot_speaker(tx, target)
+    moved = change.move_all_segments(tx, source, target)
+    change.move_voiceprints(tx, source, target)
+    move_centroids(tx, source, target)
+    tx.run("DELETE FROM speaker WHERE id = ?", (source,))
+    touch(tx, target)
+    return moved
+
+
+def rebuild_conversation_voiceprints(
+    ctx: Ctx, change: Change, speaker_id: int, conversation_id: int
+) -> None:
+    """Replace a speaker's voiceprints from one conversation by ones built from its segments
+    there that still count for its profile (after segments moved or were excluded)."""
+    tx = ctx.tx
+    model_id = conversation_voice_model(tx, conversation_id)
+    change.delete_voiceprints(
+        tx, "speaker_id = ? AND conversation_id = ?", [speaker_id, conversation_id]
+    )
+    rows = tx.all(
+        "SELECT s.id, v.vector, s.\"end\" - s.start FROM segment s"
+        " JOIN segment_voice v ON v.segment_id = s.id"
+        " WHERE s.conversation_id = ? AND s.speaker_id = ? AND s.excluded_from_profile = 0"
+        " ORDER BY s.start, s.id",
+        (conversation_id, speaker_id),
+    )
+    if rows and model_id is not None:
+        matrix = normalize_rows(np.vstack([from_blob(r[1]) for r in rows]))
+        seconds = float(sum(r[2] for r in rows))
+        prints = [NewVoiceprint(mean_direction(matrix), f"conversation:{conversation_id}",
+                                conversation_id, None, seconds)]
+        prints += [
+            NewVoiceprint(matrix[i], f"segment:{rows[i][0]}", conversation_id, int(rows[i][0]),
+                          float(rows[i][2]))
+            for i in representatives(matrix)
+        ]
+        change.voiceprints_added += add_voiceprints(tx, speaker_id, model_id, prints)
+    recompute_centroids(tx, [speaker_id])
+    change.touched.add(speaker_id)
+
+
+def propagate(ctx: Ctx, change: Change, target: int, relabel: Relabel) -> None:
+    """Merge unknown speakers whose voice now matches `target` strictly; suggest weaker ones."""
+    tx, cfg = ctx.tx, ctx.config
+    ctx.cache.refresh(tx, change.touched)
+    suggestions: dict[int, float] = {}
+    merged: set[int] = set()
+    models = [r[0] for r in tx.all(
+        "SELECT model_id FROM speaker_centroid WHERE speaker_id = ? AND count > 0", (target,)
+    )]
+    for model_id in models:
+        centroid = centroid_of(tx, target, model_id)
+        if centroid is None:
+            continue
+        for unknown_id, score in ctx.cache.nearest(
+            tx, model_id, centroid, PROPAGATION_CANDIDATES, exclude=merged, only_unknown=True
+        ):
+            if score < cfg.suggest_threshold:
+                break
+            strong = score >= cfg.propagate_threshold
+            if strong and _best_named(ctx, unknown_id, model_id) == target:
+                row = get_row(tx, unknown_id)
+                assert row is not None
+                relabel.add(*merge_into(ctx, change, unknown_id, target))
+                relabel.merged.append((unknown_id, _label(row)))
+                merged.add(unknown_id)
+                suggestions.pop(unknown_id, None)
+                ctx.cache.refresh(tx, [unknown_id, target])
+            elif unknown_id not in merged:
+                suggestions[unknown_id] = max(score, suggestions.get(unknown_id, -1.0))
+    relabel.suggestions = sorted(suggestions.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _best_named(ctx: Ctx, speaker_id: int, model_id: str) -> int | None:
+    centroid = centroid_of(ctx.tx, speaker_id, model_id)
+    if centroid is None:
+        return None
+    best = ctx.cache.nearest(ctx.tx, model_id, centroid, 1, only_unknown=False)
+    return best[0][0] if best else None
+
+
+# ---------------------------------------------------------------- operations
+
+
+@dataclass
+class IdentifyOutcome:
+    target: int
+    relabel: Relabel
+    summary: str
+
+
+def identify(
+    ctx: Ctx, change: Change, name: str, segment_id: int | None, speaker_ref: object | None
+) -> IdentifyOutcome:
+    tx = ctx.tx
+    name = clean_name(name)
+    if (segment_id is None) == (speaker_ref is None):
+        raise InvalidOperation("identify needs exactly one of segment_id or speaker")
+    existing = find_by_name(tx, name)
+    target: int | None = None if existing is None else int(existing[0])
+    relabel = Relabel()
+    summary: str
+
+    if segment_id is not None:
+        segment = tx.one(
+            "SELECT id, conversation_id, speaker_id, local_speaker FROM segment WHERE id = ?",
+            (segment_id,),
+        )
+        if segment is None:
+            raise SegmentNotFound(_no_segment(tx, segment_id))
+        source_row = None if segment[2] is None else get_row(tx, int(segment[2]))
+        if source_row is not None and source_row[3] == "unknown":
+            target, summary = _identify_whole(ctx, change, source_row, name, target, relabel)
+        elif source_row is not None and int(source_row[0]) == target:
+            summary = f"Segment {segment_id} was already {name}"
+        else:
+            target, summary = _identify_segment(ctx, change, segment, name, target, relabel)
+    else:
+        source_row = resolve_row(tx, speaker_ref)
+        source = int(source_row[0])
+        if source_row[3] == "unknown":
+            target, summary = _identify_whole(ctx, change, source_row, name, target, relabel)
+        elif source == target:
+            summary = f"{_label(source_row)} was already {name}"
+        elif target is None:
+            change.snapshot_speaker(tx, source)
+            set_name(tx, source, name)
+            relabel.add(*count_segments(tx, source))
+            target = source
+            summary = f"Renamed {_label(source_row)} to {name}"
+        else:
+            relabel.add(*merge_into(ctx, change, source, target))
+            relabel.merged.append((source, _label(source_row)))
+            summary = f"Merged {_label(source_row)} into {name}"
+    assert target is not None
+    propagate(ctx, change, target, relabel)
+    if relabel.merged:
+        summary += "; merged " + ", ".join(label for _, label in relabel.merged)
+    summary += f" ({relabel.segments} segments in {relabel.conversations} conversations relabelled)"
+    return IdentifyOutcome(target, relabel, summary)
+
+
+def _identify_whole(
+    ctx: Ctx, change: Change, source_row: tuple[Any, ...], name: str, target: int | None,
+    relabel: Relabel,
+) -> tuple[int, str]:
+    """An unknown speaker is named: it becomes the named speaker, or merges into it."""
+    tx = ctx.tx
+    source = int(source_row[0])
+    if target is None:
+        change.snapshot_speaker(tx, source)
+        set_name(tx, source, name)
+        relabel.add(*count_segments(tx, source))
+        return source, f"Named {_label(source_row)} {name}"
+    relabel.add(*merge_into(ctx, change, source, target))
+    relabel.merged.append((source, _label(source_row)))
+    return target, f"Merged {_label(source_row)} into {name}"
+
+
+def _identify_segment(
+    ctx: Ctx, change: Change, segment: tuple[Any, ...], name: str, target: int | None,
+    relabel: Relabel,
+) -> tuple[int, str]:
+    """A segment on the wrong (named) speaker, or on none: it and its cluster-mates in that
+    conversation move to the named speaker, marked manual."""
+    tx = ctx.tx
+    segment_id, conversation_id, source, local = segment
+    if target is None:
+        target = create_named(tx, name)
+        change.created_speaker(target)
+    if local is None:
+        mates = [segment_id]
+    else:
+        mates = [r[0] for r in tx.all(
+            "SELECT id FROM segment WHERE conversation_id = ? AND local_speaker = ?"
+            " AND speaker_id IS ? ORDER BY start, id",
+            (conversation_id, local, source),
+        )]
+    for mate in mates:
+        change.edit_segment(
+            tx, int(mate), speaker_id=target, assignment_source="manual", speaker_confidence=1.0
+        )
+    if source is not None:
+        rebuild_conversation_voiceprints(ctx, change, int(source), int(conversation_id))
+    rebuild_conversation_voiceprints(ctx, change, target, int(conversation_id))
+    change.snapshot_speaker(tx, target)
+    touch(tx, target)
+    relabel.add(len(mates), 1)
+    return target, f"Moved {len(mates)} segments of conversation {conversation_id} to {name}"
+
+
+def rename(ctx: Ctx, change: Change, ref: object, new_name: str) -> tuple[int, str, int, int]:
+    tx = ctx.tx
+    row = resolve_row(tx, ref)
+    name = clean_name(new_name)
+    if row[1] == name:
+        raise InvalidOperation(f"speaker {row[0]} is already called {name!r}")
+    change.snapshot_speaker(tx, int(row[0]))
+    set_name(tx, int(row[0]), name)
+    segments, conversations = count_segments(tx, int(row[0]))
+    return int(row[0]), f"Renamed {_label(row)} to {name}", segments, conversations
+
+
+def merge(ctx: Ctx, change: Change, source_ref: object, target_ref: object) -> tuple[
+    int, str, int, int
+]:
+    tx = ctx.tx
+    source_row = resolve_row(tx, source_ref)
+    target_row = resolve_row(tx, target_ref)
+    source, target = int(source_row[0]), int(target_row[0])
+    if source == target:
+        raise InvalidOperation(f"cannot merge {_label(source_row)} into itself")
+    segments, conversations = merge_into(ctx, change, source, target)
+    if target_row[1] is None and source_row[1] is not None:
+        # "Merge Sarah into Unknown 4": the voice is Sarah's; keep her name.
+        set_name(tx, target, str(source_row[1]))
+    return target, (
+        f"Merged {_label(source_row)} into {_label(target_row)}"
+        f" ({segments} segments in {conversations} conversations)"
+    ), segments, conversations
+
+
+def mark_misidentified(
+    ctx: Ctx, change: Change, segment_id: int, correct_ref: object | None
+) -> tuple[int, str]:
+    """Exclude the segment from its speaker's profile and reassign it: to the given speaker,
+    else the next best match, else a new unknown speaker."""
+    tx, cfg = ctx.tx, ctx.config
+    segment = tx.one(
+        "SELECT id, conversation_id, speaker_id FROM segment WHERE id = ?", (segment_id,)
+    )
+    if segment is None:
+        raise SegmentNotFound(_no_segment(tx, segment_id))
+    conversation_id = int(segment[1])
+    old = None if segment[2] is None else int(segment[2])
+    correct_row = None if correct_ref is None else resolve_row(tx, correct_ref)
+    if correct_row is not None and int(correct_row[0]) == old:
+        raise InvalidOperation(
+            f"segment {segment_id} is already on {_label(correct_row)}; name another speaker"
+        )
+    change.edit_segment(tx, segment_id, excluded_from_profile=1)
+    if old is not None:
+        change.snapshot_speaker(tx, old)
+        rebuild_conversation_voiceprints(ctx, change, old, conversation_id)
+        ctx.cache.refresh(tx, [old])
+
+    model_id = conversation_voice_model(tx, conversation_id)
+    blob = tx.scalar("SELECT vector FROM segment_voice WHERE segment_id = ?", (segment_id,))
+    vector: Vector | None = None
+    if blob is not None:
+        vector = normalize_rows(from_blob(blob).reshape(1, -1))[0]
+    new: int
+    confidence: float | None
+    if correct_row is not None:
+        new, source, confidence = int(correct_row[0]), "manual", 1.0
+        change.snapshot_speaker(tx, new)
+        touch(tx, new)
+        how = f"moved to {_label(correct_row)}"
+    else:
+        best = None
+        if vector is not None and model_id is not None:
+            exclude = [] if old is None else [old]
+            scored = score_speakers(tx, ctx.cache, model_id, vector, cfg, exclude=exclude)
+            best = decide(scored, cfg)
+        if best is not None:
+            new, source, confidence = best.speaker_id, "auto", best.score
+            best_row = get_row(tx, new)
+            assert best_row is not None
+            change.snapshot_speaker(tx, new)
+            touch(tx, new)
+            how = f"moved to its next best match, {_label(best_row)} ({best.score:.2f})"
+        else:
+            new, source, confidence = create_unknown(tx), "auto", None
+            change.created_speaker(new)
+            if vector is not None and model_id is not None:
+                change.voiceprints_added += add_voiceprints(tx, new, model_id, [NewVoiceprint(
+                    vector, f"segment:{segment_id}", conversation_id, segment_id, 0.0)])
+            new_row = get_row(tx, new)
+            assert new_row is not None
+            how = f"moved to a new speaker, {_label(new_row)}"
+    change.edit_segment(
+        tx, segment_id, speaker_id=new, assignment_source=source, speaker_confidence=confidence
+    )
+    return new, f"Segment {segment_id} excluded from its old speaker's profile and {how}"
+
+
+def delete_speaker(ctx: Ctx, change: Change, speaker_id: int) -> tuple[int, int]:
+    """Remove a speaker and its voiceprints; its segments stay, unassigned."""
+    tx = ctx.tx
+    change.snapshot_speaker(tx, speaker_id)
+    moved = change.move_all_segments(tx, speaker_id, None)
+    change.delete_voiceprints(tx, "speaker_id = ?", [speaker_id])
+    tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (speaker_id,))
+    tx.run("DELETE FROM speaker WHERE id = ?", (speaker_id,))
+    return moved
+
+
+def enroll(
+    ctx: Ctx, change: Change, name: str, vectors: list[Any], model_id: str, source: str,
+    speech_seconds: float,
+) -> tuple[int, bool, int, str]:
+    tx = ctx.tx
+    name = clean_name(name)
+    if not vectors:
+        raise ModelMismatch("enrollment needs at least one voice vector")
+    if not model_id:
+        raise ModelMismatch("enrollment needs the voice model id (name + version)")
+    matrix = stack(vectors, "enrollment vectors")
+    existing = find_by_name(tx, name)
+    created = existing is None
+    if existing is None:
+        speaker_id = create_named(tx, name)
+        change.created_speaker(speaker_id)
+    else:
+        speaker_id = int(existing[0])
+        change.snapshot_speaker(tx, speaker_id)
+        touch(tx, speaker_id)
+    seconds = float(speech_seconds)
+    prints = [NewVoiceprint(mean_direction(matrix), f"enrollment:{source}", None, None, seconds)]
+    if matrix.shape[0] > 1:
+        prints += [NewVoiceprint(matrix[i], f"enrollment:{source}#{i}", None, None, 0.0)
+                   for i in representatives(matrix)]
+    added = add_voiceprints(tx, speaker_id, model_id, prints)
+    change.voiceprints_added += added
+    verb = "Enrolled" if created else "Strengthened"
+    return speaker_id, created, len(added), f"{verb} {name} with {len(added)} voiceprints"
+
+
+def _no_segment(tx: Tx, segment_id: int) -> str:
+    latest = tx.scalar("SELECT MAX(id) FROM segment")
+    if latest is None:
+        return f"no segment {segment_id}; the store has no segments yet"
+    return f"no segment {segment_id}; the latest segment id is {latest}"

@@ -1,0 +1,198 @@
+"""Read side: speakers with their statistics, conversations, segments and search hits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from memory.conversations import CONVERSATION_COLUMNS, conversation_info, get_conversation_row
+from memory.db import Tx
+from memory.errors import SegmentNotFound
+from memory.speakers import SPEAKER_COLUMNS, info, infos
+from memory.timeutil import from_db, to_db
+from memory.types import (
+    ConversationDetail,
+    ConversationSummary,
+    Page,
+    SearchHit,
+    SegmentView,
+    SpeakerInfo,
+    SpeakerKind,
+    SpeakerSummary,
+    Word,
+)
+
+SEGMENT_COLUMNS = (
+    "s.id, s.conversation_id, s.start, s.\"end\", c.text, s.speaker_id, s.speaker_confidence,"
+    " s.assignment_source, s.excluded_from_profile, s.emotion, s.emotion_confidence, c.words,"
+    " s.local_speaker"
+)
+SEGMENT_FROM = "segment s JOIN segment_content c ON c.segment_id = s.id"
+CONVERSATION_TIME = "COALESCE(recorded_at, created_at)"
+
+
+def segment_views(
+    tx: Tx, rows: Sequence[tuple[Any, ...]], with_words: bool = True
+) -> list[SegmentView]:
+    speakers = infos(tx, [r[5] for r in rows if r[5] is not None])
+    return [_segment_view(r, speakers, with_words) for r in rows]
+
+
+def _segment_view(
+    row: tuple[Any, ...], speakers: dict[int, SpeakerInfo], with_words: bool
+) -> SegmentView:
+    words = [Word(str(w[0]), float(w[1]), float(w[2]), float(w[3]))
+             for w in json.loads(row[11])] if with_words else []
+    return SegmentView(
+        id=int(row[0]), conversation_id=int(row[1]), start=float(row[2]), end=float(row[3]),
+        text=row[4], speaker=None if row[5] is None else speakers.get(int(row[5])),
+        speaker_confidence=row[6], assignment_source=row[7],
+        excluded_from_profile=bool(row[8]), emotion=row[9], emotion_confidence=row[10],
+        words=words, local_speaker=row[12],
+    )
+
+
+def segments_by_ids(tx: Tx, ids: Sequence[int]) -> dict[int, SegmentView]:
+    if not ids:
+        return {}
+    rows = tx.all(
+        f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM}"
+        " WHERE s.id IN (SELECT value FROM json_each(?))",
+        ("[" + ",".join(str(int(i)) for i in ids) + "]",),
+    )
+    return {v.id: v for v in segment_views(tx, rows)}
+
+
+def get_segment(tx: Tx, segment_id: int) -> SegmentView:
+    found = segments_by_ids(tx, [segment_id])
+    if segment_id not in found:
+        latest = tx.scalar("SELECT MAX(id) FROM segment")
+        hint = "the store has no segments yet" if latest is None else (
+            f"the latest segment id is {latest}"
+        )
+        raise SegmentNotFound(f"no segment {segment_id}; {hint}")
+    return found[segment_id]
+
+
+def list_speakers(tx: Tx, kind: SpeakerKind | None) -> list[SpeakerSummary]:
+    where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
+    rows = tx.all(f"SELECT {SPEAKER_COLUMNS} FROM speaker {where} ORDER BY id", params)
+    stats = {int(r[0]): r[1:] for r in tx.all(
+        "SELECT s.speaker_id, count(*), count(DISTINCT s.conversation_id),"
+        " SUM(s.\"end\" - s.start), MAX(COALESCE(c.recorded_at, c.created_at))"
+        " FROM segment s JOIN conversation c ON c.id = s.conversation_id"
+        " WHERE s.speaker_id IS NOT NULL GROUP BY s.speaker_id"
+    )}
+    prints = {int(r[0]): int(r[1]) for r in tx.all(
+        "SELECT speaker_id, count(*) FROM voiceprint GROUP BY speaker_id"
+    )}
+    out: list[SpeakerSummary] = []
+    for row in rows:
+        sid = int(row[0])
+        segs, convs, seconds, last = stats.get(sid, (0, 0, 0.0, None))
+        out.append(SpeakerSummary(
+            speaker=info(row), segment_count=int(segs), conversation_count=int(convs),
+            speech_seconds=float(seconds or 0.0), last_heard=from_db(last),
+            voiceprint_count=prints.get(sid, 0),
+        ))
+    return out
+
+
+def list_conversations(
+    tx: Tx, *, limit: int, offset: int, speaker_id: int | None,
+    since: datetime | None, until: datetime | None,
+) -> Page[ConversationSummary]:
+    parts: list[str] = []
+    params: list[Any] = []
+    if speaker_id is not None:
+        parts.append("id IN (SELECT DISTINCT conversation_id FROM segment WHERE speaker_id = ?)")
+        params.append(speaker_id)
+    if since is not None:
+        parts.append(f"{CONVERSATION_TIME} >= ?")
+        params.append(to_db(since))
+    if until is not None:
+        parts.append(f"{CONVERSATION_TIME} <= ?")
+        params.append(to_db(until))
+    where = ("WHERE " + " AND ".join(parts)) if parts else ""
+    total = int(tx.scalar(f"SELECT count(*) FROM conversation {where}", params))
+    rows = tx.all(
+        f"SELECT {CONVERSATION_COLUMNS} FROM conversation {where}"
+        f" ORDER BY {CONVERSATION_TIME} DESC, id DESC LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    )
+    return Page(items=[summary(tx, r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+def summary(tx: Tx, row: Sequence[Any]) -> ConversationSummary:
+    conversation = conversation_info(row)
+    stats = tx.all(
+        "SELECT speaker_id, count(*) FROM segment WHERE conversation_id = ? GROUP BY speaker_id",
+        (conversation.id,),
+    )
+    speakers = infos(tx, [r[0] for r in stats if r[0] is not None])
+    return ConversationSummary(
+        conversation=conversation,
+        segment_count=sum(int(r[1]) for r in stats),
+        speakers=[speakers[k] for k in sorted(speakers)],
+    )
+
+
+def get_conversation(tx: Tx, conversation_id: int) -> ConversationDetail:
+    row = get_conversation_row(tx, conversation_id)
+    rows = tx.all(
+        f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.conversation_id = ?"
+        " ORDER BY s.start, s.id",
+        (conversation_id,),
+    )
+    return ConversationDetail(conversation_info(row), segment_views(tx, rows))
+
+
+def latest_segments(tx: Tx, limit: int, conversation_id: int | None) -> list[SegmentView]:
+    """The most recent segments: newest conversations first, latest segments first."""
+    if conversation_id is not None:
+        get_conversation_row(tx, conversation_id)
+        conversations = [conversation_id]
+    else:
+        conversations = []
+    out: list[tuple[Any, ...]] = []
+    offset = 0
+    while len(out) < limit:
+        if conversation_id is None:
+            batch = [int(r[0]) for r in tx.all(
+                f"SELECT id FROM conversation ORDER BY {CONVERSATION_TIME} DESC, id DESC"
+                " LIMIT 20 OFFSET ?", (offset,),
+            )]
+            offset += 20
+            if not batch:
+                break
+            conversations = batch
+        for cid in conversations:
+            out += tx.all(
+                f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.conversation_id = ?"
+                " ORDER BY s.start DESC, s.id DESC LIMIT ?",
+                (cid, limit - len(out)),
+            )
+            if len(out) >= limit:
+                break
+        if conversation_id is not None:
+            break
+    return segment_views(tx, out[:limit])
+
+
+def hits(tx: Tx, scored: Sequence[tuple[int, float]]) -> list[SearchHit]:
+    views = segments_by_ids(tx, [sid for sid, _ in scored])
+    conversations = {int(r[0]): (r[1], from_db(r[2])) for r in tx.all(
+        f"SELECT id, title, {CONVERSATION_TIME} FROM conversation"
+        " WHERE id IN (SELECT value FROM json_each(?))",
+        ("[" + ",".join(str(v.conversation_id) for v in views.values()) + "]",),
+    )}
+    out: list[SearchHit] = []
+    for sid, score in scored:
+        view = views.get(sid)
+        if view is None:
+            continue
+        title, recorded = conversations[view.conversation_id]
+        out.append(SearchHit(view, title, recorded, score))
+    return out

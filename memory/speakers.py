@@ -1,0 +1,171 @@
+"""Speaker rows: names, 'Unknown N' labels, resolving a reference, creating speakers."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+from memory.db import Tx
+from memory.errors import InvalidName, NameTaken, SpeakerNotFound
+from memory.timeutil import from_db_required, now_db
+from memory.types import SpeakerInfo
+
+SPEAKER_COLUMNS = (
+    "id, name, name_key, kind, unknown_number, match_threshold, created_at, updated_at"
+)
+UNKNOWN_LABEL = re.compile(r"^\s*unknown[\s_#-]*(\d+)\s*$", re.IGNORECASE)
+MAX_NAME_LENGTH = 120
+
+SpeakerRow = tuple[Any, ...]
+
+
+def name_key(name: str) -> str:
+    """What makes two names the same: case-insensitive (Unicode casefold), NFC."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def clean_name(name: object) -> str:
+    """Validate a speaker name; returns it trimmed. Raises InvalidName."""
+    if not isinstance(name, str):
+        raise InvalidName(f"a speaker name must be text, got {type(name).__name__}")
+    cleaned = " ".join(unicodedata.normalize("NFC", name).split())
+    if not cleaned:
+        raise InvalidName("a speaker name may not be empty")
+    if len(cleaned) > MAX_NAME_LENGTH:
+        raise InvalidName(f"a speaker name may have at most {MAX_NAME_LENGTH} characters")
+    if UNKNOWN_LABEL.match(cleaned):
+        raise InvalidName(
+            f"{cleaned!r} looks like an automatic label; choose a real name for the speaker"
+        )
+    if cleaned.isdigit():
+        raise InvalidName(f"{cleaned!r} is only digits, which reads as a speaker id; use a name")
+    if any(unicodedata.category(ch).startswith("C") for ch in cleaned):
+        raise InvalidName("a speaker name may not contain control characters")
+    return cleaned
+
+
+def label_of(name: str | None, unknown_number: int | None) -> str:
+    if name is not None:
+        return name
+    return f"Unknown {unknown_number}" if unknown_number is not None else "Unknown"
+
+
+def info(row: SpeakerRow) -> SpeakerInfo:
+    return SpeakerInfo(
+        id=int(row[0]),
+        name=row[1],
+        kind=row[3],
+        label=label_of(row[1], row[4]),
+        match_threshold=row[5],
+        created_at=from_db_required(row[6]),
+        updated_at=from_db_required(row[7]),
+    )
+
+
+def get_row(tx: Tx, speaker_id: int) -> SpeakerRow | None:
+    return tx.one(f"SELECT {SPEAKER_COLUMNS} FROM speaker WHERE id = ?", (speaker_id,))
+
+
+def get_info(tx: Tx, speaker_id: int) -> SpeakerInfo:
+    row = get_row(tx, speaker_id)
+    if row is None:
+        raise SpeakerNotFound(f"no speaker with id {speaker_id}")
+    return info(row)
+
+
+def infos(tx: Tx, ids: Iterable[int]) -> dict[int, SpeakerInfo]:
+    wanted = sorted({int(i) for i in ids})
+    if not wanted:
+        return {}
+    rows = tx.all(
+        f"SELECT {SPEAKER_COLUMNS} FROM speaker WHERE id IN (SELECT value FROM json_each(?))",
+        ("[" + ",".join(map(str, wanted)) + "]",),
+    )
+    return {int(r[0]): info(r) for r in rows}
+
+
+def find_by_name(tx: Tx, name: str) -> SpeakerRow | None:
+    return tx.one(f"SELECT {SPEAKER_COLUMNS} FROM speaker WHERE name_key = ?", (name_key(name),))
+
+
+def resolve_row(tx: Tx, ref: object) -> SpeakerRow:
+    """A speaker by id (int or decimal text), 'Unknown N' label, or name (case-insensitive)."""
+    if isinstance(ref, bool) or not isinstance(ref, int | str):
+        raise SpeakerNotFound(f"a speaker is given by id or name, got {type(ref).__name__}")
+    row: SpeakerRow | None
+    if isinstance(ref, int) or ref.strip().isdigit():
+        speaker_id = int(ref)
+        row = get_row(tx, speaker_id)
+        if row is None:
+            latest = tx.scalar("SELECT MAX(id) FROM speaker")
+            hint = "the store has no speakers yet" if latest is None else (
+                f"the latest speaker id is {latest}"
+            )
+            raise SpeakerNotFound(f"no speaker with id {speaker_id}; {hint}")
+        return row
+    text = ref.strip()
+    label = UNKNOWN_LABEL.match(text)
+    if label:
+        row = tx.one(
+            f"SELECT {SPEAKER_COLUMNS} FROM speaker WHERE unknown_number = ?", (int(label[1]),)
+        )
+        if row is None:
+            raise SpeakerNotFound(f"no speaker labelled {text!r}; list_speakers shows the labels")
+        return row
+    row = find_by_name(tx, text)
+    if row is None:
+        names = [r[0] for r in tx.all(
+            "SELECT name FROM speaker WHERE name IS NOT NULL ORDER BY name_key LIMIT 10"
+        )]
+        hint = f"known names: {', '.join(names)}" if names else "no speaker has a name yet"
+        raise SpeakerNotFound(f"no speaker named {text!r}; {hint}")
+    return row
+
+
+def next_unknown_number(tx: Tx) -> int:
+    """Take the next 'Unknown N' number; numbers are never reused."""
+    number = int(tx.scalar("SELECT value FROM meta WHERE key = 'next_unknown_number'"))
+    tx.run("UPDATE meta SET value = ? WHERE key = 'next_unknown_number'", (str(number + 1),))
+    return number
+
+
+def create_unknown(tx: Tx) -> int:
+    stamp = now_db()
+    return tx.run(
+        "INSERT INTO speaker(name, name_key, kind, unknown_number, created_at, updated_at)"
+        " VALUES (NULL, NULL, 'unknown', ?, ?, ?)",
+        (next_unknown_number(tx), stamp, stamp),
+    )
+
+
+def create_named(tx: Tx, name: str) -> int:
+    ensure_name_free(tx, name)
+    stamp = now_db()
+    return tx.run(
+        "INSERT INTO speaker(name, name_key, kind, unknown_number, created_at, updated_at)"
+        " VALUES (?, ?, 'enrolled', NULL, ?, ?)",
+        (name, name_key(name), stamp, stamp),
+    )
+
+
+def ensure_name_free(tx: Tx, name: str, except_id: int | None = None) -> None:
+    row = find_by_name(tx, name)
+    if row is not None and int(row[0]) != except_id:
+        raise NameTaken(
+            f"the name {name!r} belongs to speaker {row[0]} ({row[1]}); "
+            "merge into it, or choose another name"
+        )
+
+
+def set_name(tx: Tx, speaker_id: int, name: str) -> None:
+    ensure_name_free(tx, name, except_id=speaker_id)
+    tx.run(
+        "UPDATE speaker SET name = ?, name_key = ?, kind = 'enrolled', updated_at = ? WHERE id = ?",
+        (name, name_key(name), now_db(), speaker_id),
+    )
+
+
+def touch(tx: Tx, speaker_id: int) -> None:
+    tx.run("UPDATE speaker SET updated_at = ? WHERE id = ?", (now_db(), speaker_id))

@@ -1,0 +1,53 @@
+"""Full-text search over segment text (SQLite FTS5). The one module that knows FTS5 syntax,
+so that a PostgreSQL backend can swap in tsvector here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from memory.db import Tx
+from memory.filters import filter_clause
+from memory.types import SearchFilters
+
+NEWEST_MATCHES = 2000
+"""Matches ranked by bm25 are the newest this many (keeps common words fast at 1M rows)."""
+
+
+def escape_query(text: str) -> str | None:
+    """Any user text as a safe FTS5 query: every word a quoted string, all required.
+
+    Quotes are doubled, and operators (AND, OR, NOT, NEAR, *, ^, :, parentheses) become
+    plain words or separators. Returns None when the text has no searchable word."""
+    tokens = [t for t in text.split() if any(ch.isalnum() for ch in t)]
+    if not tokens:
+        return None
+    return " ".join('"' + t.replace('"', '""') + '"' for t in tokens)
+
+
+def add(tx: Tx, rows: Sequence[tuple[int, str]]) -> None:
+    """Index (segment id, text) rows."""
+    tx.many("INSERT INTO segment_fts(rowid, text) VALUES (?, ?)", rows)
+
+
+def rebuild(tx: Tx) -> None:
+    tx.run("INSERT INTO segment_fts(segment_fts) VALUES ('rebuild')")
+
+
+def search(
+    tx: Tx, query: str, filters: SearchFilters | None, wanted: int
+) -> list[tuple[int, float]]:
+    """(segment id, score) best first; score is -bm25 (higher is better)."""
+    match = escape_query(query)
+    if match is None:
+        return []
+    where, params = filter_clause(filters)
+    cap = max(NEWEST_MATCHES, wanted * 4)
+    rows = tx.all(
+        "SELECT segment_fts.rowid, segment_fts.rank FROM segment_fts"
+        " JOIN segment s ON s.id = segment_fts.rowid"
+        " JOIN conversation c ON c.id = s.conversation_id"
+        f" WHERE segment_fts MATCH ?{where} ORDER BY segment_fts.rowid DESC LIMIT ?",
+        [match, *params, cap],
+    )
+    rows.sort(key=lambda r: (r[1], -r[0]))
+    return [(int(r[0]), -float(r[1])) for r in rows[:wanted]]

@@ -1,0 +1,334 @@
+"""Voiceprints, per-speaker centroids, and matching a voice against the stored speakers.
+
+Each speaker keeps, per voice model, a centroid as (sum, count) updated incrementally. The
+centroids of one model are mirrored in RAM as a normalised matrix: the first stage of
+matching (one matrix-vector product over all speakers). The few best speakers are then
+re-scored exactly against their own voiceprints.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from memory.db import Tx
+from memory.errors import ModelMismatch
+from memory.timeutil import now_db
+from memory.types import MatchConfig, Vector
+from memory.vectors import Matrix, from_blob, normalize, to_blob
+
+CANDIDATE_SPEAKERS = 16
+"""Speakers re-scored exactly after the centroid stage."""
+TOP_VOICEPRINTS = 3
+"""A speaker's score is the mean similarity of its this-many nearest voiceprints."""
+
+VOICEPRINT_COLUMNS = (
+    "id, speaker_id, model_id, vector, source, conversation_id, segment_id, speech_seconds,"
+    " created_at"
+)
+
+
+def register_voice_model(tx: Tx, model_id: str, dim: int) -> None:
+    """Vectors of one model always have one dimension; refuse anything else."""
+    if not model_id:
+        raise ModelMismatch("a voice model id (name + version) is required")
+    row = tx.one("SELECT dim FROM voice_model WHERE model_id = ?", (model_id,))
+    if row is None:
+        tx.run("INSERT INTO voice_model(model_id, dim) VALUES (?, ?)", (model_id, dim))
+    elif int(row[0]) != dim:
+        raise ModelMismatch(
+            f"voice model {model_id!r} has {row[0]}-d vectors in this store, got {dim}-d; "
+            "vectors of different models or dimensions are never compared"
+        )
+
+
+# ---------------------------------------------------------------- the RAM mirror
+
+
+@dataclass
+class _ModelCentroids:
+    ids: npt.NDArray[np.int64]
+    matrix: Matrix
+    unknown: npt.NDArray[np.bool_]
+
+
+class CentroidCache:
+    """Normalised centroids per model. Only used under the store's write lock."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, _ModelCentroids] = {}
+        self._lock = threading.RLock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+    def _load(self, tx: Tx, model_id: str) -> _ModelCentroids:
+        cached = self._models.get(model_id)
+        if cached is not None:
+            return cached
+        rows = tx.all(
+            "SELECT c.speaker_id, c.total, c.count, c.dim, s.kind FROM speaker_centroid c"
+            " JOIN speaker s ON s.id = c.speaker_id WHERE c.model_id = ? AND c.count > 0"
+            " ORDER BY c.speaker_id",
+            (model_id,),
+        )
+        loaded = _build(rows)
+        self._models[model_id] = loaded
+        return loaded
+
+    def refresh(self, tx: Tx, speaker_ids: Iterable[int]) -> None:
+        """Re-read these speakers' centroids (and kinds) into every loaded model."""
+        ids = sorted({int(i) for i in speaker_ids})
+        if not ids:
+            return
+        with self._lock:
+            id_json = "[" + ",".join(map(str, ids)) + "]"
+            for model_id, current in list(self._models.items()):
+                keep = ~np.isin(current.ids, np.array(ids, dtype=np.int64))
+                rows = tx.all(
+                    "SELECT c.speaker_id, c.total, c.count, c.dim, s.kind FROM speaker_centroid c"
+                    " JOIN speaker s ON s.id = c.speaker_id WHERE c.model_id = ? AND c.count > 0"
+                    " AND c.speaker_id IN (SELECT value FROM json_each(?))",
+                    (model_id, id_json),
+                )
+                fresh = _build(rows)
+                if current.ids.size and fresh.ids.size and (
+                    current.matrix.shape[1] != fresh.matrix.shape[1]
+                ):
+                    self._models.pop(model_id)
+                    continue
+                self._models[model_id] = _ModelCentroids(
+                    np.concatenate([current.ids[keep], fresh.ids]),
+                    np.vstack([current.matrix[keep], fresh.matrix])
+                    if current.ids.size
+                    else fresh.matrix,
+                    np.concatenate([current.unknown[keep], fresh.unknown]),
+                )
+
+    def nearest(
+        self,
+        tx: Tx,
+        model_id: str,
+        query: Vector,
+        count: int,
+        *,
+        exclude: Collection[int] = (),
+        only_unknown: bool | None = None,
+    ) -> list[tuple[int, float]]:
+        """(speaker id, centroid cosine) of the `count` nearest speakers, best first."""
+        with self._lock:
+            current = self._load(tx, model_id)
+        if current.ids.size == 0:
+            return []
+        if current.matrix.shape[1] != query.shape[0]:
+            raise ModelMismatch(
+                f"voice model {model_id!r} has {current.matrix.shape[1]}-d vectors, "
+                f"got {query.shape[0]}-d"
+            )
+        scores = current.matrix @ query
+        mask = np.ones(current.ids.size, dtype=bool)
+        if exclude:
+            mask &= ~np.isin(current.ids, np.fromiter(exclude, dtype=np.int64))
+        if only_unknown is not None:
+            mask &= current.unknown if only_unknown else ~current.unknown
+        scores = np.where(mask, scores, -np.inf)
+        available = int(mask.sum())
+        count = min(count, available)
+        if count <= 0:
+            return []
+        if count < scores.size:
+            picked = np.argpartition(-scores, count - 1)[:count]
+        else:
+            picked = np.arange(scores.size)
+        picked = picked[np.argsort(-scores[picked], kind="stable")]
+        return [(int(current.ids[i]), float(scores[i])) for i in picked]
+
+
+def _build(rows: Sequence[tuple[Any, ...]]) -> _ModelCentroids:
+    if not rows:
+        return _ModelCentroids(
+            np.zeros(0, np.int64), np.zeros((0, 0), np.float32), np.zeros(0, np.bool_)
+        )
+    dim = int(rows[0][3])
+    ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
+    sums = np.vstack([np.frombuffer(r[1], dtype=np.float64) for r in rows])
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    matrix = (sums / norms).astype(np.float32).reshape(-1, dim)
+    unknown = np.array([r[4] == "unknown" for r in rows], dtype=np.bool_)
+    return _ModelCentroids(ids, matrix, unknown)
+
+
+# ---------------------------------------------------------------- voiceprint rows
+
+
+@dataclass(frozen=True)
+class NewVoiceprint:
+    vector: Vector
+    source: str
+    conversation_id: int | None = None
+    segment_id: int | None = None
+    speech_seconds: float = 0.0
+
+
+def add_voiceprints(
+    tx: Tx, speaker_id: int, model_id: str, prints: Sequence[NewVoiceprint]
+) -> list[int]:
+    """Insert voiceprints (vectors already normalised) and add them to the centroid."""
+    if not prints:
+        return []
+    dim = prints[0].vector.shape[0]
+    register_voice_model(tx, model_id, dim)
+    stamp = now_db()
+    first = int(tx.scalar(
+        "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'voiceprint'"
+    ))
+    first = max(first, int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM voiceprint"))) + 1
+    ids = list(range(first, first + len(prints)))
+    tx.many(
+        f"INSERT INTO voiceprint({VOICEPRINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (vid, speaker_id, model_id, to_blob(p.vector), p.source, p.conversation_id,
+             p.segment_id, float(p.speech_seconds), stamp)
+            for vid, p in zip(ids, prints, strict=True)
+        ],
+    )
+    total = np.sum([p.vector.astype(np.float64) for p in prints], axis=0)
+    _add_to_centroid(tx, speaker_id, model_id, total, len(prints))
+    return ids
+
+
+def _add_to_centroid(
+    tx: Tx, speaker_id: int, model_id: str, total: npt.NDArray[np.float64], count: int
+) -> None:
+    row = tx.one(
+        "SELECT total, count FROM speaker_centroid WHERE speaker_id = ? AND model_id = ?",
+        (speaker_id, model_id),
+    )
+    if row is None:
+        tx.run(
+            "INSERT INTO speaker_centroid(speaker_id, model_id, dim, total, count)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (speaker_id, model_id, int(total.shape[0]), total.astype(np.float64).tobytes(), count),
+        )
+        return
+    new_total = np.frombuffer(row[0], dtype=np.float64) + total
+    tx.run(
+        "UPDATE speaker_centroid SET total = ?, count = ? WHERE speaker_id = ? AND model_id = ?",
+        (new_total.tobytes(), int(row[1]) + count, speaker_id, model_id),
+    )
+
+
+def move_centroids(tx: Tx, source_id: int, target_id: int) -> None:
+    """Fold the source's centroid sums into the target's (a merge), without a scan."""
+    for model_id, dim, total, count in tx.all(
+        "SELECT model_id, dim, total, count FROM speaker_centroid WHERE speaker_id = ?",
+        (source_id,),
+    ):
+        del dim
+        _add_to_centroid(tx, target_id, model_id, np.frombuffer(total, np.float64), int(count))
+    tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (source_id,))
+
+
+def recompute_centroids(tx: Tx, speaker_ids: Iterable[int]) -> None:
+    """Rebuild centroids from voiceprints (after deletions: sums cannot subtract exactly)."""
+    for speaker_id in sorted(set(speaker_ids)):
+        tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (speaker_id,))
+        by_model: dict[str, list[npt.NDArray[np.float32]]] = {}
+        for model_id, blob in tx.all(
+            "SELECT model_id, vector FROM voiceprint WHERE speaker_id = ? ORDER BY id",
+            (speaker_id,),
+        ):
+            by_model.setdefault(model_id, []).append(np.frombuffer(blob, dtype=np.float32))
+        for model_id, vectors in by_model.items():
+            total = np.sum(np.vstack(vectors).astype(np.float64), axis=0)
+            _add_to_centroid(tx, speaker_id, model_id, total, len(vectors))
+
+
+def voiceprint_rows(tx: Tx, where: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    return tx.all(f"SELECT {VOICEPRINT_COLUMNS} FROM voiceprint WHERE {where} ORDER BY id", params)
+
+
+def centroid_of(tx: Tx, speaker_id: int, model_id: str) -> Vector | None:
+    row = tx.one(
+        "SELECT total FROM speaker_centroid WHERE speaker_id = ? AND model_id = ? AND count > 0",
+        (speaker_id, model_id),
+    )
+    if row is None:
+        return None
+    return normalize(np.frombuffer(row[0], dtype=np.float64).astype(np.float32))
+
+
+# ---------------------------------------------------------------- matching
+
+
+@dataclass(frozen=True)
+class Scored:
+    speaker_id: int
+    score: float
+    threshold: float
+
+
+def score_speakers(
+    tx: Tx,
+    cache: CentroidCache,
+    model_id: str,
+    query: Vector,
+    config: MatchConfig,
+    *,
+    exclude: Collection[int] = (),
+    exclude_conversation: int | None = None,
+) -> list[Scored]:
+    """Stored speakers scored against a (normalised) query vector, best first.
+
+    Stage 1: nearest centroids in RAM. Stage 2: each candidate's score is the mean cosine of
+    its nearest voiceprints (top_k voiceprints overall at most)."""
+    candidates = cache.nearest(tx, model_id, query, CANDIDATE_SPEAKERS, exclude=exclude)
+    if not candidates:
+        return []
+    id_json = "[" + ",".join(str(c[0]) for c in candidates) + "]"
+    extra = ""
+    params: list[Any] = [model_id, id_json]
+    if exclude_conversation is not None:
+        extra = " AND (v.conversation_id IS NULL OR v.conversation_id != ?)"
+        params.append(exclude_conversation)
+    rows = tx.all(
+        "SELECT v.speaker_id, v.vector, s.match_threshold FROM voiceprint v"
+        " JOIN speaker s ON s.id = v.speaker_id"
+        " WHERE v.model_id = ? AND v.speaker_id IN (SELECT value FROM json_each(?))" + extra,
+        params,
+    )
+    if not rows:
+        return []
+    speaker_ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
+    matrix = np.vstack([from_blob(r[1]) for r in rows])
+    sims = matrix @ query
+    # Keep only the top_k voiceprints overall, as a kNN over voiceprints would.
+    if sims.size > config.top_k:
+        keep = np.argpartition(-sims, config.top_k - 1)[: config.top_k]
+        speaker_ids, sims = speaker_ids[keep], sims[keep]
+    thresholds = {int(r[0]): (config.threshold if r[2] is None else float(r[2])) for r in rows}
+    scored: list[Scored] = []
+    for speaker_id in np.unique(speaker_ids):
+        own = np.sort(sims[speaker_ids == speaker_id])[::-1][:TOP_VOICEPRINTS]
+        sid = int(speaker_id)
+        scored.append(Scored(sid, float(own.mean()), thresholds[sid]))
+    scored.sort(key=lambda s: (-s.score, s.speaker_id))
+    return scored
+
+
+def decide(scored: Sequence[Scored], config: MatchConfig) -> Scored | None:
+    """The best speaker if it clears its threshold and beats the runner-up by the margin."""
+    if not scored:
+        return None
+    best = scored[0]
+    runner_up = scored[1].score if len(scored) > 1 else -1.0
+    if best.score >= best.threshold and best.score - runner_up >= config.margin:
+        return best
+    return None

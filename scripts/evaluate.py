@@ -1,0 +1,483 @@
+#!/usr/bin/env python
+"""Evaluate the audio pipeline and the speaker memory on a corpus.
+
+    scripts/evaluate.py ../shared/corpus/dev
+    scripts/evaluate.py ../shared/corpus/pyannote-sample
+    scripts/evaluate.py ../shared/corpus/dev --diarization-only      # fast tuning loop
+
+The corpus layout is the one of ../shared/corpus/<split>/ (see its README): manifest.json,
+conversations/<id>.wav|.rttm|.json, enroll/<voice>.wav. Into a fresh temporary store the
+script enrolls every enrollment clip under its voice id as the name, then processes every
+conversation in manifest order (full pipeline → memory.ingest) and prints a markdown table per
+conversation and overall:
+
+- DER with no collar and with a ±0.25 s collar (pyannote.metrics, collar=0.5 total), JER,
+  estimated vs true speaker count: of the diarizer's turns;
+- WER (jiwer) on normalised text: lower case, punctuation removed, numbers as words;
+- attribution: of the recurring voices' transcribed speech time, the share the store labels
+  with the right name; false accept: of the one-off voices' transcribed speech time, the share
+  given any enrolled name (time is the overlap of stored segments with reference turns);
+- fragmentation: speakers in the store after the corpus ÷ true voices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inference.audio import decode  # noqa: E402
+from inference.types import Audio, Diarization  # noqa: E402
+
+log = logging.getLogger("evaluate")
+
+COLLAR_TOTAL = 0.5
+"""pyannote.metrics centres its collar on each boundary: 0.5 total is ±0.25 s."""
+
+
+# ----------------------------------------------------------------------------- corpus
+
+@dataclass(frozen=True)
+class RefTurn:
+    start: float
+    end: float
+    speaker: str
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    audio: Path
+    turns: list[RefTurn]
+    text: str
+    speakers: list[str]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    root: Path
+    conversations: list[Conversation]
+    enrollment: list[tuple[str, Path]]
+    recurring: set[str]
+    one_off: set[str]
+
+    @property
+    def voices(self) -> set[str]:
+        voices = set(self.recurring) | set(self.one_off)
+        for conversation in self.conversations:
+            voices.update(conversation.speakers)
+        return voices
+
+
+def load_corpus(root: Path) -> Corpus:
+    manifest = json.loads((root / "manifest.json").read_text())
+    conversations = []
+    for entry in manifest["conversations"]:
+        turns = read_rttm(root / entry["rttm"])
+        transcript = json.loads((root / entry["json"]).read_text())
+        text = " ".join(t["text"] for t in sorted(transcript["turns"], key=lambda t: t["start"]))
+        conversations.append(Conversation(
+            id=entry["id"], audio=root / entry["audio"], turns=turns, text=text,
+            speakers=list(entry.get("speakers") or sorted({t.speaker for t in turns})),
+        ))
+    speakers = manifest.get("speakers", {})
+    enrollment = [(e["speaker"], root / e["audio"]) for e in manifest.get("enrollment", [])]
+    return Corpus(
+        root=root, conversations=conversations, enrollment=enrollment,
+        recurring=set(speakers.get("recurring", [])), one_off=set(speakers.get("one_off", [])),
+    )
+
+
+def read_rttm(path: Path) -> list[RefTurn]:
+    turns = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 8 and parts[0] == "SPEAKER":
+            start, duration = float(parts[3]), float(parts[4])
+            turns.append(RefTurn(start, start + duration, parts[7]))
+    return sorted(turns, key=lambda t: t.start)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def annotation(turns: Sequence[tuple[float, float, str]]) -> Any:
+    from pyannote.core import Annotation, Segment
+
+    result = Annotation()
+    for i, (start, end, label) in enumerate(turns):
+        if end > start:
+            result[Segment(start, end), f"t{i}"] = label
+    return result
+
+
+@dataclass
+class DiarizationScore:
+    der: float
+    der_collar: float
+    jer: float
+    n_true: int
+    n_estimated: int
+
+
+def score_diarization(reference: list[RefTurn], diarization: Diarization,
+                      accumulators: dict[str, Any]) -> DiarizationScore:
+    ref = annotation([(t.start, t.end, t.speaker) for t in reference])
+    hyp = annotation([(t.start, t.end, t.label) for t in diarization.turns])
+    der = accumulators["der"](ref, hyp)
+    der_collar = accumulators["der_collar"](ref, hyp)
+    jer = accumulators["jer"](ref, hyp)
+    return DiarizationScore(
+        der=der, der_collar=der_collar, jer=jer,
+        n_true=len({t.speaker for t in reference}),
+        n_estimated=len({t.label for t in diarization.turns}),
+    )
+
+
+def new_accumulators() -> dict[str, Any]:
+    from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
+
+    return {
+        "der": DiarizationErrorRate(collar=0.0),
+        "der_collar": DiarizationErrorRate(collar=COLLAR_TOTAL),
+        "jer": JaccardErrorRate(collar=0.0),
+    }
+
+
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+         "eighteen", "nineteen"]
+_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_SCALES = [(10**9, "billion"), (10**6, "million"), (1000, "thousand")]
+_ORDINAL_WORDS = {"one": "first", "two": "second", "three": "third", "five": "fifth",
+                  "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
+
+
+def number_words(n: int) -> str:
+    """Cardinal number in words: 1300 → 'one thousand three hundred'."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        tens, ones = divmod(n, 10)
+        return _TENS[tens] + (f" {_ONES[ones]}" if ones else "")
+    if n < 1000:
+        hundreds, rest = divmod(n, 100)
+        return f"{_ONES[hundreds]} hundred" + (f" {number_words(rest)}" if rest else "")
+    for value, name in _SCALES:
+        if n >= value:
+            high, rest = divmod(n, value)
+            return f"{number_words(high)} {name}" + (f" {number_words(rest)}" if rest else "")
+    raise AssertionError(n)
+
+
+def year_words(n: int) -> str:
+    """Years as spoken: 1930 → 'nineteen thirty', 2005 → 'two thousand five'."""
+    high, low = divmod(n, 100)
+    if high % 10 == 0 and low < 10:
+        return number_words(n)
+    return number_words(high) + (" hundred" if low == 0 else
+                                 (" oh " + _ONES[low] if low < 10 else " " + number_words(low)))
+
+
+def ordinal_words(n: int) -> str:
+    words = number_words(n).split()
+    last = words[-1]
+    if last in _ORDINAL_WORDS:
+        words[-1] = _ORDINAL_WORDS[last]
+    elif last.endswith("y"):
+        words[-1] = last[:-1] + "ieth"
+    else:
+        words[-1] = last + "th"
+    return " ".join(words)
+
+
+def _number_token(match: re.Match[str]) -> str:
+    currency, digits, decimals, suffix = match.group(1), match.group(2), match.group(3), \
+        (match.group(4) or "").lower()
+    clean = digits.replace(",", "")
+    value = int(clean)
+    if suffix in ("st", "nd", "rd", "th"):
+        return f" {ordinal_words(value)} "
+    if suffix == "s" and len(clean) == 4:  # the 1930s
+        spoken = year_words(value)
+        return f" {spoken[:-1] + 'ies' if spoken.endswith('y') else spoken + 's'} "
+    if len(clean) == 4 and "," not in digits and 1100 <= value <= 2099 and not currency \
+            and not decimals:
+        words = year_words(value)
+    else:
+        words = number_words(value)
+    if decimals:
+        words += " point " + " ".join(_ONES[int(d)] for d in decimals[1:])
+    if suffix == "%":
+        words += " percent"
+    elif suffix in ("k",):
+        words += " thousand"
+    if currency:
+        words += {"$": " dollars", "£": " pounds", "€": " euros"}[currency]
+    return f" {words} "
+
+
+_NUMBER = re.compile(r"([$£€])?(\d[\d,]*)(\.\d+)?(%|st|nd|rd|th|s|k)?(?![\w])", re.IGNORECASE)
+
+
+def normalise_text(text: str) -> str:
+    """Lower case, numbers as words, punctuation removed, single spaces."""
+    text = text.lower().replace("’", "'")
+    text = re.sub(r"(\d{1,2}):(\d{2})", lambda m: f"{m.group(1)} {'' if m.group(2) == '00' else m.group(2)}",
+                  text)
+    text = _NUMBER.sub(_number_token, text)
+    text = text.replace("-", " ")
+    text = re.sub(r"[^a-z' ]+", " ", text)
+    text = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", text)
+    return " ".join(text.split())
+
+
+@dataclass
+class Attribution:
+    recurring_total: float = 0.0
+    recurring_correct: float = 0.0
+    one_off_total: float = 0.0
+    one_off_named: float = 0.0
+
+    def add(self, other: Attribution) -> None:
+        self.recurring_total += other.recurring_total
+        self.recurring_correct += other.recurring_correct
+        self.one_off_total += other.one_off_total
+        self.one_off_named += other.one_off_named
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.recurring_correct / self.recurring_total if self.recurring_total else None
+
+    @property
+    def false_accept(self) -> float | None:
+        return self.one_off_named / self.one_off_total if self.one_off_total else None
+
+
+def score_attribution(reference: list[RefTurn], segments: Sequence[tuple[float, float, str | None]],
+                      corpus: Corpus, enrolled_names: set[str]) -> Attribution:
+    """Overlap of stored segments (start, end, speaker name) with reference turns, by voice."""
+    result = Attribution()
+    for start, end, name in segments:
+        for turn in reference:
+            overlap = min(end, turn.end) - max(start, turn.start)
+            if overlap <= 0:
+                continue
+            if turn.speaker in corpus.recurring:
+                result.recurring_total += overlap
+                if name == turn.speaker:
+                    result.recurring_correct += overlap
+            else:
+                result.one_off_total += overlap
+                if name is not None and name in enrolled_names:
+                    result.one_off_named += overlap
+    return result
+
+
+# ----------------------------------------------------------------------------- running
+
+@dataclass
+class Row:
+    id: str
+    duration: float
+    diarization: DiarizationScore
+    wer: float | None = None
+    attribution: Attribution | None = None
+    seconds: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class RecordingDiarizer:
+    """Wraps the pipeline's diarizer to keep its last output for scoring."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.last: Diarization | None = None
+
+    def diarize(self, audio: Audio, num_speakers: int | None = None,
+                min_speakers: int | None = None, max_speakers: int | None = None) -> Diarization:
+        self.last = self.inner.diarize(audio, num_speakers=num_speakers,
+                                       min_speakers=min_speakers, max_speakers=max_speakers)
+        return self.last
+
+
+def run_diarization_only(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
+    from inference.diarization import BuiltinDiarizer
+    from inference.vad import SileroVAD
+    from inference.voice import ResemblyzerEmbedder
+
+    diarizer = BuiltinDiarizer(SileroVAD(), ResemblyzerEmbedder(device=args.device))
+    accumulators = new_accumulators()
+    rows = []
+    for conversation in selected(corpus, args):
+        audio = decode(conversation.audio)
+        started = time.perf_counter()
+        diarization = diarizer.diarize(audio)
+        seconds = time.perf_counter() - started
+        score = score_diarization(conversation.turns, diarization, accumulators)
+        rows.append(Row(conversation.id, audio.duration, score, seconds=seconds))
+        log.info("%s: DER %.1f%% in %.1f s", conversation.id, 100 * score.der, seconds)
+    print_tables(rows, accumulators, corpus, None, full=False)
+    return rows
+
+
+def run_full(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
+    import jiwer
+
+    from inference.audio import sha256
+    from inference.config import PipelineConfig
+    from inference.factory import build_backends
+    from inference.pipeline import Pipeline
+    from memory.api import SpeakerMemory
+
+    workdir = Path(tempfile.mkdtemp(prefix="speaker-memory-eval-"))
+    config = PipelineConfig(whisper_model=args.whisper_model, device=args.device,
+                            models_dir=args.models_dir or workdir / "models")
+    backends = build_backends(config)
+    recorder = RecordingDiarizer(backends.diarizer)
+    backends.diarizer = recorder
+    pipeline = Pipeline(config, backends=backends)
+    memory = SpeakerMemory(workdir / "eval.db")
+    log.info("fresh store in %s", workdir)
+    try:
+        for voice, path in corpus.enrollment:
+            vectors, model_id, speech = pipeline.embed_voice(path)
+            memory.enroll(voice, vectors, model_id, source=str(path), speech_seconds=speech)
+        enrolled_names = {voice for voice, _ in corpus.enrollment}
+
+        accumulators = new_accumulators()
+        rows: list[Row] = []
+        ids: dict[str, int] = {}
+        hypotheses: dict[str, str] = {}
+        for conversation in selected(corpus, args):
+            started = time.perf_counter()
+            info = memory.create_conversation(title=conversation.id,
+                                              source_name=conversation.audio.name,
+                                              sha256=sha256(conversation.audio))
+            result = pipeline.run(conversation.audio,
+                                  enrolled=memory.enrolled_voices(pipeline.voice_model_id))
+            memory.ingest(info.id, result)
+            seconds = time.perf_counter() - started
+            assert recorder.last is not None
+            score = score_diarization(conversation.turns, recorder.last, accumulators)
+            hypotheses[conversation.id] = " ".join(s.text for s in result.segments)
+            ids[conversation.id] = info.id
+            rows.append(Row(conversation.id, result.duration, score, seconds=seconds))
+            log.info("%s: DER %.1f%% in %.1f s", conversation.id, 100 * score.der, seconds)
+
+        # Attribution is read back from the store after the whole corpus, as a user sees it.
+        for row in rows:
+            conversation = next(c for c in corpus.conversations if c.id == row.id)
+            detail = memory.get_conversation(ids[row.id])
+            stored = [(s.start, s.end, s.speaker.name if s.speaker else None)
+                      for s in detail.segments]
+            row.attribution = score_attribution(conversation.turns, stored, corpus, enrolled_names)
+            reference = normalise_text(conversation.text)
+            hypothesis = normalise_text(hypotheses[row.id])
+            row.wer = jiwer.wer(reference, hypothesis) if reference else None
+            row.extra["ref_words"] = len(reference.split())
+        speakers_created = len(memory.list_speakers())
+        print_tables(rows, accumulators, corpus, speakers_created, full=True)
+        return rows
+    finally:
+        memory.close()
+
+
+def selected(corpus: Corpus, args: argparse.Namespace) -> list[Conversation]:
+    if not args.only:
+        return corpus.conversations
+    wanted = set(args.only.split(","))
+    return [c for c in corpus.conversations if c.id in wanted]
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def print_tables(rows: list[Row], accumulators: dict[str, Any], corpus: Corpus,
+                 speakers_created: int | None, full: bool) -> None:
+    header = "| conversation | dur (s) | DER | DER ±0.25 s | JER | speakers est/true |"
+    line = "|---|---:|---:|---:|---:|---:|"
+    if full:
+        header += " WER | attribution | false accept |"
+        line += "---:|---:|---:|"
+    header += " time (s) |"
+    line += "---:|"
+    print(f"\n### {corpus.root.name}: per conversation\n")
+    print(header)
+    print(line)
+    for row in rows:
+        d = row.diarization
+        cells = [row.id, f"{row.duration:.1f}", pct(d.der), pct(d.der_collar), pct(d.jer),
+                 f"{d.n_estimated}/{d.n_true}"]
+        if full and row.attribution is not None:
+            cells += [pct(row.wer), pct(row.attribution.accuracy),
+                      pct(row.attribution.false_accept)]
+        cells.append(f"{row.seconds:.1f}")
+        print("| " + " | ".join(cells) + " |")
+
+    total = Attribution()
+    for row in rows:
+        if row.attribution is not None:
+            total.add(row.attribution)
+    words = sum(row.extra.get("ref_words", 0) for row in rows)
+    wer = (sum((row.wer or 0.0) * row.extra.get("ref_words", 0) for row in rows) / words
+           if words else None)
+    count_ok = sum(1 for row in rows if row.diarization.n_estimated == row.diarization.n_true)
+    print(f"\n### {corpus.root.name}: overall\n")
+    print("| metric | value |")
+    print("|---|---:|")
+    print(f"| conversations | {len(rows)} ({sum(r.duration for r in rows):.0f} s of audio) |")
+    print(f"| DER (no collar) | {pct(abs(accumulators['der']))} |")
+    print(f"| DER (±0.25 s collar) | {pct(abs(accumulators['der_collar']))} |")
+    print(f"| JER | {pct(abs(accumulators['jer']))} |")
+    print(f"| speaker count right | {count_ok}/{len(rows)} |")
+    if full:
+        print(f"| WER | {pct(wer)} |")
+        print(f"| attribution accuracy | {pct(total.accuracy)} |")
+        print(f"| false accept | {pct(total.false_accept)} |")
+        if speakers_created is not None and corpus.voices:
+            print(f"| fragmentation | {speakers_created / len(corpus.voices):.2f} "
+                  f"({speakers_created} speakers / {len(corpus.voices)} voices) |")
+    print(f"| processing time | {sum(r.seconds for r in rows):.1f} s |")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("corpus", type=Path, help="a corpus split, e.g. ../shared/corpus/dev")
+    parser.add_argument("--diarization-only", action="store_true",
+                        help="score the built-in diarizer alone (DER/JER/count), no ASR or store")
+    parser.add_argument("--whisper-model", default="tiny.en")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--models-dir", type=Path, default=None,
+                        help="writable model cache (default: a temp folder)")
+    parser.add_argument("--only", default="", help="comma-separated conversation ids")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if not (args.corpus / "manifest.json").is_file():
+        parser.error(f"{args.corpus} has no manifest.json (expected a corpus split folder)")
+    corpus = load_corpus(args.corpus)
+    if args.diarization_only:
+        run_diarization_only(corpus, args)
+    else:
+        run_full(corpus, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

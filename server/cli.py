@@ -1,0 +1,241 @@
+"""`speaker-memory`: the command line. Settings come from the environment (SPEAKER_MEMORY_*);
+flags given here override them. Logs go to stderr; stdout carries only results (or, for
+`mcp`, only the protocol)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from memory.errors import SpeakerMemoryError
+from tools.settings import Settings
+
+log = logging.getLogger("speaker_memory")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    settings = settings_from(args)
+    configure_logging(settings.log_level)
+    try:
+        code: int = args.run(args, settings)
+        return code
+    except SpeakerMemoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, help="database, inbox and caches "
+                        "(env SPEAKER_MEMORY_DATA_DIR; default ./data)")
+    common.add_argument("--whisper-model", help="tiny.en (default) or base, both bundled")
+    common.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    common.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
+
+    parser = argparse.ArgumentParser(
+        prog="speaker-memory",
+        description="Speaker memory for AI agents: who said what, across every recording.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    mcp = sub.add_parser("mcp", parents=[common], help="serve MCP over stdio (Claude Desktop)")
+    mcp.set_defaults(run=run_mcp)
+
+    serve = sub.add_parser("serve", parents=[common],
+                           help="serve /mcp (Streamable HTTP), /api/v1 and /healthz")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--token", help="bearer token required on every route "
+                       "(env SPEAKER_MEMORY_TOKEN; required off loopback)")
+    serve.add_argument("--allowed-host", action="append", dest="allowed_hosts",
+                       metavar="HOST", help="extra Host header accepted (repeatable)")
+    serve.set_defaults(run=run_serve)
+
+    process = sub.add_parser("process", parents=[common],
+                             help="process an audio file and print its transcript")
+    process.add_argument("file", type=Path)
+    process.add_argument("--title")
+    process.add_argument("--num-speakers", type=int)
+    process.add_argument("--language")
+    process.add_argument("--format", choices=["txt", "json", "srt", "vtt", "rttm"],
+                         default="txt", help="what to print (default: txt)")
+    process.set_defaults(run=run_process)
+
+    enroll = sub.add_parser("enroll", parents=[common],
+                            help="learn a voice from a clean clip of one person")
+    enroll.add_argument("name")
+    enroll.add_argument("file", type=Path)
+    enroll.set_defaults(run=run_enroll)
+
+    speakers = sub.add_parser("speakers", parents=[common], help="list known speakers")
+    speakers.add_argument("--kind", choices=["enrolled", "unknown"])
+    speakers.set_defaults(run=run_speakers)
+
+    export = sub.add_parser("export", parents=[common], help="back up the memory to JSON")
+    export.add_argument("backup", type=Path)
+    export.set_defaults(run=run_export)
+
+    imp = sub.add_parser("import", parents=[common],
+                         help="restore a JSON backup into an empty memory")
+    imp.add_argument("backup", type=Path)
+    imp.set_defaults(run=run_import)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Environment first, then flags that were given."""
+    overrides: dict[str, Any] = {}
+    for name in ("data_dir", "whisper_model", "device", "log_level", "host", "port", "token",
+                 "allowed_hosts", "language"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _app(settings: Settings) -> Any:
+    from tools.context import App
+
+    return App(settings)
+
+
+# ---------------------------------------------------------------- commands
+
+def run_mcp(args: argparse.Namespace, settings: Settings) -> int:
+    import anyio
+
+    from server.mcp_server import build_server
+
+    with _app(settings) as app:
+        server = build_server(app)
+        # stdio_server diverts fd 1 to stderr while serving: stray prints miss the protocol.
+        anyio.run(server.run_stdio_async)
+    return 0
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from server.http import create_http_app
+    from server.security import UnsafeBind, check_bind
+
+    try:
+        check_bind(settings.host, settings.token)
+    except UnsafeBind as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with _app(settings) as app:
+        http_app = create_http_app(app)
+        print(f"speaker-memory: MCP at http://{_url_host(settings.host)}:{settings.port}/mcp "
+              f"(data in {settings.data_dir.resolve()})", file=sys.stderr)
+        uvicorn.run(http_app, host=settings.host, port=settings.port,
+                    log_level=settings.log_level.lower(), lifespan="on")
+    return 0
+
+
+def run_process(args: argparse.Namespace, settings: Settings) -> int:
+    from tools import exports, processing
+    from tools.inputs import local_audio
+
+    with _app(settings) as app:
+        audio = local_audio(args.file)
+        options = processing.ProcessOptions(title=args.title, num_speakers=args.num_speakers,
+                                            language=args.language)
+        started = processing.start_processing(app, audio, options)
+        if started.job is None:
+            print(f"already processed as conversation {started.conversation_id}",
+                  file=sys.stderr)
+        else:
+            _progress_bar(started.job)
+        summary = processing.summarise(app, started.conversation_id)
+        print(summary.message, file=sys.stderr)
+        if summary.status != "done":
+            return 1
+        exported = exports.export_conversation(app, started.conversation_id, args.format)
+        sys.stdout.write(exported.content)
+    return 0
+
+
+def run_enroll(args: argparse.Namespace, settings: Settings) -> int:
+    from tools.identity import enroll_speaker
+    from tools.inputs import local_audio
+
+    with _app(settings) as app:
+        result = enroll_speaker(app, args.name, local_audio(args.file))
+        print(result.message)
+    return 0
+
+
+def run_speakers(args: argparse.Namespace, settings: Settings) -> int:
+    from tools.queries import list_speakers
+
+    with _app(settings) as app:
+        speakers = list_speakers(app, args.kind).speakers
+        if not speakers:
+            print("no speakers yet", file=sys.stderr)
+        for s in speakers:
+            print(f"{s.id:>5}  {s.label:<24} {s.kind:<9} {s.segment_count:>6} segments  "
+                  f"{s.conversation_count:>4} conversations  {s.speech_seconds:>8.1f} s")
+    return 0
+
+
+def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    with _app(settings) as app:
+        app.memory.export_json(args.backup)
+    print(f"backup written to {args.backup}", file=sys.stderr)
+    return 0
+
+
+def run_import(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.backup.is_file():
+        print(f"error: no backup file at {args.backup}", file=sys.stderr)
+        return 1
+    with _app(settings) as app:
+        app.memory.import_json(args.backup)
+    print(f"restored {args.backup} into {settings.db_path}", file=sys.stderr)
+    return 0
+
+
+def _progress_bar(job: Any) -> None:
+    """A bar on stderr while the job runs (one line per stage when stderr is not a terminal)."""
+    tty = sys.stderr.isatty()
+    last_stage = None
+    while not job.done:
+        if tty:
+            filled = int(job.fraction * 30)
+            sys.stderr.write(f"\r[{'#' * filled}{' ' * (30 - filled)}] "
+                             f"{job.fraction:4.0%} {job.stage:<24}")
+            sys.stderr.flush()
+        elif job.stage != last_stage:
+            print(f"... {job.stage}", file=sys.stderr)
+        last_stage = job.stage
+        time.sleep(0.2)
+    if tty:
+        sys.stderr.write("\r" + " " * 64 + "\r")
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The HTTP face: /mcp (Streamable HTTP), /api/v1 (REST), /healthz, behind AccessGuard."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from server.mcp_server import build_server
+from server.rest import rest_routes
+from server.security import AccessGuard, allowed_host_names, check_bind, transport_security
+from tools.context import App
+
+log = logging.getLogger(__name__)
+
+MIN_MCP_BODY = 4 * 1024 * 1024
+
+
+def create_http_app(app: App) -> Starlette:
+    """One Starlette app serving MCP and REST over the same tools. Raises UnsafeBind when the
+    settings would listen beyond loopback without a token."""
+    settings = app.settings
+    check_bind(settings.host, settings.token)
+    host_names = allowed_host_names(settings.host, settings.allowed_hosts)
+    mcp = build_server(app)
+    # base64 audio travels inside JSON-RPC bodies: let them be as large as the upload cap allows.
+    body_cap = max(MIN_MCP_BODY, settings.max_upload_bytes * 4 // 3 + (1 << 16))
+    mcp_app = mcp.streamable_http_app(
+        streamable_http_path="/mcp",
+        transport_security=transport_security(host_names),
+        max_request_body_size=body_cap,
+        host=settings.host,
+    )
+    session_manager = mcp.session_manager
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "server": "speaker-memory"})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with session_manager.run():
+            log.info("speaker-memory HTTP ready: /mcp, /api/v1, /healthz")
+            yield
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Mount("/api/v1", routes=rest_routes(app)),
+        *mcp_app.routes,
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(AccessGuard, token=settings.token, host_names=host_names)],
+        lifespan=lifespan,
+    )

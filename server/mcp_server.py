@@ -1,0 +1,447 @@
+"""The one MCP server definition: every tool, the transcript resource, the naming prompt.
+
+`build_server(app)` is called once per transport (stdio, or the HTTP app); every tool is a thin
+async wrapper that runs the tools/ function on a worker thread (the event loop stays free for
+other calls) and turns domain errors into `isError` results with an actionable message.
+
+No `from __future__ import annotations` here: the SDK reads parameter annotations at runtime.
+"""
+
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Literal, ParamSpec, TypeVar
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+from memory.errors import NotFoundError, SpeakerMemoryError
+from tools import exports, identity, processing, queries
+from tools.context import App, Job
+from tools.errors import explain
+from tools.inputs import AudioFile, audio_from_base64, audio_from_path
+from tools.models import (
+    ConversationList,
+    ConversationOut,
+    EnrollOut,
+    ExportOut,
+    IdentifyOut,
+    IdentityChangeOut,
+    ProcessAudioResult,
+    ProcessingStatus,
+    SearchResults,
+    SegmentList,
+    SpeakerConversations,
+    SpeakerList,
+    Transcript,
+)
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SERVER_NAME = "speaker-memory"
+TRANSCRIPT_URI = "speaker-memory://conversations/{conversation_id}"
+
+INSTRUCTIONS = """\
+speaker-memory remembers who said what across every recording it has processed.
+
+How to use it:
+1. process_audio turns a recording into a conversation: a transcript whose segments carry a
+   speaker. Voices heard before come back with their name; new voices get a persistent label
+   such as "Unknown 3" that stays the same in later recordings.
+2. Name voices conversationally. When the user says who someone is ("the second speaker is my
+   colleague Sarah"), find a segment of that voice (get_conversation, get_latest_segments) and
+   call identify_speaker_in_segment(segment_id, "Sarah"). Every past and future segment of that
+   voice becomes Sarah. The result lists other voices that might also be Sarah: ask the user
+   before naming them. Never guess a name the user did not give.
+3. Answer questions with get_conversation, search_conversations (keyword + meaning, filter by
+   speaker) and search_conversations_by_speaker.
+4. Corrections: rename_speaker, merge_speakers (two labels are one person),
+   mark_segment_misidentified (one segment is someone else), and undo_identity_change reverses
+   the last identity change.
+A clean 10-30 s clip of one person can be enrolled up front with enroll_speaker.
+Speaker arguments accept an id, a name, or an 'Unknown N' label.
+"""
+
+# ---------------------------------------------------------------- parameter types
+ConversationId = Annotated[int, Field(description="Conversation id (from list_conversations).")]
+SegmentId = Annotated[int, Field(description="Segment id (from a transcript or search hit).")]
+Speaker = Annotated[
+    int | str, Field(description="Speaker id, name (case-insensitive) or 'Unknown N' label.")
+]
+Limit = Annotated[int, Field(ge=1, le=500, description="Maximum number of items to return.")]
+Offset = Annotated[int, Field(ge=0, description="Items to skip, for paging.")]
+Since = Annotated[
+    datetime | None, Field(description="Only conversations recorded at or after (ISO 8601).")
+]
+Until = Annotated[
+    datetime | None, Field(description="Only conversations recorded before (ISO 8601).")
+]
+AudioPath = Annotated[
+    str | None,
+    Field(description="Path of an audio/video file on the server's machine, inside the allowed "
+          "folders (the data inbox and the server's start folder). Give this or audio_base64."),
+]
+AudioBase64 = Annotated[
+    str | None,
+    Field(description="The file's bytes, base64-encoded (size-capped). Give this or path."),
+]
+Filename = Annotated[
+    str | None, Field(description="Original file name for audio_base64 (e.g. 'standup.m4a').")
+]
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True)
+CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=False)
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True)
+
+
+async def run_tool(app: App, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run a tools/ function on a worker thread; domain errors become isError results."""
+    def call() -> R:
+        try:
+            return fn(*args, **kwargs)
+        except SpeakerMemoryError as exc:
+            raise ToolError(explain(app, exc)) from exc
+
+    return await anyio.to_thread.run_sync(call)
+
+
+def _audio_input(app: App, path: str | None, audio_base64: str | None,
+                 filename: str | None) -> AudioFile:
+    from memory.errors import InvalidInput
+
+    if (path is None) == (audio_base64 is None):
+        raise InvalidInput(
+            "give exactly one of path (a file on the server) or audio_base64 (the file's bytes)."
+        )
+    if path is not None:
+        return audio_from_path(app, path)
+    assert audio_base64 is not None
+    return audio_from_base64(app, audio_base64, filename)
+
+
+async def follow_job(job: Job, seconds: float, ctx: Context | None) -> None:
+    """Wait up to `seconds` for the job, relaying its progress as MCP progress notifications."""
+    deadline = time.monotonic() + max(0.0, seconds)
+    last: tuple[str, float] | None = None
+    while not job.done and time.monotonic() < deadline:
+        state = (job.stage, round(job.fraction, 2))
+        if ctx is not None and state != last:
+            last = state
+            try:
+                await ctx.report_progress(state[1] * 100, 100, state[0])
+            except Exception:  # the client may not accept progress; the work goes on
+                log.debug("progress notification failed", exc_info=True)
+        await anyio.sleep(0.2)
+
+
+def build_server(app: App) -> MCPServer:
+    server: MCPServer = MCPServer(
+        SERVER_NAME, title="Speaker memory", instructions=INSTRUCTIONS, version="0.1.0",
+        log_level=_sdk_log_level(app.settings.log_level),
+    )
+
+    def tool(annotations: ToolAnnotations) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        # The docstring is the description an agent reads; cleandoc drops the indentation.
+        def register(fn: Callable[P, R]) -> Callable[P, R]:
+            description = inspect.cleandoc(fn.__doc__ or "")
+            return server.tool(description=description, annotations=annotations)(fn)
+
+        return register
+
+    # ------------------------------------------------------------ processing
+    @tool(annotations=CHANGES)
+    async def process_audio(
+        ctx: Context,
+        path: AudioPath = None,
+        audio_base64: AudioBase64 = None,
+        filename: Filename = None,
+        title: Annotated[str | None, Field(description="Conversation title; default: the "
+                                           "file name.")] = None,
+        num_speakers: Annotated[int | None, Field(ge=1, le=20, description="Exact number of "
+                                                  "speakers, when known.")] = None,
+        language: Annotated[str | None, Field(description="ISO language code; default: "
+                                              "detected.")] = None,
+        wait: Annotated[bool, Field(description="Wait for the result (progress is reported). "
+                                    "false: return at once and poll get_processing_status.")]
+        = True,
+    ) -> ProcessAudioResult:
+        """Transcribe a recording and work out who spoke when, recognising voices heard before.
+
+        Returns the conversation id, its status, duration and the speakers found (named ones and
+        'Unknown N' ones, with segment counts). Unknown voices are worth naming: ask the user and
+        call identify_speaker_in_segment. The same audio sent twice is not processed again (the
+        existing conversation id comes back with duplicate=true). Long recordings keep running in
+        the background when wait=false or past the server's wait limit."""
+        audio = await run_tool(app, _audio_input, app, path, audio_base64, filename)
+        options = processing.ProcessOptions(title=title, num_speakers=num_speakers,
+                                            language=language)
+        started = await run_tool(app, processing.start_processing, app, audio, options)
+        if started.job is None:
+            return await run_tool(app, processing.summarise, app, started.conversation_id,
+                                  duplicate=True)
+        if wait:
+            await follow_job(started.job, app.settings.wait_seconds, ctx)
+        return await run_tool(app, processing.summarise, app, started.conversation_id)
+
+    @tool(annotations=READ_ONLY)
+    async def get_processing_status(conversation_id: ConversationId) -> ProcessingStatus:
+        """Status of a conversation being processed: queued, processing (with stage and progress
+        0..1), done, or failed (with the reason). Poll it after process_audio(wait=false)."""
+        return await run_tool(app, processing.processing_status, app, conversation_id)
+
+    @tool(annotations=CHANGES)
+    async def reprocess_conversation(conversation_id: ConversationId) -> ProcessAudioResult:
+        """Re-match a stored conversation's voices against the current speaker profiles (after
+        enrolling or naming people). Manual labels and segment ids are kept; no audio is
+        re-transcribed."""
+        return await run_tool(app, processing.reprocess, app, conversation_id)
+
+    # ------------------------------------------------------------ reading
+    @tool(annotations=READ_ONLY)
+    async def list_conversations(
+        limit: Limit = 20, offset: Offset = 0,
+        speaker: Annotated[int | str | None, Field(description="Only conversations this speaker "
+                                                   "(id, name or 'Unknown N') took part in.")]
+        = None,
+        since: Since = None, until: Until = None,
+    ) -> ConversationList:
+        """Stored conversations, newest first, with their speakers and segment counts."""
+        return await run_tool(app, queries.list_conversations, app, limit, offset, speaker,
+                              since, until)
+
+    @tool(annotations=READ_ONLY)
+    async def get_conversation(
+        conversation_id: ConversationId,
+        format: Annotated[Literal["json", "text"], Field(
+            description="'json': segments with ids, times and speakers; 'text': one "
+                        "'[mm:ss] Speaker: text' line per segment (compact).")] = "json",
+    ) -> Transcript:
+        """The transcript of one conversation with speaker names ('Unknown N' for voices not
+        named yet). Segment ids in it are what identify_speaker_in_segment takes."""
+        return await run_tool(app, queries.get_conversation, app, conversation_id, format)
+
+    @tool(annotations=READ_ONLY)
+    async def get_latest_segments(
+        limit: Limit = 20,
+        conversation_id: Annotated[int | None, Field(description="Only this conversation.")]
+        = None,
+    ) -> SegmentList:
+        """The most recent transcript segments (newest first), e.g. 'what was just said?'."""
+        return await run_tool(app, queries.get_latest_segments, app, limit, conversation_id)
+
+    @tool(annotations=READ_ONLY)
+    async def search_conversations(
+        query: Annotated[str, Field(min_length=1, description="Words or a question to look "
+                                                              "for.")],
+        mode: Annotated[Literal["hybrid", "keyword", "semantic"], Field(
+            description="'keyword': exact words; 'semantic': by meaning; 'hybrid': both "
+                        "(best default).")] = "hybrid",
+        speaker: Annotated[int | str | None, Field(description="Only what this speaker "
+                                                   "said (id, name or 'Unknown N').")] = None,
+        conversation_id: Annotated[int | None, Field(description="Only this conversation.")]
+        = None,
+        since: Since = None, until: Until = None, limit: Limit = 20,
+    ) -> SearchResults:
+        """Find segments by words or meaning across all conversations, optionally only what one
+        speaker said. Each hit carries the segment (id, speaker, time) and its conversation."""
+        return await run_tool(app, queries.search_conversations, app, query, mode, speaker,
+                              conversation_id, since, until, limit)
+
+    @tool(annotations=READ_ONLY)
+    async def search_conversations_by_speaker(
+        speaker: Speaker, limit: Limit = 20, offset: Offset = 0
+    ) -> SpeakerConversations:
+        """Every conversation a speaker took part in, newest first."""
+        return await run_tool(app, queries.search_conversations_by_speaker, app, speaker,
+                              limit, offset)
+
+    @tool(annotations=READ_ONLY)
+    async def list_speakers(
+        kind: Annotated[Literal["enrolled", "unknown"] | None, Field(
+            description="'enrolled': named people; 'unknown': voices not named yet; "
+                        "omit for all.")] = None,
+    ) -> SpeakerList:
+        """Known speakers with how much they were heard (segments, conversations, seconds)."""
+        return await run_tool(app, queries.list_speakers, app, kind)
+
+    @tool(annotations=READ_ONLY)
+    async def export_conversation(
+        conversation_id: ConversationId,
+        format: Annotated[Literal["srt", "vtt", "rttm", "json", "txt"], Field(
+            description="srt/vtt subtitles, rttm speaker turns, json with words, or txt.")]
+        = "srt",
+    ) -> ExportOut:
+        """A conversation as a file's content (subtitles, speaker turns, JSON or plain text)."""
+        return await run_tool(app, exports.export_conversation, app, conversation_id, format)
+
+    # ------------------------------------------------------------ identity
+    @tool(annotations=CHANGES)
+    async def identify_speaker_in_segment(
+        segment_id: SegmentId,
+        speaker_name: Annotated[str, Field(min_length=1, description="The person's name, as the "
+                                           "user gave it.")],
+    ) -> IdentifyOut:
+        """Name the voice of a segment ("that was Sarah"). Every segment of that voice, in every
+        conversation, is relabelled; the voice is recognised in future recordings. Returns how
+        many segments changed and suggestions (similar voices) to confirm with the user.
+        Reversible with undo_identity_change."""
+        return await run_tool(app, identity.identify_speaker_in_segment, app, segment_id,
+                              speaker_name)
+
+    @tool(annotations=CHANGES)
+    async def enroll_speaker(
+        name: Annotated[str, Field(min_length=1, description="The person's name.")],
+        path: AudioPath = None, audio_base64: AudioBase64 = None, filename: Filename = None,
+    ) -> EnrollOut:
+        """Teach a voice up front from a clean 10-30 s clip of one person speaking alone. Adds
+        samples when the name exists already."""
+        audio = await run_tool(app, _audio_input, app, path, audio_base64, filename)
+        return await run_tool(app, identity.enroll_speaker, app, name, audio)
+
+    @tool(annotations=CHANGES)
+    async def rename_speaker(
+        speaker: Speaker,
+        new_name: Annotated[str, Field(min_length=1, description="The new name.")],
+    ) -> IdentityChangeOut:
+        """Give a speaker a (new) name; an 'Unknown N' speaker becomes a named one."""
+        return await run_tool(app, identity.rename_speaker, app, speaker, new_name)
+
+    @tool(annotations=CHANGES)
+    async def merge_speakers(
+        source: Annotated[int | str, Field(description="The speaker to fold in (it disappears).")],
+        target: Annotated[int | str, Field(description="The speaker that remains.")],
+    ) -> IdentityChangeOut:
+        """Two labels are one person: move every segment and voice sample of source to target."""
+        return await run_tool(app, identity.merge_speakers, app, source, target)
+
+    @tool(annotations=CHANGES)
+    async def mark_segment_misidentified(
+        segment_id: SegmentId,
+        correct_speaker: Annotated[int | str | None, Field(
+            description="Who really spoke (id, name or 'Unknown N'); omit if not known.")]
+        = None,
+    ) -> IdentityChangeOut:
+        """One segment was attributed to the wrong person: reassign it (or leave it unassigned)
+        and keep it out of the wrong speaker's voice profile."""
+        return await run_tool(app, identity.mark_segment_misidentified, app, segment_id,
+                              correct_speaker)
+
+    @tool(annotations=DESTRUCTIVE)
+    async def delete_speaker(speaker: Speaker) -> IdentityChangeOut:
+        """Forget a speaker's name and voice samples; their segments become unassigned.
+        Reversible with undo_identity_change."""
+        return await run_tool(app, identity.delete_speaker, app, speaker)
+
+    @tool(annotations=DESTRUCTIVE)
+    async def delete_all_unknown_speakers() -> IdentityChangeOut:
+        """Forget every voice that was never named ('Unknown N'). Reversible with
+        undo_identity_change."""
+        return await run_tool(app, identity.delete_all_unknown_speakers, app)
+
+    @tool(annotations=CHANGES)
+    async def undo_identity_change(
+        event_id: Annotated[int | None, Field(description="The change to undo (event_id from its "
+                                              "result); omit for the last one.")] = None,
+    ) -> IdentityChangeOut:
+        """Reverse an identity change (identify, enroll, rename, merge, misidentify, delete)."""
+        return await run_tool(app, identity.undo_identity_change, app, event_id)
+
+    @tool(annotations=CHANGES)
+    async def update_conversation_title(
+        conversation_id: ConversationId,
+        title: Annotated[str, Field(min_length=1, description="The new title.")],
+    ) -> ConversationOut:
+        """Rename a conversation."""
+        return await run_tool(app, identity.update_conversation_title, app, conversation_id,
+                              title)
+
+    # ------------------------------------------------------------ resource & prompt
+    @server.resource(TRANSCRIPT_URI, name="conversation-transcript", mime_type="text/plain",
+                     description="A conversation's transcript, one '[mm:ss] Speaker: text' line "
+                                 "per segment.")
+    async def conversation_transcript(conversation_id: str) -> str:
+        if not conversation_id.isdigit():
+            raise ResourceNotFoundError(f"no conversation {conversation_id!r}; ids are numbers.")
+        try:
+            result = await run_tool(app, queries.get_conversation, app, int(conversation_id),
+                                    "text")
+        except ToolError as exc:
+            if isinstance(exc.__cause__, NotFoundError):
+                raise ResourceNotFoundError(str(exc)) from exc
+            raise
+        info = result.conversation
+        return f"# {info.title} (conversation {info.id})\n\n{result.text or ''}\n"
+
+    @server.prompt(name="name_unknown_speakers",
+                   description="Walk through naming the unknown voices of a conversation "
+                               "with the user.")
+    async def name_unknown_speakers(conversation_id: str = "") -> str:
+        return await anyio.to_thread.run_sync(_naming_prompt, app, conversation_id)
+
+    return server
+
+
+def _naming_prompt(app: App, conversation_id: str) -> str:
+    steps = (
+        "Help the user name the unknown voices.\n"
+        "For each 'Unknown N' speaker below: quote one or two of their lines and ask the user who "
+        "said them. Only when the user answers with a name, call "
+        "identify_speaker_in_segment(segment_id, name) with one of that speaker's segment ids, "
+        "then tell the user how many segments were relabelled. If the result lists suggestions, "
+        "ask whether those voices are the same person before naming them. If the user does not "
+        "know someone, skip them; never invent a name. If a name was wrong, "
+        "undo_identity_change reverses it.\n"
+    )
+    try:
+        if conversation_id.strip().isdigit():
+            detail = app.memory.get_conversation(int(conversation_id))
+            segments = detail.segments
+            scope = f"conversation {detail.conversation.id} ('{detail.conversation.title}')"
+        else:
+            segments = app.memory.latest_segments(limit=200)
+            scope = "the latest segments"
+    except SpeakerMemoryError as exc:
+        return steps + f"\n(Could not load {conversation_id!r}: {explain(app, exc)})"
+    examples: dict[int, list[str]] = {}
+    labels: dict[int, str] = {}
+    for segment in segments:
+        if segment.speaker is None or segment.speaker.kind != "unknown":
+            continue
+        labels[segment.speaker.id] = segment.speaker.label
+        lines = examples.setdefault(segment.speaker.id, [])
+        if len(lines) < 2 and len(segment.text.split()) >= 3:
+            lines.append(f'  - segment {segment.id} at {segment.start:.0f}s: "{segment.text}"')
+    if not labels:
+        return steps + f"\nThere are no unknown speakers in {scope}: nothing to name."
+    listing = "\n".join(
+        f"{labels[sid]}:\n" + "\n".join(examples[sid] or ["  - (only short segments)"])
+        for sid in labels
+    )
+    return steps + f"\nUnknown speakers in {scope}:\n{listing}\n"
+
+
+def _sdk_log_level(level: str) -> Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]:
+    upper = level.upper()
+    if upper in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        return upper  # type: ignore[return-value]
+    return "INFO"
+
+
+TOOL_NAMES = (
+    "process_audio", "get_processing_status", "list_conversations", "get_conversation",
+    "get_latest_segments", "search_conversations", "search_conversations_by_speaker",
+    "list_speakers", "identify_speaker_in_segment", "enroll_speaker", "rename_speaker",
+    "merge_speakers", "mark_segment_misidentified", "delete_speaker",
+    "delete_all_unknown_speakers", "undo_identity_change", "update_conversation_title",
+    "reprocess_conversation", "export_conversation",
+)
+"""The issue's tool names, exactly (tests compare them with what the server lists)."""

@@ -1,0 +1,276 @@
+"""/api/v1: the same tools/ functions as MCP, as plain JSON over HTTP (plus file downloads)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import anyio
+from pydantic import BaseModel
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from memory.errors import (
+    AudioError,
+    DuplicateAudio,
+    ImportNotEmpty,
+    InputTooLarge,
+    InvalidInput,
+    NameTaken,
+    NotFoundError,
+    SpeakerMemoryError,
+    UndoConflict,
+)
+from server.mcp_server import follow_job
+from tools import exports, identity, processing, queries
+from tools.clips import segment_wav
+from tools.context import App
+from tools.errors import explain
+from tools.inputs import AudioFile, save_audio_bytes
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Handler = Callable[[Request], Awaitable[Response]]
+
+MULTIPART_OVERHEAD = 1 << 20
+"""Room for form fields and boundaries on top of the audio size cap."""
+
+
+def status_for(exc: SpeakerMemoryError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, InputTooLarge):
+        return 413
+    if isinstance(exc, NameTaken | DuplicateAudio | UndoConflict | ImportNotEmpty):
+        return 409
+    if isinstance(exc, AudioError):
+        return 422
+    return 400
+
+
+def rest_routes(app: App) -> list[Route]:
+    async def call(fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(lambda: fn(*args))
+
+    def endpoint(handler: Handler) -> Handler:
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SpeakerMemoryError as exc:
+                message = await anyio.to_thread.run_sync(explain, app, exc)
+                return JSONResponse({"error": message, "type": type(exc).__name__},
+                                    status_code=status_for(exc))
+        return wrapped
+
+    async def list_conversations(request: Request) -> Response:
+        q = request.query_params
+        result = await call(queries.list_conversations, app, _int(q, "limit", 20),
+                            _int(q, "offset", 0), q.get("speaker"), _time(q, "since"),
+                            _time(q, "until"))
+        return _json(result)
+
+    async def upload_conversation(request: Request) -> Response:
+        form = await _form(request, app)
+        audio = await _upload(form, app)
+        options = processing.ProcessOptions(
+            title=_text(form.get("title")), num_speakers=_opt_int(form.get("num_speakers"),
+                                                                  "num_speakers"),
+            language=_text(form.get("language")),
+        )
+        started = await call(processing.start_processing, app, audio, options)
+        if started.job is None:
+            result = await call(processing.summarise, app, started.conversation_id, True)
+            return _json(result, 200)
+        if _text(form.get("wait")) in ("1", "true", "yes"):
+            await follow_job(started.job, app.settings.wait_seconds, None)
+        result = await call(processing.summarise, app, started.conversation_id)
+        return _json(result, 201 if result.status == "done" else 202)
+
+    async def get_conversation(request: Request) -> Response:
+        fmt = request.query_params.get("format", "json")
+        if fmt not in ("json", "text"):
+            raise InvalidInput(f"format must be 'json' or 'text' (got {fmt!r}).")
+        return _json(await call(queries.get_conversation, app, _id(request), fmt))
+
+    async def patch_conversation(request: Request) -> Response:
+        body = await _body(request)
+        title = body.get("title")
+        if not isinstance(title, str):
+            raise InvalidInput("send JSON {\"title\": \"...\"}.")
+        return _json(await call(identity.update_conversation_title, app, _id(request), title))
+
+    async def conversation_status(request: Request) -> Response:
+        return _json(await call(processing.processing_status, app, _id(request)))
+
+    async def reprocess(request: Request) -> Response:
+        return _json(await call(processing.reprocess, app, _id(request)))
+
+    async def export(request: Request) -> Response:
+        fmt = request.query_params.get("format", "srt")
+        if fmt not in exports.MIME_TYPES:
+            raise InvalidInput(f"format must be one of {', '.join(exports.MIME_TYPES)}.")
+        result = await call(exports.export_conversation, app, _id(request), fmt)
+        return Response(result.content, media_type=result.mime_type, headers={
+            "content-disposition": f'attachment; filename="{result.filename}"'})
+
+    async def latest_segments(request: Request) -> Response:
+        q = request.query_params
+        return _json(await call(queries.get_latest_segments, app, _int(q, "limit", 20),
+                                _opt_int(q.get("conversation_id"), "conversation_id")))
+
+    async def segment_audio(request: Request) -> Response:
+        wav = await call(segment_wav, app, _id(request))
+        return Response(wav, media_type="audio/wav")
+
+    async def identify(request: Request) -> Response:
+        body = await _body(request)
+        name = body.get("speaker_name")
+        if not isinstance(name, str):
+            raise InvalidInput("send JSON {\"speaker_name\": \"...\"}.")
+        return _json(await call(identity.identify_speaker_in_segment, app, _id(request), name))
+
+    async def search(request: Request) -> Response:
+        q = request.query_params
+        mode = q.get("mode", "hybrid")
+        if mode not in ("hybrid", "keyword", "semantic"):
+            raise InvalidInput("mode must be 'hybrid', 'keyword' or 'semantic'.")
+        return _json(await call(
+            queries.search_conversations, app, q.get("query") or q.get("q") or "", mode,
+            q.get("speaker"), _opt_int(q.get("conversation_id"), "conversation_id"),
+            _time(q, "since"), _time(q, "until"), _int(q, "limit", 20)))
+
+    async def list_speakers(request: Request) -> Response:
+        kind = request.query_params.get("kind")
+        if kind not in (None, "enrolled", "unknown"):
+            raise InvalidInput("kind must be 'enrolled' or 'unknown'.")
+        return _json(await call(queries.list_speakers, app, kind))
+
+    async def enroll(request: Request) -> Response:
+        form = await _form(request, app)
+        name = _text(form.get("name"))
+        if not name:
+            raise InvalidInput("send the speaker's name in the 'name' form field.")
+        audio = await _upload(form, app)
+        return _json(await call(identity.enroll_speaker, app, name, audio), 201)
+
+    async def speaker_conversations(request: Request) -> Response:
+        q = request.query_params
+        return _json(await call(queries.search_conversations_by_speaker, app,
+                                request.path_params["speaker"], _int(q, "limit", 20),
+                                _int(q, "offset", 0)))
+
+    async def undo(request: Request) -> Response:
+        body = await _body(request, allow_empty=True)
+        event_id = body.get("event_id")
+        if event_id is not None and not isinstance(event_id, int):
+            raise InvalidInput("event_id must be an integer.")
+        return _json(await call(identity.undo_identity_change, app, event_id))
+
+    routes = [
+        ("/conversations", list_conversations, ["GET"]),
+        ("/conversations", upload_conversation, ["POST"]),
+        ("/conversations/{id:int}", get_conversation, ["GET"]),
+        ("/conversations/{id:int}", patch_conversation, ["PATCH"]),
+        ("/conversations/{id:int}/status", conversation_status, ["GET"]),
+        ("/conversations/{id:int}/reprocess", reprocess, ["POST"]),
+        ("/conversations/{id:int}/export", export, ["GET"]),
+        ("/segments", latest_segments, ["GET"]),
+        ("/segments/{id:int}/audio", segment_audio, ["GET"]),
+        ("/segments/{id:int}/identify", identify, ["POST"]),
+        ("/search", search, ["GET"]),
+        ("/speakers", list_speakers, ["GET"]),
+        ("/speakers", enroll, ["POST"]),
+        ("/speakers/{speaker}/conversations", speaker_conversations, ["GET"]),
+        ("/undo", undo, ["POST"]),
+    ]
+    return [Route(path, endpoint(handler), methods=methods) for path, handler, methods in routes]
+
+
+# ---------------------------------------------------------------- request helpers
+
+def _json(model: BaseModel, status: int = 200) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status)
+
+
+def _id(request: Request) -> int:
+    value: int = request.path_params["id"]
+    return value
+
+
+def _int(params: Any, name: str, default: int) -> int:
+    value = _opt_int(params.get(name), name)
+    return default if value is None else value
+
+
+def _opt_int(raw: Any, name: str) -> int | None:
+    text = _text(raw)
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer (got {text!r}).") from None
+
+
+def _text(raw: Any) -> str | None:
+    if raw is None or isinstance(raw, UploadFile):
+        return None
+    text = str(raw).strip()
+    return text or None
+
+
+def _time(params: Any, name: str) -> datetime | None:
+    text = _text(params.get(name))
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an ISO 8601 date or time (got {text!r}).") from None
+
+
+async def _body(request: Request, allow_empty: bool = False) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw and allow_empty:
+        return {}
+    try:
+        import json
+
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidInput("the request body must be JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("the request body must be a JSON object.")
+    return body
+
+
+async def _form(request: Request, app: App) -> Any:
+    cap = app.settings.max_upload_bytes
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > cap + MULTIPART_OVERHEAD:
+        raise InputTooLarge(
+            f"the upload is {int(length):,} bytes, over the {cap:,}-byte limit "
+            "(SPEAKER_MEMORY_MAX_UPLOAD_BYTES)."
+        )
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidInput("send the audio as multipart/form-data with a 'file' field.")
+    return await request.form(max_files=1, max_fields=20)
+
+
+async def _upload(form: Any, app: App) -> AudioFile:
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise InvalidInput("send the audio in a multipart 'file' field.")
+    cap = app.settings.max_upload_bytes
+    content = await upload.read(cap + 1)
+    if len(content) > cap:
+        raise InputTooLarge(
+            f"the upload is over the {cap:,}-byte limit (SPEAKER_MEMORY_MAX_UPLOAD_BYTES)."
+        )
+    name = upload.filename
+    return await anyio.to_thread.run_sync(save_audio_bytes, app, content, name)

@@ -1,0 +1,127 @@
+"""HTTP access control: bearer token, Host/Origin checks (DNS-rebinding guard), safe binding."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from collections.abc import Iterable
+
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+class UnsafeBind(Exception):
+    """Listening beyond this machine without a token would expose every recording."""
+
+
+def is_loopback(host: str) -> bool:
+    name = host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse a non-loopback address without a token (raised before anything listens)."""
+    if not is_loopback(host) and not token:
+        raise UnsafeBind(
+            f"refusing to listen on {host} without a token: anyone who can reach this address "
+            "could read and change the speaker memory. Set SPEAKER_MEMORY_TOKEN (or --token) to "
+            "a long random secret, or listen on 127.0.0.1."
+        )
+
+
+def allowed_host_names(bind_host: str, extra: Iterable[str]) -> list[str]:
+    """Host header values accepted (without port: any port is accepted)."""
+    names = list(LOOPBACK_NAMES)
+    if bind_host not in ("0.0.0.0", "::", "") and not is_loopback(bind_host):
+        names.append(f"[{bind_host}]" if ":" in bind_host else bind_host)
+    names.extend(h.strip().lower() for h in extra if h.strip())
+    return list(dict.fromkeys(names))
+
+
+def transport_security(names: list[str]) -> TransportSecuritySettings:
+    """The SDK's own guard on /mcp, fed the same list (kept on: defence in depth)."""
+    hosts: list[str] = []
+    origins: list[str] = []
+    for name in names:
+        hosts += [name, f"{name}:*"] if not _has_port(name) else [name]
+        for scheme in ("http", "https"):
+            origins += [f"{scheme}://{name}", f"{scheme}://{name}:*"] if not _has_port(name) \
+                else [f"{scheme}://{name}"]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
+
+class AccessGuard:
+    """ASGI middleware in front of every HTTP route: Host, Origin, then the bearer token."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None, host_names: list[str]) -> None:
+        self.app = app
+        self.token = token
+        self.host_names = [n.lower() for n in host_names]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        if not self._host_ok(host):
+            log.warning("refused request with Host %r", host)
+            await _refuse(421, f"Host {host!r} is not allowed; add it to "
+                          "SPEAKER_MEMORY_ALLOWED_HOSTS if this server should answer to it.",
+                          scope, receive, send)
+            return
+        origin = headers.get("origin")
+        if origin and not self._origin_ok(origin):
+            log.warning("refused request with Origin %r", origin)
+            await _refuse(403, f"Origin {origin!r} is not allowed.", scope, receive, send)
+            return
+        if self.token and not self._token_ok(headers.get("authorization", "")):
+            await _refuse(401, "missing or wrong bearer token: send 'Authorization: Bearer "
+                          "<SPEAKER_MEMORY_TOKEN>'.", scope, receive, send,
+                          {"www-authenticate": 'Bearer realm="speaker-memory"'})
+            return
+        await self.app(scope, receive, send)
+
+    def _host_ok(self, host: str) -> bool:
+        host = host.lower()
+        for name in self.host_names:
+            if host == name or (not _has_port(name) and host.startswith(name + ":")
+                                and host[len(name) + 1:].isdigit()):
+                return True
+        return False
+
+    def _origin_ok(self, origin: str) -> bool:
+        scheme, _, rest = origin.partition("://")
+        return scheme in ("http", "https") and self._host_ok(rest.rstrip("/"))
+
+    def _token_ok(self, header: str) -> bool:
+        scheme, _, value = header.partition(" ")
+        assert self.token is not None
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode(), self.token.encode()
+        )
+
+
+def _has_port(name: str) -> bool:
+    tail = name.rsplit("]", 1)[-1] if name.startswith("[") else name
+    return ":" in tail
+
+
+async def _refuse(status: int, message: str, scope: Scope, receive: Receive, send: Send,
+                  headers: dict[str, str] | None = None) -> None:
+    response = JSONResponse({"error": message}, status_code=status, headers=headers)
+    await response(scope, receive, send)

@@ -1,0 +1,175 @@
+"""The pipeline's own logic with scripted models, then once with the real bundled models."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from inference_fakes import (
+    CountingVoiceEmbedder,
+    ScriptedDiarizer,
+    ScriptedTranscriber,
+    ScriptedVAD,
+    WordHashTextEmbedder,
+    segment,
+    tone_audio,
+    voice_vector,
+)
+
+from inference.factory import Backends
+from inference.pipeline import Pipeline
+from inference.types import Audio, Turn
+from memory.errors import EmptyAudio, NoSpeech, NotAudio
+from memory.types import EnrolledVoice, SpeakerInfo
+
+CONVERSATION = [
+    segment("good morning everyone shall we start", 0.5),  # A, 0.5-3.4
+    segment("yes I have the numbers ready", 4.0),  # B, 4.0-6.9
+    segment("great let us hear them then", 7.5),  # A again, but diarized as C
+]
+TURNS = [Turn(0.0, 3.6, "A"), Turn(3.6, 7.2, "B"), Turn(7.2, 10.5, "C")]
+VOICES = {"A": "alice", "B": "bob", "C": "alice"}
+
+
+def make_pipeline(
+    turns: list[Turn] = TURNS, voices: dict[str, str] = VOICES, vad: ScriptedVAD | None = None,
+) -> tuple[Pipeline, ScriptedDiarizer]:
+    diarizer = ScriptedDiarizer(turns, voices)
+    backends = Backends(
+        vad=vad or ScriptedVAD(),
+        transcriber=ScriptedTranscriber(CONVERSATION),
+        diarizer=diarizer,
+        voice_embedder=CountingVoiceEmbedder(),
+        text_embedder=WordHashTextEmbedder(),
+    )
+    return Pipeline(backends=backends), diarizer
+
+
+def enrolled(speaker_id: int, name: str, voice: str, threshold: float = 0.75) -> EnrolledVoice:
+    now = datetime(2026, 1, 1)
+    info = SpeakerInfo(speaker_id, name, "enrolled", name, None, now, now)
+    return EnrolledVoice(speaker=info, centroid=voice_vector(voice), threshold=threshold)
+
+
+def test_result_carries_segments_speakers_vectors_and_timings() -> None:
+    pipeline, diarizer = make_pipeline()
+    stages: list[tuple[float, str]] = []
+    result = pipeline.run(tone_audio(10.5), num_speakers=3,
+                          progress=lambda f, s: stages.append((f, s)))
+    assert [(s.local_speaker, s.text) for s in result.segments] == [
+        ("A", CONVERSATION[0].text), ("B", CONVERSATION[1].text), ("C", CONVERSATION[2].text)]
+    assert diarizer.calls == [{"num": 3, "min": None, "max": None}]
+    assert [sp.label for sp in result.local_speakers] == ["A", "B", "C"]
+    assert all(sp.vectors and sp.matched_speaker_id is None for sp in result.local_speakers)
+    assert result.local_speakers[0].speech_seconds == pytest.approx(3.6)
+    assert all(s.voice_vector is not None and s.text_vector is not None for s in result.segments)
+    assert (result.voice_model_id, result.text_model_id, result.asr_model_id) == (
+        "fake-voice", "fake-text", "fake-asr")
+    assert result.language == "en" and result.duration == pytest.approx(10.5)
+    assert {"decode", "vad", "asr", "diarize", "align", "text_vectors", "total"} <= set(
+        result.timings)
+    fractions = [f for f, _ in stages]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
+
+
+def test_clusters_matching_one_enrolled_voice_are_merged_and_labelled() -> None:
+    pipeline, _ = make_pipeline()
+    voices = [enrolled(7, "Alice", "alice"), enrolled(9, "Dora", "dora")]
+    result = pipeline.run(tone_audio(10.5), enrolled=voices)
+    assert [s.local_speaker for s in result.segments] == ["A", "B", "A"]
+    by_label = {sp.label: sp for sp in result.local_speakers}
+    assert set(by_label) == {"A", "B"}
+    assert by_label["A"].matched_speaker_id == 7
+    assert by_label["B"].matched_speaker_id is None  # bob is not enrolled
+    assert by_label["A"].speech_seconds == pytest.approx(3.6 + 3.3)
+    assert len(by_label["A"].vectors) > len(by_label["B"].vectors)
+    # The merged segment still gets a vector from its own windows.
+    assert result.segments[2].voice_vector is not None
+
+
+def test_an_enrolled_voice_below_its_threshold_is_not_matched() -> None:
+    pipeline, _ = make_pipeline()
+    result = pipeline.run(tone_audio(10.5), enrolled=[enrolled(7, "Alice", "alice", 0.999)])
+    assert all(sp.matched_speaker_id is None for sp in result.local_speakers)
+    assert [sp.label for sp in result.local_speakers] == ["A", "B", "C"]
+
+
+def test_enrolled_voices_of_another_dimension_are_ignored() -> None:
+    pipeline, _ = make_pipeline()
+    now = datetime(2026, 1, 1)
+    other = EnrolledVoice(SpeakerInfo(3, "X", "enrolled", "X", None, now, now),
+                          np.ones(256, np.float32) / 16, 0.1)
+    result = pipeline.run(tone_audio(10.5), enrolled=[other])
+    assert all(sp.matched_speaker_id is None for sp in result.local_speakers)
+
+
+def test_silence_gives_a_result_without_segments() -> None:
+    pipeline, diarizer = make_pipeline(vad=ScriptedVAD(regions=[]))
+    result = pipeline.run(Audio(np.zeros(16_000 * 3, np.float32)))
+    assert result.segments == [] and result.local_speakers == []
+    assert diarizer.calls == []  # nothing to diarize
+    assert result.duration == pytest.approx(3.0)
+
+
+def test_vad_runs_once_per_recording() -> None:
+    vad = ScriptedVAD()
+    pipeline, _ = make_pipeline(vad=vad)
+    pipeline.run(tone_audio(10.5))
+    assert vad.calls == 1
+
+
+def test_bad_input_raises_typed_errors(tmp_path: Path) -> None:
+    pipeline, _ = make_pipeline()
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(EmptyAudio):
+        pipeline.run(empty)
+    with pytest.raises(NotAudio):
+        pipeline.run(b"this is a text file, not audio" * 10)
+
+
+def test_embed_voice_cuts_speech_into_windows() -> None:
+    pipeline, _ = make_pipeline()
+    audio = Audio(np.concatenate([np.zeros(16_000, np.float32), tone_audio(8.0).samples,
+                                  np.zeros(16_000, np.float32)]))
+    vectors, model_id, seconds = pipeline.embed_voice(audio)
+    assert model_id == "fake-voice"
+    assert seconds == pytest.approx(8.0, abs=0.2)  # the silence is not counted
+    assert len(vectors) == 4  # 3 s windows, 1.5 s hop, over 8 s of speech
+    assert all(np.isclose(np.linalg.norm(v), 1.0, atol=1e-5) for v in vectors)
+
+
+def test_embed_voice_refuses_a_clip_without_speech() -> None:
+    pipeline, _ = make_pipeline()
+    with pytest.raises(NoSpeech):
+        pipeline.embed_voice(Audio(np.zeros(16_000 * 5, np.float32)))
+
+
+def test_embed_text_uses_the_text_model() -> None:
+    pipeline, _ = make_pipeline()
+    vectors = pipeline.embed_text(["budget review", "budget review", "weather"])
+    assert pipeline.text_model_id == "fake-text"
+    assert float(vectors[0] @ vectors[1]) == pytest.approx(1.0)
+
+
+def test_runs_concurrently_from_several_threads() -> None:
+    pipeline, _ = make_pipeline()
+    results = []
+    errors = []
+
+    def work() -> None:
+        try:
+            results.append(pipeline.run(tone_audio(10.5)))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [len(r.segments) for r in results] == [3, 3, 3]

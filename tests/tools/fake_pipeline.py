@@ -1,0 +1,186 @@
+"""A deterministic stand-in for inference.pipeline.Pipeline, for fast tests of tools and server.
+
+Not a mock: a real implementation of the same methods. Each test recording is a tiny WAV file
+(a tone, so every file has its own content) plus a script of turns (voice id, text). Voice
+vectors are derived from the voice id plus a little noise, so the same voice matches across
+recordings and different voices do not; text vectors are hashed bags of words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import wave
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inference.types import (
+    Audio,
+    LocalSpeaker,
+    PipelineResult,
+    PipelineSegment,
+    Vector,
+    Word,
+)
+from memory.types import EnrolledVoice
+
+VOICE_DIM = 64
+TEXT_DIM = 128
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class Turn:
+    voice: str
+    text: str
+    seconds: float = 3.0
+
+
+def voice_vector(voice: str, noise_seed: int = 0, noise: float = 0.05) -> Vector:
+    base = np.random.default_rng(_seed(voice)).standard_normal(VOICE_DIM)
+    base /= np.linalg.norm(base)
+    jitter = np.random.default_rng(_seed(f"{voice}/{noise_seed}")).standard_normal(VOICE_DIM)
+    vector = base + noise * jitter / np.linalg.norm(jitter)
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def text_vector(text: str) -> Vector:
+    vector = np.zeros(TEXT_DIM, dtype=np.float32)
+    for word in text.lower().split():
+        token = "".join(ch for ch in word if ch.isalnum())
+        if token:
+            vector[_seed(token) % TEXT_DIM] += 1.0
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm else vector
+
+
+def write_tone(path: Path, seconds: float, frequency: float) -> Path:
+    """A real (tiny) WAV file whose content differs with `frequency`."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    samples = (0.2 * np.sin(2 * np.pi * frequency * t) * 32767).astype("<i2")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+class FakePipeline:
+    voice_model_id = "fake-voice-1"
+    text_model_id = "fake-text-1"
+
+    def __init__(self) -> None:
+        self._scripts: dict[str, list[Turn]] = {}
+        self._clip_voices: dict[str, str] = {}
+        self.gate: threading.Event | None = None
+        """When set to an Event, run() waits for it (to observe a job in progress)."""
+        self.runs = 0
+
+    # ------------------------------------------------------------ scripting
+    def recording(self, path: Path, turns: Sequence[Turn], frequency: float = 220.0) -> Path:
+        """Write a WAV for `turns` and remember its script (looked up by file name)."""
+        total = sum(turn.seconds for turn in turns)
+        write_tone(path, min(total, 2.0), frequency)
+        self._scripts[path.name] = list(turns)
+        return path
+
+    def clip(self, path: Path, voice: str, frequency: float = 330.0) -> Path:
+        """A single-voice enrolment clip."""
+        write_tone(path, 1.0, frequency)
+        from inference.audio import decode
+
+        self._clip_voices[_audio_key(decode(path))] = voice
+        return path
+
+    # ------------------------------------------------------------ PipelineLike
+    def run(
+        self,
+        audio_or_path: Path | Audio,
+        *,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        language: str | None = None,
+        enrolled: Sequence[EnrolledVoice] = (),
+        progress: Callable[[float, str], None] | None = None,
+    ) -> PipelineResult:
+        self.runs += 1
+        if progress is not None:
+            progress(0.3, "transcribing")
+        if self.gate is not None and not self.gate.wait(timeout=60):
+            raise TimeoutError("the test never released the fake pipeline")
+        if not isinstance(audio_or_path, Path) or audio_or_path.name not in self._scripts:
+            from memory.errors import NotAudio
+
+            raise NotAudio(f"{audio_or_path} is not a scripted test recording")
+        turns = self._scripts[audio_or_path.name]
+        labels: dict[str, str] = {}
+        segments: list[PipelineSegment] = []
+        clock = 0.0
+        for index, turn in enumerate(turns):
+            label = labels.setdefault(turn.voice, f"SPEAKER_{len(labels):02d}")
+            words = turn.text.split()
+            step = turn.seconds / max(1, len(words))
+            segments.append(PipelineSegment(
+                start=clock, end=clock + turn.seconds, text=turn.text,
+                words=[Word(w, clock + i * step, clock + (i + 1) * step, 0.9)
+                       for i, w in enumerate(words)],
+                local_speaker=label,
+                voice_vector=voice_vector(turn.voice, index),
+                text_vector=text_vector(turn.text),
+            ))
+            clock += turn.seconds
+        speakers = []
+        for voice, label in labels.items():
+            vectors = [s.voice_vector for s in segments
+                       if s.local_speaker == label and s.voice_vector is not None]
+            speakers.append(LocalSpeaker(
+                label=label, vectors=vectors,
+                speech_seconds=sum(t.seconds for t in turns if t.voice == voice),
+                matched_speaker_id=_match(vectors, enrolled),
+            ))
+        if progress is not None:
+            progress(1.0, "done")
+        return PipelineResult(
+            segments=segments, local_speakers=speakers, voice_model_id=self.voice_model_id,
+            text_model_id=self.text_model_id, language=language or "en", duration=clock,
+            asr_model_id="fake-asr-1",
+        )
+
+    def embed_voice(self, audio_or_path: Path | Audio) -> tuple[list[Vector], str, float]:
+        from inference.audio import decode
+
+        audio = audio_or_path if isinstance(audio_or_path, Audio) else decode(audio_or_path)
+        voice = self._clip_voices.get(_audio_key(audio))
+        if voice is None:
+            return [], self.voice_model_id, 0.0
+        return [voice_vector(voice, 1000 + i) for i in range(3)], self.voice_model_id, 12.0
+
+    def embed_text(self, texts: Sequence[str]) -> list[Vector]:
+        return [text_vector(t) for t in texts]
+
+
+def _match(vectors: list[Vector], enrolled: Sequence[EnrolledVoice]) -> int | None:
+    if not vectors or not enrolled:
+        return None
+    centroid = np.mean(np.stack(vectors), axis=0)
+    centroid /= np.linalg.norm(centroid)
+    scored = [(float(centroid @ v.centroid), v) for v in enrolled
+              if v.centroid.shape == centroid.shape]
+    if not scored:
+        return None
+    score, best = max(scored, key=lambda pair: pair[0])
+    return best.speaker.id if score >= best.threshold else None
+
+
+def _audio_key(audio: Audio) -> str:
+    return hashlib.sha256(audio.samples.tobytes()).hexdigest()
+
+
+def _seed(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")

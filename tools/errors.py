@@ -1,0 +1,55 @@
+"""Turn a domain error into one message an agent can act on: what was wrong, and what exists."""
+
+from __future__ import annotations
+
+import logging
+
+from memory.errors import (
+    ConversationNotFound,
+    DuplicateAudio,
+    SegmentNotFound,
+    SpeakerMemoryError,
+    SpeakerNotFound,
+)
+from tools.context import App
+
+log = logging.getLogger(__name__)
+
+
+def explain(app: App, exc: SpeakerMemoryError) -> str:
+    """The error's own message, plus a hint drawn from the store when it helps the next call."""
+    message = str(exc) or (type(exc).__doc__ or type(exc).__name__).strip()
+    try:
+        hint = _hint(app, exc)
+    except Exception:  # a hint must never hide the original error
+        log.debug("no hint for %r", exc, exc_info=True)
+        hint = None
+    if hint and hint.lower() not in message.lower():
+        message = f"{message.rstrip('.')}; {hint}"
+    return message
+
+
+def _hint(app: App, exc: SpeakerMemoryError) -> str | None:
+    if isinstance(exc, SegmentNotFound):
+        latest = app.memory.latest_segments(limit=1)
+        if not latest:
+            return "no segments are stored yet: process a recording first."
+        return f"the latest segment id is {latest[0].id} (get_latest_segments lists recent ones)"
+    if isinstance(exc, ConversationNotFound):
+        page = app.memory.list_conversations(limit=1)
+        if not page.items:
+            return "no conversations are stored yet: call process_audio first."
+        return (
+            f"the latest conversation id is {page.items[0].conversation.id} "
+            "(list_conversations lists them)"
+        )
+    if isinstance(exc, SpeakerNotFound):
+        speakers = app.memory.list_speakers()
+        if not speakers:
+            return "no speakers are stored yet."
+        labels = ", ".join(s.speaker.label for s in speakers[:12])
+        more = f" and {len(speakers) - 12} more" if len(speakers) > 12 else ""
+        return f"known speakers: {labels}{more}"
+    if isinstance(exc, DuplicateAudio):
+        return f"see conversation {exc.conversation_id}"
+    return None

@@ -1,0 +1,124 @@
+"""A conversation as a file: SRT and WebVTT subtitles, RTTM speaker turns, JSON, plain text."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from memory.types import ConversationDetail, SegmentView
+from tools.context import App
+from tools.models import ExportOut, Transcript, conversation_out, segment_out
+
+ExportFormat = Literal["srt", "vtt", "rttm", "json", "txt"]
+
+MIME_TYPES: dict[str, str] = {
+    "srt": "application/x-subrip",
+    "vtt": "text/vtt",
+    "rttm": "text/plain",
+    "json": "application/json",
+    "txt": "text/plain",
+}
+
+
+def export_conversation(app: App, conversation_id: int, format: ExportFormat = "srt") -> ExportOut:
+    detail = app.memory.get_conversation(conversation_id)
+    render = {"srt": to_srt, "vtt": to_vtt, "rttm": to_rttm, "json": to_json, "txt": to_txt}
+    stem = _slug(detail.conversation.title) or f"conversation-{conversation_id}"
+    return ExportOut(
+        conversation_id=conversation_id, format=format,
+        filename=f"{stem}.{format}", mime_type=MIME_TYPES[format],
+        content=render[format](detail),
+    )
+
+
+def speaker_label(segment: SegmentView) -> str:
+    return segment.speaker.label if segment.speaker is not None else "Unknown speaker"
+
+
+def transcript_text(detail: ConversationDetail) -> str:
+    """'[mm:ss] Speaker: text' lines, consecutive segments of one speaker kept apart."""
+    return "\n".join(
+        f"[{_clock(s.start)}] {speaker_label(s)}: {s.text.strip()}" for s in detail.segments
+    )
+
+
+def to_txt(detail: ConversationDetail) -> str:
+    info = detail.conversation
+    header = f"{info.title}\n{'=' * len(info.title)}\n\n"
+    return header + transcript_text(detail) + "\n"
+
+
+def to_srt(detail: ConversationDetail) -> str:
+    blocks = [
+        f"{i}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n"
+        f"{speaker_label(s)}: {s.text.strip()}\n"
+        for i, s in enumerate(detail.segments, start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def to_vtt(detail: ConversationDetail) -> str:
+    blocks = [
+        f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n"
+        f"<v {_vtt_escape(speaker_label(s))}>{_vtt_escape(s.text.strip())}\n"
+        for s in detail.segments
+    ]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def to_rttm(detail: ConversationDetail) -> str:
+    """NIST RTTM: one SPEAKER line per segment; names have spaces replaced (fields are
+    whitespace-separated)."""
+    file_id = _slug(detail.conversation.title) or f"conversation-{detail.conversation.id}"
+    lines = [
+        f"SPEAKER {file_id} 1 {s.start:.3f} {max(0.0, s.end - s.start):.3f} <NA> <NA> "
+        f"{_rttm_name(speaker_label(s))} <NA> <NA>"
+        for s in detail.segments
+        if s.speaker is not None
+    ]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def to_json(detail: ConversationDetail) -> str:
+    speakers = {s.speaker.id: s.speaker for s in detail.segments if s.speaker is not None}
+    document = Transcript(
+        conversation=conversation_out(
+            detail.conversation, len(detail.segments), list(speakers.values())
+        ),
+        segments=[segment_out(s) for s in detail.segments],
+    )
+    data: dict[str, Any] = document.model_dump(mode="json", exclude={"text"})
+    for out, view in zip(data["segments"], detail.segments, strict=True):
+        out["words"] = [
+            {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
+            for w in view.words
+        ]
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _rttm_name(label: str) -> str:
+    return re.sub(r"\s+", "_", label.strip())
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    millis = round(max(0.0, seconds) * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def _clock(seconds: float) -> str:
+    total = int(max(0.0, seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def _vtt_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]

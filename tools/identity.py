@@ -1,0 +1,100 @@
+"""Tools that change who is who: name a voice, enroll, rename, merge, correct, delete, undo."""
+
+from __future__ import annotations
+
+from memory.errors import InvalidInput
+from tools.context import App
+from tools.inputs import AudioFile, SpeakerArg, speaker_arg
+from tools.models import (
+    ConversationOut,
+    EnrollOut,
+    IdentifyOut,
+    IdentityChangeOut,
+    SuggestionOut,
+    change_out,
+    conversation_out,
+    speaker_ref,
+)
+
+
+def identify_speaker_in_segment(app: App, segment_id: int, speaker_name: str) -> IdentifyOut:
+    result = app.memory.identify(speaker_name.strip(), segment_id=segment_id)
+    merged = ", ".join(s.label for s in result.speakers_merged)
+    if not result.changed:
+        message = f"Segment {segment_id} was already {result.speaker.label}; nothing changed."
+    else:
+        message = (
+            f"Segment {segment_id}'s voice is now {result.speaker.label}: "
+            f"{result.segments_relabelled} segments in {result.conversations_relabelled} "
+            f"conversations relabelled"
+            + (f" (merged {merged})" if merged else "")
+            + f". undo_identity_change(event_id={result.event_id}) reverses this."
+        )
+    if result.suggestions:
+        message += " Possibly the same person too: " + ", ".join(
+            f"{s.speaker.label} ({s.score:.2f})" for s in result.suggestions
+        ) + "; confirm with the user before naming them."
+    return IdentifyOut(
+        event_id=result.event_id, speaker=speaker_ref(result.speaker),
+        segments_relabelled=result.segments_relabelled,
+        conversations_relabelled=result.conversations_relabelled,
+        speakers_merged=[speaker_ref(s) for s in result.speakers_merged],
+        suggestions=[
+            SuggestionOut(speaker=speaker_ref(s.speaker), score=round(s.score, 4))
+            for s in result.suggestions
+        ],
+        changed=result.changed, message=message,
+    )
+
+
+def enroll_speaker(app: App, name: str, audio: AudioFile) -> EnrollOut:
+    """Embed a clean clip of one person's voice and store it under `name`."""
+    vectors, model_id, speech_seconds = app.pipeline.embed_voice(audio.path)
+    if not vectors:
+        raise InvalidInput(
+            f"{audio.source_name} holds too little speech to learn a voice from "
+            f"({speech_seconds:.1f} s); send 10-30 s of the person speaking alone."
+        )
+    result = app.memory.enroll(
+        name.strip(), vectors, model_id, source=audio.source_name, speech_seconds=speech_seconds
+    )
+    verb = "Enrolled new speaker" if result.created else "Added voice samples to"
+    return EnrollOut(
+        event_id=result.event_id, speaker=speaker_ref(result.speaker), created=result.created,
+        voiceprints_added=result.voiceprints_added, speech_seconds=round(speech_seconds, 2),
+        message=f"{verb} {result.speaker.label} from {audio.source_name} "
+        f"({speech_seconds:.1f} s of speech); future recordings will recognise this voice.",
+    )
+
+
+def rename_speaker(app: App, speaker: SpeakerArg, new_name: str) -> IdentityChangeOut:
+    return change_out(app.memory.rename(speaker_arg(speaker), new_name.strip()))
+
+
+def merge_speakers(app: App, source: SpeakerArg, target: SpeakerArg) -> IdentityChangeOut:
+    return change_out(app.memory.merge(speaker_arg(source), speaker_arg(target)))
+
+
+def mark_segment_misidentified(
+    app: App, segment_id: int, correct_speaker: SpeakerArg | None = None
+) -> IdentityChangeOut:
+    correct = speaker_arg(correct_speaker) if correct_speaker is not None else None
+    return change_out(app.memory.mark_misidentified(segment_id, correct))
+
+
+def delete_speaker(app: App, speaker: SpeakerArg) -> IdentityChangeOut:
+    return change_out(app.memory.delete_speaker(speaker_arg(speaker)))
+
+
+def delete_all_unknown_speakers(app: App) -> IdentityChangeOut:
+    return change_out(app.memory.delete_unknown_speakers())
+
+
+def undo_identity_change(app: App, event_id: int | None = None) -> IdentityChangeOut:
+    return change_out(app.memory.undo(event_id))
+
+
+def update_conversation_title(app: App, conversation_id: int, title: str) -> ConversationOut:
+    if not title.strip():
+        raise InvalidInput("title is empty; give the conversation a short descriptive title.")
+    return conversation_out(app.memory.update_conversation_title(conversation_id, title.strip()))

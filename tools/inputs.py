@@ -1,0 +1,136 @@
+"""Audio arguments from agents: a path confined to the allowed roots, or bytes (base64, upload)
+capped in size and kept under DATA_DIR/audio so that clips and reprocessing can find them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from memory.errors import InputTooLarge, InvalidInput, PathNotAllowed
+from tools.context import App
+
+SpeakerArg = int | str
+"""A speaker id, name (case-insensitive) or 'Unknown N' label."""
+
+
+def speaker_arg(speaker: SpeakerArg) -> SpeakerArg:
+    """An id given as text ("12") becomes the int id; names stay names."""
+    if isinstance(speaker, str):
+        text = speaker.strip()
+        if not text:
+            raise InvalidInput("speaker is empty; give a speaker id, name or 'Unknown N' label.")
+        return int(text) if text.isdigit() else text
+    return speaker
+
+
+@dataclass(frozen=True)
+class AudioFile:
+    path: Path
+    """Where the audio lies (inside an allowed root, or a saved upload)."""
+    source_name: str
+    """The file name the user knows it by."""
+    sha256: str
+
+
+def resolve_path(app: App, raw: str) -> Path:
+    """The file `raw` names, resolved (symlinks followed) and inside an allowed root.
+
+    A relative path is looked up in each root in turn. `..` and symlinks that lead outside
+    every root are refused, as are missing files and folders.
+    """
+    if not raw.strip():
+        raise InvalidInput("path is empty; give the audio file's path or use audio_base64.")
+    roots = app.allowed_roots
+    given = Path(raw).expanduser()
+    candidates = [given] if given.is_absolute() else [root / given for root in roots]
+    for candidate in candidates:
+        try:
+            resolved = candidate.resolve(strict=True)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except (OSError, RuntimeError) as exc:  # symlink loops, permission
+            raise InvalidInput(f"cannot open {raw!r}: {exc}") from exc
+        if not any(resolved.is_relative_to(root) for root in roots):
+            raise PathNotAllowed(
+                f"{raw!r} is outside the allowed folders ({_roots_text(roots)}); copy the file "
+                f"into {roots[0]} or add its folder to SPEAKER_MEMORY_ALLOWED_ROOTS."
+            )
+        if not resolved.is_file():
+            raise InvalidInput(f"{raw!r} is not a file; give the path of an audio file.")
+        return resolved
+    raise InvalidInput(
+        f"no file at {raw!r}; paths are resolved inside {_roots_text(roots)}. "
+        f"Put the audio into {roots[0]} or send it as audio_base64."
+    )
+
+
+def audio_from_path(app: App, raw: str) -> AudioFile:
+    path = resolve_path(app, raw)
+    return AudioFile(path=path, source_name=path.name, sha256=_file_sha256(path))
+
+
+def audio_from_base64(app: App, data: str, filename: str | None) -> AudioFile:
+    cap = app.settings.max_upload_bytes
+    # 4 base64 characters carry 3 bytes: refuse before decoding anything large.
+    if len(data) * 3 // 4 > cap + 3:
+        raise InputTooLarge(
+            f"audio_base64 decodes to about {len(data) * 3 // 4:,} bytes, over the "
+            f"{cap:,}-byte limit (SPEAKER_MEMORY_MAX_UPLOAD_BYTES); put the file into "
+            f"{app.allowed_roots[0]} and pass its path instead."
+        )
+    try:
+        content = base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"audio_base64 is not valid base64 ({exc}).") from exc
+    return save_audio_bytes(app, content, filename)
+
+
+def save_audio_bytes(app: App, content: bytes, filename: str | None) -> AudioFile:
+    """Keep uploaded bytes under DATA_DIR/audio, named by content hash (idempotent)."""
+    cap = app.settings.max_upload_bytes
+    if len(content) > cap:
+        raise InputTooLarge(
+            f"the upload is {len(content):,} bytes, over the {cap:,}-byte limit "
+            "(SPEAKER_MEMORY_MAX_UPLOAD_BYTES)."
+        )
+    if not content:
+        raise InvalidInput("the audio is empty (0 bytes); send the recording's content.")
+    digest = hashlib.sha256(content).hexdigest()
+    name = safe_filename(filename) if filename else f"upload-{digest[:12]}"
+    target = app.settings.audio_dir / f"{digest[:16]}{Path(name).suffix.lower()[:10]}"
+    if not target.exists():
+        partial = target.with_name(target.name + ".part")
+        partial.write_bytes(content)
+        partial.replace(target)
+    return AudioFile(path=target.resolve(), source_name=name, sha256=digest)
+
+
+def safe_filename(name: str) -> str:
+    """The base name only, without characters that mean something to a shell or a path."""
+    base = Path(name.replace("\\", "/")).name
+    cleaned = re.sub(r"[^A-Za-z0-9._ -]+", "_", base).strip(" .")
+    return cleaned[:120] or "audio"
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _roots_text(roots: list[Path]) -> str:
+    return ", ".join(str(root) for root in roots)
+
+
+def local_audio(path: Path) -> AudioFile:
+    """A file named on the command line by the machine's own user: no root confinement."""
+    resolved = path.expanduser().resolve()
+    if not resolved.is_file():
+        raise InvalidInput(f"no file at {path}.")
+    return AudioFile(path=resolved, source_name=resolved.name, sha256=_file_sha256(resolved))

@@ -1,0 +1,240 @@
+"""What the tools return: pydantic models (MCP structured output, REST JSON), built from memory's
+read models by the `from_*` helpers below. Field descriptions are what an agent reads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from memory.types import (
+    ConversationInfo,
+    ConversationSummary,
+    IdentityChange,
+    SearchHit,
+    SegmentView,
+    SpeakerInfo,
+    SpeakerSummary,
+)
+
+JobStatus = Literal["queued", "processing", "done", "failed"]
+
+
+class SpeakerRef(BaseModel):
+    id: int
+    label: str = Field(description="What to call the speaker: the name, else 'Unknown N'.")
+    name: str | None = None
+    kind: Literal["enrolled", "unknown"]
+
+
+class SpeakerOut(SpeakerRef):
+    segment_count: int
+    conversation_count: int
+    speech_seconds: float
+    last_heard: datetime | None
+    voiceprint_count: int
+
+
+class SegmentOut(BaseModel):
+    id: int = Field(description="Segment id: pass it to identify_speaker_in_segment.")
+    conversation_id: int
+    start: float = Field(description="Seconds from the start of the recording.")
+    end: float
+    speaker: SpeakerRef | None
+    text: str
+    speaker_confidence: float | None = None
+    assignment: Literal["auto", "manual", "enrollment"] | None = Field(
+        None, description="'manual' when a person named this segment's speaker."
+    )
+    emotion: str | None = None
+
+
+class ConversationOut(BaseModel):
+    id: int
+    title: str
+    status: JobStatus
+    duration: float | None = Field(None, description="Seconds of audio.")
+    language: str | None = None
+    source_name: str | None = None
+    recorded_at: datetime | None = None
+    created_at: datetime
+    error: str | None = None
+    segment_count: int | None = None
+    speakers: list[SpeakerRef] = Field(default_factory=list)
+
+
+class SpeakerFound(BaseModel):
+    speaker: SpeakerRef
+    segment_count: int
+    new: bool = Field(description="True when this voice was heard for the first time.")
+
+
+class ProcessAudioResult(BaseModel):
+    conversation_id: int
+    status: JobStatus
+    duplicate: bool = Field(
+        False,
+        description="True when this exact audio was processed before; nothing new was stored.",
+    )
+    duration: float | None = None
+    speakers: list[SpeakerFound] = Field(default_factory=list)
+    named_speakers: int = 0
+    unknown_speakers: int = 0
+    message: str
+
+
+class ProcessingStatus(BaseModel):
+    conversation_id: int
+    status: JobStatus
+    stage: str | None = Field(None, description="Current stage while processing (asr, diarize...).")
+    progress: float | None = Field(None, description="0..1 while processing.")
+    error: str | None = None
+    message: str
+
+
+class ConversationList(BaseModel):
+    conversations: list[ConversationOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Transcript(BaseModel):
+    conversation: ConversationOut
+    segments: list[SegmentOut] = Field(
+        default_factory=list, description="Empty when format='text' (see `text`)."
+    )
+    text: str | None = Field(None, description="'[mm:ss] Speaker: text' lines when format='text'.")
+
+
+class SegmentList(BaseModel):
+    segments: list[SegmentOut]
+
+
+class SearchHitOut(BaseModel):
+    segment: SegmentOut
+    conversation_title: str
+    recorded_at: datetime | None = None
+    score: float
+
+
+class SearchResults(BaseModel):
+    query: str
+    mode: Literal["hybrid", "keyword", "semantic"]
+    hits: list[SearchHitOut]
+
+
+class SpeakerConversations(BaseModel):
+    speaker: SpeakerRef
+    conversations: list[ConversationOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class SpeakerList(BaseModel):
+    speakers: list[SpeakerOut]
+
+
+class SuggestionOut(BaseModel):
+    speaker: SpeakerRef
+    score: float
+
+
+class IdentifyOut(BaseModel):
+    event_id: int = Field(description="Pass to undo_identity_change to reverse this.")
+    speaker: SpeakerRef
+    segments_relabelled: int
+    conversations_relabelled: int
+    speakers_merged: list[SpeakerRef]
+    suggestions: list[SuggestionOut] = Field(
+        description="Other voices that may also be this person: ask the user before naming them."
+    )
+    changed: bool
+    message: str
+
+
+class EnrollOut(BaseModel):
+    event_id: int
+    speaker: SpeakerRef
+    created: bool
+    voiceprints_added: int
+    speech_seconds: float
+    message: str
+
+
+class IdentityChangeOut(BaseModel):
+    event_id: int
+    action: str
+    speakers: list[SpeakerRef]
+    segments_changed: int
+    conversations_changed: int
+    message: str
+
+
+class ExportOut(BaseModel):
+    conversation_id: int
+    format: Literal["srt", "vtt", "rttm", "json", "txt"]
+    filename: str
+    mime_type: str
+    content: str
+
+
+# ---------------------------------------------------------------- converters
+
+
+def speaker_ref(info: SpeakerInfo) -> SpeakerRef:
+    return SpeakerRef(id=info.id, label=info.label, name=info.name, kind=info.kind)
+
+
+def speaker_out(summary: SpeakerSummary) -> SpeakerOut:
+    info = summary.speaker
+    return SpeakerOut(
+        id=info.id, label=info.label, name=info.name, kind=info.kind,
+        segment_count=summary.segment_count, conversation_count=summary.conversation_count,
+        speech_seconds=round(summary.speech_seconds, 2), last_heard=summary.last_heard,
+        voiceprint_count=summary.voiceprint_count,
+    )
+
+
+def segment_out(view: SegmentView) -> SegmentOut:
+    return SegmentOut(
+        id=view.id, conversation_id=view.conversation_id,
+        start=round(view.start, 3), end=round(view.end, 3),
+        speaker=speaker_ref(view.speaker) if view.speaker else None, text=view.text,
+        speaker_confidence=view.speaker_confidence, assignment=view.assignment_source,
+        emotion=view.emotion,
+    )
+
+
+def conversation_out(
+    info: ConversationInfo, segment_count: int | None = None,
+    speakers: list[SpeakerInfo] | None = None,
+) -> ConversationOut:
+    return ConversationOut(
+        id=info.id, title=info.title, status=info.status, duration=info.duration,
+        language=info.language, source_name=info.source_name, recorded_at=info.recorded_at,
+        created_at=info.created_at, error=info.error, segment_count=segment_count,
+        speakers=[speaker_ref(s) for s in speakers or []],
+    )
+
+
+def summary_out(summary: ConversationSummary) -> ConversationOut:
+    return conversation_out(summary.conversation, summary.segment_count, summary.speakers)
+
+
+def hit_out(hit: SearchHit) -> SearchHitOut:
+    return SearchHitOut(
+        segment=segment_out(hit.segment), conversation_title=hit.conversation_title,
+        recorded_at=hit.conversation_recorded_at, score=round(hit.score, 4),
+    )
+
+
+def change_out(change: IdentityChange) -> IdentityChangeOut:
+    return IdentityChangeOut(
+        event_id=change.event_id, action=change.action,
+        speakers=[speaker_ref(s) for s in change.speakers],
+        segments_changed=change.segments_changed,
+        conversations_changed=change.conversations_changed, message=change.message,
+    )

@@ -1,0 +1,196 @@
+"""Processing audio into a conversation: start a background job, report its progress, and
+summarise what was found. The job runs on App.jobs' worker thread; callers decide how long to
+wait (MCP: until done or settings.wait_seconds; CLI: until done)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import cast
+
+from memory.errors import DuplicateAudio, SpeakerMemoryError
+from memory.types import ConversationInfo, PipelineResultLike
+from tools.context import App, Job
+from tools.inputs import AudioFile
+from tools.models import (
+    ProcessAudioResult,
+    ProcessingStatus,
+    SpeakerFound,
+    speaker_ref,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    title: str | None = None
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    conversation_id: int
+    job: Job | None
+    """None when the audio was a duplicate and nothing new runs."""
+
+
+def start_processing(app: App, audio: AudioFile, options: ProcessOptions) -> Started:
+    """Create the conversation (status 'queued') and queue its job. A duplicate of stored audio
+    is not processed again: the existing conversation id comes back, with job None."""
+    existing = app.memory.find_conversation_by_sha256(audio.sha256)
+    if existing is not None:
+        return Started(existing.id, None)
+    title = (options.title or "").strip() or _title_from(audio.source_name)
+    try:
+        info = app.memory.create_conversation(
+            title=title, source_name=audio.source_name, sha256=audio.sha256,
+            audio_path=str(audio.path),
+        )
+    except DuplicateAudio as exc:  # another request stored the same audio meanwhile
+        return Started(exc.conversation_id, None)
+    job = app.jobs.submit(info.id, lambda job: _run_job(app, job, audio, options))
+    return Started(info.id, job)
+
+
+def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> None:
+    conversation_id = job.conversation_id
+    memory = app.memory
+    try:
+        memory.set_conversation_status(conversation_id, "processing")
+        job.report(0.0, "loading models")
+        pipeline = app.pipeline
+        enrolled = memory.enrolled_voices(pipeline.voice_model_id)
+        result = pipeline.run(
+            audio.path,
+            num_speakers=options.num_speakers,
+            min_speakers=options.min_speakers,
+            max_speakers=options.max_speakers,
+            language=options.language or app.settings.language,
+            enrolled=enrolled,
+            progress=job.report,
+        )
+        job.report(0.99, "storing")
+        # PipelineResult satisfies PipelineResultLike structurally; mypy cannot see it through
+        # the Protocol's mutable attributes (list vs Sequence), hence the cast.
+        job.ingest = memory.ingest(conversation_id, cast(PipelineResultLike, result))
+        job.report(1.0, "done")
+    except Exception as exc:
+        if isinstance(exc, SpeakerMemoryError):
+            reason = str(exc)
+            log.info("processing conversation %d failed: %s", conversation_id, reason)
+        else:
+            reason = f"internal error ({type(exc).__name__}: {exc}); see the server log"
+            log.exception("processing conversation %d crashed", conversation_id)
+        job.report(job.fraction, "failed")
+        try:
+            memory.set_conversation_status(conversation_id, "failed", error=reason)
+        except Exception:
+            log.exception("could not mark conversation %d failed", conversation_id)
+
+
+def processing_status(app: App, conversation_id: int) -> ProcessingStatus:
+    info = app.memory.get_conversation_info(conversation_id)
+    job = app.jobs.get(conversation_id)
+    stage = job.stage if job and info.status in ("queued", "processing") else None
+    progress = round(job.fraction, 3) if stage is not None and job is not None else None
+    return ProcessingStatus(
+        conversation_id=info.id, status=info.status, stage=stage, progress=progress,
+        error=info.error, message=_status_message(info, stage, progress),
+    )
+
+
+def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> ProcessAudioResult:
+    """What a finished (or still running) conversation holds: speakers with segment counts."""
+    info = app.memory.get_conversation_info(conversation_id)
+    if info.status != "done":
+        status = processing_status(app, conversation_id)
+        prefix = (
+            f"This audio was already processed as conversation {info.id}. "
+            if duplicate else ""
+        )
+        return ProcessAudioResult(
+            conversation_id=info.id, status=info.status, duplicate=duplicate,
+            duration=info.duration, message=prefix + status.message,
+        )
+    detail = app.memory.get_conversation(conversation_id)
+    counts: Counter[int] = Counter()
+    speakers = {}
+    for segment in detail.segments:
+        if segment.speaker is not None:
+            counts[segment.speaker.id] += 1
+            speakers[segment.speaker.id] = segment.speaker
+    job = app.jobs.get(conversation_id)
+    created = {
+        d.speaker.id for d in (job.ingest.decisions if job and job.ingest else []) if d.created
+    }
+    found = [
+        SpeakerFound(speaker=speaker_ref(speakers[sid]), segment_count=n, new=sid in created)
+        for sid, n in counts.most_common()
+    ]
+    named = [f for f in found if f.speaker.kind == "enrolled"]
+    unknown = [f for f in found if f.speaker.kind == "unknown"]
+    if duplicate:
+        lead = f"This audio was already processed as conversation {info.id} ('{info.title}'). "
+    else:
+        lead = f"Processed conversation {info.id} ('{info.title}', {_duration(info.duration)}). "
+    parts = []
+    if named:
+        parts.append("recognised " + ", ".join(f.speaker.label for f in named))
+    if unknown:
+        parts.append(
+            f"{len(unknown)} unknown voice{'s' if len(unknown) != 1 else ''} ("
+            + ", ".join(f.speaker.label for f in unknown)
+            + "); ask the user who they are and call identify_speaker_in_segment"
+        )
+    if not found:
+        parts.append("no speech was found")
+    return ProcessAudioResult(
+        conversation_id=info.id, status=info.status, duplicate=duplicate,
+        duration=info.duration, speakers=found, named_speakers=len(named),
+        unknown_speakers=len(unknown), message=lead + "; ".join(parts) + ".",
+    )
+
+
+def reprocess(app: App, conversation_id: int) -> ProcessAudioResult:
+    """Re-match a stored conversation's voices against the current profiles."""
+    app.memory.reprocess(conversation_id)
+    result = summarise(app, conversation_id)
+    return result.model_copy(update={
+        "message": "Re-matched with the current voice profiles; manual labels kept. "
+        + result.message
+    })
+
+
+def _status_message(info: ConversationInfo, stage: str | None, progress: float | None) -> str:
+    if info.status == "done":
+        return f"Conversation {info.id} is processed; get_conversation returns the transcript."
+    if info.status == "failed":
+        return f"Processing conversation {info.id} failed: {info.error or 'unknown reason'}."
+    if stage is None:
+        return (
+            f"Conversation {info.id} is {info.status} but no job runs in this server process "
+            "(it was interrupted); process the audio again."
+        )
+    done = f" ({progress:.0%})" if progress is not None else ""
+    return (
+        f"Conversation {info.id} is {info.status}: {stage}{done}. "
+        "Call get_processing_status again in a little while."
+    )
+
+
+def _title_from(source_name: str) -> str:
+    stem = source_name.rsplit(".", 1)[0] if "." in source_name else source_name
+    return stem.replace("_", " ").strip() or "Untitled conversation"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown length"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}:{secs:02d} min"
+
