@@ -115,7 +115,9 @@ def _spectral(x: FloatArray, low: int, high: int, cfg: ClusteringConfig) -> IntA
         eigenvalues, eigenvectors = _laplacian_spectrum(_binarised_affinity(similarity, p))
         if eigenvalues[1] <= 1e-6 * max(float(eigenvalues[-1]), 1.0) and p < max_p:
             continue  # a disconnected graph: p too small to say anything about the count
-        k, gap = _eigengap_count(eigenvalues, low, high)
+        # Count freely, then clip to the bounds: "at most 2" of 4 clear voices means 2.
+        k, gap = _eigengap_count(eigenvalues, 1, min(n - 1, max(high, cfg.max_auto_speakers)))
+        k = min(max(k, low), high)
         ratio = p / max(gap, 1e-9)
         if best is None or ratio < best[0]:
             best = (ratio, k, eigenvalues, eigenvectors)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -33,6 +35,7 @@ from inference.types import (
     PipelineSegment,
     SpeechRegion,
     Transcript,
+    TranscriptSegment,
     Vector,
 )
 from inference.vad import speech_seconds
@@ -42,6 +45,23 @@ from memory.types import EnrolledVoice
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
+
+
+@runtime_checkable
+class StreamingTranscriber(Protocol):
+    """A Transcriber that can also report progress and hand over each segment as it is done
+    (WhisperTranscriber); the pipeline then aligns and embeds while ASR goes on."""
+
+    model_id: str
+    streams_segments: bool
+
+    def transcribe(
+        self,
+        audio: Audio,
+        language: str | None = None,
+        progress: Callable[[float], None] | None = None,
+        on_segment: Callable[[TranscriptSegment], None] | None = None,
+    ) -> Transcript: ...
 
 
 @dataclass(frozen=True)
@@ -100,7 +120,11 @@ class Pipeline:
         enrolled: Sequence[EnrolledVoice] = (),
         progress: Progress | None = None,
     ) -> PipelineResult:
-        report = progress or _no_progress
+        for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
+                            ("max_speakers", max_speakers)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        report = _monotonic(progress) if progress else _no_progress
         timings: dict[str, float] = {}
         started = time.perf_counter()
         backends = self.backends
@@ -114,36 +138,47 @@ class Pipeline:
             regions = backends.vad.speech_regions(audio)
 
         report(0.1, "transcribing and diarizing")
+        # ASR streams its segments into `pending`; once diarization is done, this thread aligns
+        # and embeds them while ASR goes on, so little but ASR is left at the end.
+        pending: queue.Queue[TranscriptSegment | None] = queue.Queue()
+        cancelled = threading.Event()
+
+        def on_segment(segment: TranscriptSegment) -> None:
+            if cancelled.is_set():
+                raise _Cancelled
+            pending.put(segment)
+
+        def transcribe() -> Transcript:
+            try:
+                return self._transcribe(audio, language or self.config.language, report,
+                                        timings, on_segment)
+            finally:
+                pending.put(None)
+
+        segments: list[PipelineSegment] = []
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipeline") as pool:
-            asr = pool.submit(
-                _timed_call, timings, "asr", backends.transcriber.transcribe,
-                audio, language or self.config.language,
-            )
+            asr = pool.submit(transcribe)
             if backends.text_embedder is not None:
                 # Load the text model while the CPU-heavy stages run (once per process).
                 pool.submit(_warm_up_text, backends)
-            diarization = self._diarize(audio, regions, num_speakers, min_speakers, max_speakers,
-                                        timings)
-            with _timed(timings, "match_enrolled"):
-                matches = match_clusters(diarization, enrolled, self.config.match_margin)
-                diarization, matches = merge_matched(diarization, matches)
-            report(0.6, "transcribing")
-            transcript: Transcript = _result(asr)
+            try:
+                diarization = self._diarize(audio, regions, num_speakers, min_speakers,
+                                            max_speakers, timings)
+                with _timed(timings, "match_enrolled"):
+                    matches = match_clusters(diarization, enrolled, self.config.match_margin)
+                    diarization, matches = merge_matched(diarization, matches)
+                streamed = 0
+                while (batch := _drain(pending)) is not None:
+                    streamed += len(batch)
+                    segments.extend(self._finish(batch, diarization, audio, timings))
+            except BaseException:
+                cancelled.set()  # stop ASR at its next segment instead of finishing the file
+                raise
+            transcript = _result(asr)
+        if streamed != len(transcript.segments):  # a transcriber that does not stream
+            segments = self._finish(transcript.segments, diarization, audio, timings)
 
-        report(0.85, "aligning speakers")
-        with _timed(timings, "align"):
-            segments = align(transcript, diarization.turns, self._alignment)
-        with _timed(timings, "segment_vectors"):
-            embedder = backends.voice_embedder
-            attach_voice_vectors(
-                segments, diarization, audio,
-                embedder if embedder.model_id == diarization.model_id else None,
-                self._alignment,
-            )
-
-        report(0.92, "embedding text")
-        with _timed(timings, "text_vectors"):
-            self._attach_text_vectors(segments)
+        report(0.9, "finishing")
         if backends.emotion is not None:
             report(0.95, "recognising emotion")
             with _timed(timings, "emotion"):
@@ -171,6 +206,41 @@ class Pipeline:
         if isinstance(source, Audio):
             return source
         return decode(source, max_seconds=self.config.max_audio_seconds)
+
+    def _transcribe(
+        self, audio: Audio, language: str | None, report: Progress, timings: dict[str, float],
+        on_segment: Callable[[TranscriptSegment], None],
+    ) -> Transcript:
+        transcriber = self.backends.transcriber
+        with _timed(timings, "asr"):
+            if isinstance(transcriber, StreamingTranscriber):
+                # ASR is most of the wall time: map its progress onto 10%..90%.
+                return transcriber.transcribe(
+                    audio, language,
+                    progress=lambda done: report(0.1 + 0.8 * done, "transcribing"),
+                    on_segment=on_segment,
+                )
+            return transcriber.transcribe(audio, language)
+
+    def _finish(
+        self, transcript_segments: Sequence[TranscriptSegment], diarization: Diarization,
+        audio: Audio, timings: dict[str, float],
+    ) -> list[PipelineSegment]:
+        """Align a batch of transcript segments and give them voice and text vectors."""
+        with _timed(timings, "align"):
+            segments = align(
+                Transcript(list(transcript_segments), None, ""), diarization.turns,
+                self._alignment,
+            )
+        with _timed(timings, "segment_vectors"):
+            embedder = self.backends.voice_embedder
+            # Vectors of another model than the diarizer's would not compare with its clusters.
+            same_model = embedder.model_id == diarization.model_id
+            attach_voice_vectors(segments, diarization, audio, embedder if same_model else None,
+                                 self._alignment)
+        with _timed(timings, "text_vectors"):
+            self._attach_text_vectors(segments)
+        return segments
 
     def _diarize(
         self, audio: Audio, regions: list[SpeechRegion], num_speakers: int | None,
@@ -229,9 +299,17 @@ class Pipeline:
         return embedder.embed(texts)
 
 
-@functools.lru_cache(maxsize=2)
+_shared_lock = threading.Lock()
+
+
 def shared_pipeline(config: PipelineConfig) -> Pipeline:
     """One Pipeline (hence one set of loaded models) per configuration per process."""
+    with _shared_lock:
+        return _shared_pipeline(config)
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_pipeline(config: PipelineConfig) -> Pipeline:
     return Pipeline(config)
 
 
@@ -284,6 +362,30 @@ def _windows(speech: np.ndarray, rate: int) -> list[np.ndarray]:
     return [speech[s : s + size] for s in starts]
 
 
+class _Cancelled(Exception):
+    """Raised inside the ASR thread to stop it when the rest of the run already failed."""
+
+
+def _drain(pending: queue.Queue[TranscriptSegment | None]) -> list[TranscriptSegment] | None:
+    """Wait for the next streamed segments and take every one already there; None at the end.
+
+    The end marker is the last item ever put, so a batch that reaches it is complete.
+    """
+    first = pending.get()
+    if first is None:
+        return None
+    batch = [first]
+    while True:
+        try:
+            item = pending.get_nowait()
+        except queue.Empty:
+            return batch
+        if item is None:
+            pending.put(None)  # seen again by the next call, which ends the loop
+            return batch
+        batch.append(item)
+
+
 def _warm_up_text(backends: Backends) -> None:
     embedder = backends.text_embedder
     load = getattr(embedder, "load", None)
@@ -298,13 +400,6 @@ def _result(future: Future[Transcript]) -> Transcript:
     return future.result()
 
 
-def _timed_call(
-    timings: dict[str, float], name: str, fn: Callable[..., Transcript], *args: object
-) -> Transcript:
-    with _timed(timings, name):
-        return fn(*args)
-
-
 @contextmanager
 def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     start = time.perf_counter()
@@ -316,3 +411,21 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
 
 def _no_progress(fraction: float, stage: str) -> None:
     return None
+
+
+def _monotonic(progress: Progress) -> Progress:
+    """Reports from two threads, never going backwards, and never raising into the work."""
+    lock = threading.Lock()
+    highest = [-1.0]
+
+    def report(fraction: float, stage: str) -> None:
+        with lock:
+            if fraction < highest[0]:
+                return
+            highest[0] = fraction
+        try:
+            progress(fraction, stage)
+        except Exception:  # a broken progress bar must not fail the recording
+            log.debug("progress callback failed", exc_info=True)
+
+    return report

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ BUNDLED_TINY = "tiny.en"
 BUNDLED_BASE = "base"
 
 _join_lock = threading.Lock()
+_load_lock = threading.Lock()
 
 
 # ---------------------------------------------------------------- model files
@@ -167,6 +168,8 @@ class WhisperTranscriber:
     vad_filter does) but with the shared VAD's regions, so no second VAD pass runs.
     """
 
+    streams_segments = True
+
     def __init__(
         self,
         model: str = BUNDLED_TINY,
@@ -189,10 +192,19 @@ class WhisperTranscriber:
 
     def load(self) -> Any:
         """The WhisperModel (loaded on first use, shared per process)."""
-        path = resolve_model_path(self.model_name, self._cache_dir)
-        return load_whisper(path, self._device, self._compute_type, self._cpu_threads)
+        with _load_lock:  # lru_cache alone lets two first callers load the model twice
+            path = resolve_model_path(self.model_name, self._cache_dir)
+            return load_whisper(path, self._device, self._compute_type, self._cpu_threads)
 
-    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+    def transcribe(
+        self,
+        audio: Audio,
+        language: str | None = None,
+        progress: Callable[[float], None] | None = None,
+        on_segment: Callable[[TranscriptSegment], None] | None = None,
+    ) -> Transcript:
+        """`progress`, when given, receives the share of the audio transcribed so far;
+        `on_segment` receives each segment as soon as Whisper has produced it."""
         model = self.load()
         if self._vad is None:
             regions = [SpeechRegion(0.0, audio.duration)]
@@ -221,14 +233,27 @@ class WhisperTranscriber:
             condition_on_previous_text=self.options.condition_on_previous_text,
         )
         restored = restore_speech_timestamps(segments, chunks, rate)
-        return Transcript(
-            segments=convert_segments(restored), language=info.language, model_id=self.model_id
-        )
+        if progress is not None:
+            restored = _reporting(restored, audio.duration, progress)
+        converted = []
+        for segment in iter_segments(restored):
+            converted.append(segment)
+            if on_segment is not None:
+                on_segment(segment)
+        return Transcript(segments=converted, language=info.language, model_id=self.model_id)
 
 
-def convert_segments(segments: Iterable[Any]) -> list[TranscriptSegment]:
+def _reporting(
+    segments: Iterable[Any], duration: float, progress: Callable[[float], None]
+) -> Iterator[Any]:
+    """Pass segments through, reporting how far into the audio each one ends."""
+    for segment in segments:
+        progress(min(1.0, float(segment.end) / duration) if duration > 0 else 1.0)
+        yield segment
+
+
+def iter_segments(segments: Iterable[Any]) -> Iterator[TranscriptSegment]:
     """faster-whisper Segments → our dataclasses (words keep Whisper's leading space)."""
-    out: list[TranscriptSegment] = []
     for segment in segments:
         words = [
             Word(word=w.word, start=float(w.start), end=float(w.end),
@@ -238,9 +263,6 @@ def convert_segments(segments: Iterable[Any]) -> list[TranscriptSegment]:
         text = segment.text.strip()
         if not text and not words:
             continue
-        out.append(
-            TranscriptSegment(
-                start=float(segment.start), end=float(segment.end), text=text, words=words
-            )
+        yield TranscriptSegment(
+            start=float(segment.start), end=float(segment.end), text=text, words=words
         )
-    return out

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import sqlean
+from sqlalchemy.exc import DBAPIError
 
 from memory import backup, conversations, events, identity, queries, text_index
 from memory.db import Database
@@ -80,7 +81,7 @@ class SpeakerMemory:
             self._schema_version = migrate(self._db)
         except StoreError:
             raise
-        except (OSError, sqlean.Error) as exc:
+        except (OSError, sqlean.Error, DBAPIError) as exc:
             raise StoreError(f"cannot open the store at {self.db_path}: {exc}") from exc
         self._centroids = CentroidCache()
         self._text_vectors = TextVectorIndex()

@@ -54,6 +54,8 @@ def export(tx: Tx, path: Path, schema_version: int) -> None:
         quoted = ", ".join(f'"{c}"' for c in columns)
         # The text-index generation is process bookkeeping, not data: import sets its own.
         where = " WHERE key != 'text_index_generation'" if table == "meta" else ""
+        if table == "sqlite_sequence":  # ours only, not the vec0 index's shadow tables
+            where = " WHERE name IN (" + ", ".join(f"'{t}'" for t in TABLES) + ")"
         rows = tx.all(f"SELECT {quoted} FROM {table}{where} ORDER BY {order}")
         tables[table] = {"columns": columns, "rows": [[_encode(v) for v in r] for r in rows]}
     document = {"format": FORMAT, "schema_version": schema_version, "tables": tables}
@@ -90,7 +92,6 @@ def restore(tx: Tx, tables: dict[str, Any]) -> None:
                 "empty data directory"
             )
     tx.run("DELETE FROM meta")
-    tx.run("DELETE FROM sqlite_sequence")
     for table in TABLES:
         columns = tables[table]["columns"]
         known = set(_columns(tx, table))
@@ -103,6 +104,8 @@ def restore(tx: Tx, tables: dict[str, Any]) -> None:
             continue
         quoted = ", ".join(f'"{c}"' for c in columns)
         marks = ", ".join("?" for _ in columns)
+        if table == "sqlite_sequence":  # inserts above advanced it: set it as it was
+            tx.run("DELETE FROM sqlite_sequence")
         tx.many(f"INSERT INTO {table}({quoted}) VALUES ({marks})", rows)
     # Derived data.
     speakers = [int(r[0]) for r in tx.all("SELECT id FROM speaker")]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 import numpy as np
@@ -21,11 +23,11 @@ from memory.types import ConversationInfo, ConversationStatus, PipelineResultLik
 from memory.vector_index import TextVectorIndex
 from memory.vectors import (
     Matrix,
-    as_vector,
+    check_matrix,
     matrix_from_blob,
     matrix_to_blob,
     mean_direction,
-    normalize,
+    normalize_rows,
     representatives,
     stack,
     to_blob,
@@ -171,16 +173,12 @@ def ingest(
         )
     model_id = result.voice_model_id
     segments = list(result.segments)
-    voice_vectors = [
-        None if s.voice_vector is None else normalize(as_vector(s.voice_vector, "voice vector"))
-        for s in segments
-    ]
+    voice_vectors = _vectors([s.voice_vector for s in segments], "voice vectors", unit=True)
     clusters = _clusters(result, voice_vectors)
     dim = _check_dims(clusters, voice_vectors)
     if dim is not None:
         register_voice_model(tx, model_id, dim)
-    text_vectors = [None if s.text_vector is None else as_vector(s.text_vector, "text vector")
-                    for s in segments]
+    text_vectors = _vectors([s.text_vector for s in segments], "text vectors", unit=False)
     if any(v is not None for v in text_vectors) and not result.text_model_id:
         raise ModelMismatch("text vectors were given without a text model id")
     for i, s in enumerate(segments):
@@ -275,11 +273,31 @@ def ingest(
     return Ingested(segment_ids, decisions, codes)
 
 
+def _vectors(values: Sequence[object | None], what: str, unit: bool) -> list[Vector | None]:
+    """Validate all of a result's vectors at once (one array op, not one per segment)."""
+    present = [i for i, v in enumerate(values) if v is not None]
+    out: list[Vector | None] = [None] * len(values)
+    if present:
+        matrix = check_matrix([values[i] for i in present], what)
+        if unit:
+            matrix = normalize_rows(matrix)
+        for k, i in enumerate(present):
+            out[i] = matrix[k]
+    return out
+
+
+def _number(value: object) -> str:
+    number = float(value)  # type: ignore[arg-type]
+    return repr(number) if math.isfinite(number) else "0.0"
+
+
 def _words_json(words: Sequence[Any]) -> str:
-    return json.dumps(
-        [[str(w.word), float(w.start), float(w.end), float(w.probability)] for w in words],
-        separators=(",", ":"),
-    )
+    """[[word, start, end, probability], ...] (hand-built: json.dumps per word is slow)."""
+    return "[" + ",".join(
+        f"[{encode_basestring(str(w.word))},{_number(w.start)},{_number(w.end)},"
+        f"{_number(w.probability)}]"
+        for w in words
+    ) + "]"
 
 
 def _store_cluster(tx: Tx, conversation_id: int, model_id: str, cluster: Cluster) -> None:

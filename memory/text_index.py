@@ -3,6 +3,7 @@ so that a PostgreSQL backend can swap in tsvector here."""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 from memory.db import Tx
@@ -18,6 +19,8 @@ def escape_query(text: str) -> str | None:
 
     Quotes are doubled, and operators (AND, OR, NOT, NEAR, *, ^, :, parentheses) become
     plain words or separators. Returns None when the text has no searchable word."""
+    # Control characters (NUL above all) end an FTS5 string early: make them separators.
+    text = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in text)
     tokens = [t for t in text.split() if any(ch.isalnum() for ch in t)]
     if not tokens:
         return None

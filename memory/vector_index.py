@@ -24,7 +24,7 @@ from memory.db import Tx
 from memory.errors import ModelMismatch
 from memory.filters import filter_clause, is_empty
 from memory.types import SearchFilters, Vector
-from memory.vectors import as_vector, from_blob, normalize, to_blob
+from memory.vectors import as_vector, dot_rows, from_blob, normalize, to_blob
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +230,6 @@ def _rank(rows: Sequence[tuple[Any, ...]], query: Vector, wanted: int) -> list[t
     matrix = np.vstack([from_blob(r[1]) for r in rows])
     norms = np.linalg.norm(matrix, axis=1)
     norms[norms == 0] = 1.0
-    scores = (matrix @ query) / norms
+    scores = dot_rows(matrix, query) / norms
     order = np.lexsort((-ids, -scores))[:wanted]
     return [(int(ids[i]), float(scores[i])) for i in order]

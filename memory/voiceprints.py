@@ -20,7 +20,7 @@ from memory.db import Tx
 from memory.errors import ModelMismatch
 from memory.timeutil import now_db
 from memory.types import MatchConfig, Vector
-from memory.vectors import Matrix, from_blob, normalize, to_blob
+from memory.vectors import Matrix, dot_rows, from_blob, normalize, to_blob
 
 CANDIDATE_SPEAKERS = 16
 """Speakers re-scored exactly after the centroid stage."""
@@ -98,16 +98,18 @@ class CentroidCache:
                     (model_id, id_json),
                 )
                 fresh = _build(rows)
-                if current.ids.size and fresh.ids.size and (
-                    current.matrix.shape[1] != fresh.matrix.shape[1]
-                ):
-                    self._models.pop(model_id)
+                if fresh.ids.size == 0:
+                    matrix = current.matrix[keep]
+                elif current.ids.size == 0:
+                    matrix = fresh.matrix
+                elif current.matrix.shape[1] != fresh.matrix.shape[1]:
+                    self._models.pop(model_id)  # inconsistent: reload whole next time
                     continue
+                else:
+                    matrix = np.vstack([current.matrix[keep], fresh.matrix])
                 self._models[model_id] = _ModelCentroids(
                     np.concatenate([current.ids[keep], fresh.ids]),
-                    np.vstack([current.matrix[keep], fresh.matrix])
-                    if current.ids.size
-                    else fresh.matrix,
+                    matrix,
                     np.concatenate([current.unknown[keep], fresh.unknown]),
                 )
 
@@ -131,7 +133,7 @@ class CentroidCache:
                 f"voice model {model_id!r} has {current.matrix.shape[1]}-d vectors, "
                 f"got {query.shape[0]}-d"
             )
-        scores = current.matrix @ query
+        scores = dot_rows(current.matrix, query)
         mask = np.ones(current.ids.size, dtype=bool)
         if exclude:
             mask &= ~np.isin(current.ids, np.fromiter(exclude, dtype=np.int64))
@@ -308,7 +310,7 @@ def score_speakers(
         return []
     speaker_ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
     matrix = np.vstack([from_blob(r[1]) for r in rows])
-    sims = matrix @ query
+    sims = dot_rows(matrix, query)
     # Keep only the top_k voiceprints overall, as a kNN over voiceprints would.
     if sims.size > config.top_k:
         keep = np.argpartition(-sims, config.top_k - 1)[: config.top_k]

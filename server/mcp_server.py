@@ -360,7 +360,8 @@ def build_server(app: App) -> MCPServer:
         conversation_id: ConversationId,
         title: Annotated[str, Field(min_length=1, description="The new title.")],
     ) -> ConversationOut:
-        """Rename a conversation."""
+        """Give a conversation a new title (e.g. after the user says what the meeting was);
+        returns the updated conversation."""
         return await run_tool(app, identity.update_conversation_title, app, conversation_id,
                               title)
 

@@ -54,8 +54,8 @@ def status_for(exc: SpeakerMemoryError) -> int:
 
 
 def rest_routes(app: App) -> list[Route]:
-    async def call(fn: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(lambda: fn(*args))
+    async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
     def endpoint(handler: Handler) -> Handler:
         async def wrapped(request: Request) -> Response:
@@ -84,7 +84,7 @@ def rest_routes(app: App) -> list[Route]:
         )
         started = await call(processing.start_processing, app, audio, options)
         if started.job is None:
-            result = await call(processing.summarise, app, started.conversation_id, True)
+            result = await call(processing.summarise, app, started.conversation_id, duplicate=True)
             return _json(result, 200)
         if _text(form.get("wait")) in ("1", "true", "yes"):
             await follow_job(started.job, app.settings.wait_seconds, None)

@@ -119,8 +119,14 @@ class App:
 
     @property
     def allowed_roots(self) -> list[Path]:
-        roots = self.settings.allowed_roots or [self.settings.inbox_dir, self.start_dir]
-        return [root.expanduser().resolve() for root in roots]
+        if self.settings.allowed_roots:
+            return [root.expanduser().resolve() for root in self.settings.allowed_roots]
+        roots = [self.settings.inbox_dir.resolve()]
+        # A client that starts the server in "/" (Claude Desktop may) must not open the whole
+        # disk: the filesystem root is never a default root.
+        if self.start_dir.parent != self.start_dir:
+            roots.append(self.start_dir)
+        return roots
 
     @property
     def pipeline(self) -> PipelineLike:

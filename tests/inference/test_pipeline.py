@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -173,3 +174,123 @@ def test_runs_concurrently_from_several_threads() -> None:
         t.join()
     assert errors == []
     assert [len(r.segments) for r in results] == [3, 3, 3]
+
+
+# ---------------------------------------------------------------- through memory.ingest
+
+
+def open_store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from memory.api import SpeakerMemory
+
+    try:
+        return SpeakerMemory(tmp_path / "memory.db")
+    except NotImplementedError:
+        pytest.skip("memory.SpeakerMemory is not implemented yet")
+
+
+def test_result_round_trips_through_memory_ingest(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    try:
+        pipeline, _ = make_pipeline()
+        result = pipeline.run(tone_audio(10.5))
+        conversation = store.create_conversation(title="standup", sha256="abc")
+        ingested = store.ingest(conversation.id, result)
+        detail = store.get_conversation(conversation.id)
+        assert [s.text for s in detail.segments] == [s.text for s in result.segments]
+        assert [s.local_speaker for s in detail.segments] == ["A", "B", "C"]
+        assert [[w.word for w in s.words] for s in detail.segments] == [
+            [w.word for w in s.words] for s in result.segments]
+        assert len(ingested.decisions) == 3
+        assert all(s.speaker is not None for s in detail.segments)
+        info = store.get_conversation_info(conversation.id)
+        assert info.status == "done" and info.duration == pytest.approx(10.5)
+        assert info.language == "en"
+    finally:
+        store.close()
+
+
+def test_enrolled_voice_from_the_store_labels_the_recording(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    try:
+        pipeline, _ = make_pipeline()
+        alice = [voice_vector("alice", noise=0.05, seed=s) for s in range(5)]
+        store.enroll("Alice", alice, pipeline.voice_model_id, source="test")
+        voices = store.enrolled_voices(pipeline.voice_model_id)
+        result = pipeline.run(tone_audio(10.5), enrolled=voices)
+        conversation = store.create_conversation(title="with alice")
+        store.ingest(conversation.id, result)
+        detail = store.get_conversation(conversation.id)
+        names = [s.speaker.name if s.speaker else None for s in detail.segments]
+        assert names[0] == "Alice" and names[2] == "Alice"  # two clusters, one enrolled voice
+        assert names[1] != "Alice"
+        unknowns = {s.speaker.id for s in detail.segments if s.speaker and s.speaker.name is None}
+        assert len(unknowns) == 1  # bob became one new unknown speaker
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------- the real bundled models
+
+
+@pytest.fixture(scope="module")
+def real_pipeline(  # type: ignore[no-untyped-def]
+    silero_vad, tiny_transcriber, builtin_diarizer, voice_embedder, text_embedder
+) -> Pipeline:
+    return Pipeline(backends=Backends(
+        vad=silero_vad, transcriber=tiny_transcriber, diarizer=builtin_diarizer,
+        voice_embedder=voice_embedder, text_embedder=text_embedder,
+    ))
+
+
+@pytest.mark.models
+def test_real_models_on_a_two_speaker_clip(
+    real_pipeline: Pipeline, short_clip: Audio, tmp_path: Path
+) -> None:
+    result = real_pipeline.run(short_clip)
+    text = " ".join(s.text for s in result.segments).lower()
+    assert "client call" in text and "payment service" in text
+    # Reference: af_heart until 8.2 s, am_fenrir 8.9-17.5 s.
+    def speakers_between(start: float, end: float) -> set[str | None]:
+        return {s.local_speaker for s in result.segments if start < (s.start + s.end) / 2 < end}
+
+    first, second = speakers_between(0.0, 8.2), speakers_between(8.9, 16.5)
+    assert len(first) == 1 and len(second) == 1 and first != second
+    assert len(result.local_speakers) == 2
+    assert result.voice_model_id == "resemblyzer-ge2e-0.1.4"
+    assert result.text_model_id == "all-MiniLM-L6-v2"
+    long_segments = [s for s in result.segments if s.end - s.start >= 1.0]
+    assert long_segments and all(
+        s.voice_vector is not None and s.voice_vector.shape == (256,) for s in long_segments)
+    assert all(s.text_vector is not None and s.text_vector.shape == (384,)
+               for s in result.segments)
+    store = open_store(tmp_path)
+    try:
+        conversation = store.create_conversation(title="dev01 opening")
+        store.ingest(conversation.id, result)
+        stored = store.get_conversation(conversation.id).segments
+        assert len({s.speaker.id for s in stored if s.speaker}) == 2
+    finally:
+        store.close()
+
+
+@pytest.mark.models
+def test_real_models_on_silence_give_no_segments(real_pipeline: Pipeline) -> None:
+    result = real_pipeline.run(Audio(np.zeros(16_000 * 4, np.float32)))
+    assert result.segments == [] and result.local_speakers == []
+    assert result.duration == pytest.approx(4.0)
+
+
+@pytest.mark.models
+def test_real_enrollment_vectors_recognise_the_voice(
+    real_pipeline: Pipeline, corpus_dir: Path, dev_audio: Callable[[str], Audio]
+) -> None:
+    vectors, model_id, seconds = real_pipeline.embed_voice(
+        corpus_dir / "dev" / "enroll" / "af_heart.wav")
+    assert model_id == "resemblyzer-ge2e-0.1.4" and 10.0 < seconds < 14.0
+    assert len(vectors) >= 5
+    centroid = np.mean(vectors, axis=0)
+    centroid /= np.linalg.norm(centroid)
+    audio = dev_audio("dev01")
+    embedder = real_pipeline.backends.voice_embedder
+    heart, fenrir = embedder.embed([audio.slice(1.0, 8.0), audio.slice(9.0, 16.0)])
+    assert float(centroid @ heart) > float(centroid @ fenrir) + 0.05

@@ -11,10 +11,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
-from fake_pipeline import FakePipeline  # noqa: E402
+from fake_pipeline import FakePipeline
 
-from tools.context import App  # noqa: E402
-from tools.settings import Settings  # noqa: E402
+from tools.context import App
+from tools.settings import Settings
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
 

@@ -83,10 +83,11 @@ class FakePipeline:
 
     # ------------------------------------------------------------ scripting
     def recording(self, path: Path, turns: Sequence[Turn], frequency: float = 220.0) -> Path:
-        """Write a WAV for `turns` and remember its script (looked up by file name)."""
+        """Write a WAV for `turns` and remember its script (looked up by file content, so a
+        copy or an upload of the same bytes plays the same script)."""
         total = sum(turn.seconds for turn in turns)
         write_tone(path, min(total, 2.0), frequency)
-        self._scripts[path.name] = list(turns)
+        self._scripts[_file_key(path)] = list(turns)
         return path
 
     def clip(self, path: Path, voice: str, frequency: float = 330.0) -> Path:
@@ -114,11 +115,12 @@ class FakePipeline:
             progress(0.3, "transcribing")
         if self.gate is not None and not self.gate.wait(timeout=60):
             raise TimeoutError("the test never released the fake pipeline")
-        if not isinstance(audio_or_path, Path) or audio_or_path.name not in self._scripts:
+        key = _file_key(audio_or_path) if isinstance(audio_or_path, Path) else None
+        if key not in self._scripts:
             from memory.errors import NotAudio
 
             raise NotAudio(f"{audio_or_path} is not a scripted test recording")
-        turns = self._scripts[audio_or_path.name]
+        turns = self._scripts[key]
         labels: dict[str, str] = {}
         segments: list[PipelineSegment] = []
         clock = 0.0
@@ -176,6 +178,10 @@ def _match(vectors: list[Vector], enrolled: Sequence[EnrolledVoice]) -> int | No
         return None
     score, best = max(scored, key=lambda pair: pair[0])
     return best.speaker.id if score >= best.threshold else None
+
+
+def _file_key(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _audio_key(audio: Audio) -> str:

@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memory import SpeakerMemory
+from memory.errors import (
+    ConversationNotFound,
+    DuplicateAudio,
+    InvalidOperation,
+    ModelMismatch,
+)
+from tests.memory.fakes import VOICE_MODEL, FakeResult, Voices, make_result
+
+
+def ingest(store: SpeakerMemory, result: FakeResult, title: str = "talk") -> list[int]:
+    conversation = store.create_conversation(title=title)
+    return [d.speaker.id for d in store.ingest(conversation.id, result).decisions]
+
+
+def test_new_voices_become_unknown_speakers(store: SpeakerMemory, voices: Voices) -> None:
+    conversation = store.create_conversation(title="standup")
+    result = store.ingest(conversation.id, make_result(voices, ["ann", "bob"], 10))
+    assert [d.created for d in result.decisions] == [True, True]
+    assert [d.speaker.label for d in result.decisions] == ["Unknown 1", "Unknown 2"]
+    assert len(result.segment_ids) == 10
+    info = store.get_conversation_info(conversation.id)
+    assert info.status == "done"
+    assert info.model_ids["voice"] == VOICE_MODEL
+    assert info.language == "en"
+    detail = store.get_conversation(conversation.id)
+    assert [s.speaker.label for s in detail.segments if s.speaker][:2] == ["Unknown 1", "Unknown 2"]
+    assert all(s.assignment_source == "auto" for s in detail.segments)
+
+
+def test_unknown_voice_persists_across_conversations(
+    store: SpeakerMemory, voices: Voices
+) -> None:
+    first = ingest(store, make_result(voices, ["ann", "bob"], 8, seed=1))
+    second = ingest(store, make_result(voices, ["carl", "ann"], 8, seed=2))
+    third = ingest(store, make_result(voices, ["ann"], 4, seed=3))
+    assert second[1] == first[0] and third[0] == first[0]
+    assert second[0] not in first
+    unknowns = store.list_speakers(kind="unknown")
+    assert [s.speaker.label for s in unknowns] == ["Unknown 1", "Unknown 2", "Unknown 3"]
+    ann = next(s for s in unknowns if s.speaker.id == first[0])
+    assert ann.conversation_count == 3
+    assert ann.segment_count == 4 + 4 + 4
+    # Voiceprints stay proportional to clusters (mean + a few), not to windows or segments.
+    assert ann.voiceprint_count <= 3 * 4
+
+
+def test_enrolled_voice_is_recognised(store: SpeakerMemory, voices: Voices) -> None:
+    enrolled = store.enroll("Sarah", voices.clips("sarah", 3), VOICE_MODEL, "sarah.wav", 30.0)
+    assert enrolled.created and enrolled.speaker.kind == "enrolled"
+    conversation = store.create_conversation(title="call")
+    result = store.ingest(conversation.id, make_result(voices, ["sarah", "tom"], 6))
+    sarah, tom = result.decisions
+    assert sarah.speaker.id == enrolled.speaker.id and not sarah.created
+    assert sarah.score is not None and sarah.score > 0.9
+    assert tom.created and tom.speaker.label == "Unknown 1"
+
+
+def test_match_needs_margin_over_runner_up(tmp_path: object, voices: Voices) -> None:
+    from pathlib import Path
+
+    from memory.types import MatchConfig
+
+    assert isinstance(tmp_path, Path)
+    store = SpeakerMemory(tmp_path / "m.db", MatchConfig(threshold=0.5, margin=0.5))
+    try:
+        store.enroll("A", voices.clips("twin", 2), VOICE_MODEL, "a")
+        store.enroll("B", voices.clips("twin", 2), VOICE_MODEL, "b")
+        ids = ingest(store, make_result(voices, ["twin"], 2))
+        names = {s.speaker.id: s.speaker.name for s in store.list_speakers()}
+        assert names[ids[0]] is None  # two equally good candidates: a new unknown instead
+    finally:
+        store.close()
+
+
+def test_per_speaker_threshold_overrides_default(store: SpeakerMemory, voices: Voices) -> None:
+    sarah = store.enroll("Sarah", voices.clips("sarah", 2), VOICE_MODEL, "s").speaker
+    assert store.set_match_threshold("sarah", 0.999).match_threshold == 0.999
+    ids = ingest(store, make_result(voices, ["sarah"], 2))
+    assert ids[0] != sarah.id
+    assert store.set_match_threshold(sarah.id, None).match_threshold is None
+    with pytest.raises(InvalidOperation, match="a threshold is a cosine"):
+        store.set_match_threshold(sarah.id, 3.0)
+
+
+def test_matched_speaker_id_is_honoured(store: SpeakerMemory, voices: Voices) -> None:
+    bob = store.enroll("Bob", voices.clips("bob", 2), VOICE_MODEL, "bob").speaker
+    ids = ingest(store, make_result(voices, ["stranger"], 3, matched={"stranger": bob.id}))
+    assert ids == [bob.id]
+
+
+def test_duplicate_audio_is_reported(store: SpeakerMemory) -> None:
+    first = store.create_conversation(title="a", sha256="abc")
+    with pytest.raises(DuplicateAudio, match=f"conversation {first.id}") as caught:
+        store.create_conversation(title="b", sha256="abc")
+    assert caught.value.conversation_id == first.id
+    assert store.find_conversation_by_sha256("abc") == first
+    assert store.find_conversation_by_sha256("zzz") is None
+
+
+def test_ingest_twice_is_refused(store: SpeakerMemory, voices: Voices) -> None:
+    conversation = store.create_conversation(title="a")
+    store.ingest(conversation.id, make_result(voices, ["ann"], 2))
+    with pytest.raises(InvalidOperation, match="already has segments; use reprocess"):
+        store.ingest(conversation.id, make_result(voices, ["ann"], 2))
+    assert len(store.get_conversation(conversation.id).segments) == 2
+
+
+def test_unknown_conversation(store: SpeakerMemory, voices: Voices) -> None:
+    with pytest.raises(ConversationNotFound, match="no conversation 9; the store has no"):
+        store.ingest(9, make_result(voices, ["ann"], 2))
+    store.create_conversation(title="x")
+    with pytest.raises(ConversationNotFound, match="latest conversation id is 1"):
+        store.get_conversation(5)
+
+
+def test_voice_dimension_mismatch_is_refused(store: SpeakerMemory, voices: Voices) -> None:
+    ingest(store, make_result(voices, ["ann"], 2))
+    other = Voices(dim=128)
+    conversation = store.create_conversation(title="b")
+    with pytest.raises(ModelMismatch, match="has 256-d vectors in this store, got 128-d"):
+        store.ingest(conversation.id, make_result(other, ["ann"], 2))
+    assert store.get_conversation(conversation.id).segments == []
+    with pytest.raises(ModelMismatch, match="256-d"):
+        store.enroll("Zed", other.clips("zed", 2), VOICE_MODEL, "z")
+
+
+def test_other_voice_model_is_never_compared(store: SpeakerMemory, voices: Voices) -> None:
+    first = ingest(store, make_result(voices, ["ann"], 2))
+    second = ingest(store, make_result(voices, ["ann"], 2, voice_model_id="other-model-2"))
+    assert first != second
+
+
+def test_bad_vectors_and_times_are_refused(store: SpeakerMemory, voices: Voices) -> None:
+    result = make_result(voices, ["ann"], 2)
+    result.local_speakers[0].vectors[0] = np.full(256, np.nan, dtype=np.float32)
+    conversation = store.create_conversation(title="nan")
+    with pytest.raises(ModelMismatch, match="NaN"):
+        store.ingest(conversation.id, result)
+    result = make_result(voices, ["ann"], 2)
+    result.segments[1].start, result.segments[1].end = 5.0, 1.0
+    with pytest.raises(InvalidOperation, match="segment 1 has invalid times"):
+        store.ingest(conversation.id, result)
+    result = make_result(voices, ["ann"], 2)
+    result.text_model_id = None
+    with pytest.raises(ModelMismatch, match="without a text model id"):
+        store.ingest(conversation.id, result)
+    assert store.list_speakers() == []
+
+
+def test_segments_without_cluster_entry_or_speaker(store: SpeakerMemory, voices: Voices) -> None:
+    result = make_result(voices, ["ann", "bob"], 4)
+    result.local_speakers = result.local_speakers[:1]  # bob only known from his segments
+    result.segments[0].local_speaker = None
+    conversation = store.create_conversation(title="x")
+    decisions = store.ingest(conversation.id, result).decisions
+    assert [d.local_label for d in decisions] == ["SPEAKER_00", "SPEAKER_01"]
+    segments = store.get_conversation(conversation.id).segments
+    assert segments[0].speaker is None and segments[0].assignment_source is None
+    assert segments[1].speaker is not None and segments[1].speaker.id == decisions[1].speaker.id
+
+
+def test_status_and_title(store: SpeakerMemory) -> None:
+    conversation = store.create_conversation(title="a", source_name="a.wav")
+    assert conversation.status == "queued"
+    failed = store.set_conversation_status(conversation.id, "failed", "decoder crashed")
+    assert failed.status == "failed" and failed.error == "decoder crashed"
+    assert store.set_conversation_status(conversation.id, "processing").error is None
+    assert store.update_conversation_title(conversation.id, "Weekly").title == "Weekly"
+    with pytest.raises(InvalidOperation, match="status must be one of"):
+        store.set_conversation_status(conversation.id, "lost")  # type: ignore[arg-type]
+
+
+def test_segment_vectors_and_enrolled_voices(store: SpeakerMemory, voices: Voices) -> None:
+    conversation = store.create_conversation(title="a")
+    result = store.ingest(conversation.id, make_result(voices, ["ann"], 3))
+    vectors = store.segment_vectors(conversation.id)
+    assert sorted(vectors) == result.segment_ids
+    assert all(v.shape == (256,) and abs(np.linalg.norm(v) - 1) < 1e-5 for v in vectors.values())
+    assert store.enrolled_voices(VOICE_MODEL) == []
+    store.identify("Ann", speaker=result.decisions[0].speaker.id)
+    (voice,) = store.enrolled_voices(VOICE_MODEL)
+    assert voice.speaker.name == "Ann" and voice.threshold == store.config.threshold
+    assert float(voice.centroid @ voices.voice("ann")) > 0.95
+
+
+def test_reprocess_rematches_against_current_profiles(
+    store: SpeakerMemory, voices: Voices
+) -> None:
+    conversation = store.create_conversation(title="early")
+    before = store.ingest(conversation.id, make_result(voices, ["ann"], 4))
+    assert before.decisions[0].created
+    store.enroll("Ann", voices.clips("ann", 3), VOICE_MODEL, "ann.wav")
+    after = store.reprocess(conversation.id)
+    assert after.segment_ids == before.segment_ids
+    assert after.decisions[0].speaker.name == "Ann"
+    assert {s.speaker.name for s in store.get_conversation(conversation.id).segments
+            if s.speaker} == {"Ann"}
+    # The unknown left with nothing is gone; undo brings the old assignment back.
+    assert [s.speaker.name for s in store.list_speakers()] == ["Ann"]
+    store.undo()
+    assert {s.speaker.label for s in store.get_conversation(conversation.id).segments
+            if s.speaker} == {"Unknown 1"}

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlean
+
+from memory import SpeakerMemory
+from memory.errors import StoreError
+from memory.migrations import latest_version
+from tests.memory.fakes import Voices, make_result
+
+
+def test_migrates_from_empty_and_reopens(tmp_path: Path, voices: Voices) -> None:
+    path = tmp_path / "nested" / "dir" / "db.sqlite"
+    store = SpeakerMemory(path)
+    conversation = store.create_conversation(title="x")
+    store.ingest(conversation.id, make_result(voices, ["ann"], 3))
+    store.close()
+    conn = sqlean.connect(str(path))
+    versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+    assert versions == list(range(1, latest_version() + 1))
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"speaker", "segment", "segment_fts", "segment_text_bits_384"} <= tables
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    reopened = SpeakerMemory(path)
+    try:
+        assert len(reopened.get_conversation(conversation.id).segments) == 3
+        assert reopened.list_speakers()[0].speaker.label == "Unknown 1"
+    finally:
+        reopened.close()
+
+
+def test_connection_settings(store: SpeakerMemory) -> None:
+    with store._db.read() as tx:  # the settings every pooled connection gets
+        assert tx.scalar("PRAGMA foreign_keys") == 1
+        assert tx.scalar("PRAGMA busy_timeout") >= 5000
+        assert tx.scalar("SELECT vec_version()").startswith("v")
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    SpeakerMemory(path).close()
+    conn = sqlean.connect(str(path))
+    conn.execute("INSERT INTO schema_version VALUES (999, 'future', 'now')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="schema version 999, newer than this program's"):
+        SpeakerMemory(path)
+
+
+def test_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open the store"):
+        SpeakerMemory(path)
+    assert path.read_bytes() == b"this is not sqlite" * 100
+
+
+def test_import_memory_loads_no_ml_library() -> None:
+    code = (
+        "import sys, memory\n"
+        "heavy = [m for m in ('torch', 'faster_whisper', 'sentence_transformers', 'resemblyzer',"
+        " 'transformers', 'ctranslate2', 'onnxruntime', 'inference') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,306 @@
+"""Property tests of the memory layer's invariants (issue 2, section 5), black-box.
+
+A Hypothesis state machine drives random sequences of ingest / enroll / identify / rename /
+merge / misidentify / delete / delete-unknown / undo against a real SQLite file, through the
+public `SpeakerMemory` API only, and checks after every step:
+
+- no operation other than ingest changes the number of segments, and none changes any
+  segment's text (or words, times, conversation);
+- every segment's speaker exists (or is NULL);
+- a refused operation (typed `SpeakerMemoryError`) changes nothing;
+- identify is idempotent: the same identify again reports `changed=False` and changes nothing;
+- undo restores the exact previous state (every exported row of speaker, conversation,
+  segment, voiceprint and vector tables, plus what the public queries show);
+- merge then undo is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from memory import SpeakerMemory
+from memory.errors import SpeakerMemoryError
+from memory.types import IdentifyResult, IdentityChange
+from tests.memory.fakes import VOICE_MODEL, Voices, make_result
+
+T = TypeVar("T")
+
+VOICE_NAMES = ("ann", "bob", "cid", "dee", "eve")
+NAMES = ("Sarah", "sarah", "Bob", "Alice", "Dr. Who", "Unknown 3", "  ")
+# Rows that an identity change may legitimately leave different after its undo:
+#   identity_event: history grows (undo marks the event undone), sqlite_sequence: ids are never
+#   reused, meta: process bookkeeping (text-index generation).
+NOT_STATE = {"identity_event", "sqlite_sequence", "meta"}
+
+Snapshot = dict[str, Any]
+
+
+def full_state(memory: SpeakerMemory, workdir: Path, conversation_ids: list[int]) -> Snapshot:
+    """Everything a user could observe: exported rows and what the public queries return."""
+    path = workdir / "snapshot.json"
+    memory.export_json(path)
+    tables = json.loads(path.read_text(encoding="utf-8"))["tables"]
+    rows = {name: t["rows"] for name, t in tables.items() if name not in NOT_STATE}
+    speakers = sorted(
+        (s.speaker.id, s.speaker.name, s.speaker.kind, s.speaker.label, s.speaker.match_threshold,
+         s.speaker.created_at, s.speaker.updated_at, s.segment_count, s.conversation_count,
+         round(s.speech_seconds, 6), s.last_heard, s.voiceprint_count)
+        for s in memory.list_speakers()
+    )
+    segments = [
+        (s.id, s.conversation_id, s.start, s.end, s.text,
+         None if s.speaker is None else (s.speaker.id, s.speaker.label), s.speaker_confidence,
+         s.assignment_source, s.excluded_from_profile,
+         tuple((w.word, w.start, w.end, w.probability) for w in s.words))
+        for cid in conversation_ids
+        for s in memory.get_conversation(cid).segments
+    ]
+    centroids = sorted(
+        (v.speaker.id, tuple(np.round(v.centroid, 5).tolist()))
+        for v in memory.enrolled_voices(VOICE_MODEL)
+    )
+    return {"rows": rows, "speakers": speakers, "segments": segments, "centroids": centroids}
+
+
+def assert_same(before: Snapshot, after: Snapshot, what: str) -> None:
+    for key in ("speakers", "segments", "centroids"):
+        assert before[key] == after[key], f"{what}: {key} differ"
+    for table in before["rows"]:
+        assert before["rows"][table] == after["rows"].get(table), f"{what}: table {table} differs"
+
+
+class MemoryMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.workdir = Path(tempfile.mkdtemp(prefix="memory-properties-"))
+        self.memory = SpeakerMemory(self.workdir / "speaker_memory.db")
+        self.voices = Voices(seed=11)
+        self.texts: dict[int, str] = {}
+        self.conversation_ids: list[int] = []
+        self.recordings = 0
+        # (event id, state before it) of identity changes whose undo must restore that state;
+        # emptied by ingest, whose new rows an undo does not remove.
+        self.undoable: list[tuple[int, Snapshot]] = []
+
+    def teardown(self) -> None:
+        self.memory.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------ helpers
+    def state(self) -> Snapshot:
+        return full_state(self.memory, self.workdir, self.conversation_ids)
+
+    def speaker_ids(self) -> list[int]:
+        return [s.speaker.id for s in self.memory.list_speakers()]
+
+    def attempt(self, what: str, op: Callable[[], T]) -> tuple[Snapshot, T | None]:
+        """Run one identity operation; a refusal must be typed and change nothing."""
+        before = self.state()
+        try:
+            result = op()
+        except SpeakerMemoryError:
+            assert_same(before, self.state(), f"refused {what}")
+            return before, None
+        return before, result
+
+    def remember(self, event_id: int, before: Snapshot) -> None:
+        if event_id:
+            self.undoable.append((event_id, before))
+
+    def undo_now(
+        self, before: Snapshot, change: IdentityChange | IdentifyResult, what: str
+    ) -> None:
+        undone = self.memory.undo()
+        assert undone.event_id == change.event_id
+        assert_same(before, self.state(), f"undo of {what}")
+
+    # ------------------------------------------------------------ rules
+    @initialize(voices=st.lists(st.sampled_from(VOICE_NAMES), min_size=1, max_size=3, unique=True),
+                n=st.integers(2, 6))
+    def first_recording(self, voices: list[str], n: int) -> None:
+        self.ingest(voices, n)
+
+    @rule(voices=st.lists(st.sampled_from(VOICE_NAMES), min_size=1, max_size=3, unique=True),
+          n=st.integers(1, 6), silent=st.booleans())
+    def ingest(self, voices: list[str], n: int, silent: bool = False) -> None:
+        self.recordings += 1
+        result = make_result(self.voices, voices, n, seed=self.recordings)
+        if silent:  # a segment the diarizer left without a speaker
+            result.segments[-1].local_speaker = None
+        conversation = self.memory.create_conversation(title=f"recording {self.recordings}")
+        ingested = self.memory.ingest(conversation.id, result)
+        assert len(ingested.segment_ids) == n
+        assert not set(ingested.segment_ids) & set(self.texts)
+        self.texts.update(zip(ingested.segment_ids, (s.text for s in result.segments), strict=True))
+        self.conversation_ids.append(conversation.id)
+        self.undoable.clear()
+
+    @rule(voice=st.sampled_from(VOICE_NAMES), name=st.sampled_from(NAMES), n=st.integers(1, 3))
+    def enroll(self, voice: str, name: str, n: int) -> None:
+        before, result = self.attempt("enroll", lambda: self.memory.enroll(
+            name, self.voices.clips(voice, n), VOICE_MODEL, f"clip of {voice}"))
+        if result is not None:
+            self.remember(result.event_id, before)
+
+    @rule(data=st.data(), name=st.sampled_from(NAMES), by_speaker=st.booleans())
+    def identify(self, data: st.DataObject, name: str, by_speaker: bool) -> None:
+        if by_speaker:
+            ids = self.speaker_ids()
+            if not ids:
+                return
+            ref: int = data.draw(st.sampled_from(ids), label="speaker")
+            before, result = self.attempt(
+                "identify", lambda: self.memory.identify(name, speaker=ref))
+        else:
+            segment_id = data.draw(st.sampled_from(sorted(self.texts)), label="segment")
+            before, result = self.attempt(
+                "identify", lambda: self.memory.identify(name, segment_id=segment_id))
+        if result is None:
+            return
+        assert result.changed == (result.event_id != 0)
+        after = self.state()
+        # Idempotent: naming the same voice the same again changes nothing.
+        again = (self.memory.identify(name, speaker=result.speaker.id) if by_speaker
+                 else self.memory.identify(name, segment_id=segment_id))
+        assert not again.changed, f"identify {name!r} twice changed something the second time"
+        assert again.segments_relabelled == 0 and again.speakers_merged == []
+        assert again.speaker.id == result.speaker.id
+        assert_same(after, self.state(), "repeated identify")
+        if result.changed:
+            self.remember(result.event_id, before)
+
+    @rule(data=st.data(), name=st.sampled_from(NAMES))
+    def rename(self, data: st.DataObject, name: str) -> None:
+        ids = self.speaker_ids()
+        if not ids:
+            return
+        sid = data.draw(st.sampled_from(ids), label="speaker")
+        before, result = self.attempt("rename", lambda: self.memory.rename(sid, name))
+        if result is not None:
+            self.remember(result.event_id, before)
+
+    @rule(data=st.data(), undo_at_once=st.booleans())
+    def merge(self, data: st.DataObject, undo_at_once: bool) -> None:
+        ids = self.speaker_ids()
+        if not ids:
+            return
+        source = data.draw(st.sampled_from(ids), label="source")
+        others = [i for i in ids if i != source]
+        # mostly two different speakers; sometimes itself, which must be refused cleanly
+        target = data.draw(st.sampled_from(others) if others and data.draw(st.integers(0, 4))
+                           else st.just(source), label="target")
+        before, result = self.attempt("merge", lambda: self.memory.merge(source, target))
+        if result is None:
+            return
+        assert source != target
+        assert source not in self.speaker_ids()
+        if undo_at_once:  # merge then undo is a no-op
+            self.undo_now(before, result, "merge")
+        else:
+            self.remember(result.event_id, before)
+
+    @rule(data=st.data(), to_speaker=st.booleans())
+    def mark_misidentified(self, data: st.DataObject, to_speaker: bool) -> None:
+        segment_id = data.draw(st.sampled_from(sorted(self.texts)), label="segment")
+        ids = self.speaker_ids()
+        correct = data.draw(st.sampled_from(ids), label="correct") if to_speaker and ids else None
+        before, result = self.attempt(
+            "mark_misidentified", lambda: self.memory.mark_misidentified(segment_id, correct))
+        if result is None:
+            return
+        if correct is not None:
+            segment = self.memory.get_segment(segment_id)
+            assert segment.speaker is not None and segment.speaker.id == correct
+        self.remember(result.event_id, before)
+
+    @rule(data=st.data())
+    def delete_speaker(self, data: st.DataObject) -> None:
+        ids = self.speaker_ids()
+        if not ids:
+            return
+        sid = data.draw(st.sampled_from(ids), label="speaker")
+        before, result = self.attempt("delete_speaker", lambda: self.memory.delete_speaker(sid))
+        if result is None:
+            return
+        assert sid not in self.speaker_ids()
+        self.remember(result.event_id, before)
+
+    @rule()
+    def delete_unknown_speakers(self) -> None:
+        before, result = self.attempt("delete_unknown_speakers",
+                                      self.memory.delete_unknown_speakers)
+        if result is None:
+            return
+        assert not [s for s in self.memory.list_speakers() if s.speaker.kind == "unknown"]
+        self.remember(result.event_id, before)
+
+    @precondition(lambda self: bool(self.undoable))
+    @rule()
+    def undo_last(self) -> None:
+        """Undo of the latest change restores the exact state before it."""
+        event_id, before = self.undoable.pop()
+        undone = self.memory.undo()
+        assert undone.event_id == event_id
+        assert_same(before, self.state(), f"undo of event {event_id}")
+
+    @rule()
+    def undo_whatever_is_last(self) -> None:
+        """Undo after anything (ingest included): refused cleanly, or applied consistently."""
+        before = self.state()
+        try:
+            undone = self.memory.undo()
+        except SpeakerMemoryError:
+            assert_same(before, self.state(), "refused undo")
+            return
+        if self.undoable and self.undoable[-1][0] == undone.event_id:
+            assert_same(self.undoable.pop()[1], self.state(), f"undo of event {undone.event_id}")
+        else:
+            self.undoable.clear()
+
+    # ------------------------------------------------------------ invariants
+    @invariant()
+    def transcript_is_never_lost(self) -> None:
+        stored: dict[int, str] = {}
+        for cid in self.conversation_ids:
+            for segment in self.memory.get_conversation(cid).segments:
+                stored[segment.id] = segment.text
+        assert stored == self.texts
+
+    @invariant()
+    def every_segment_speaker_exists(self) -> None:
+        ids = set(self.speaker_ids())
+        summaries = {s.speaker.id: s.segment_count for s in self.memory.list_speakers()}
+        counted: dict[int, int] = {}
+        for cid in self.conversation_ids:
+            for segment in self.memory.get_conversation(cid).segments:
+                if segment.speaker is not None:
+                    assert segment.speaker.id in ids, f"segment {segment.id} on a missing speaker"
+                    counted[segment.speaker.id] = counted.get(segment.speaker.id, 0) + 1
+        for sid, count in summaries.items():
+            assert counted.get(sid, 0) == count, f"speaker {sid}: summary says {count} segments"
+
+
+MemoryMachine.TestCase.settings = settings(
+    max_examples=30,
+    stateful_step_count=20,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+test_memory_invariants = MemoryMachine.TestCase

@@ -1,0 +1,84 @@
+"""The `speaker-memory` command line, in-process through server.cli.main."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fake_pipeline import FakePipeline, Turn
+
+from server.cli import build_parser, main, settings_from
+from tools import processing
+from tools.context import App
+from tools.inputs import local_audio
+from tools.settings import Settings
+
+CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "dev"
+
+
+def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SPEAKER_MEMORY_PORT", "9001")
+    monkeypatch.setenv("SPEAKER_MEMORY_DATA_DIR", str(tmp_path / "env"))
+    args = build_parser().parse_args(["serve", "--data-dir", str(tmp_path / "flag"),
+                                      "--allowed-host", "box.lan"])
+    settings = settings_from(args)
+    assert settings.data_dir == tmp_path / "flag"
+    assert settings.port == 9001
+    assert settings.allowed_hosts == ["box.lan"]
+
+
+def test_speakers_export_and_import_round_trip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakePipeline()
+    recording = fake.recording(tmp_path / "talk.wav", [
+        Turn("ann", "Hello there, this is a test of the command line."),
+        Turn("ben", "And this is the answer to that test."),
+    ])
+    source = Settings(data_dir=tmp_path / "a")
+    with App(source, pipeline=fake) as app:
+        started = processing.start_processing(app, local_audio(recording),
+                                              processing.ProcessOptions())
+        assert started.job is not None and started.job.future is not None
+        started.job.future.result(timeout=30)
+        first = app.memory.get_conversation(started.conversation_id).segments[0]
+        app.memory.identify("Ann", segment_id=first.id)
+
+    assert main(["speakers", "--data-dir", str(tmp_path / "a")]) == 0
+    listed = capsys.readouterr().out
+    assert "Ann" in listed and "Unknown" in listed
+
+    backup = tmp_path / "backup.json"
+    assert main(["export", str(backup), "--data-dir", str(tmp_path / "a")]) == 0
+    assert json.loads(backup.read_text())
+    assert main(["import", str(backup), "--data-dir", str(tmp_path / "b")]) == 0
+    assert main(["speakers", "--data-dir", str(tmp_path / "b"), "--kind", "enrolled"]) == 0
+    assert "Ann" in capsys.readouterr().out
+    # A second import into a non-empty memory is refused with a clear message.
+    assert main(["import", str(backup), "--data-dir", str(tmp_path / "b")]) == 1
+    assert "error:" in capsys.readouterr().err
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["process", str(tmp_path / "nope.wav"), "--data-dir", str(tmp_path)]) == 1
+    assert "no file at" in capsys.readouterr().err
+
+
+@pytest.mark.models
+def test_enroll_then_process_prints_named_transcript(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not (CORPUS / "conversations" / "dev08.wav").exists():
+        pytest.skip(f"the evaluation corpus is not at {CORPUS.resolve()}")
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert main(["enroll", "Emma", str(CORPUS / "enroll" / "bf_emma.wav"), *data]) == 0
+    assert "Emma" in capsys.readouterr().out
+    assert main(["process", str(CORPUS / "conversations" / "dev08.wav"), "--title", "Debrief",
+                 *data]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == "Debrief"
+    emma = [line for line in lines if "] Emma: " in line]
+    assert emma and any("candidates" in line for line in emma)
+    assert "recognised Emma" in captured.err

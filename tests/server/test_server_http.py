@@ -1,0 +1,175 @@
+"""The HTTP app in-process (Starlette TestClient runs its lifespan): access control and REST."""
+
+from __future__ import annotations
+
+import io
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fake_pipeline import FakePipeline, Turn
+from starlette.testclient import TestClient
+
+from server.http import create_http_app
+from server.security import UnsafeBind, check_bind, is_loopback
+from tools.context import App
+
+BASE = "http://127.0.0.1:8000"
+TURNS = [
+    Turn("dana", "Our budget for the offsite is four thousand euros."),
+    Turn("eli", "Then we should book the venue this week."),
+    Turn("dana", "Agreed, I will send the contract tomorrow."),
+]
+
+
+@pytest.fixture
+def client(app: App) -> Iterator[TestClient]:
+    with TestClient(create_http_app(app), base_url=BASE) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def secured(app: App) -> Iterator[TestClient]:
+    app.settings.token = "s3cret-token"
+    with TestClient(create_http_app(app), base_url=BASE) as test_client:
+        yield test_client
+
+
+def _mcp_initialize() -> dict[str, object]:
+    return {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"}}}
+
+
+MCP_HEADERS = {"accept": "application/json, text/event-stream",
+               "content-type": "application/json"}
+
+
+def test_token_is_required_on_every_route(secured: TestClient) -> None:
+    for method, path in [("GET", "/healthz"), ("GET", "/api/v1/speakers"),
+                         ("POST", "/mcp"), ("GET", "/api/v1/conversations/1/export")]:
+        response = secured.request(method, path, json=_mcp_initialize(), headers=MCP_HEADERS)
+        assert response.status_code == 401, path
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert "bearer token" in response.json()["error"]
+    wrong = secured.get("/healthz", headers={"authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    right = secured.get("/healthz", headers={"authorization": "Bearer s3cret-token"})
+    assert right.status_code == 200 and right.json()["status"] == "ok"
+    mcp = secured.post("/mcp", json=_mcp_initialize(),
+                       headers={**MCP_HEADERS, "authorization": "Bearer s3cret-token"})
+    assert mcp.status_code == 200
+
+
+def test_foreign_host_and_origin_are_refused(client: TestClient, app: App) -> None:
+    evil = client.get("/healthz", headers={"host": "attacker.example"})
+    assert evil.status_code == 421 and "SPEAKER_MEMORY_ALLOWED_HOSTS" in evil.json()["error"]
+    assert client.post("/mcp", json=_mcp_initialize(),
+                       headers={**MCP_HEADERS, "host": "attacker.example:8000"}
+                       ).status_code == 421
+    origin = client.get("/healthz", headers={"origin": "http://attacker.example"})
+    assert origin.status_code == 403
+    assert client.get("/healthz", headers={"host": "localhost:8000",
+                                           "origin": "http://localhost:5173"}).status_code == 200
+
+
+def test_extra_allowed_hosts_are_accepted(app: App) -> None:
+    app.settings.allowed_hosts = ["memory.lan"]
+    with TestClient(create_http_app(app), base_url="http://memory.lan:8000") as client:
+        assert client.get("/healthz").status_code == 200
+        response = client.post("/mcp", json=_mcp_initialize(), headers=MCP_HEADERS)
+        assert response.status_code == 200
+
+
+def test_non_loopback_binding_needs_a_token(app: App) -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
+    with pytest.raises(UnsafeBind, match="SPEAKER_MEMORY_TOKEN"):
+        check_bind("0.0.0.0", None)
+    app.settings.host = "0.0.0.0"
+    with pytest.raises(UnsafeBind):
+        create_http_app(app)
+    app.settings.token = "t"
+    create_http_app(app)  # with a token it may listen anywhere
+
+
+def _upload(client: TestClient, path: Path, **fields: str) -> dict[str, object]:
+    with path.open("rb") as handle:
+        response = client.post("/api/v1/conversations", data={"wait": "true", **fields},
+                               files={"file": (path.name, handle, "audio/wav")})
+    assert response.status_code in (200, 201), response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def test_rest_upload_read_name_search_export(
+    client: TestClient, fake: FakePipeline, tmp_path: Path
+) -> None:
+    path = fake.recording(tmp_path / "offsite.wav", TURNS)
+    created = _upload(client, path, title="Offsite")
+    assert created["status"] == "done" and created["unknown_speakers"] == 2
+    cid = created["conversation_id"]
+    assert _upload(client, path)["duplicate"] is True
+
+    listed = client.get("/api/v1/conversations").json()
+    assert listed["total"] == 1 and listed["conversations"][0]["title"] == "Offsite"
+    transcript = client.get(f"/api/v1/conversations/{cid}").json()
+    first = transcript["segments"][0]
+    text = client.get(f"/api/v1/conversations/{cid}", params={"format": "text"}).json()
+    assert "four thousand euros" in text["text"]
+
+    named = client.post(f"/api/v1/segments/{first['id']}/identify",
+                        json={"speaker_name": "Dana"})
+    assert named.status_code == 200 and named.json()["segments_relabelled"] == 2
+    hits = client.get("/api/v1/search", params={"query": "budget", "speaker": "Dana",
+                                                "mode": "keyword"}).json()["hits"]
+    assert [h["segment"]["id"] for h in hits] == [first["id"]]
+    speakers = client.get("/api/v1/speakers", params={"kind": "enrolled"}).json()["speakers"]
+    assert [s["label"] for s in speakers] == ["Dana"]
+    convs = client.get("/api/v1/speakers/Dana/conversations").json()
+    assert convs["total"] == 1
+    latest = client.get("/api/v1/segments", params={"limit": 1}).json()["segments"]
+    assert len(latest) == 1
+
+    srt = client.get(f"/api/v1/conversations/{cid}/export", params={"format": "srt"})
+    assert srt.status_code == 200 and srt.headers["content-type"].startswith(
+        "application/x-subrip")
+    assert 'filename="offsite.srt"' in srt.headers["content-disposition"]
+    assert "Dana: Our budget" in srt.text
+
+    clip = client.get(f"/api/v1/segments/{first['id']}/audio")
+    assert clip.status_code == 200 and clip.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(clip.content)) as wav:
+        assert wav.getframerate() == 16_000 and wav.getnframes() > 0
+
+    assert client.patch(f"/api/v1/conversations/{cid}", json={"title": "Offsite plan"}
+                        ).json()["title"] == "Offsite plan"
+    assert client.get(f"/api/v1/conversations/{cid}/status").json()["status"] == "done"
+    assert client.post(f"/api/v1/conversations/{cid}/reprocess").json()["status"] == "done"
+    undone = client.post("/api/v1/undo")
+    assert undone.status_code == 200 and undone.json()["action"] == "undo"
+
+
+def test_rest_enroll_upload(client: TestClient, fake: FakePipeline, tmp_path: Path) -> None:
+    clip = fake.clip(tmp_path / "eli.wav", "eli")
+    with clip.open("rb") as handle:
+        response = client.post("/api/v1/speakers", data={"name": "Eli"},
+                               files={"file": ("eli.wav", handle, "audio/wav")})
+    assert response.status_code == 201, response.text
+    assert response.json()["speaker"]["label"] == "Eli"
+
+
+def test_rest_errors_are_json_with_status(client: TestClient, app: App) -> None:
+    missing = client.get("/api/v1/conversations/41")
+    assert missing.status_code == 404 and "conversation" in missing.json()["error"]
+    assert client.get("/api/v1/search", params={"query": " "}).status_code == 400
+    assert client.get("/api/v1/conversations", params={"limit": "x"}).status_code == 400
+    big = b"\0" * (app.settings.max_upload_bytes + 10)
+    oversize = client.post("/api/v1/conversations",
+                           files={"file": ("big.wav", big, "audio/wav")})
+    assert oversize.status_code == 413
+    assert "SPEAKER_MEMORY_MAX_UPLOAD_BYTES" in oversize.json()["error"]
+    not_form = client.post("/api/v1/conversations", content=b"x",
+                           headers={"content-type": "audio/wav"})
+    assert not_form.status_code == 400 and "multipart" in not_form.json()["error"]

@@ -1,0 +1,357 @@
+"""Every tool through the SDK's in-memory Client(server): a real store, the fake pipeline."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fake_pipeline import FakePipeline, Turn
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from server.mcp_server import INSTRUCTIONS, TOOL_NAMES, build_server
+from tools.context import App
+
+pytestmark = pytest.mark.anyio
+
+MEETING = [
+    Turn("alice", "Good morning everyone, let us review the budget for the launch."),
+    Turn("bob", "The marketing budget is fine, we spent less than planned."),
+    Turn("alice", "Great. What about the hiring plan for next quarter?"),
+    Turn("bob", "We will open two positions in March."),
+]
+FOLLOW_UP = [
+    Turn("carol", "Hello, I am joining from the Berlin office today."),
+    Turn("bob", "Welcome Carol. I checked the travel costs again this morning."),
+    Turn("carol", "Thanks, the travel costs look reasonable to me."),
+]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def ok(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def fails(client: Client, tool: str, **arguments: Any) -> str:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, result.structured_content
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert isinstance(text, str)
+    return text
+
+
+@pytest.fixture
+def inbox(app: App) -> Path:
+    return app.settings.inbox_dir
+
+
+async def _process(client: Client, path: Path) -> dict[str, Any]:
+    return await ok(client, "process_audio", path=str(path))
+
+
+async def test_lists_every_tool_with_description_and_output_schema(app: App) -> None:
+    async with Client(build_server(app)) as client:
+        assert client.instructions == INSTRUCTIONS
+        tools = (await client.list_tools()).tools
+        assert sorted(t.name for t in tools) == sorted(TOOL_NAMES)
+        for tool in tools:
+            assert tool.description and len(tool.description) > 20, tool.name
+            assert tool.output_schema is not None, tool.name
+            for name, prop in tool.input_schema.get("properties", {}).items():
+                assert prop.get("description"), f"{tool.name}.{name} lacks a description"
+        prompts = (await client.list_prompts()).prompts
+        assert [p.name for p in prompts] == ["name_unknown_speakers"]
+        templates = (await client.list_resource_templates()).resource_templates
+        assert templates[0].uri_template == "speaker-memory://conversations/{conversation_id}"
+
+
+async def test_process_reports_progress_and_finds_two_unknown_voices(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    path = fake.recording(inbox / "meeting.wav", MEETING)
+    updates: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        updates.append((progress, total, message))
+
+    async with Client(build_server(app)) as client:
+        result = await client.call_tool("process_audio", {"path": str(path), "title": "Launch"},
+                                        progress_callback=on_progress)
+        assert not result.is_error, result.content
+        out = result.structured_content
+        assert out is not None
+        assert out["status"] == "done" and out["duplicate"] is False
+        assert out["unknown_speakers"] == 2 and out["named_speakers"] == 0
+        assert sorted(s["segment_count"] for s in out["speakers"]) == [2, 2]
+        assert all(s["new"] for s in out["speakers"])
+        assert "identify_speaker_in_segment" in out["message"]
+        assert updates, "no progress notification arrived"
+        assert all(total == 100 for _, total, _ in updates)
+
+        again = await _process(client, path)
+        assert again["duplicate"] is True
+        assert again["conversation_id"] == out["conversation_id"]
+        assert fake.runs == 1
+
+        listed = await ok(client, "list_conversations")
+        assert listed["total"] == 1
+        assert listed["conversations"][0]["title"] == "Launch"
+        assert listed["conversations"][0]["segment_count"] == 4
+
+
+async def test_transcript_resource_prompt_and_exports(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    path = fake.recording(inbox / "meeting.wav", MEETING)
+    async with Client(build_server(app)) as client:
+        cid = (await _process(client, path))["conversation_id"]
+        transcript = await ok(client, "get_conversation", conversation_id=cid)
+        segments = transcript["segments"]
+        assert [s["text"] for s in segments] == [t.text for t in MEETING]
+        assert segments[0]["speaker"]["label"].startswith("Unknown")
+        assert segments[0]["speaker"]["id"] == segments[2]["speaker"]["id"]
+        assert segments[0]["speaker"]["id"] != segments[1]["speaker"]["id"]
+
+        text = await ok(client, "get_conversation", conversation_id=cid, format="text")
+        assert text["segments"] == []
+        assert "budget for the launch" in text["text"]
+
+        resource = await client.read_resource(f"speaker-memory://conversations/{cid}")
+        body = resource.contents[0].text  # type: ignore[union-attr]
+        assert "meeting" in body and "hiring plan" in body
+
+        prompt = await client.get_prompt("name_unknown_speakers", {"conversation_id": str(cid)})
+        prompt_text = prompt.messages[0].content.text  # type: ignore[union-attr]
+        assert "identify_speaker_in_segment" in prompt_text
+        assert f"segment {segments[0]['id']}" in prompt_text
+
+        for fmt, marker in [("srt", "-->"), ("vtt", "WEBVTT"), ("rttm", "SPEAKER "),
+                            ("json", '"segments"'), ("txt", "hiring plan")]:
+            exported = await ok(client, "export_conversation", conversation_id=cid, format=fmt)
+            assert marker in exported["content"], fmt
+            assert exported["filename"].endswith(f".{fmt}")
+
+        latest = await ok(client, "get_latest_segments", limit=2)
+        assert len(latest["segments"]) == 2
+        status = await ok(client, "get_processing_status", conversation_id=cid)
+        assert status["status"] == "done"
+
+        retitled = await ok(client, "update_conversation_title", conversation_id=cid,
+                            title="Launch sync")
+        assert retitled["title"] == "Launch sync"
+
+
+async def test_naming_a_voice_relabels_every_conversation_and_undo_restores(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    first = fake.recording(inbox / "meeting.wav", MEETING)
+    second = fake.recording(inbox / "follow-up.wav", FOLLOW_UP, frequency=440)
+    async with Client(build_server(app)) as client:
+        c1 = (await _process(client, first))["conversation_id"]
+        segments = (await ok(client, "get_conversation", conversation_id=c1))["segments"]
+        bob_segment = segments[1]
+        unknown_label = bob_segment["speaker"]["label"]
+
+        named = await ok(client, "identify_speaker_in_segment",
+                         segment_id=bob_segment["id"], speaker_name="Nick")
+        assert named["speaker"]["label"] == "Nick" and named["changed"] is True
+        assert named["segments_relabelled"] == 2
+
+        later = await _process(client, second)
+        nick = [s for s in later["speakers"] if s["speaker"]["label"] == "Nick"]
+        assert nick and nick[0]["segment_count"] == 1 and later["named_speakers"] == 1
+
+        hits = await ok(client, "search_conversations", query="travel costs", mode="keyword",
+                        speaker="Nick")
+        assert [h["segment"]["speaker"]["label"] for h in hits["hits"]] == ["Nick"]
+        assert "travel costs" in hits["hits"][0]["segment"]["text"]
+        hybrid = await ok(client, "search_conversations", query="budget", speaker="nick")
+        assert hybrid["hits"] and all(
+            h["segment"]["speaker"]["label"] == "Nick" for h in hybrid["hits"])
+        semantic = await ok(client, "search_conversations", query="marketing budget",
+                            mode="semantic", limit=3)
+        assert semantic["hits"]
+
+        by_speaker = await ok(client, "search_conversations_by_speaker", speaker="Nick")
+        assert by_speaker["total"] == 2
+        enrolled = await ok(client, "list_speakers", kind="enrolled")
+        assert [s["label"] for s in enrolled["speakers"]] == ["Nick"]
+        assert enrolled["speakers"][0]["conversation_count"] == 2
+
+        undone = await ok(client, "undo_identity_change")
+        assert undone["action"] == "undo"
+        restored = (await ok(client, "get_conversation", conversation_id=c1))["segments"]
+        assert restored[1]["speaker"]["label"] == unknown_label
+
+
+async def test_corrections_rename_merge_misidentify_delete(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    path = fake.recording(inbox / "meeting.wav", MEETING)
+    async with Client(build_server(app)) as client:
+        cid = (await _process(client, path))["conversation_id"]
+        segments = (await ok(client, "get_conversation", conversation_id=cid))["segments"]
+        alice_id = segments[0]["speaker"]["id"]
+        bob_id = segments[1]["speaker"]["id"]
+
+        renamed = await ok(client, "rename_speaker", speaker=alice_id, new_name="Alice")
+        assert renamed["speakers"][0]["label"] == "Alice"
+        assert (await ok(client, "rename_speaker", speaker="alice", new_name="Alicia"))[
+            "speakers"][0]["name"] == "Alicia"
+
+        moved = await ok(client, "mark_segment_misidentified", segment_id=segments[3]["id"],
+                         correct_speaker="Alicia")
+        assert moved["segments_changed"] == 1
+        after = (await ok(client, "get_conversation", conversation_id=cid))["segments"]
+        assert after[3]["speaker"]["label"] == "Alicia"
+        assert after[3]["assignment"] == "manual"
+
+        merged = await ok(client, "merge_speakers", source=str(bob_id), target="Alicia")
+        assert merged["segments_changed"] >= 1
+        after = (await ok(client, "get_conversation", conversation_id=cid))["segments"]
+        assert {s["speaker"]["label"] for s in after} == {"Alicia"}
+
+        deleted = await ok(client, "delete_speaker", speaker="Alicia")
+        assert deleted["action"] == "delete"
+        assert (await ok(client, "list_speakers"))["speakers"] == []
+        await ok(client, "undo_identity_change", event_id=deleted["event_id"])
+        assert [s["label"] for s in (await ok(client, "list_speakers"))["speakers"]] == [
+            "Alicia"]
+
+
+async def test_delete_all_unknown_and_reprocess(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    path = fake.recording(inbox / "meeting.wav", MEETING)
+    async with Client(build_server(app)) as client:
+        cid = (await _process(client, path))["conversation_id"]
+        reprocessed = await ok(client, "reprocess_conversation", conversation_id=cid)
+        assert reprocessed["status"] == "done" and reprocessed["unknown_speakers"] == 2
+        assert fake.runs == 1  # matching only: no audio re-run
+        cleared = await ok(client, "delete_all_unknown_speakers")
+        assert cleared["action"] == "delete_unknown"
+        assert (await ok(client, "list_speakers", kind="unknown"))["speakers"] == []
+
+
+async def test_enrolled_voice_is_recognised_by_name(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    clip = fake.clip(inbox / "bob-clip.wav", "bob")
+    path = fake.recording(inbox / "meeting.wav", MEETING)
+    async with Client(build_server(app)) as client:
+        enrolled = await ok(client, "enroll_speaker", name="Bob", path=str(clip))
+        assert enrolled["created"] is True and enrolled["voiceprints_added"] >= 1
+        out = await _process(client, path)
+        labels = {s["speaker"]["label"] for s in out["speakers"]}
+        assert "Bob" in labels and out["named_speakers"] == 1
+
+
+async def test_base64_audio_and_its_size_cap(app: App, fake: FakePipeline, tmp_path: Path) -> None:
+    path = fake.recording(tmp_path / "upload.wav", MEETING)
+    data = base64.b64encode(path.read_bytes()).decode()
+    async with Client(build_server(app)) as client:
+        out = await ok(client, "process_audio", audio_base64=data, filename="upload.wav")
+        assert out["status"] == "done" and out["unknown_speakers"] == 2
+        huge = base64.b64encode(b"\0" * (app.settings.max_upload_bytes + 10)).decode()
+        message = await fails(client, "process_audio", audio_base64=huge, filename="x.wav")
+        assert "limit" in message and "SPEAKER_MEMORY_MAX_UPLOAD_BYTES" in message
+        assert "not valid base64" in await fails(client, "process_audio",
+                                                 audio_base64="@@@not base64@@@")
+        assert "exactly one" in await fails(client, "process_audio")
+
+
+async def test_paths_outside_the_roots_are_refused(
+    app: App, fake: FakePipeline, tmp_path: Path, inbox: Path
+) -> None:
+    outside = fake.recording(tmp_path / "secret" / "outside.wav", MEETING)
+    link = inbox / "link.wav"
+    os.symlink(outside, link)
+    async with Client(build_server(app)) as client:
+        for attempt in [str(outside), "../../secret/outside.wav", str(link), "link.wav"]:
+            message = await fails(client, "process_audio", path=attempt)
+            assert "outside the allowed folders" in message, attempt
+        assert "no file at" in await fails(client, "process_audio", path="missing.wav")
+    assert fake.runs == 0
+
+
+async def test_errors_name_what_exists(app: App, fake: FakePipeline, inbox: Path) -> None:
+    path = fake.recording(inbox / "meeting.wav", MEETING)
+    async with Client(build_server(app)) as client:
+        assert "no conversations are stored yet" in await fails(
+            client, "get_conversation", conversation_id=5)
+        cid = (await _process(client, path))["conversation_id"]
+        latest = (await ok(client, "get_latest_segments", limit=1))["segments"][0]["id"]
+        message = await fails(client, "identify_speaker_in_segment", segment_id=99999,
+                              speaker_name="Zed")
+        assert "99999" in message and f"latest segment id is {latest}" in message
+        message = await fails(client, "get_conversation", conversation_id=cid + 50)
+        assert f"latest conversation id is {cid}" in message
+        message = await fails(client, "rename_speaker", speaker="Nobody", new_name="X")
+        assert "known speakers: Unknown" in message
+        assert await fails(client, "list_conversations", limit=0)  # schema: ge=1
+        with pytest.raises(MCPError):  # a missing resource is a protocol error
+            await client.read_resource("speaker-memory://conversations/99999")
+
+
+async def test_wait_false_returns_at_once_and_reads_do_not_block(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    import threading
+
+    fake.gate = threading.Event()
+    path = fake.recording(inbox / "meeting.wav", MEETING)
+    async with Client(build_server(app)) as client:
+        started = await ok(client, "process_audio", path=str(path), wait=False)
+        assert started["status"] in ("queued", "processing")
+        cid = started["conversation_id"]
+        # The job is blocked inside the pipeline; read-only tools still answer.
+        listed = await ok(client, "list_conversations")
+        assert listed["conversations"][0]["status"] in ("queued", "processing")
+        status = await ok(client, "get_processing_status", conversation_id=cid)
+        assert status["status"] in ("queued", "processing")
+        assert "get_processing_status" in status["message"]
+        fake.gate.set()
+        with anyio.fail_after(30):
+            while status["status"] != "done":
+                await anyio.sleep(0.05)
+                status = await ok(client, "get_processing_status", conversation_id=cid)
+        assert status["progress"] is None and status["error"] is None
+
+
+async def test_wait_limit_returns_a_running_job(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    import threading
+
+    app.settings.wait_seconds = 0.3
+    fake.gate = threading.Event()
+    path = fake.recording(inbox / "meeting.wav", MEETING)
+    try:
+        async with Client(build_server(app)) as client:
+            out = await ok(client, "process_audio", path=str(path))  # wait=true, but capped
+            assert out["status"] in ("queued", "processing")
+            assert "get_processing_status" in out["message"]
+    finally:
+        fake.gate.set()
+
+
+async def test_a_failed_job_reports_why(app: App, fake: FakePipeline, inbox: Path) -> None:
+    unscripted = inbox / "noise.wav"
+    unscripted.write_bytes(b"RIFF....not really audio")
+    async with Client(build_server(app)) as client:
+        out = await ok(client, "process_audio", path=str(unscripted))
+        assert out["status"] == "failed"
+        assert "not a scripted test recording" in out["message"]
+        status = await ok(client, "get_processing_status", conversation_id=out["conversation_id"])
+        assert status["error"] and "scripted" in status["error"]

@@ -1,0 +1,127 @@
+"""The issue's end-to-end scenario with the real bundled models: `speaker-memory serve` (as
+the README's Quick start runs it, plus a token) driven by the SDK client over Streamable HTTP.
+
+dev08 (hiring debrief) has two voices, bf_emma and am_fenrir, both new to the store. We name
+bf_emma "Nick" from one of her segments; dev04 (the half-year budget review) is a later
+conversation where bf_emma opens with "...we're about six percent over budget...", so the
+search for "budget" said by Nick must find her segment there. Ground truth comes from the
+corpus transcript JSON (speaker turns with start/end).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from tests_support import serve_subprocess
+
+pytestmark = [pytest.mark.anyio, pytest.mark.models, pytest.mark.slow]
+
+CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "dev"
+CONVERSATIONS = CORPUS / "conversations"
+FIRST, LATER, VOICE = "dev08", "dev04", "bf_emma"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str | None]]:
+    if not (CONVERSATIONS / f"{FIRST}.wav").exists():
+        pytest.skip(f"the evaluation corpus is not at {CORPUS.resolve()}")
+    yield from serve_subprocess(tmp_path_factory.mktemp("scenario"), token="scenario-token",
+                                SPEAKER_MEMORY_ALLOWED_ROOTS=str(CONVERSATIONS.resolve()))
+
+
+def truth_speaker(conversation: str, start: float, end: float) -> str | None:
+    """The reference voice that speaks at the segment's midpoint."""
+    turns = json.loads((CONVERSATIONS / f"{conversation}.json").read_text())["turns"]
+    middle = (start + end) / 2
+    return next((t["speaker"] for t in turns if t["start"] <= middle <= t["end"]), None)
+
+
+async def ok(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def test_name_a_voice_once_and_find_it_everywhere(
+    server: tuple[str, str | None],
+) -> None:
+    base, token = server
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with (
+        httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"},
+                           timeout=httpx2.Timeout(30, read=900)) as http,
+        Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
+    ):
+        # 1. A conversation with two voices the store has never heard.
+        result = await client.call_tool("process_audio", {"path": f"{FIRST}.wav"},
+                                        progress_callback=on_progress)
+        assert not result.is_error, result.content
+        first = result.structured_content
+        assert first is not None and first["status"] == "done", first
+        assert first["unknown_speakers"] == 2 and first["named_speakers"] == 0
+        assert progress and max(progress) <= 100
+
+        segments = (await ok(client, "get_conversation",
+                             conversation_id=first["conversation_id"]))["segments"]
+        hers = [s for s in segments if truth_speaker(FIRST, s["start"], s["end"]) == VOICE]
+        chosen = max(hers, key=lambda s: len(s["text"]))
+        unknown = chosen["speaker"]
+        assert unknown["kind"] == "unknown"
+
+        # 2. "That was Nick": every segment of that voice becomes Nick.
+        named = await ok(client, "identify_speaker_in_segment", segment_id=chosen["id"],
+                         speaker_name="Nick")
+        assert named["speaker"]["label"] == "Nick"
+        relabelled = (await ok(client, "get_conversation",
+                               conversation_id=first["conversation_id"]))["segments"]
+        before = {s["id"]: s["speaker"]["id"] for s in segments if s["speaker"]}
+        for segment in relabelled:
+            if before.get(segment["id"]) == unknown["id"]:
+                assert segment["speaker"]["label"] == "Nick", segment
+            else:
+                assert segment["speaker"] is None or segment["speaker"]["label"] != "Nick"
+        assert named["segments_relabelled"] == sum(
+            1 for v in before.values() if v == unknown["id"])
+
+        # 3. A later conversation where the same voice speaks: it comes back named.
+        later = await ok(client, "process_audio", path=f"{LATER}.wav")
+        assert later["status"] == "done", later
+        assert "Nick" in [s["speaker"]["label"] for s in later["speakers"]]
+
+        # 4. What did Nick say about the budget?
+        hits = (await ok(client, "search_conversations", query="budget",
+                         speaker="Nick"))["hits"]
+        budget = [h for h in hits if "budget" in h["segment"]["text"].lower()]
+        assert budget, hits
+        segment = budget[0]["segment"]
+        assert segment["conversation_id"] == later["conversation_id"]
+        assert segment["speaker"]["label"] == "Nick"
+        assert truth_speaker(LATER, segment["start"], segment["end"]) == VOICE
+
+        # 5. Undo: the voice is unknown again, under its old label.
+        undone = await ok(client, "undo_identity_change")
+        assert undone["action"] == "undo"
+        restored = (await ok(client, "get_conversation",
+                             conversation_id=first["conversation_id"]))["segments"]
+        by_id = {s["id"]: s for s in restored}
+        assert by_id[chosen["id"]]["speaker"]["label"] == unknown["label"]
+        assert by_id[chosen["id"]]["speaker"]["kind"] == "unknown"
+        speakers = (await ok(client, "list_speakers", kind="enrolled"))["speakers"]
+        assert "Nick" not in [s["label"] for s in speakers]
