@@ -30,46 +30,73 @@ IdentityAction = Literal["identify", "rename", "merge", "misidentify", "delete",
 
 # ---------------------------------------------------------------- ingest input (Protocols)
 
+# Members are read-only properties: read-only Protocol members are covariant, so a
+# dataclass holding list[PipelineSegment] satisfies Sequence[SegmentLike].
+
 class WordLike(Protocol):
-    word: str
-    start: float
-    end: float
-    probability: float
+    @property
+    def word(self) -> str: ...
+    @property
+    def start(self) -> float: ...
+    @property
+    def end(self) -> float: ...
+    @property
+    def probability(self) -> float: ...
 
 
 class SegmentLike(Protocol):
-    start: float
-    end: float
-    text: str
-    words: Sequence[WordLike]
-    local_speaker: str | None
+    @property
+    def start(self) -> float: ...
+    @property
+    def end(self) -> float: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def words(self) -> Sequence[WordLike]: ...
+    @property
+    def local_speaker(self) -> str | None: ...
     """The diarizer's per-recording label ("SPEAKER_00"), None if no speaker."""
-    voice_vector: Vector | None
+    @property
+    def voice_vector(self) -> Vector | None: ...
     """The segment's own voice vector when it has >= 1 s of speech."""
-    text_vector: Vector | None
+    @property
+    def text_vector(self) -> Vector | None: ...
     """Semantic vector of `text` (text embedding model)."""
-    emotion: str | None
-    emotion_confidence: float | None
+    @property
+    def emotion(self) -> str | None: ...
+    @property
+    def emotion_confidence(self) -> float | None: ...
 
 
 class LocalSpeakerLike(Protocol):
-    label: str
-    vectors: Sequence[Vector]
+    @property
+    def label(self) -> str: ...
+    @property
+    def vectors(self) -> Sequence[Vector]: ...
     """Voice vectors of this per-recording cluster (windows or segments)."""
-    speech_seconds: float
-    matched_speaker_id: int | None
+    @property
+    def speech_seconds(self) -> float: ...
+    @property
+    def matched_speaker_id(self) -> int | None: ...
     """Set when memory-informed diarization already matched the cluster to a stored speaker."""
 
 
 class PipelineResultLike(Protocol):
-    segments: Sequence[SegmentLike]
-    local_speakers: Sequence[LocalSpeakerLike]
-    voice_model_id: str
+    @property
+    def segments(self) -> Sequence[SegmentLike]: ...
+    @property
+    def local_speakers(self) -> Sequence[LocalSpeakerLike]: ...
+    @property
+    def voice_model_id(self) -> str: ...
     """Name + version of the voice embedding model, e.g. 'resemblyzer-ge2e-0.1.4'."""
-    text_model_id: str | None
-    language: str | None
-    duration: float
-    asr_model_id: str | None
+    @property
+    def text_model_id(self) -> str | None: ...
+    @property
+    def language(self) -> str | None: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def asr_model_id(self) -> str | None: ...
 
 
 # ---------------------------------------------------------------- settings of matching
