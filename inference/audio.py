@@ -165,7 +165,8 @@ def _declared_seconds(container: Any, stream: Any) -> float | None:
     """The duration the file's header claims, when it claims one."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
-    if container.duration is not None:
+    if container.duration is not None and len(container.streams) == 1:
+        # The container's duration is the audio's only when audio is all it holds.
         return float(container.duration) / 1_000_000  # AV_TIME_BASE
     return None
 

@@ -131,7 +131,7 @@ def _spectral(x: FloatArray, low: int, high: int, cfg: ClusteringConfig) -> IntA
 
 
 def _pruning_candidates(max_p: int) -> list[int]:
-    candidates = sorted({max(2, int(round(v))) for v in np.geomspace(2, max_p, num=12)})
+    candidates = sorted({max(2, round(v)) for v in np.geomspace(2, max_p, num=12)})
     return candidates
 
 

@@ -36,7 +36,7 @@ class DiarizationConfig:
     min_window: float = 0.75
     """Regions shorter than this are not clustered; they are labelled afterwards."""
     min_short_region: float = 0.2
-    """Regions shorter than this are too short to embed at all: they take their neighbours' label."""
+    """Regions shorter than this are not embedded at all: they take their neighbours' label."""
     short_region_margin: float = 0.05
     """A short region takes its nearest centroid only when it beats the next one by this."""
     fine_window: float = 0.75
@@ -131,7 +131,7 @@ class BuiltinDiarizer:
 
         result: list[tuple[float, float, list[int]]] = []
         for index, region in enumerate(regions):
-            n_frames = max(1, int(round((region.end - region.start) / cfg.frame)))
+            n_frames = max(1, round((region.end - region.start) / cfg.frame))
             if index not in by_region:
                 label = short_label_of.get(index, -1)
                 result.append((region.start, region.end, [label] * n_frames))
@@ -159,7 +159,8 @@ class BuiltinDiarizer:
         labels: list[int] = []
         for row in scores:
             order = np.argsort(row)[::-1]
-            clear = len(order) == 1 or row[order[0]] - row[order[1]] >= self.config.short_region_margin
+            margin = row[order[0]] - row[order[1]] if len(order) > 1 else np.inf
+            clear = margin >= self.config.short_region_margin
             labels.append(int(order[0]) if clear else -1)
         return labels
 
@@ -168,7 +169,8 @@ class BuiltinDiarizer:
         if not speech:
             return Diarization(turns=[], vectors={}, model_id=self.embedder.model_id)
         vectors = self.embedder.embed([audio.slice(r.start, r.end) for r in speech])
-        turns = _bridge([Turn(r.start, r.end, "SPEAKER_00") for r in speech], self.config.bridge_gap)
+        turns = _bridge([Turn(r.start, r.end, "SPEAKER_00") for r in speech],
+                        self.config.bridge_gap)
         return Diarization(turns=turns, vectors={"SPEAKER_00": list(vectors)},
                            model_id=self.embedder.model_id)
 
@@ -217,7 +219,7 @@ def _frame_votes(
 
 def _smooth(labels: npt.NDArray[np.int64], cfg: DiarizationConfig) -> npt.NDArray[np.int64]:
     """Absorb label runs shorter than min_turn into the longer neighbouring run."""
-    min_frames = max(1, int(round(cfg.min_turn / cfg.frame)))
+    min_frames = max(1, round(cfg.min_turn / cfg.frame))
     labels = labels.copy()
     while True:
         runs = _runs(labels)
@@ -257,7 +259,7 @@ def _turns_from_frames(
     if not labelled:
         return []
     turns: list[Turn] = []
-    for i, (start, end, label) in enumerate(pieces):
+    for _i, (start, end, label) in enumerate(pieces):
         if label < 0:
             nearest = min(labelled, key=lambda j: _gap(pieces[j], (start, end)))
             label = pieces[nearest][2]

@@ -28,6 +28,7 @@ from inference.config import PipelineConfig
 from inference.enrolled import ClusterMatch, match_clusters, merge_matched
 from inference.factory import Backends, build_backends
 from inference.types import (
+    SAMPLE_RATE,
     Audio,
     Diarization,
     LocalSpeaker,
@@ -203,9 +204,14 @@ class Pipeline:
         return result
 
     def _audio(self, source: Audio | AudioSource) -> Audio:
-        if isinstance(source, Audio):
-            return source
-        return decode(source, max_seconds=self.config.max_audio_seconds)
+        if not isinstance(source, Audio):
+            return decode(source, max_seconds=self.config.max_audio_seconds)
+        if source.sample_rate != SAMPLE_RATE:
+            raise ValueError(f"audio must be {SAMPLE_RATE} Hz (inference.audio.decode "
+                             f"resamples), not {source.sample_rate} Hz")
+        if source.samples.dtype != np.float32 or source.samples.ndim != 1:
+            return Audio(np.asarray(source.samples, dtype=np.float32).reshape(-1))
+        return source
 
     def _transcribe(
         self, audio: Audio, language: str | None, report: Progress, timings: dict[str, float],

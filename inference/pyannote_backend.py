@@ -51,6 +51,14 @@ def _unavailable(name: str, token: str | None, exc: Exception) -> ModelUnavailab
     return ModelUnavailable(f"pyannote model {name} cannot be loaded ({exc}); {hint}")
 
 
+def _from_pretrained(cls: Any, name: str, token: str | None) -> Any:
+    """pyannote.audio 4 takes `token=`; 3.x took `use_auth_token=`."""
+    try:
+        return cls.from_pretrained(name, token=token)
+    except TypeError:
+        return cls.from_pretrained(name, use_auth_token=token)
+
+
 def _waveform(samples: npt.NDArray[np.float32]) -> dict[str, Any]:
     import torch
 
@@ -120,8 +128,8 @@ class PyannoteDiarizer:
                     from inference.device import choose_device
 
                     try:
-                        pipeline = audio_module.Pipeline.from_pretrained(
-                            self._name, token=self._token)
+                        pipeline = _from_pretrained(audio_module.Pipeline, self._name,
+                                                    self._token)
                     except Exception as exc:
                         raise _unavailable(self._name, self._token, exc) from exc
                     if pipeline is None:  # pyannote 3 returns None on auth failure
@@ -167,7 +175,7 @@ class PyannoteEmbedder:
                     from inference.device import choose_device
 
                     try:
-                        model = audio_module.Model.from_pretrained(self._name, token=self._token)
+                        model = _from_pretrained(audio_module.Model, self._name, self._token)
                     except Exception as exc:
                         raise _unavailable(self._name, self._token, exc) from exc
                     if model is None:

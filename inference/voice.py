@@ -134,7 +134,7 @@ def _mel_sequences(clip: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32
     mel = ra.wav_to_mel_spectrogram(wav.astype(np.float32))
     if mel.shape[0] <= int(PARTIAL_FRAMES * 1.5):
         return [mel]
-    step = int(round(1 / 1.3 / FRAME_SECONDS))  # resemblyzer's default rate of partials
+    step = round(1 / 1.3 / FRAME_SECONDS)  # resemblyzer's default rate of partials
     starts = list(range(0, mel.shape[0] - PARTIAL_FRAMES + 1, step))
     if mel.shape[0] - (starts[-1] + PARTIAL_FRAMES) > PARTIAL_FRAMES // 4:
         starts.append(mel.shape[0] - PARTIAL_FRAMES)

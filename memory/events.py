@@ -203,14 +203,18 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> tuple[int, int]:
     columns = SPEAKER_COLUMNS.split(", ")
     placeholders = ", ".join("?" for _ in columns)
     # 1. Speakers as they were: re-create deleted ones first (segments will point at them).
+    restoring = {int(before[0]) for before in payload["speakers_before"]}
+    for before in payload["speakers_before"]:
+        if before[2] is not None:
+            holder = tx.scalar("SELECT id FROM speaker WHERE name_key = ?", (before[2],))
+            if holder is not None and int(holder) not in restoring:
+                raise _conflict(eid, f"the name {before[1]!r} now belongs to speaker {holder};")
+    # Names may move between the restored speakers (merge kept the source's name): clear
+    # them first so that the unique index never sees two holders.
+    for sid in sorted(restoring):
+        tx.run("UPDATE speaker SET name = NULL, name_key = NULL WHERE id = ?", (sid,))
     for before in payload["speakers_before"]:
         sid = before[0]
-        if before[2] is not None:
-            holder = tx.scalar(
-                "SELECT id FROM speaker WHERE name_key = ? AND id != ?", (before[2], sid)
-            )
-            if holder is not None:
-                raise _conflict(eid, f"the name {before[1]!r} now belongs to speaker {holder};")
         if tx.one("SELECT 1 FROM speaker WHERE id = ?", (sid,)) is None:
             tx.run(f"INSERT INTO speaker({SPEAKER_COLUMNS}) VALUES ({placeholders})", before)
         else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -28,12 +29,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inference.audio import decode, sha256  # noqa: E402
-from inference.config import PipelineConfig  # noqa: E402
-from inference.pipeline import Pipeline  # noqa: E402
-from inference.transcribe import WhisperTranscriber  # noqa: E402
+from inference.audio import decode, sha256
+from inference.config import PipelineConfig
+from inference.pipeline import Pipeline
+from inference.transcribe import WhisperTranscriber
 
 log = logging.getLogger("bench")
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def bare_whisper(transcriber: WhisperTranscriber, path: Path) -> int:
@@ -100,13 +106,17 @@ def main(argv: list[str] | None = None) -> int:
         full_pipeline(pipeline, args.file, store, run=0)
         bare_times: list[float] = []
         full_times: list[float] = []
+        bare_cpu: list[float] = []
+        full_cpu: list[float] = []
         for run in range(1, args.runs + 1):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), cpu_seconds()
             words = bare_whisper(transcriber, args.file)
             bare_times.append(time.perf_counter() - start)
-            start = time.perf_counter()
+            bare_cpu.append(cpu_seconds() - cpu)
+            start, cpu = time.perf_counter(), cpu_seconds()
             timings = full_pipeline(pipeline, args.file, store, run)
             full_times.append(time.perf_counter() - start)
+            full_cpu.append(cpu_seconds() - cpu)
             stages = ", ".join(f"{k} {v:.2f}" for k, v in timings.items()
                                if k not in ("segments", "speech"))
             print(f"run {run}: (a) {bare_times[-1]:.2f} s, {words} words; "
@@ -124,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| (b) full pipeline{' + ingest' if store is not None else ''} | {b_med:.2f} | "
           f"{duration / b_med:.1f} |")
     print(f"\nmedian ratio b/a: {statistics.median(ratios):.3f} (target <= 1.3)")
+    # CPU seconds (all threads) say how much work each does, whatever else runs on the machine.
+    print(f"CPU seconds, median: (a) {statistics.median(bare_cpu):.2f}, "
+          f"(b) {statistics.median(full_cpu):.2f}; "
+          f"machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
 

@@ -12,14 +12,19 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Literal, ParamSpec, TypeVar
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
-from mcp_types import ToolAnnotations
-from pydantic import Field
+from mcp.server.mcpserver.exceptions import (
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedToolError,
+)
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, InputRequiredResult, ToolAnnotations
+from pydantic import Field, ValidationError
 
 from memory.errors import NotFoundError, SpeakerMemoryError
 from tools import exports, identity, processing, queries
@@ -143,8 +148,35 @@ async def follow_job(job: Job, seconds: float, ctx: Context | None) -> None:
         await anyio.sleep(0.2)
 
 
+class SpeakerMemoryServer(MCPServer):
+    """MCPServer, except that a malformed call (an unknown tool, or arguments that do not fit
+    the tool's schema) is a JSON-RPC protocol error (-32602), as the MCP specification classes
+    it. Failures while a tool runs stay `isError` results the agent reads and acts on."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc, UnexpectedToolError):
+                raise
+            if isinstance(exc.__cause__, ValidationError):
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in error['loc']) or 'arguments'}: {error['msg']}"
+                    for error in exc.__cause__.errors()
+                )
+                raise MCPError(INVALID_PARAMS, f"invalid arguments for {name}: {problems}") from exc
+            known = sorted(tool.name for tool in await self.list_tools())
+            if name not in known:
+                raise MCPError(
+                    INVALID_PARAMS, f"unknown tool {name!r}; the tools are: {', '.join(known)}"
+                ) from exc
+            raise
+
+
 def build_server(app: App) -> MCPServer:
-    server: MCPServer = MCPServer(
+    server: MCPServer = SpeakerMemoryServer(
         SERVER_NAME, title="Speaker memory", instructions=INSTRUCTIONS, version="0.1.0",
         log_level=_sdk_log_level(app.settings.log_level),
     )
@@ -173,6 +205,9 @@ def build_server(app: App) -> MCPServer:
         wait: Annotated[bool, Field(description="Wait for the result (progress is reported). "
                                     "false: return at once and poll get_processing_status.")]
         = True,
+        recorded_at: Annotated[datetime | None, Field(
+            description="When the recording was made (ISO 8601); default: the file's "
+                        "modification time.")] = None,
     ) -> ProcessAudioResult:
         """Transcribe a recording and work out who spoke when, recognising voices heard before.
 
@@ -183,14 +218,19 @@ def build_server(app: App) -> MCPServer:
         the background when wait=false or past the server's wait limit."""
         audio = await run_tool(app, _audio_input, app, path, audio_base64, filename)
         options = processing.ProcessOptions(title=title, num_speakers=num_speakers,
-                                            language=language)
+                                            language=language, recorded_at=recorded_at)
         started = await run_tool(app, processing.start_processing, app, audio, options)
         if started.job is None:
             return await run_tool(app, processing.summarise, app, started.conversation_id,
                                   duplicate=True)
         if wait:
             await follow_job(started.job, app.settings.wait_seconds, ctx)
-        return await run_tool(app, processing.summarise, app, started.conversation_id)
+        result = await run_tool(app, processing.summarise, app, started.conversation_id)
+        if result.status == "failed":
+            # A failed run is a tool failure; the conversation stays (status 'failed') and
+            # sending the same audio again retries it.
+            raise ToolError(result.message)
+        return result
 
     @tool(annotations=READ_ONLY)
     async def get_processing_status(conversation_id: ConversationId) -> ProcessingStatus:
@@ -381,6 +421,19 @@ def build_server(app: App) -> MCPServer:
             raise
         info = result.conversation
         return f"# {info.title} (conversation {info.id})\n\n{result.text or ''}\n"
+
+    @server.resource("speaker-memory://conversations", name="conversations",
+                     mime_type="text/plain",
+                     description="Index of the latest 100 conversations with their transcript "
+                                 "URIs.")
+    async def conversation_index() -> str:
+        page = await run_tool(app, queries.list_conversations, app, 100, 0)
+        lines = [
+            f"speaker-memory://conversations/{c.id}\t{c.title}\t{c.status}\t"
+            + ", ".join(s.label for s in c.speakers)
+            for c in page.conversations
+        ]
+        return "\n".join(lines) + "\n" if lines else "No conversations yet.\n"
 
     @server.prompt(name="name_unknown_speakers",
                    description="Walk through naming the unknown voices of a conversation "

@@ -30,7 +30,7 @@ from tools import exports, identity, processing, queries
 from tools.clips import segment_wav
 from tools.context import App
 from tools.errors import explain
-from tools.inputs import AudioFile, save_audio_bytes
+from tools.inputs import AudioFile, UploadWriter
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def rest_routes(app: App) -> list[Route]:
         options = processing.ProcessOptions(
             title=_text(form.get("title")), num_speakers=_opt_int(form.get("num_speakers"),
                                                                   "num_speakers"),
-            language=_text(form.get("language")),
+            language=_text(form.get("language")), recorded_at=_time(form, "recorded_at"),
         )
         started = await call(processing.start_processing, app, audio, options)
         if started.job is None:
@@ -89,7 +89,8 @@ def rest_routes(app: App) -> list[Route]:
         if _text(form.get("wait")) in ("1", "true", "yes"):
             await follow_job(started.job, app.settings.wait_seconds, None)
         result = await call(processing.summarise, app, started.conversation_id)
-        return _json(result, 201 if result.status == "done" else 202)
+        status = {"done": 201, "failed": 422}.get(result.status, 202)
+        return _json(result, status)
 
     async def get_conversation(request: Request) -> Response:
         fmt = request.query_params.get("format", "json")
@@ -266,11 +267,7 @@ async def _upload(form: Any, app: App) -> AudioFile:
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise InvalidInput("send the audio in a multipart 'file' field.")
-    cap = app.settings.max_upload_bytes
-    content = await upload.read(cap + 1)
-    if len(content) > cap:
-        raise InputTooLarge(
-            f"the upload is over the {cap:,}-byte limit (SPEAKER_MEMORY_MAX_UPLOAD_BYTES)."
-        )
-    name = upload.filename
-    return await anyio.to_thread.run_sync(save_audio_bytes, app, content, name)
+    with UploadWriter(app, upload.filename) as writer:
+        while chunk := await upload.read(1 << 20):
+            await anyio.to_thread.run_sync(writer.write, chunk)
+        return await anyio.to_thread.run_sync(writer.finish)

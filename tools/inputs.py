@@ -7,7 +7,9 @@ import base64
 import binascii
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from memory.errors import InputTooLarge, InvalidInput, PathNotAllowed
@@ -34,6 +36,8 @@ class AudioFile:
     source_name: str
     """The file name the user knows it by."""
     sha256: str
+    recorded_at: datetime | None = None
+    """When known: a file's modification time (uploads carry none)."""
 
 
 def resolve_path(app: App, raw: str) -> Path:
@@ -70,7 +74,8 @@ def resolve_path(app: App, raw: str) -> Path:
 
 def audio_from_path(app: App, raw: str) -> AudioFile:
     path = resolve_path(app, raw)
-    return AudioFile(path=path, source_name=path.name, sha256=_file_sha256(path))
+    return AudioFile(path=path, source_name=path.name, sha256=_file_sha256(path),
+                     recorded_at=_mtime(path))
 
 
 def audio_from_base64(app: App, data: str, filename: str | None) -> AudioFile:
@@ -109,6 +114,50 @@ def save_audio_bytes(app: App, content: bytes, filename: str | None) -> AudioFil
     return AudioFile(path=target.resolve(), source_name=name, sha256=digest)
 
 
+class UploadWriter:
+    """Streams an upload to DATA_DIR/audio while hashing it, refusing it past the size cap, so
+    that a large upload never sits in memory. Use as a context manager; `finish()` keeps it."""
+
+    def __init__(self, app: App, filename: str | None) -> None:
+        self._app = app
+        self._cap = app.settings.max_upload_bytes
+        self._name = safe_filename(filename) if filename else None
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._partial = app.settings.audio_dir / f".upload-{secrets.token_hex(8)}.part"
+        self._handle = self._partial.open("wb")
+
+    def write(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._cap:
+            raise InputTooLarge(
+                f"the upload is over the {self._cap:,}-byte limit "
+                "(SPEAKER_MEMORY_MAX_UPLOAD_BYTES)."
+            )
+        self._digest.update(chunk)
+        self._handle.write(chunk)
+
+    def finish(self) -> AudioFile:
+        self._handle.close()
+        if self._size == 0:
+            raise InvalidInput("the audio is empty (0 bytes); send the recording's content.")
+        digest = self._digest.hexdigest()
+        name = self._name or f"upload-{digest[:12]}"
+        target = self._app.settings.audio_dir / f"{digest[:16]}{Path(name).suffix.lower()[:10]}"
+        if target.exists():
+            self._partial.unlink()
+        else:
+            self._partial.replace(target)
+        return AudioFile(path=target.resolve(), source_name=name, sha256=digest)
+
+    def __enter__(self) -> UploadWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+        self._partial.unlink(missing_ok=True)
+
+
 def safe_filename(name: str) -> str:
     """The base name only, without characters that mean something to a shell or a path."""
     base = Path(name.replace("\\", "/")).name
@@ -124,6 +173,10 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+
+
 def _roots_text(roots: list[Path]) -> str:
     return ", ".join(str(root) for root in roots)
 
@@ -133,4 +186,5 @@ def local_audio(path: Path) -> AudioFile:
     resolved = path.expanduser().resolve()
     if not resolved.is_file():
         raise InvalidInput(f"no file at {path}.")
-    return AudioFile(path=resolved, source_name=resolved.name, sha256=_file_sha256(resolved))
+    return AudioFile(path=resolved, source_name=resolved.name, sha256=_file_sha256(resolved),
+                     recorded_at=_mtime(resolved))

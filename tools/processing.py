@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import cast
+from datetime import datetime
 
 from memory.errors import DuplicateAudio, SpeakerMemoryError
-from memory.types import ConversationInfo, PipelineResultLike
+from memory.types import ConversationInfo
 from tools.context import App, Job
 from tools.inputs import AudioFile
 from tools.models import (
@@ -30,6 +30,8 @@ class ProcessOptions:
     min_speakers: int | None = None
     max_speakers: int | None = None
     language: str | None = None
+    recorded_at: datetime | None = None
+    """Overrides the file's own time (modification time) when given."""
 
 
 @dataclass(frozen=True)
@@ -41,15 +43,20 @@ class Started:
 
 def start_processing(app: App, audio: AudioFile, options: ProcessOptions) -> Started:
     """Create the conversation (status 'queued') and queue its job. A duplicate of stored audio
-    is not processed again: the existing conversation id comes back, with job None."""
+    is not processed again: the existing conversation id comes back, with job None — unless
+    that earlier attempt failed, in which case the same conversation is tried again."""
     existing = app.memory.find_conversation_by_sha256(audio.sha256)
+    if existing is not None and existing.status == "failed":
+        app.memory.set_conversation_status(existing.id, "queued")
+        job = app.jobs.submit(existing.id, lambda job: _run_job(app, job, audio, options))
+        return Started(existing.id, job)
     if existing is not None:
         return Started(existing.id, None)
     title = (options.title or "").strip() or _title_from(audio.source_name)
     try:
         info = app.memory.create_conversation(
             title=title, source_name=audio.source_name, sha256=audio.sha256,
-            audio_path=str(audio.path),
+            recorded_at=options.recorded_at or audio.recorded_at, audio_path=str(audio.path),
         )
     except DuplicateAudio as exc:  # another request stored the same audio meanwhile
         return Started(exc.conversation_id, None)
@@ -75,9 +82,7 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
             progress=job.report,
         )
         job.report(0.99, "storing")
-        # PipelineResult satisfies PipelineResultLike structurally; mypy cannot see it through
-        # the Protocol's mutable attributes (list vs Sequence), hence the cast.
-        job.ingest = memory.ingest(conversation_id, cast(PipelineResultLike, result))
+        job.ingest = memory.ingest(conversation_id, result)
         job.report(1.0, "done")
     except Exception as exc:
         if isinstance(exc, SpeakerMemoryError):
@@ -170,7 +175,10 @@ def _status_message(info: ConversationInfo, stage: str | None, progress: float |
     if info.status == "done":
         return f"Conversation {info.id} is processed; get_conversation returns the transcript."
     if info.status == "failed":
-        return f"Processing conversation {info.id} failed: {info.error or 'unknown reason'}."
+        return (
+            f"Processing conversation {info.id} failed: {info.error or 'unknown reason'}. "
+            "Sending the same audio again retries it."
+        )
     if stage is None:
         return (
             f"Conversation {info.id} is {info.status} but no job runs in this server process "

@@ -8,7 +8,7 @@ text embedder whose vector is derived from the words.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -144,3 +144,34 @@ def tone_audio(seconds: float, rate: int = 16_000) -> Audio:
     """Audible noise for `seconds` (the fakes only need samples of the right length)."""
     rng = np.random.default_rng(0)
     return Audio((rng.normal(scale=0.1, size=int(seconds * rate))).astype(np.float32))
+
+
+class StreamingScriptedTranscriber(ScriptedTranscriber):
+    """Hands each segment over as it is 'recognised' (as WhisperTranscriber does)."""
+
+    streams_segments = True
+
+    def __init__(self, segments: list[TranscriptSegment], pause: float = 0.0) -> None:
+        super().__init__(segments)
+        self.pause = pause
+        self.handed_over = 0
+
+    def transcribe(self, audio: Audio, language: str | None = None,  # type: ignore[override]
+                   progress: Callable[[float], None] | None = None,
+                   on_segment: Callable[[TranscriptSegment], None] | None = None) -> Transcript:
+        import time
+
+        for s in self.segments:
+            time.sleep(self.pause)
+            if on_segment is not None:
+                on_segment(s)
+            self.handed_over += 1
+            if progress is not None:
+                progress(s.end / audio.duration)
+        return super().transcribe(audio, language)
+
+
+class FailingDiarizer:
+    def diarize(self, audio: Audio, num_speakers: int | None = None,
+                min_speakers: int | None = None, max_speakers: int | None = None) -> Diarization:
+        raise RuntimeError("diarizer broke")

@@ -56,7 +56,7 @@ def test_one_voice_stays_one_speaker() -> None:
 
 
 def test_labels_are_numbered_by_first_appearance() -> None:
-    x, truth = windows_of(voices(3), [20, 20, 20])
+    x, _truth = windows_of(voices(3), [20, 20, 20])
     labels = cluster_speakers(x[::-1])
     assert labels[0] == 0
     first_seen = [int(np.argmax(labels == k)) for k in range(labels.max() + 1)]

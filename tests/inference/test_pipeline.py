@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from inference_fakes import (
     CountingVoiceEmbedder,
+    FailingDiarizer,
     ScriptedDiarizer,
     ScriptedTranscriber,
     ScriptedVAD,
+    StreamingScriptedTranscriber,
     WordHashTextEmbedder,
     segment,
     tone_audio,
@@ -294,3 +296,44 @@ def test_real_enrollment_vectors_recognise_the_voice(
     embedder = real_pipeline.backends.voice_embedder
     heart, fenrir = embedder.embed([audio.slice(1.0, 8.0), audio.slice(9.0, 16.0)])
     assert float(centroid @ heart) > float(centroid @ fenrir) + 0.05
+
+
+# ---------------------------------------------------------------- streaming ASR
+
+
+def test_streamed_segments_give_the_same_result_as_a_finished_transcript() -> None:
+    plain, _ = make_pipeline()
+    expected = plain.run(tone_audio(10.5))
+    streaming_asr = StreamingScriptedTranscriber(CONVERSATION, pause=0.01)
+    backends = Backends(vad=ScriptedVAD(), transcriber=streaming_asr,
+                        diarizer=ScriptedDiarizer(TURNS, VOICES),
+                        voice_embedder=CountingVoiceEmbedder(),
+                        text_embedder=WordHashTextEmbedder())
+    reports: list[float] = []
+    result = Pipeline(backends=backends).run(tone_audio(10.5),
+                                             progress=lambda f, _s: reports.append(f))
+    assert [(s.local_speaker, s.text, s.start, s.end) for s in result.segments] == [
+        (s.local_speaker, s.text, s.start, s.end) for s in expected.segments]
+    assert all(s.voice_vector is not None and s.text_vector is not None
+               for s in result.segments)
+    assert reports == sorted(reports) and reports[-1] == 1.0
+
+
+def test_a_failing_diarizer_stops_the_transcription_and_raises() -> None:
+    many = [segment(f"sentence number {i} here", i * 2.0) for i in range(30)]
+    asr = StreamingScriptedTranscriber(many, pause=0.02)
+    backends = Backends(vad=ScriptedVAD(), transcriber=asr, diarizer=FailingDiarizer(),
+                        voice_embedder=CountingVoiceEmbedder(),
+                        text_embedder=WordHashTextEmbedder())
+    with pytest.raises(RuntimeError, match="diarizer broke"):
+        Pipeline(backends=backends).run(tone_audio(61.0))
+    assert asr.handed_over < len(many)  # ASR was told to stop, not run to the end
+
+
+def test_invalid_arguments_are_refused_before_any_work() -> None:
+    pipeline, diarizer = make_pipeline()
+    with pytest.raises(ValueError, match="num_speakers"):
+        pipeline.run(tone_audio(10.5), num_speakers=0)
+    with pytest.raises(ValueError, match="16000 Hz"):
+        pipeline.run(Audio(np.zeros(8_000, np.float32), sample_rate=8_000))
+    assert diarizer.calls == []

@@ -1,22 +1,15 @@
-"""Fixtures for server tests. The fake pipeline lives with the tools tests; its folder is put
-on sys.path here so both suites share the one implementation."""
+"""Fixtures for server tests: a real store in a temp dir and the tools tests' fake pipeline."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-from fake_pipeline import FakePipeline
-
+from tests.tools.fake_pipeline import FakePipeline
 from tools.context import App
 from tools.settings import Settings
-
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_pipeline import FakePipeline, Turn
 
 from server.cli import build_parser, main, settings_from
+from tests.tools.fake_pipeline import FakePipeline, Turn
 from tools import processing
 from tools.context import App
 from tools.inputs import local_audio

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_pipeline import FakePipeline, Turn
 from starlette.testclient import TestClient
 
 from server.http import create_http_app
 from server.security import UnsafeBind, check_bind, is_loopback
+from tests.tools.fake_pipeline import FakePipeline, Turn
 from tools.context import App
 
 BASE = "http://127.0.0.1:8000"

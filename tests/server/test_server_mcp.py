@@ -9,11 +9,11 @@ from typing import Any
 
 import anyio
 import pytest
-from fake_pipeline import FakePipeline, Turn
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from server.mcp_server import INSTRUCTIONS, TOOL_NAMES, build_server
+from tests.tools.fake_pipeline import FakePipeline, Turn
 from tools.context import App
 
 pytestmark = pytest.mark.anyio
@@ -127,6 +127,10 @@ async def test_transcript_resource_prompt_and_exports(
         assert text["segments"] == []
         assert "budget for the launch" in text["text"]
 
+        listed = (await client.list_resources()).resources
+        assert [str(r.uri) for r in listed] == ["speaker-memory://conversations"]
+        index = (await client.read_resource("speaker-memory://conversations")).contents[0]
+        assert f"speaker-memory://conversations/{cid}\tmeeting\tdone" in index.text  # type: ignore[union-attr]
         resource = await client.read_resource(f"speaker-memory://conversations/{cid}")
         body = resource.contents[0].text  # type: ignore[union-attr]
         assert "meeting" in body and "hiring plan" in body
@@ -299,7 +303,11 @@ async def test_errors_name_what_exists(app: App, fake: FakePipeline, inbox: Path
         assert f"latest conversation id is {cid}" in message
         message = await fails(client, "rename_speaker", speaker="Nobody", new_name="X")
         assert "known speakers: Unknown" in message
-        assert await fails(client, "list_conversations", limit=0)  # schema: ge=1
+        # Malformed calls are protocol errors, not tool results.
+        with pytest.raises(MCPError, match=r"invalid arguments for list_conversations: limit"):
+            await client.call_tool("list_conversations", {"limit": 0})
+        with pytest.raises(MCPError, match=r"unknown tool 'forget_everything'.*list_speakers"):
+            await client.call_tool("forget_everything", {})
         with pytest.raises(MCPError):  # a missing resource is a protocol error
             await client.read_resource("speaker-memory://conversations/99999")
 
@@ -346,12 +354,38 @@ async def test_wait_limit_returns_a_running_job(
         fake.gate.set()
 
 
-async def test_a_failed_job_reports_why(app: App, fake: FakePipeline, inbox: Path) -> None:
+async def test_a_failed_job_is_an_error_and_can_be_retried(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
     unscripted = inbox / "noise.wav"
     unscripted.write_bytes(b"RIFF....not really audio")
     async with Client(build_server(app)) as client:
-        out = await ok(client, "process_audio", path=str(unscripted))
-        assert out["status"] == "failed"
-        assert "not a scripted test recording" in out["message"]
-        status = await ok(client, "get_processing_status", conversation_id=out["conversation_id"])
+        message = await fails(client, "process_audio", path=str(unscripted))
+        assert "not a scripted test recording" in message and "retries" in message
+        listed = (await ok(client, "list_conversations"))["conversations"]
+        assert [c["status"] for c in listed] == ["failed"]
+        status = await ok(client, "get_processing_status", conversation_id=listed[0]["id"])
         assert status["error"] and "scripted" in status["error"]
+
+        fake.script(unscripted, MEETING)  # the cause is fixed: the same audio again retries
+        retried = await ok(client, "process_audio", path=str(unscripted))
+        assert retried["status"] == "done" and retried["duplicate"] is False
+        assert retried["conversation_id"] == listed[0]["id"]
+        assert retried["unknown_speakers"] == 2
+
+
+async def test_recording_time_filters_conversations(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    winter = fake.recording(inbox / "winter.wav", MEETING)
+    summer = fake.recording(inbox / "summer.wav", FOLLOW_UP, frequency=500)
+    async with Client(build_server(app)) as client:
+        await ok(client, "process_audio", path=str(winter), recorded_at="2025-01-15T10:00:00Z")
+        await ok(client, "process_audio", path=str(summer), recorded_at="2025-07-01T09:30:00")
+        later = await ok(client, "list_conversations", since="2025-03-01T00:00:00Z")
+        assert [c["title"] for c in later["conversations"]] == ["summer"]
+        earlier = await ok(client, "list_conversations", until="2025-03-01T00:00:00Z")
+        assert [c["title"] for c in earlier["conversations"]] == ["winter"]
+        hits = await ok(client, "search_conversations", query="travel", mode="keyword",
+                        until="2025-03-01T00:00:00Z")
+        assert hits["hits"] == []

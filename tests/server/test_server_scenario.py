@@ -19,7 +19,8 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from tests_support import serve_subprocess
+
+from tests.server.tests_support import serve_subprocess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.models, pytest.mark.slow]
 

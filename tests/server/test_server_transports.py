@@ -16,9 +16,9 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from tests_support import REPO, child_env, serve_subprocess
 
 from server.mcp_server import TOOL_NAMES
+from tests.server.tests_support import REPO, child_env, serve_subprocess
 
 pytestmark = pytest.mark.anyio
 
@@ -55,24 +55,41 @@ async def test_stdio_subprocess_serves_every_tool(tmp_path: Path) -> None:
 
 
 def test_stdio_stdout_carries_only_protocol(tmp_path: Path) -> None:
-    messages = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "1"}}},
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-    ]
-    process = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "mcp", "--log-level", "DEBUG"],
-        input="".join(json.dumps(m) + "\n" for m in messages), capture_output=True, text=True,
-        cwd=REPO, env=child_env(tmp_path / "data"), timeout=120,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO, env=child_env(tmp_path / "data"),
     )
-    lines = [line for line in process.stdout.splitlines() if line.strip()]
-    replies = [json.loads(line) for line in lines]  # every stdout line is JSON-RPC
-    assert all(r.get("jsonrpc") == "2.0" for r in replies)
-    tools = next(r for r in replies if r.get("id") == 2)["result"]["tools"]
-    assert len(tools) == len(TOOL_NAMES)
-    assert "DEBUG" in process.stderr or process.stderr  # logs went to stderr
+    assert process.stdin is not None and process.stdout is not None
+
+    def send(message: dict[str, object]) -> None:
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(message) + "\n")
+        process.stdin.flush()
+
+    def reply(request_id: int) -> dict[str, object]:
+        assert process.stdout is not None
+        while True:
+            line = process.stdout.readline()
+            assert line, "the server closed stdout early"
+            message: dict[str, object] = json.loads(line)  # every stdout line is JSON-RPC
+            assert message.get("jsonrpc") == "2.0"
+            if message.get("id") == request_id:
+                return message
+
+    try:
+        send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}})
+        assert "result" in reply(1)
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        send({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        tools = reply(2)["result"]["tools"]  # type: ignore[index]
+        assert len(tools) == len(TOOL_NAMES)
+    finally:
+        _, stderr = process.communicate(timeout=60)  # closes stdin: the server exits
+    assert process.returncode == 0
+    assert "DEBUG" in stderr  # the logs went to stderr
 
 
 async def test_http_server_with_sdk_client(token_server: tuple[str, str | None]) -> None:

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_pipeline import FakePipeline
 
+from tests.tools.fake_pipeline import FakePipeline
 from tools.context import App
 from tools.settings import Settings
 

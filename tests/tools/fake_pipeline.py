@@ -90,6 +90,10 @@ class FakePipeline:
         self._scripts[_file_key(path)] = list(turns)
         return path
 
+    def script(self, path: Path, turns: Sequence[Turn]) -> None:
+        """Script an existing file (e.g. one that failed before)."""
+        self._scripts[_file_key(path)] = list(turns)
+
     def clip(self, path: Path, voice: str, frequency: float = 330.0) -> Path:
         """A single-voice enrolment clip."""
         write_tone(path, 1.0, frequency)

@@ -125,3 +125,21 @@ def test_a_server_started_in_the_filesystem_root_does_not_open_the_disk(
         assert app.allowed_roots == [settings.inbox_dir.resolve()]
         with pytest.raises(PathNotAllowed):
             resolve_path(app, str(elsewhere))
+
+
+def test_uploads_stream_to_disk_and_leave_nothing_behind_when_refused(app: App) -> None:
+    from tools.inputs import UploadWriter
+
+    audio_dir = app.settings.audio_dir
+    with UploadWriter(app, "meeting.M4A") as writer:
+        writer.write(b"RIFF")
+        writer.write(b"rest of the file")
+        kept = writer.finish()
+    assert kept.path.read_bytes() == b"RIFFrest of the file"
+    assert kept.path.suffix == ".m4a" and kept.source_name == "meeting.M4A"
+    assert kept.sha256 == hashlib.sha256(b"RIFFrest of the file").hexdigest()
+
+    with pytest.raises(InputTooLarge), UploadWriter(app, "big.wav") as writer:
+        for _ in range(10):
+            writer.write(b"\0" * (app.settings.max_upload_bytes // 4))
+    assert sorted(p.name for p in audio_dir.iterdir()) == [kept.path.name]

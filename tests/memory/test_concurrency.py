@@ -1,0 +1,158 @@
+"""Concurrency of the memory layer (issue 2, section 5), black-box through `SpeakerMemory`.
+
+One thread ingests recordings while another identifies and renames (and a third reads):
+no deadlock (threads are joined with a timeout), no lost update (every ingested segment is
+stored, the last name given wins, every segment of a named voice carries that name), and no
+"database is locked" (or any other error) escapes to a caller. The same again with two
+`SpeakerMemory` instances on one file, as a server and a CLI would open it.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from memory import SpeakerMemory
+from memory.types import IngestResult
+from tests.memory.fakes import Voices, make_result
+
+JOIN_TIMEOUT_S = 180
+RECORDINGS = 12
+RENAMES = 25
+# make_result labels clusters SPEAKER_00, SPEAKER_01... in the order of the voices given.
+RECORDING_VOICES = ["ann", "cid", "dee"]
+ANN, DEE = "SPEAKER_00", "SPEAKER_02"
+
+
+class Worker(threading.Thread):
+    """A thread that records any exception instead of losing it."""
+
+    def __init__(self, name: str, body: Callable[[], None], start_together: threading.Barrier):
+        super().__init__(name=name, daemon=True)
+        self.body = body
+        self.start_together = start_together
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            self.start_together.wait(timeout=30)
+            self.body()
+        except BaseException:
+            self.error = traceback.format_exc()
+
+
+def run_together(*workers: Worker) -> None:
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(JOIN_TIMEOUT_S)
+    stuck = [w.name for w in workers if w.is_alive()]
+    assert not stuck, f"deadlock: {stuck} still running after {JOIN_TIMEOUT_S} s"
+    errors = {w.name: w.error for w in workers if w.error}
+    assert not errors, "errors escaped to callers:\n" + "\n".join(
+        f"--- {name}\n{error}" for name, error in errors.items()
+    )
+    for worker in workers:  # belt and braces: the message callers must never see
+        assert "database is locked" not in (worker.error or "")
+
+
+def scenario(writer: SpeakerMemory, namer: SpeakerMemory, reader: SpeakerMemory) -> None:
+    voices = Voices(seed=3)
+    first_conv = writer.create_conversation(title="first")
+    first = writer.ingest(first_conv.id, make_result(voices, ["ann", "bob"], 8, seed=1))
+    ann_id = next(d.speaker.id for d in first.decisions if d.local_label == "SPEAKER_00")
+
+    ingested: list[IngestResult] = []
+    names: list[str] = []
+    dee_named = threading.Event()
+    ops_done: list[int] = []
+    start = threading.Barrier(3)
+
+    def ingest_recordings() -> None:
+        for i in range(RECORDINGS):
+            conv = writer.create_conversation(title=f"recording {i}")
+            result = make_result(voices, RECORDING_VOICES, 30, seed=100 + i)
+            ingested.append(writer.ingest(conv.id, result))
+
+    def identify_and_rename() -> None:
+        namer.identify("Sarah", speaker=ann_id)
+        names.append("Sarah")
+        ops_done.append(1)
+        for i in range(RENAMES):
+            new_name = f"Sarah {i}"
+            namer.rename(ann_id, new_name)
+            names.append(new_name)
+            ops_done.append(1)
+            if not dee_named.is_set() and ingested:
+                dee_segment = next(
+                    s for s in namer.get_conversation(ingested[0].conversation_id).segments
+                    if s.local_speaker == DEE
+                )
+                result = namer.identify("Dee", segment_id=dee_segment.id)
+                assert result.changed
+                ops_done.append(1)
+                dee_named.set()
+
+    def read_while_writing() -> None:
+        while len(ingested) < RECORDINGS:
+            reader.search_keyword("budget meeting", limit=5)
+            reader.list_speakers()
+            reader.list_conversations(limit=5)
+            reader.latest_segments(limit=5)
+
+    run_together(
+        Worker("ingest", ingest_recordings, start),
+        Worker("identify+rename", identify_and_rename, start),
+        Worker("reader", read_while_writing, start),
+    )
+
+    # Every identify/rename finished last the same way in a name, and made one event each.
+    history = writer.identity_history(limit=1000)
+    assert len(history) == len(ops_done)
+    assert writer.resolve_speaker(ann_id).name == names[-1]
+    if not dee_named.is_set():  # the namer was faster than the first recording: name Dee now
+        dee_segment = next(s for s in writer.get_conversation(ingested[0].conversation_id).segments
+                           if s.local_speaker == DEE)
+        writer.identify("Dee", segment_id=dee_segment.id)
+
+    # Nothing ingested was lost, and every segment sits on an existing speaker.
+    assert len(ingested) == RECORDINGS
+    speakers = {s.speaker.id: s for s in writer.list_speakers()}
+    ann_segments = 0
+    for result in [first, *ingested]:
+        detail = writer.get_conversation(result.conversation_id)
+        assert [s.id for s in detail.segments] == result.segment_ids
+        for segment in detail.segments:
+            assert segment.speaker is not None, f"segment {segment.id} lost its speaker"
+            assert segment.speaker.id in speakers
+            if segment.local_speaker == ANN:
+                # ann's voice, whether ingested before or after the renames, carries the last name
+                assert segment.speaker.id == ann_id and segment.speaker.name == names[-1]
+                ann_segments += 1
+            if result is not first and segment.local_speaker == DEE:
+                assert segment.speaker.name == "Dee", (
+                    f"segment {segment.id} of Dee's voice is on {segment.speaker.label}"
+                )
+    assert speakers[ann_id].segment_count == ann_segments
+
+
+def test_one_shared_instance_ingest_while_identify_and_rename(tmp_path: Path) -> None:
+    memory = SpeakerMemory(tmp_path / "speaker_memory.db")
+    try:
+        scenario(memory, memory, memory)
+    finally:
+        memory.close()
+
+
+def test_two_instances_on_one_file_ingest_while_identify_and_rename(tmp_path: Path) -> None:
+    """A server and a CLI on the same data directory: separate connections, one file."""
+    path = tmp_path / "speaker_memory.db"
+    writer = SpeakerMemory(path)
+    namer = SpeakerMemory(path)
+    try:
+        scenario(writer, namer, namer)
+    finally:
+        namer.close()
+        writer.close()
