@@ -133,9 +133,42 @@ def _piece(words: list[Word], label: str | None) -> PipelineSegment:
 # ---------------------------------------------------------------- segment voice vectors
 
 
+@dataclass(frozen=True)
+class Window:
+    """A voice vector the diarizer computed, with where it lies and whose it is."""
+
+    start: float
+    end: float
+    label: str
+    vector: Vector
+
+
+def windows_of(diarization: Diarization) -> list[Window]:
+    """The diarizer's window vectors with their spans (empty when it gave no spans)."""
+    out: list[Window] = []
+    for label, spans in diarization.spans.items():
+        vectors = diarization.vectors.get(label, [])
+        if len(spans) == len(vectors):
+            out.extend(Window(s, e, label, v) for (s, e), v in zip(spans, vectors, strict=True))
+    return sorted(out, key=lambda w: w.start)
+
+
+def label_windows(
+    spans: Sequence[tuple[float, float, Vector]], turns: Sequence[Turn]
+) -> list[Window]:
+    """Windows known only by time (see inference.reuse) take the turn they overlap most."""
+    index = TurnIndex(turns)
+    out: list[Window] = []
+    for start, end, vector in spans:
+        label = index.speaker_of(start, end, max_snap=0.0)
+        if label is not None:
+            out.append(Window(start, end, label, vector))
+    return sorted(out, key=lambda w: w.start)
+
+
 def attach_voice_vectors(
     segments: Sequence[PipelineSegment],
-    diarization: Diarization,
+    windows: Sequence[Window],
     audio: Audio,
     embedder: VoiceEmbedder | None,
     config: AlignmentConfig | None = None,
@@ -143,15 +176,16 @@ def attach_voice_vectors(
     """Set `voice_vector` on every segment with >= min_vector_seconds of speech.
 
     Reuses the diarizer's window vectors of the segment's own speaker that lie inside the
-    segment; segments without such windows are embedded together in one batch (when an
-    embedder is given).
+    segment (the longest such windows: short ones only place boundaries); segments without
+    such windows are embedded together in one batch (when an embedder is given).
     """
     cfg = config or AlignmentConfig()
+    starts = [w.start for w in windows]
     missing: list[PipelineSegment] = []
     for segment in segments:
         if segment.end - segment.start < cfg.min_vector_seconds:
             continue
-        vector = _vector_from_windows(segment, diarization, cfg.min_window_inside)
+        vector = _vector_from_windows(segment, windows, starts, cfg.min_window_inside)
         if vector is None:
             missing.append(segment)
         else:
@@ -163,23 +197,23 @@ def attach_voice_vectors(
 
 
 def _vector_from_windows(
-    segment: PipelineSegment, diarization: Diarization, min_inside: float
+    segment: PipelineSegment, windows: Sequence[Window], starts: list[float], min_inside: float
 ) -> Vector | None:
-    label = segment.local_speaker
-    if label is None:
+    if segment.local_speaker is None or not windows:
         return None
-    spans = diarization.spans.get(label)
-    vectors = diarization.vectors.get(label)
-    if not spans or not vectors or len(spans) != len(vectors):
-        return None
-    chosen = [
-        vector
-        for (start, end), vector in zip(spans, vectors, strict=True)
-        if end > start
-        and (min(end, segment.end) - max(start, segment.start)) / (end - start) >= min_inside
+    # Windows are sorted by start and none is longer than a few seconds: look near the segment.
+    lo = bisect.bisect_left(starts, segment.start - 10.0)
+    hi = bisect.bisect_right(starts, segment.end)
+    inside = [
+        w for w in windows[lo:hi]
+        if w.label == segment.local_speaker and w.end > w.start
+        and (min(w.end, segment.end) - max(w.start, segment.start)) / (w.end - w.start)
+        >= min_inside
     ]
-    if not chosen:
+    if not inside:
         return None
+    longest = max(w.end - w.start for w in inside)
+    chosen = [w.vector for w in inside if w.end - w.start >= 0.75 * longest]
     return normalise(np.mean(np.stack(chosen), axis=0))
 
 

@@ -91,7 +91,8 @@ class BuiltinDiarizer:
         labels = cluster_speakers(vectors, num_speakers, min_speakers, max_speakers, cfg.clustering)
         centroids = centroids_of(vectors, labels)
 
-        fine = _fine_windows(regions, cfg)
+        # Short windows only where the long ones disagree: that is where a change lies.
+        fine = _fine_windows(regions, cfg, _mixed_regions(windows, labels))
         fine_vectors = (np.stack(self.embedder.embed([audio.slice(w.start, w.end) for w in fine]))
                         if fine else np.zeros((0, vectors.shape[1]), dtype=np.float32))
         frame_labels = self._frame_labels(audio, regions, windows, vectors, centroids,
@@ -194,12 +195,21 @@ def _windows(regions: list[SpeechRegion], cfg: DiarizationConfig) -> list[_Windo
     return windows
 
 
-def _fine_windows(regions: list[SpeechRegion], cfg: DiarizationConfig) -> list[_Window]:
+def _mixed_regions(windows: list[_Window], labels: npt.NDArray[np.int64]) -> set[int]:
+    seen: dict[int, set[int]] = {}
+    for window, label in zip(windows, labels.tolist(), strict=True):
+        seen.setdefault(window.region, set()).add(int(label))
+    return {region for region, found in seen.items() if len(found) > 1}
+
+
+def _fine_windows(
+    regions: list[SpeechRegion], cfg: DiarizationConfig, only: set[int]
+) -> list[_Window]:
     if cfg.fine_window <= 0:
         return []
     fine_cfg = DiarizationConfig(window=cfg.fine_window, hop=cfg.fine_hop,
                                  min_window=cfg.min_window)
-    return _windows(regions, fine_cfg)
+    return [w for w in _windows(regions, fine_cfg) if w.region in only]
 
 
 def _frame_votes(

@@ -17,6 +17,7 @@ from inference.protocols import (
     VoiceActivityDetector,
     VoiceEmbedder,
 )
+from inference.reuse import RecordingEmbedder
 from inference.transcribe import TranscribeOptions, WhisperTranscriber
 from inference.vad import SileroVAD
 
@@ -29,6 +30,8 @@ class Backends:
     voice_embedder: VoiceEmbedder
     text_embedder: TextEmbedder | None
     emotion: EmotionRecognizer | None = None
+    window_recorder: RecordingEmbedder | None = None
+    """Wraps the diarizer's embedder to hand its window vectors to the segments."""
 
 
 def build_backends(config: PipelineConfig) -> Backends:
@@ -43,7 +46,8 @@ def build_backends(config: PipelineConfig) -> Backends:
         options=TranscribeOptions(beam_size=config.beam_size),
     )
     voice_embedder = build_voice_embedder(config)
-    diarizer = build_diarizer(config, vad, voice_embedder)
+    recorder = RecordingEmbedder(voice_embedder)
+    diarizer = build_diarizer(config, vad, recorder)
     from inference.text_embedding import MiniLMTextEmbedder
 
     emotion: EmotionRecognizer | None = None
@@ -58,6 +62,7 @@ def build_backends(config: PipelineConfig) -> Backends:
         voice_embedder=voice_embedder,
         text_embedder=MiniLMTextEmbedder(device=config.device),
         emotion=emotion,
+        window_recorder=recorder,
     )
 
 

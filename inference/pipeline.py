@@ -16,17 +16,26 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from inference.alignment import AlignmentConfig, align, attach_voice_vectors, normalise
+from inference.alignment import (
+    AlignmentConfig,
+    Window,
+    align,
+    attach_voice_vectors,
+    label_windows,
+    normalise,
+    windows_of,
+)
 from inference.audio import AudioSource, decode
 from inference.config import PipelineConfig
 from inference.enrolled import ClusterMatch, match_clusters, merge_matched
 from inference.factory import Backends, build_backends
+from inference.reuse import Span
 from inference.types import (
     SAMPLE_RATE,
     Audio,
@@ -163,21 +172,23 @@ class Pipeline:
                 # Load the text model while the CPU-heavy stages run (once per process).
                 pool.submit(_warm_up_text, backends)
             try:
-                diarization = self._diarize(audio, regions, num_speakers, min_speakers,
-                                            max_speakers, timings)
+                diarization, recorded = self._diarize(audio, regions, num_speakers,
+                                                      min_speakers, max_speakers, timings)
                 with _timed(timings, "match_enrolled"):
                     matches = match_clusters(diarization, enrolled, self.config.match_margin)
                     diarization, matches = merge_matched(diarization, matches)
+                # Labelled after the merge, so windows follow their cluster into it.
+                windows = windows_of(diarization) or label_windows(recorded, diarization.turns)
                 streamed = 0
                 while (batch := _drain(pending)) is not None:
                     streamed += len(batch)
-                    segments.extend(self._finish(batch, diarization, audio, timings))
+                    segments.extend(self._finish(batch, diarization, windows, audio, timings))
             except BaseException:
                 cancelled.set()  # stop ASR at its next segment instead of finishing the file
                 raise
             transcript = _result(asr)
         if streamed != len(transcript.segments):  # a transcriber that does not stream
-            segments = self._finish(transcript.segments, diarization, audio, timings)
+            segments = self._finish(transcript.segments, diarization, windows, audio, timings)
 
         report(0.9, "finishing")
         if backends.emotion is not None:
@@ -230,7 +241,7 @@ class Pipeline:
 
     def _finish(
         self, transcript_segments: Sequence[TranscriptSegment], diarization: Diarization,
-        audio: Audio, timings: dict[str, float],
+        windows: Sequence[Window], audio: Audio, timings: dict[str, float],
     ) -> list[PipelineSegment]:
         """Align a batch of transcript segments and give them voice and text vectors."""
         with _timed(timings, "align"):
@@ -242,7 +253,7 @@ class Pipeline:
             embedder = self.backends.voice_embedder
             # Vectors of another model than the diarizer's would not compare with its clusters.
             same_model = embedder.model_id == diarization.model_id
-            attach_voice_vectors(segments, diarization, audio, embedder if same_model else None,
+            attach_voice_vectors(segments, windows, audio, embedder if same_model else None,
                                  self._alignment)
         with _timed(timings, "text_vectors"):
             self._attach_text_vectors(segments)
@@ -251,15 +262,21 @@ class Pipeline:
     def _diarize(
         self, audio: Audio, regions: list[SpeechRegion], num_speakers: int | None,
         min_speakers: int | None, max_speakers: int | None, timings: dict[str, float],
-    ) -> Diarization:
+    ) -> tuple[Diarization, list[Span]]:
+        """The diarization, and the windows its embedder computed (see inference.reuse)."""
         model_id = self.backends.voice_embedder.model_id
         if not regions:  # silence: nothing to diarize (and no model to wake up)
-            return Diarization(turns=[], vectors={}, model_id=model_id)
-        with _timed(timings, "diarize"):
-            return self.backends.diarizer.diarize(
+            return Diarization(turns=[], vectors={}, model_id=model_id), []
+        recorder = self.backends.window_recorder
+        recording: AbstractContextManager[list[Span]] = (
+            recorder.recording(audio) if recorder is not None else nullcontext([])
+        )
+        with _timed(timings, "diarize"), recording as recorded:
+            diarization = self.backends.diarizer.diarize(
                 audio, num_speakers=num_speakers, min_speakers=min_speakers,
                 max_speakers=max_speakers,
             )
+        return diarization, recorded
 
     def _attach_text_vectors(self, segments: list[PipelineSegment]) -> None:
         embedder = self.backends.text_embedder

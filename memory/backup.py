@@ -25,6 +25,8 @@ TABLES = (
     "segment_content", "segment_voice", "segment_text_vector", "voiceprint", "identity_event",
     "sqlite_sequence",
 )
+BOOKKEEPING_KEYS = ("text_index_generation", "write_generation")
+"""meta rows that count writes for in-RAM caches: process state, not data."""
 CONTENT_TABLES = ("speaker", "conversation", "segment", "voiceprint", "identity_event")
 
 
@@ -52,8 +54,8 @@ def export(tx: Tx, path: Path, schema_version: int) -> None:
         if table in ("voice_model", "text_model"):
             order = "model_id"
         quoted = ", ".join(f'"{c}"' for c in columns)
-        # The text-index generation is process bookkeeping, not data: import sets its own.
-        where = " WHERE key != 'text_index_generation'" if table == "meta" else ""
+        keys = ", ".join(f"'{k}'" for k in BOOKKEEPING_KEYS)
+        where = f" WHERE key NOT IN ({keys})" if table == "meta" else ""
         if table == "sqlite_sequence":  # ours only, not the vec0 index's shadow tables
             where = " WHERE name IN (" + ", ".join(f"'{t}'" for t in TABLES) + ")"
         rows = tx.all(f"SELECT {quoted} FROM {table}{where} ORDER BY {order}")

@@ -7,7 +7,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from json.encoder import encode_basestring
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ from memory.voiceprints import (
     NewVoiceprint,
     add_voiceprints,
     decide,
+    prune_voiceprints,
     recompute_centroids,
     register_voice_model,
     score_speakers,
@@ -257,6 +257,7 @@ def ingest(
                 conversation_id, cluster, segment_ids, voice_vectors, segments
             )
             add_voiceprints(tx, decision.speaker_id, model_id, prints)
+            prune_voiceprints(tx, decision.speaker_id, model_id)
     ctx.cache.refresh(tx, [d.speaker_id for d in decisions])
 
     model_ids = {"voice": model_id}
@@ -286,18 +287,22 @@ def _vectors(values: Sequence[object | None], what: str, unit: bool) -> list[Vec
     return out
 
 
-def _number(value: object) -> str:
-    number = float(value)  # type: ignore[arg-type]
-    return repr(number) if math.isfinite(number) else "0.0"
-
-
 def _words_json(words: Sequence[Any]) -> str:
-    """[[word, start, end, probability], ...] (hand-built: json.dumps per word is slow)."""
-    return "[" + ",".join(
-        f"[{encode_basestring(str(w.word))},{_number(w.start)},{_number(w.end)},"
-        f"{_number(w.probability)}]"
-        for w in words
-    ) + "]"
+    """[[word, start, end, probability], ...]; tuples of plain values keep json in C."""
+    try:
+        return json.dumps([(w.word, w.start, w.end, w.probability) for w in words],
+                          separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):  # numpy scalars, NaN: coerce, slowly
+        return json.dumps(
+            [(str(w.word), _number(w.start), _number(w.end), _number(w.probability))
+             for w in words],
+            separators=(",", ":"),
+        )
+
+
+def _number(value: Any) -> float:
+    number = float(value)
+    return number if math.isfinite(number) else 0.0
 
 
 def _store_cluster(tx: Tx, conversation_id: int, model_id: str, cluster: Cluster) -> None:
@@ -399,6 +404,3 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
     ctx.cache.refresh(tx, change.touched)
     return decisions
 
-
-__all__ = ["Decision", "Ingested", "conversation_info", "create", "ingest", "reprocess",
-           "set_status"]

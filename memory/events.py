@@ -34,6 +34,8 @@ class Change:
     voiceprints_deleted: list[list[Any]] = field(default_factory=list)
     voiceprints_added: list[int] = field(default_factory=list)
     touched: set[int] = field(default_factory=set)
+    conversations: set[int] = field(default_factory=set)
+    """Conversations whose segments changed speaker (counted again by undo)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -59,10 +61,11 @@ class Change:
 
     def move_all_segments(self, tx: Tx, source: int, target: int | None) -> tuple[int, int]:
         """Move every segment of `source` to `target`; returns (segments, conversations)."""
-        ids = [r[0] for r in tx.all("SELECT id FROM segment WHERE speaker_id = ?", (source,))]
-        conversations = int(tx.scalar(
-            "SELECT count(DISTINCT conversation_id) FROM segment WHERE speaker_id = ?", (source,)
-        ))
+        rows = tx.all("SELECT id, conversation_id FROM segment WHERE speaker_id = ?", (source,))
+        ids = [r[0] for r in rows]
+        touched_conversations = {int(r[1]) for r in rows}
+        self.conversations |= touched_conversations
+        conversations = len(touched_conversations)
         if ids:
             tx.run("UPDATE segment SET speaker_id = ? WHERE speaker_id = ?", (target, source))
             self.segment_moves.append(
@@ -77,6 +80,9 @@ class Change:
         """Change one segment's identity columns, remembering before and after."""
         before = tx.one(f"SELECT {SEGMENT_STATE} FROM segment WHERE id = ?", (segment_id,))
         assert before is not None
+        self.conversations.add(int(tx.scalar(
+            "SELECT conversation_id FROM segment WHERE id = ?", (segment_id,)
+        )))
         state = dict(zip(SEGMENT_STATE.split(", "), before, strict=True))
         if before[0] is not None:
             self.touched.add(int(before[0]))
@@ -121,7 +127,7 @@ class Change:
             "voiceprint_moves": self.voiceprint_moves,
             "voiceprints_deleted": self.voiceprints_deleted,
             "voiceprints_added": self.voiceprints_added,
-            "extra": self.extra,
+            "extra": {**self.extra, "conversations": sorted(self.conversations)},
         }, separators=(",", ":"))
 
 
@@ -222,7 +228,6 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> tuple[int, int]:
             tx.run(f"UPDATE speaker SET {sets} WHERE id = ?", (*before[1:], sid))
 
     # 2. Segments back, newest change first.
-    touched_segments: set[int] = set()
     for edit in reversed(payload["segment_edits"]):
         segment_id, before, after = edit
         current = tx.one(f"SELECT {SEGMENT_STATE} FROM segment WHERE id = ?", (segment_id,))
@@ -230,31 +235,21 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> tuple[int, int]:
             raise _conflict(eid, f"segment {segment_id}")
         sets = ", ".join(f"{c} = ?" for c in SEGMENT_STATE.split(", "))
         tx.run(f"UPDATE segment SET {sets} WHERE id = ?", (*before, segment_id))
-        touched_segments.add(segment_id)
     moved = 0
     for move in reversed(payload["segment_moves"]):
         ids = unpack_ids(move["ids"])
         id_json = "[" + ",".join(map(str, ids)) + "]"
-        still = int(tx.scalar(
-            "SELECT count(*) FROM segment WHERE id IN (SELECT value FROM json_each(?))"
+        # Only rows still where the change put them move back; any other means a later
+        # change touched them, and raising rolls this whole undo back.
+        still = tx.run(
+            "UPDATE segment SET speaker_id = ? WHERE id IN (SELECT value FROM json_each(?))"
             " AND speaker_id IS ?",
-            (id_json, move["to"]),
-        ))
+            (move["from"], id_json, move["to"]),
+        )
         if still != len(ids):
             raise _conflict(eid, f"{len(ids) - still} of the segments it moved")
-        tx.run(
-            "UPDATE segment SET speaker_id = ? WHERE id IN (SELECT value FROM json_each(?))",
-            (move["from"], id_json),
-        )
         moved += len(ids)
-        touched_segments.update(ids)
-    conversations = 0
-    if touched_segments:
-        conversations = int(tx.scalar(
-            "SELECT count(DISTINCT conversation_id) FROM segment"
-            " WHERE id IN (SELECT value FROM json_each(?))",
-            ("[" + ",".join(map(str, touched_segments)) + "]",),
-        ))
+    conversations = len(payload["extra"].get("conversations", []))
 
     # 3. Voiceprints: drop the added, move back the moved, re-insert the deleted.
     for vid in payload["voiceprints_added"]:

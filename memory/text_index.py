@@ -45,10 +45,12 @@ def search(
         return []
     where, params = filter_clause(filters)
     cap = max(NEWEST_MATCHES, wanted * 4)
-    rows = tx.all(
-        "SELECT segment_fts.rowid, segment_fts.rank FROM segment_fts"
+    joins = "" if not where else (
         " JOIN segment s ON s.id = segment_fts.rowid"
         " JOIN conversation c ON c.id = s.conversation_id"
+    )
+    rows = tx.all(
+        f"SELECT segment_fts.rowid, segment_fts.rank FROM segment_fts{joins}"
         f" WHERE segment_fts MATCH ?{where} ORDER BY segment_fts.rowid DESC LIMIT ?",
         [match, *params, cap],
     )

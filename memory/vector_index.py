@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -67,10 +66,60 @@ def model_dim(tx: Tx, model_id: str) -> int | None:
     return None if value is None else int(value)
 
 
-@dataclass
-class _Codes:
-    ids: Ids
-    codes: Codes
+class _CodeTable:
+    """Binary codes of one dimension, column-major (one uint64 array per 64 bits), with
+    room to grow: appends fill spare capacity, so readers holding an older (columns, size)
+    view are never disturbed."""
+
+    def __init__(self, ids: Ids, codes: Codes) -> None:
+        self.words = (codes.shape[1] + 7) // 8
+        self.size = 0
+        self._ids = np.zeros(0, np.int64)
+        self._columns = np.zeros((self.words, 0), np.uint64)
+        self.append(ids, codes)
+
+    def _as_words(self, codes: Codes) -> npt.NDArray[np.uint64]:
+        padded = np.zeros((codes.shape[0], self.words * 8), np.uint8)
+        padded[:, : codes.shape[1]] = codes
+        return padded.view(np.uint64).T
+
+    def append(self, ids: Ids, codes: Codes) -> None:
+        needed = self.size + ids.size
+        if needed > self._ids.size:
+            capacity = max(needed, int(self._ids.size * 1.5), 1024)
+            grown_ids = np.zeros(capacity, np.int64)
+            grown_ids[: self.size] = self._ids[: self.size]
+            grown = np.zeros((self.words, capacity), np.uint64)
+            grown[:, : self.size] = self._columns[:, : self.size]
+            self._ids, self._columns = grown_ids, grown
+        self._ids[self.size : needed] = ids
+        self._columns[:, self.size : needed] = self._as_words(codes)
+        self.size = needed
+
+    def view(self) -> tuple[Ids, npt.NDArray[np.uint64], int]:
+        return self._ids, self._columns, self.size
+
+    def query_words(self, query_code: bytes) -> npt.NDArray[np.uint64]:
+        codes = np.frombuffer(query_code, np.uint8).reshape(1, -1)
+        return self._as_words(codes)[:, 0].copy()
+
+
+def _nearest_codes(
+    ids: Ids, columns: npt.NDArray[np.uint64], size: int, query: npt.NDArray[np.uint64],
+    count: int,
+) -> list[int]:
+    """Ids of the `count` codes nearest by Hamming distance (ties: lower position first)."""
+    distances = np.zeros(size, np.uint16)
+    for word in range(columns.shape[0]):
+        distances += np.bitwise_count(columns[word, :size] ^ query[word])
+    if count >= size:
+        return [int(i) for i in ids[:size]]
+    # Distances are small integers: a histogram finds the cut-off without sorting 1M values.
+    cumulative = np.cumsum(np.bincount(distances))
+    cutoff = int(np.searchsorted(cumulative, count))
+    below = np.flatnonzero(distances < cutoff)
+    at = np.flatnonzero(distances == cutoff)[: count - below.size]
+    return [int(i) for i in ids[np.concatenate([below, at])]]
 
 
 class TextVectorIndex:
@@ -78,7 +127,7 @@ class TextVectorIndex:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._codes: dict[int, _Codes] = {}
+        self._codes: dict[int, _CodeTable] = {}
         self._generation: int | None = None
 
     # ------------------------------------------------------------ writes
@@ -90,15 +139,14 @@ class TextVectorIndex:
             return []
         dim = rows[0][1].shape[0]
         register_model(tx, model_id, dim)
-        floats: list[tuple[int, str, bytes]] = []
-        bits: list[tuple[int, bytes]] = []
-        for segment_id, vector in rows:
+        for _, vector in rows:
             if vector.shape[0] != dim:
                 raise ModelMismatch(
                     f"text vectors of one result differ in dimension ({dim} and {vector.shape[0]})"
                 )
-            floats.append((segment_id, model_id, to_blob(vector)))
-            bits.append((segment_id, quantise(vector)))
+        floats = [(segment_id, model_id, to_blob(vector)) for segment_id, vector in rows]
+        packed = np.packbits(np.vstack([v for _, v in rows]) > 0, axis=1)
+        bits = [(segment_id, packed[i].tobytes()) for i, (segment_id, _) in enumerate(rows)]
         tx.many(
             "INSERT INTO segment_text_vector(segment_id, model_id, vector) VALUES (?, ?, ?)",
             floats,
@@ -122,16 +170,14 @@ class TextVectorIndex:
             for dim, sid, code in added:
                 by_dim.setdefault(dim, []).append((sid, code))
             for dim, items in by_dim.items():
-                current = self._codes.get(dim)
-                if current is None:
+                table = self._codes.get(dim)
+                if table is None:
                     continue  # never loaded: the next search loads it whole
                 ids = np.array([i for i, _ in items], dtype=np.int64)
                 codes = np.frombuffer(b"".join(c for _, c in items), dtype=np.uint8).reshape(
                     len(items), -1
                 )
-                self._codes[dim] = _Codes(
-                    np.concatenate([current.ids, ids]), np.vstack([current.codes, codes])
-                )
+                table.append(ids, codes)
             self._generation = tx_generation
 
     def clear(self) -> None:
@@ -145,23 +191,20 @@ class TextVectorIndex:
         return int(value or 0)
 
     # ------------------------------------------------------------ search
-    def _codes_for(self, tx: Tx, dim: int) -> _Codes:
+    def _table_for(
+        self, tx: Tx, dim: int
+    ) -> tuple[_CodeTable, tuple[Ids, npt.NDArray[np.uint64], int]]:
         generation = self.generation(tx)
         with self._lock:
             if self._generation != generation:
                 self._codes.clear()
                 self._generation = generation
-            cached = self._codes.get(dim)
-            if cached is not None:
-                return cached
-            rows = tx.all(f"SELECT rowid, embedding FROM {bits_table(dim)}")
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            codes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(
-                len(rows), dim // 8
-            )
-            loaded = _Codes(ids, codes)
-            self._codes[dim] = loaded
-            return loaded
+            table = self._codes.get(dim)
+            if table is None:
+                ids, codes = _load_codes(tx, dim)
+                table = _CodeTable(ids, codes)
+                self._codes[dim] = table
+            return table, table.view()
 
     def search(
         self, tx: Tx, query: Vector, model_id: str, filters: SearchFilters | None, wanted: int
@@ -195,26 +238,17 @@ class TextVectorIndex:
                 return _rank(rows, query, wanted)
             total = max(1, int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM segment")))
             share = max(matching / total, 1e-6)
-        codes = self._codes_for(tx, dim)
-        if codes.ids.size == 0:
+        table, (ids, columns, size) = self._table_for(tx, dim)
+        if size == 0:
             return []
-        count = min(
-            codes.ids.size,
-            MAX_CANDIDATES,
-            int(max(MIN_CANDIDATES, OVERSAMPLE * wanted) / share),
-        )
-        distances = np.bitwise_count(codes.codes ^ np.frombuffer(quantise(query), np.uint8)).sum(
-            axis=1, dtype=np.uint16
-        )
-        if count < distances.size:
-            picked = np.argpartition(distances, count - 1)[:count]
-        else:
-            picked = np.arange(distances.size)
-        candidate_ids = codes.ids[picked].tolist()
+        count = min(size, MAX_CANDIDATES, int(max(MIN_CANDIDATES, OVERSAMPLE * wanted) / share))
+        candidates = _nearest_codes(ids, columns, size, table.query_words(quantise(query)), count)
+        if not where:
+            joins = ""  # no filter: the vectors alone
         rows = tx.all(
             f"SELECT v.segment_id, v.vector FROM segment_text_vector v{joins}"
             f" WHERE v.segment_id IN (SELECT value FROM json_each(?)) AND v.model_id = ?{where}",
-            [_json_ids(candidate_ids), model_id, *params],
+            [_json_ids(sorted(candidates)), model_id, *params],
         )
         return _rank(rows, query, wanted)
 
@@ -233,3 +267,37 @@ def _rank(rows: Sequence[tuple[Any, ...]], query: Vector, wanted: int) -> list[t
     scores = dot_rows(matrix, query) / norms
     order = np.lexsort((-ids, -scores))[:wanted]
     return [(int(ids[i]), float(scores[i])) for i in order]
+
+
+def _load_codes(tx: Tx, dim: int) -> tuple[Ids, Codes]:
+    """All codes of one dimension. Reads sqlite-vec's chunk tables directly (1024 codes per
+    row: ~100x faster than scanning the virtual table at 1M rows); falls back to the scan if
+    the layout is not the one expected."""
+    table = bits_table(dim)
+    width = dim // 8
+    try:
+        rows = tx.all(
+            f"SELECT c.validity, c.rowids, v.vectors FROM {table}_chunks c"
+            f" JOIN {table}_vector_chunks00 v ON v.rowid = c.chunk_id ORDER BY c.chunk_id"
+        )
+        id_parts: list[Ids] = []
+        code_parts: list[Codes] = []
+        for validity, rowids, vectors in rows:
+            valid = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little").astype(bool)
+            chunk_ids = np.frombuffer(rowids, np.int64)
+            chunk_codes = np.frombuffer(vectors, np.uint8).reshape(-1, width)
+            n = min(valid.size, chunk_ids.size, chunk_codes.shape[0])
+            id_parts.append(chunk_ids[:n][valid[:n]])
+            code_parts.append(chunk_codes[:n][valid[:n]])
+        ids = np.concatenate(id_parts) if id_parts else np.zeros(0, np.int64)
+        codes = np.vstack(code_parts) if code_parts else np.zeros((0, width), np.uint8)
+        expected = int(tx.scalar(f"SELECT count(*) FROM {table}_rowids"))
+        if ids.size == expected:
+            return ids, codes
+        log.warning("unexpected sqlite-vec chunk layout in %s; scanning it instead", table)
+    except Exception:
+        log.warning("cannot read sqlite-vec chunks of %s; scanning it instead", table)
+    scanned = tx.all(f"SELECT rowid, embedding FROM {table}")
+    ids = np.fromiter((r[0] for r in scanned), dtype=np.int64, count=len(scanned))
+    codes = np.frombuffer(b"".join(r[1] for r in scanned), dtype=np.uint8).reshape(-1, width)
+    return ids, codes

@@ -26,6 +26,10 @@ CANDIDATE_SPEAKERS = 16
 """Speakers re-scored exactly after the centroid stage."""
 TOP_VOICEPRINTS = 3
 """A speaker's score is the mean similarity of its this-many nearest voiceprints."""
+MAX_VOICEPRINTS = 64
+"""Per speaker and model. A voice heard in every recording would otherwise gather prints
+without end; past this, ingest drops the oldest conversation prints (never enrollment ones)
+and the centroid is recomputed from the (bounded) rest."""
 
 VOICEPRINT_COLUMNS = (
     "id, speaker_id, model_id, vector, source, conversation_id, segment_id, speech_seconds,"
@@ -60,13 +64,37 @@ class _ModelCentroids:
 class CentroidCache:
     """Normalised centroids per model. Only used under the store's write lock."""
 
+    GENERATION_KEY = "write_generation"
+
     def __init__(self) -> None:
         self._models: dict[str, _ModelCentroids] = {}
         self._lock = threading.RLock()
+        self._generation: int | None = None
 
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
+            self._generation = None
+
+    def begin(self, tx: Tx) -> int:
+        """At the start of a write transaction: drop the mirror if another process wrote
+        since (every write bumps the store's write generation); returns the next one."""
+        value = tx.scalar("SELECT value FROM meta WHERE key = ?", (self.GENERATION_KEY,))
+        current = int(value or 0)
+        with self._lock:
+            if self._generation != current:
+                self._models.clear()
+            self._generation = None  # unknown until this transaction commits
+        tx.run(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
+            " SET value = excluded.value",
+            (self.GENERATION_KEY, str(current + 1)),
+        )
+        return current + 1
+
+    def committed(self, generation: int) -> None:
+        with self._lock:
+            self._generation = generation
 
     def _load(self, tx: Tx, model_id: str) -> _ModelCentroids:
         cached = self._models.get(model_id)
@@ -225,6 +253,24 @@ def _add_to_centroid(
         "UPDATE speaker_centroid SET total = ?, count = ? WHERE speaker_id = ? AND model_id = ?",
         (new_total.tobytes(), int(row[1]) + count, speaker_id, model_id),
     )
+
+
+def prune_voiceprints(tx: Tx, speaker_id: int, model_id: str) -> int:
+    """Keep a speaker's prints of one model bounded (see MAX_VOICEPRINTS); returns dropped."""
+    count = int(tx.scalar(
+        "SELECT count(*) FROM voiceprint WHERE speaker_id = ? AND model_id = ?",
+        (speaker_id, model_id),
+    ))
+    excess = count - MAX_VOICEPRINTS
+    if excess <= 0:
+        return 0
+    dropped = tx.run(
+        "DELETE FROM voiceprint WHERE id IN (SELECT id FROM voiceprint WHERE speaker_id = ?"
+        " AND model_id = ? AND source NOT LIKE 'enrollment:%' ORDER BY id LIMIT ?)",
+        (speaker_id, model_id, excess),
+    )
+    recompute_centroids(tx, [speaker_id])
+    return dropped
 
 
 def move_centroids(tx: Tx, source_id: int, target_id: int) -> None:

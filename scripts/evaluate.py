@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -347,6 +347,7 @@ def run_full(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
     from inference.factory import build_backends
     from inference.pipeline import Pipeline
     from memory.api import SpeakerMemory
+    from memory.types import MatchConfig
 
     workdir = Path(tempfile.mkdtemp(prefix="speaker-memory-eval-"))
     config = PipelineConfig(whisper_model=args.whisper_model, device=args.device,
@@ -355,7 +356,15 @@ def run_full(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
     recorder = RecordingDiarizer(backends.diarizer)
     backends.diarizer = recorder
     pipeline = Pipeline(config, backends=backends)
-    memory = SpeakerMemory(workdir / "eval.db")
+    match = MatchConfig()
+    if args.match_threshold is not None or args.match_margin is not None:
+        match = replace(match,
+                        threshold=(match.threshold if args.match_threshold is None
+                                   else args.match_threshold),
+                        margin=match.margin if args.match_margin is None else args.match_margin)
+        config = replace(config, match_margin=match.margin)
+        pipeline = Pipeline(config, backends=backends)
+    memory = SpeakerMemory(workdir / "eval.db", match=match)
     log.info("fresh store in %s", workdir)
     try:
         for voice, path in corpus.enrollment:
@@ -367,6 +376,7 @@ def run_full(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
         rows: list[Row] = []
         ids: dict[str, int] = {}
         hypotheses: dict[str, str] = {}
+        decisions: list[DecisionRow] = []
         for conversation in selected(corpus, args):
             started = time.perf_counter()
             info = memory.create_conversation(title=conversation.id,
@@ -374,7 +384,13 @@ def run_full(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
                                               sha256=sha256(conversation.audio))
             result = pipeline.run(conversation.audio,
                                   enrolled=memory.enrolled_voices(pipeline.voice_model_id))
-            memory.ingest(info.id, result)
+            ingested = memory.ingest(info.id, result)
+            for decision in ingested.decisions:
+                decisions.append(DecisionRow(
+                    conversation.id, decision.local_label,
+                    true_voice(conversation.turns, result, decision.local_label),
+                    decision.speaker.name or decision.speaker.label, decision.score,
+                    decision.created))
             seconds = time.perf_counter() - started
             assert recorder.last is not None
             score = score_diarization(conversation.turns, recorder.last, accumulators)
@@ -396,9 +412,51 @@ def run_full(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
             row.extra["ref_words"] = len(reference.split())
         speakers_created = len(memory.list_speakers())
         print_tables(rows, accumulators, corpus, speakers_created, full=True)
+        print_decisions(decisions, corpus, match)
         return rows
     finally:
         memory.close()
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    conversation: str
+    label: str
+    voice: str | None
+    """The reference voice speaking most of this cluster's segments."""
+    speaker: str
+    score: float | None
+    created: bool
+
+
+def true_voice(reference: list[RefTurn], result: Any, label: str) -> str | None:
+    time_of: dict[str, float] = {}
+    for segment in result.segments:
+        if segment.local_speaker != label:
+            continue
+        for turn in reference:
+            overlap = min(segment.end, turn.end) - max(segment.start, turn.start)
+            if overlap > 0:
+                time_of[turn.speaker] = time_of.get(turn.speaker, 0.0) + overlap
+    return max(time_of, key=lambda v: time_of[v]) if time_of else None
+
+
+def print_decisions(decisions: list[DecisionRow], corpus: Corpus, match: Any) -> None:
+    """Each cluster's matching decision: the evidence behind attribution and false accepts."""
+    print(f"\n### {corpus.root.name}: speaker decisions (threshold {match.threshold:.2f}, "
+          f"margin {match.margin:.2f})\n")
+    print("| conversation | cluster | true voice | stored as | score | outcome |")
+    print("|---|---|---|---|---:|---|")
+    for d in decisions:
+        enrolled = d.voice in corpus.recurring
+        if d.created:
+            outcome = "missed" if enrolled else "new unknown (right)"
+        elif d.speaker == d.voice:
+            outcome = "right"
+        else:
+            outcome = "WRONG" if d.speaker in corpus.recurring else "joined an unknown"
+        score = "–" if d.score is None else f"{d.score:.3f}"
+        print(f"| {d.conversation} | {d.label} | {d.voice} | {d.speaker} | {score} | {outcome} |")
 
 
 def selected(corpus: Corpus, args: argparse.Namespace) -> list[Conversation]:
@@ -469,6 +527,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--models-dir", type=Path, default=None,
                         help="writable model cache (default: a temp folder)")
+    parser.add_argument("--match-threshold", type=float, default=None,
+                        help="override MatchConfig.threshold (default: memory's)")
+    parser.add_argument("--match-margin", type=float, default=None,
+                        help="override MatchConfig.margin (default: memory's)")
     parser.add_argument("--only", default="", help="comma-separated conversation ids")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)

@@ -50,10 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    mcp = sub.add_parser("mcp", parents=[common], help="serve MCP over stdio (Claude Desktop)")
+    roots = argparse.ArgumentParser(add_help=False)
+    roots.add_argument("--allowed-root", action="append", dest="allowed_roots", type=Path,
+                       metavar="DIR", help="folder tool 'path' arguments may point into "
+                       "(repeatable; replaces the default: DATA_DIR/inbox and the start folder)")
+
+    mcp = sub.add_parser("mcp", parents=[common, roots],
+                         help="serve MCP over stdio (Claude Desktop)")
     mcp.set_defaults(run=run_mcp)
 
-    serve = sub.add_parser("serve", parents=[common],
+    serve = sub.add_parser("serve", parents=[common, roots],
                            help="serve /mcp (Streamable HTTP), /api/v1 and /healthz")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
@@ -98,7 +104,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Environment first, then flags that were given."""
     overrides: dict[str, Any] = {}
     for name in ("data_dir", "whisper_model", "device", "log_level", "host", "port", "token",
-                 "allowed_hosts", "language"):
+                 "allowed_hosts", "allowed_roots", "language"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

@@ -30,7 +30,7 @@ from memory.errors import NotFoundError, SpeakerMemoryError
 from tools import exports, identity, processing, queries
 from tools.context import App, Job
 from tools.errors import explain
-from tools.inputs import AudioFile, audio_from_base64, audio_from_path
+from tools.inputs import audio_argument
 from tools.models import (
     ConversationList,
     ConversationOut,
@@ -119,25 +119,12 @@ async def run_tool(app: App, fn: Callable[P, R], *args: P.args, **kwargs: P.kwar
     return await anyio.to_thread.run_sync(call)
 
 
-def _audio_input(app: App, path: str | None, audio_base64: str | None,
-                 filename: str | None) -> AudioFile:
-    from memory.errors import InvalidInput
-
-    if (path is None) == (audio_base64 is None):
-        raise InvalidInput(
-            "give exactly one of path (a file on the server) or audio_base64 (the file's bytes)."
-        )
-    if path is not None:
-        return audio_from_path(app, path)
-    assert audio_base64 is not None
-    return audio_from_base64(app, audio_base64, filename)
-
-
 async def follow_job(job: Job, seconds: float, ctx: Context | None) -> None:
     """Wait up to `seconds` for the job, relaying its progress as MCP progress notifications."""
     deadline = time.monotonic() + max(0.0, seconds)
     last: tuple[str, float] | None = None
-    while not job.done and time.monotonic() < deadline:
+    while True:
+        finished = job.done
         state = (job.stage, round(job.fraction, 2))
         if ctx is not None and state != last:
             last = state
@@ -145,6 +132,8 @@ async def follow_job(job: Job, seconds: float, ctx: Context | None) -> None:
                 await ctx.report_progress(state[1] * 100, 100, state[0])
             except Exception:  # the client may not accept progress; the work goes on
                 log.debug("progress notification failed", exc_info=True)
+        if finished or time.monotonic() >= deadline:
+            return
         await anyio.sleep(0.2)
 
 
@@ -216,7 +205,7 @@ def build_server(app: App) -> MCPServer:
         call identify_speaker_in_segment. The same audio sent twice is not processed again (the
         existing conversation id comes back with duplicate=true). Long recordings keep running in
         the background when wait=false or past the server's wait limit."""
-        audio = await run_tool(app, _audio_input, app, path, audio_base64, filename)
+        audio = await run_tool(app, audio_argument, app, path, audio_base64, filename)
         options = processing.ProcessOptions(title=title, num_speakers=num_speakers,
                                             language=language, recorded_at=recorded_at)
         started = await run_tool(app, processing.start_processing, app, audio, options)
@@ -344,7 +333,7 @@ def build_server(app: App) -> MCPServer:
     ) -> EnrollOut:
         """Teach a voice up front from a clean 10-30 s clip of one person speaking alone. Adds
         samples when the name exists already."""
-        audio = await run_tool(app, _audio_input, app, path, audio_base64, filename)
+        audio = await run_tool(app, audio_argument, app, path, audio_base64, filename)
         return await run_tool(app, identity.enroll_speaker, app, name, audio)
 
     @tool(annotations=CHANGES)

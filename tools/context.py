@@ -81,10 +81,16 @@ class JobRunner:
         self._jobs: dict[int, Job] = {}
         self._lock = threading.Lock()
 
+    KEEP_FINISHED = 256
+    """Finished jobs remembered (for the 'new speaker' flags of their summary)."""
+
     def submit(self, conversation_id: int, work: Callable[[Job], None]) -> Job:
         job = Job(conversation_id)
         with self._lock:
             self._jobs[conversation_id] = job
+            finished = [cid for cid, j in self._jobs.items() if j.done]
+            for cid in finished[: max(0, len(finished) - self.KEEP_FINISHED)]:
+                del self._jobs[cid]
         job.future = self._pool.submit(work, job)
         return job
 

@@ -72,6 +72,20 @@ def resolve_path(app: App, raw: str) -> Path:
     )
 
 
+def audio_argument(
+    app: App, path: str | None, audio_base64: str | None, filename: str | None
+) -> AudioFile:
+    """The audio of a tool call: exactly one of a path or base64 bytes."""
+    if (path is None) == (audio_base64 is None):
+        raise InvalidInput(
+            "give exactly one of path (a file on the server) or audio_base64 (the file's bytes)."
+        )
+    if path is not None:
+        return audio_from_path(app, path)
+    assert audio_base64 is not None
+    return audio_from_base64(app, audio_base64, filename)
+
+
 def audio_from_path(app: App, raw: str) -> AudioFile:
     path = resolve_path(app, raw)
     return AudioFile(path=path, source_name=path.name, sha256=_file_sha256(path),

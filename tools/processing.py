@@ -79,9 +79,10 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
             max_speakers=options.max_speakers,
             language=options.language or app.settings.language,
             enrolled=enrolled,
-            progress=job.report,
+            # The pipeline's 0..1 is most of the job; storing the result is the rest.
+            progress=lambda fraction, stage: job.report(0.95 * fraction, stage),
         )
-        job.report(0.99, "storing")
+        job.report(0.97, "storing")
         job.ingest = memory.ingest(conversation_id, result)
         job.report(1.0, "done")
     except Exception as exc:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 from inference_fakes import CountingVoiceEmbedder, ScriptedDiarizer, segment, tone_audio
 
-from inference.alignment import TurnIndex, align, attach_voice_vectors
+from inference.alignment import (
+    TurnIndex,
+    align,
+    attach_voice_vectors,
+    label_windows,
+    windows_of,
+)
 from inference.types import Diarization, Transcript, TranscriptSegment, Turn, Word
 
 
@@ -74,7 +80,7 @@ def test_segment_vectors_reuse_the_windows_inside_the_segment() -> None:
                                 segment("ok", 11.0, step=0.5)),
                      turns)
     embedder = CountingVoiceEmbedder()
-    attach_voice_vectors(segments, diarization, audio, embedder)
+    attach_voice_vectors(segments, windows_of(diarization), audio, embedder)
     first, second, short = segments
     assert short.voice_vector is None  # 0.4 s: too little speech for a voice vector
     assert embedder.batches == []  # every long segment reused the diarizer's windows
@@ -93,7 +99,8 @@ def test_segment_vectors_fall_back_to_one_batched_embedding_without_windows() ->
     segments = align(transcript(segment("one two three four", 0.5),
                                 segment("five six seven eight", 6.5)), turns)
     embedder = CountingVoiceEmbedder()
-    attach_voice_vectors(segments, diarization, audio, embedder)
+    assert windows_of(diarization) == []
+    attach_voice_vectors(segments, windows_of(diarization), audio, embedder)
     assert embedder.batches == [2]  # one call for every segment that needed a vector
     assert all(s.voice_vector is not None for s in segments)
 
@@ -102,8 +109,18 @@ def test_segments_get_no_vector_without_windows_or_embedder() -> None:
     turns = [Turn(0.0, 6.0, "A")]
     diarization = Diarization(turns, {"A": []}, "fake-voice")
     segments = align(transcript(segment("one two three four", 0.5)), turns)
-    attach_voice_vectors(segments, diarization, tone_audio(6.0), None)
+    attach_voice_vectors(segments, windows_of(diarization), tone_audio(6.0), None)
     assert segments[0].voice_vector is None
+
+
+def test_windows_known_by_time_take_the_turn_they_overlap_most() -> None:
+    a, b = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
+    turns = [Turn(0.0, 3.0, "A"), Turn(3.0, 6.0, "B")]
+    windows = label_windows([(3.5, 5.0, b), (0.0, 1.5, a), (2.0, 3.5, a), (8.0, 9.0, b)], turns)
+    assert [(w.start, w.label) for w in windows] == [(0.0, "A"), (2.0, "A"), (3.5, "B")]
+    segments = align(transcript(segment("one two three four five", 0.2)), turns)
+    attach_voice_vectors(segments, windows, tone_audio(6.0), None)
+    np.testing.assert_allclose(segments[0].voice_vector, a)  # only A's window inside it
 
 
 def test_text_is_rebuilt_from_whisper_words() -> None:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from inference_fakes import (
 
 from inference.factory import Backends
 from inference.pipeline import Pipeline
+from inference.reuse import RecordingEmbedder
 from inference.types import Audio, Turn
 from memory.errors import EmptyAudio, NoSpeech, NotAudio
 from memory.types import EnrolledVoice, SpeakerInfo
@@ -234,13 +236,29 @@ def test_enrolled_voice_from_the_store_labels_the_recording(tmp_path: Path) -> N
 # ---------------------------------------------------------------- the real bundled models
 
 
+class CountingEmbedder:
+    """Passes through to a real embedder, counting the clips it is asked for."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.model_id, self.dimension = inner, inner.model_id, inner.dimension
+        self.clips = 0
+
+    def embed(self, clips: Any) -> Any:
+        self.clips += len(clips)
+        return self.inner.embed(clips)
+
+
 @pytest.fixture(scope="module")
 def real_pipeline(  # type: ignore[no-untyped-def]
-    silero_vad, tiny_transcriber, builtin_diarizer, voice_embedder, text_embedder
+    silero_vad, tiny_transcriber, voice_embedder, text_embedder
 ) -> Pipeline:
+    diarization = pytest.importorskip("inference.diarization")
+    recorder = RecordingEmbedder(voice_embedder)
     return Pipeline(backends=Backends(
-        vad=silero_vad, transcriber=tiny_transcriber, diarizer=builtin_diarizer,
-        voice_embedder=voice_embedder, text_embedder=text_embedder,
+        vad=silero_vad, transcriber=tiny_transcriber,
+        diarizer=diarization.BuiltinDiarizer(silero_vad, recorder),
+        voice_embedder=CountingEmbedder(voice_embedder), text_embedder=text_embedder,
+        window_recorder=recorder,
     ))
 
 
@@ -248,7 +266,11 @@ def real_pipeline(  # type: ignore[no-untyped-def]
 def test_real_models_on_a_two_speaker_clip(
     real_pipeline: Pipeline, short_clip: Audio, tmp_path: Path
 ) -> None:
+    fallback = real_pipeline.backends.voice_embedder
+    assert isinstance(fallback, CountingEmbedder)
+    fallback.clips = 0
     result = real_pipeline.run(short_clip)
+    assert fallback.clips == 0  # segment vectors reused the diarizer's windows
     text = " ".join(s.text for s in result.segments).lower()
     assert "client call" in text and "payment service" in text
     # Reference: af_heart until 8.2 s, am_fenrir 8.9-17.5 s.
@@ -284,7 +306,8 @@ def test_real_models_on_silence_give_no_segments(real_pipeline: Pipeline) -> Non
 
 @pytest.mark.models
 def test_real_enrollment_vectors_recognise_the_voice(
-    real_pipeline: Pipeline, corpus_dir: Path, dev_audio: Callable[[str], Audio]
+    real_pipeline: Pipeline, corpus_dir: Path, dev_audio: Callable[[str], Audio],
+    voice_embedder: Any,
 ) -> None:
     vectors, model_id, seconds = real_pipeline.embed_voice(
         corpus_dir / "dev" / "enroll" / "af_heart.wav")
@@ -293,7 +316,7 @@ def test_real_enrollment_vectors_recognise_the_voice(
     centroid = np.mean(vectors, axis=0)
     centroid /= np.linalg.norm(centroid)
     audio = dev_audio("dev01")
-    embedder = real_pipeline.backends.voice_embedder
+    embedder = voice_embedder
     heart, fenrir = embedder.embed([audio.slice(1.0, 8.0), audio.slice(9.0, 16.0)])
     assert float(centroid @ heart) > float(centroid @ fenrir) + 0.05
 

@@ -95,3 +95,16 @@ def test_an_unavailable_model_is_a_typed_error(tmp_path: Path,
     transcriber = WhisperTranscriber("no-such-model-xyz", cache_dir=tmp_path)
     with pytest.raises(ModelUnavailable, match="not available offline"):
         transcriber.load()
+
+
+@pytest.mark.models
+def test_multilingual_base_detects_the_language(
+    tmp_path_factory: pytest.TempPathFactory, silero_vad: object, short_clip: Audio
+) -> None:
+    transcriber = WhisperTranscriber("base", cache_dir=tmp_path_factory.mktemp("base"),
+                                     vad=silero_vad)  # type: ignore[arg-type]
+    clip = Audio(short_clip.samples[: 9 * short_clip.sample_rate])
+    transcript = transcriber.transcribe(clip)
+    assert transcript.language == "en"
+    assert transcript.model_id == "faster-whisper-base"
+    assert "client call" in " ".join(s.text for s in transcript.segments).lower()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from memory import SpeakerMemory
-from memory.backup import TABLES
+from memory.backup import BOOKKEEPING_KEYS, TABLES
 from memory.errors import BackupError, ImportNotEmpty
 from tests.memory.fakes import TEXT_MODEL, VOICE_MODEL, Voices, make_result, text_vector
 from tests.memory.state import centroids, rows
@@ -40,8 +40,8 @@ def test_round_trip_reproduces_every_row(store: SpeakerMemory, voices: Voices,
             theirs = [r for r in rows(copy.db_path, table)
                       if table != "sqlite_sequence" or r[0] in TABLES]
             assert sorted(theirs) == sorted(ours), table
-        original_meta = [r for r in rows(store.db_path, "meta") if r[0] != "text_index_generation"]
-        copied_meta = [r for r in rows(copy.db_path, "meta") if r[0] != "text_index_generation"]
+        original_meta = [r for r in rows(store.db_path, "meta") if r[0] not in BOOKKEEPING_KEYS]
+        copied_meta = [r for r in rows(copy.db_path, "meta") if r[0] not in BOOKKEEPING_KEYS]
         assert copied_meta == original_meta
         # Derived data is rebuilt: centroids, full text, semantic vectors all work.
         assert centroids(copy.db_path).keys() == centroids(store.db_path).keys()

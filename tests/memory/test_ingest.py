@@ -206,3 +206,21 @@ def test_reprocess_rematches_against_current_profiles(
     store.undo()
     assert {s.speaker.label for s in store.get_conversation(conversation.id).segments
             if s.speaker} == {"Unknown 1"}
+
+
+def test_two_instances_see_each_others_voices(tmp_path: object, voices: Voices) -> None:
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    first = SpeakerMemory(tmp_path / "shared.db")
+    second = SpeakerMemory(tmp_path / "shared.db")
+    try:
+        ingest(first, make_result(voices, ["ann"], 2, seed=1))  # second's mirror now stale
+        ingest(second, make_result(voices, ["bob"], 2, seed=2))
+        ann_again = ingest(second, make_result(voices, ["ann"], 2, seed=3), "again")
+        bob_again = ingest(first, make_result(voices, ["bob"], 2, seed=4), "again 2")
+        assert [s.speaker.label for s in first.list_speakers()] == ["Unknown 1", "Unknown 2"]
+        assert ann_again == [1] and bob_again == [2]
+    finally:
+        first.close()
+        second.close()

@@ -21,11 +21,13 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("SPEAKER_MEMORY_PORT", "9001")
     monkeypatch.setenv("SPEAKER_MEMORY_DATA_DIR", str(tmp_path / "env"))
     args = build_parser().parse_args(["serve", "--data-dir", str(tmp_path / "flag"),
-                                      "--allowed-host", "box.lan"])
+                                      "--allowed-host", "box.lan", "--allowed-root", "/srv/a",
+                                      "--allowed-root", "/srv/b"])
     settings = settings_from(args)
     assert settings.data_dir == tmp_path / "flag"
     assert settings.port == 9001
     assert settings.allowed_hosts == ["box.lan"]
+    assert settings.allowed_roots == [Path("/srv/a"), Path("/srv/b")]
 
 
 def test_speakers_export_and_import_round_trip(

@@ -53,17 +53,17 @@ async def ok(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
     result = await client.call_tool(tool, arguments)
     assert not result.is_error, result.content
     assert result.structured_content is not None
-    return result.structured_content
+    return dict(result.structured_content)
 
 
 async def test_name_a_voice_once_and_find_it_everywhere(
     server: tuple[str, str | None],
 ) -> None:
     base, token = server
-    progress: list[float] = []
+    reported: list[float] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append(progress)
 
     async with (
         httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"},
@@ -77,7 +77,7 @@ async def test_name_a_voice_once_and_find_it_everywhere(
         first = result.structured_content
         assert first is not None and first["status"] == "done", first
         assert first["unknown_speakers"] == 2 and first["named_speakers"] == 0
-        assert progress and max(progress) <= 100
+        assert reported and max(reported) <= 100
 
         segments = (await ok(client, "get_conversation",
                              conversation_id=first["conversation_id"]))["segments"]

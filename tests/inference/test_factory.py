@@ -1,0 +1,60 @@
+"""Backends built from a PipelineConfig (building loads no model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from inference.config import PipelineConfig
+from inference.factory import build_backends
+from inference.pipeline import shared_pipeline
+from inference.reuse import RecordingEmbedder
+from inference.transcribe import WhisperTranscriber
+from inference.vad import SileroVAD
+
+
+def test_default_backends_share_one_vad_and_record_the_diarizers_windows(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("inference.diarization")
+    backends = build_backends(PipelineConfig(models_dir=tmp_path))
+    assert isinstance(backends.vad, SileroVAD)
+    assert isinstance(backends.transcriber, WhisperTranscriber)
+    assert backends.transcriber.model_id == "faster-whisper-tiny.en"
+    assert backends.transcriber._vad is backends.vad
+    assert getattr(backends.diarizer, "vad", backends.vad) is backends.vad
+    assert isinstance(backends.window_recorder, RecordingEmbedder)
+    assert backends.window_recorder.inner is backends.voice_embedder
+    assert backends.voice_embedder.model_id == "resemblyzer-ge2e-0.1.4"
+    assert backends.text_embedder is not None
+    assert backends.text_embedder.model_id == "all-MiniLM-L6-v2"
+    assert backends.emotion is None
+
+
+def test_config_from_settings_reads_the_settings_fields(tmp_path: Path) -> None:
+    settings = SimpleNamespace(
+        whisper_model="base", language="de", device="cpu", compute_type="int8",
+        diarizer="builtin", voice_embedder="resemblyzer", emotion=False, hf_token=None,
+        models_dir=tmp_path / "models", max_audio_seconds=60, match_margin=0.1,
+    )
+    config = PipelineConfig.from_settings(settings)
+    assert (config.whisper_model, config.language, config.models_dir) == (
+        "base", "de", tmp_path / "models")
+    assert config.max_audio_seconds == 60.0 and config.match_margin == 0.1
+
+
+def test_the_real_settings_convert(tmp_path: Path) -> None:
+    settings_module = pytest.importorskip("tools.settings")
+    settings = settings_module.Settings(data_dir=tmp_path)
+    config = PipelineConfig.from_settings(settings)
+    assert config.models_dir == tmp_path / "models"
+    assert config.whisper_model == settings.whisper_model
+
+
+def test_one_shared_pipeline_per_configuration(tmp_path: Path) -> None:
+    config = PipelineConfig(models_dir=tmp_path)
+    assert shared_pipeline(config) is shared_pipeline(PipelineConfig(models_dir=tmp_path))
+    assert shared_pipeline(config) is not shared_pipeline(
+        PipelineConfig(models_dir=tmp_path, whisper_model="base"))

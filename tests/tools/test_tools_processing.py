@@ -1,0 +1,86 @@
+"""Processing jobs, summaries and identity tools, called directly (no MCP in between)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.tools.fake_pipeline import FakePipeline, Turn
+from tools import identity, processing, queries
+from tools.context import App
+from tools.inputs import audio_from_path
+
+TURNS = [
+    Turn("uma", "Can everyone hear me on the call?"),
+    Turn("vic", "Yes, loud and clear from here."),
+    Turn("uma", "Good, then let us start with the roadmap."),
+]
+
+
+def _run(app: App, path: Path, title: str | None = None) -> int:
+    started = processing.start_processing(app, audio_from_path(app, str(path)),
+                                          processing.ProcessOptions(title=title))
+    if started.job is not None:
+        assert started.job.future is not None
+        started.job.future.result(timeout=30)
+    return started.conversation_id
+
+
+def test_a_job_reports_progress_and_its_summary_counts_voices(
+    app: App, fake: FakePipeline
+) -> None:
+    path = fake.recording(app.settings.inbox_dir / "call.wav", TURNS)
+    cid = _run(app, path, title="  Weekly call ")
+    job = app.jobs.get(cid)
+    assert job is not None and job.done and job.fraction == 1.0 and job.stage == "done"
+    summary = processing.summarise(app, cid)
+    assert summary.status == "done" and summary.duration == 9.0
+    assert [(s.segment_count, s.new) for s in summary.speakers] == [(2, True), (1, True)]
+    assert summary.message.startswith("Processed conversation")
+    info = app.memory.get_conversation_info(cid)
+    assert info.title == "Weekly call" and info.source_name == "call.wav"
+    assert info.recorded_at is not None  # the file's modification time
+    assert processing.processing_status(app, cid).status == "done"
+
+
+def test_duplicates_are_not_processed_twice(app: App, fake: FakePipeline) -> None:
+    path = fake.recording(app.settings.inbox_dir / "call.wav", TURNS)
+    first = _run(app, path)
+    copy = app.start_dir / "copy of call.wav"
+    copy.write_bytes(path.read_bytes())
+    started = processing.start_processing(app, audio_from_path(app, str(copy)),
+                                          processing.ProcessOptions())
+    assert started.job is None and started.conversation_id == first
+    assert processing.summarise(app, first, duplicate=True).duplicate is True
+    assert fake.runs == 1
+
+
+def test_reprocess_keeps_manual_labels(app: App, fake: FakePipeline) -> None:
+    path = fake.recording(app.settings.inbox_dir / "call.wav", TURNS)
+    cid = _run(app, path)
+    segments = app.memory.get_conversation(cid).segments
+    uma = segments[0].speaker
+    assert uma is not None
+    identity.mark_segment_misidentified(app, segments[1].id, uma.id)
+    before = [s.id for s in app.memory.get_conversation(cid).segments]
+    result = processing.reprocess(app, cid)
+    after = app.memory.get_conversation(cid).segments
+    assert [s.id for s in after] == before  # segment ids survive
+    assert after[1].speaker is not None and after[1].speaker.id == uma.id
+    assert after[1].assignment_source == "manual"
+    assert "manual labels kept" in result.message
+
+
+def test_naming_and_searching_without_the_server(app: App, fake: FakePipeline) -> None:
+    path = fake.recording(app.settings.inbox_dir / "call.wav", TURNS)
+    cid = _run(app, path)
+    first = app.memory.get_conversation(cid).segments[0]
+    named = identity.identify_speaker_in_segment(app, first.id, " Uma ")
+    assert named.speaker.label == "Uma" and named.segments_relabelled == 2
+    assert "undo_identity_change" in named.message
+    again = identity.identify_speaker_in_segment(app, first.id, "Uma")
+    assert again.changed is False and "nothing changed" in again.message
+    hits = queries.search_conversations(app, "roadmap", mode="keyword", speaker="uma")
+    assert [h.segment.text for h in hits.hits] == ["Good, then let us start with the roadmap."]
+    text = queries.get_conversation(app, cid, "text").text
+    assert text is not None
+    assert text.splitlines()[0] == "[00:00] Uma: Can everyone hear me on the call?"
