@@ -30,6 +30,8 @@ class PipelineConfig:
     beam_size: int = 5
     cpu_threads: int = 0
     """CTranslate2 threads on CPU; 0 = its default."""
+    torch_threads: int = 0
+    """torch threads for the models beside ASR (on CPU); 0 = half the cores."""
 
     @classmethod
     def from_settings(cls, settings: Any) -> PipelineConfig:

@@ -40,3 +40,21 @@ def choose_device(device: str = "auto", compute_type: str = "auto") -> DeviceCho
     if compute_type == "auto":
         compute_type = "float16" if resolved == "cuda" else "int8"
     return DeviceChoice(device=resolved, compute_type=compute_type)
+
+
+def share_cpu_with_asr(torch_threads: int = 0) -> int:
+    """Set torch's intra-op threads for the models that run beside ASR; returns the count.
+
+    ASR (CTranslate2, its own thread pool) and diarization (torch) run at the same time, so
+    torch gets half the cores by default (0 = auto) instead of all of them: on 2 cores two
+    full pools only take turns and both finish later. Process-wide, like torch's setting.
+    """
+    import os
+
+    import torch
+
+    count = torch_threads if torch_threads > 0 else max(1, (os.cpu_count() or 2) // 2)
+    if torch.get_num_threads() != count:
+        log.info("torch uses %d CPU threads (ASR runs beside it)", count)
+        torch.set_num_threads(count)
+    return count

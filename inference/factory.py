@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inference.config import PipelineConfig
+from inference.device import choose_device, share_cpu_with_asr
 from inference.protocols import (
     Diarizer,
     EmotionRecognizer,
@@ -35,6 +36,8 @@ class Backends:
 
 
 def build_backends(config: PipelineConfig) -> Backends:
+    if choose_device(config.device).device == "cpu":
+        share_cpu_with_asr(config.torch_threads)
     vad = SileroVAD()
     transcriber = WhisperTranscriber(
         config.whisper_model,

@@ -10,7 +10,7 @@ from memory.db import Tx
 from memory.filters import filter_clause
 from memory.types import SearchFilters
 
-NEWEST_MATCHES = 2000
+NEWEST_MATCHES = 1000
 """Matches ranked by bm25 are the newest this many (keeps common words fast at 1M rows)."""
 
 

@@ -224,3 +224,49 @@ def test_two_instances_see_each_others_voices(tmp_path: object, voices: Voices) 
     finally:
         first.close()
         second.close()
+
+
+def test_words_with_numpy_numbers_and_nan_are_stored(
+    store: SpeakerMemory, voices: Voices
+) -> None:
+    result = make_result(voices, ["ann"], 1, texts=["hello world"])
+    result.segments[0].words[0].start = np.float32(0.5)  # type: ignore[assignment]
+    result.segments[0].words[1].probability = float("nan")
+    conversation = store.create_conversation(title="numpy")
+    (segment_id,) = store.ingest(conversation.id, result).segment_ids
+    words = store.get_segment(segment_id).words
+    assert [w.word for w in words] == ["hello", "world"]
+    assert words[0].start == 0.5 and words[1].probability == 0.0
+
+
+def test_voiceprints_stay_bounded_for_a_voice_heard_everywhere(
+    store: SpeakerMemory, voices: Voices
+) -> None:
+    from memory.voiceprints import MAX_VOICEPRINTS
+
+    store.enroll("Me", voices.clips("me", 3), VOICE_MODEL, "me.wav")
+    for seed in range(MAX_VOICEPRINTS // 4 + 2):
+        ids = ingest(store, make_result(voices, ["me"], 6, seed=seed), f"c{seed}")
+        assert ids == [1]
+    (me,) = store.list_speakers()
+    assert me.voiceprint_count == MAX_VOICEPRINTS
+    assert me.conversation_count == MAX_VOICEPRINTS // 4 + 2
+    # Enrollment prints are never the ones dropped.
+    from tests.memory.state import rows
+
+    sources = [r[4] for r in rows(store.db_path, "voiceprint")]
+    assert sum(s.startswith("enrollment:") for s in sources) == 4
+
+
+def test_enroll_errors(store: SpeakerMemory) -> None:
+    with pytest.raises(ModelMismatch, match="at least one voice vector"):
+        store.enroll("Ann", [], VOICE_MODEL, "a")
+    with pytest.raises(ModelMismatch, match="voice model id"):
+        store.enroll("Ann", [[1.0, 0.0]], "", "a")
+    with pytest.raises(ModelMismatch, match="different dimensions"):
+        store.enroll("Ann", [[1.0, 0.0], [1.0, 0.0, 0.0]], VOICE_MODEL, "a")
+    from memory.errors import InvalidName
+
+    with pytest.raises(InvalidName, match="must be text"):
+        store.enroll(None, [[1.0, 0.0]], VOICE_MODEL, "a")  # type: ignore[arg-type]
+    assert store.list_speakers() == [] and store.identity_history() == []

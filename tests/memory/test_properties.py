@@ -92,6 +92,8 @@ class MemoryMachine(RuleBasedStateMachine):
         self.memory = SpeakerMemory(self.workdir / "speaker_memory.db")
         self.voices = Voices(seed=11)
         self.texts: dict[int, str] = {}
+        # everything of a segment that no identity operation may touch, as ingested
+        self.content: dict[int, tuple[Any, ...]] = {}
         self.conversation_ids: list[int] = []
         self.recordings = 0
         # (event id, state before it) of identity changes whose undo must restore that state;
@@ -148,6 +150,11 @@ class MemoryMachine(RuleBasedStateMachine):
         assert len(ingested.segment_ids) == n
         assert not set(ingested.segment_ids) & set(self.texts)
         self.texts.update(zip(ingested.segment_ids, (s.text for s in result.segments), strict=True))
+        for sid, seg in zip(ingested.segment_ids, result.segments, strict=True):
+            self.content[sid] = (
+                conversation.id, seg.start, seg.end, seg.text, seg.local_speaker,
+                tuple((w.word, w.start, w.end, w.probability) for w in seg.words),
+            )
         self.conversation_ids.append(conversation.id)
         self.undoable.clear()
 
@@ -276,11 +283,15 @@ class MemoryMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ invariants
     @invariant()
     def transcript_is_never_lost(self) -> None:
-        stored: dict[int, str] = {}
+        stored: dict[int, tuple[Any, ...]] = {}
         for cid in self.conversation_ids:
-            for segment in self.memory.get_conversation(cid).segments:
-                stored[segment.id] = segment.text
-        assert stored == self.texts
+            for s in self.memory.get_conversation(cid).segments:
+                words = tuple((w.word, w.start, w.end, w.probability) for w in s.words)
+                stored[s.id] = (s.conversation_id, s.start, s.end, s.text, s.local_speaker, words)
+        assert stored.keys() == self.content.keys(), "segments appeared or vanished"
+        for sid, content in self.content.items():
+            assert stored[sid] == content, f"segment {sid} changed its transcript"
+        assert len(self.memory.latest_segments(limit=1000)) == min(1000, len(self.content))
 
     @invariant()
     def every_segment_speaker_exists(self) -> None:

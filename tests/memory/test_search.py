@@ -197,3 +197,25 @@ def test_any_generated_text_is_a_valid_keyword_query(
 ) -> None:
     # Hypothesis text covers quotes, operators, surrogates' neighbours, NUL and the rest.
     assert isinstance(searchable.search_keyword(query), list)
+
+
+def test_filtered_semantic_search_through_the_quantised_stage(
+    searchable: SpeakerMemory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memory import vector_index
+
+    query = text_vector("budget review")
+    exact = searchable.search_semantic(query, TEXT_MODEL, SearchFilters(conversation_id=2))
+    monkeypatch.setattr(vector_index, "EXACT_SCAN_LIMIT", 0)  # force oversampling instead
+    sampled = searchable.search_semantic(query, TEXT_MODEL, SearchFilters(conversation_id=2))
+    assert [h.segment.id for h in sampled] == [h.segment.id for h in exact]
+
+
+def test_code_loader_reads_what_the_vec0_table_holds(searchable: SpeakerMemory) -> None:
+    from memory.vector_index import _load_codes
+
+    with searchable._db.read() as tx:
+        ids, codes = _load_codes(tx, 384)
+        scanned = dict(tx.all("SELECT rowid, embedding FROM segment_text_bits_384"))
+    assert sorted(ids.tolist()) == sorted(scanned)
+    assert all(codes[i].tobytes() == scanned[int(sid)] for i, sid in enumerate(ids))
