@@ -244,14 +244,14 @@ def _between_within_ratios(x: FloatArray, labels: IntArray) -> FloatArray:
     """Per pair of clusters: mean cross similarity / geometric mean of mean within similarity.
 
     A relative test: a noisy channel raises every similarity, voices or not, so a fixed
-    centroid threshold would merge two people on one phone line; the ratio does not."""
+    centroid threshold would merge two people on one phone line; the ratio does not.
+    Rows are unit vectors, so the sum of similarities between clusters a and b is the dot
+    product of their vector sums: no n x n matrix, even for hours of windows."""
     k = int(labels.max()) + 1
-    similarity = x @ x.T
-    sums = np.zeros((k, k))
-    onehot = np.zeros((x.shape[0], k))
-    onehot[np.arange(x.shape[0]), labels] = 1.0
-    sums = onehot.T @ similarity @ onehot
-    sizes = onehot.sum(axis=0)
+    totals = np.zeros((k, x.shape[1]))
+    np.add.at(totals, labels, x)
+    sizes = np.bincount(labels, minlength=k).astype(np.float64)
+    sums = totals @ totals.T
     within = np.ones(k)
     for c in range(k):
         if sizes[c] >= 2:  # exclude each window's similarity with itself (1.0)

@@ -1,11 +1,13 @@
 """The built-in diarizer: who spoke when, from VAD regions, voice vectors and clustering.
 
 VAD speech regions → sliding windows (1.5 s, hop 0.75 s) → voice vectors (one batch) →
-clustering with an automatic speaker count → frame-level labels: each 50 ms frame takes the
-cluster whose centroid the windows covering it resemble most, so a speaker change inside a
-region lands between the windows that disagree rather than at a window edge. Runs shorter than
-a minimum turn are absorbed by their neighbours, and pauses between two stretches of the same
-speaker are bridged (a turn includes its speaker's short pauses).
+clustering with an automatic speaker count (inference.clustering) → frame-level labels: each
+50 ms frame takes the cluster whose centroid the windows covering it resemble most. Where the
+long windows of a region disagree, a speaker change lies inside it: short windows (0.75 s, hop
+0.25 s) are added there, so the change lands between the windows that disagree rather than at a
+window edge. Centroids for this come from the windows that do not straddle a change. Label runs
+shorter than a minimum turn are absorbed by their neighbours, and pauses between two stretches
+of the same speaker are bridged (a turn includes its speaker's short pauses).
 
 Regions too short for a reliable window ("Yes.") are embedded on their own and given the
 nearest centroid, or the label of the surrounding speech when the match is unclear.
@@ -89,7 +91,7 @@ class BuiltinDiarizer:
         clips = [audio.slice(w.start, w.end) for w in windows]
         vectors = np.stack(self.embedder.embed(clips)).astype(np.float32)
         labels = cluster_speakers(vectors, num_speakers, min_speakers, max_speakers, cfg.clustering)
-        centroids = centroids_of(vectors, labels)
+        centroids = _core_centroids(windows, vectors, labels)
 
         # Short windows only where the long ones disagree: that is where a change lies.
         fine = _fine_windows(regions, cfg, _mixed_regions(windows, labels))
@@ -195,6 +197,23 @@ def _windows(regions: list[SpeechRegion], cfg: DiarizationConfig) -> list[_Windo
     return windows
 
 
+def _core_centroids(
+    windows: list[_Window], vectors: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """Cluster centroids from the windows whose neighbours in the region share their label:
+    windows straddling a speaker change blend two voices and would pull every centroid
+    towards the others, which blurs the frame-level decision exactly where it matters."""
+    core = np.zeros(len(windows), dtype=bool)
+    for i, window in enumerate(windows):
+        neighbours = [j for j in (i - 1, i + 1)
+                      if 0 <= j < len(windows) and windows[j].region == window.region]
+        core[i] = all(labels[j] == labels[i] for j in neighbours)
+    k = int(labels.max()) + 1
+    if all(np.count_nonzero(core & (labels == c)) >= 2 for c in range(k)):
+        return centroids_of(vectors[core], labels[core])
+    return centroids_of(vectors, labels)
+
+
 def _mixed_regions(windows: list[_Window], labels: npt.NDArray[np.int64]) -> set[int]:
     seen: dict[int, set[int]] = {}
     for window, label in zip(windows, labels.tolist(), strict=True):
@@ -265,16 +284,29 @@ def _turns_from_frames(
             piece_start = start + first * cfg.frame
             piece_end = end if last == len(labels) else start + last * cfg.frame
             pieces.append((piece_start, min(piece_end, end), label))
-    labelled = [i for i, piece in enumerate(pieces) if piece[2] >= 0]
-    if not labelled:
+    if all(piece[2] < 0 for piece in pieces):
         return []
+    previous = _nearest_labelled(pieces, range(len(pieces)))
+    following = _nearest_labelled(pieces, range(len(pieces) - 1, -1, -1))
     turns: list[Turn] = []
-    for _i, (start, end, label) in enumerate(pieces):
+    for i, (start, end, label) in enumerate(pieces):
         if label < 0:
-            nearest = min(labelled, key=lambda j: _gap(pieces[j], (start, end)))
+            candidates = [j for j in (previous[i], following[i]) if j is not None]
+            nearest = min(candidates, key=lambda j: _gap(pieces[j], (start, end)))
             label = pieces[nearest][2]
         turns.append(Turn(start, end, str(label)))
     return turns
+
+
+def _nearest_labelled(pieces: list[tuple[float, float, int]], order: range) -> list[int | None]:
+    """For each piece, the closest labelled piece met so far walking in `order`."""
+    found: list[int | None] = [None] * len(pieces)
+    last: int | None = None
+    for i in order:
+        if pieces[i][2] >= 0:
+            last = i
+        found[i] = last
+    return found
 
 
 def _gap(a: tuple[float, float, int], b: tuple[float, float]) -> float:

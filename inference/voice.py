@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.device import choose_device
 from inference.types import SAMPLE_RATE, Vector
 
 if TYPE_CHECKING:
@@ -32,15 +33,6 @@ PARTIAL_FRAMES = 160
 """The encoder was trained on 1.6 s partial utterances."""
 MIN_CLIP_SECONDS = 0.2
 """Shorter clips are zero-padded to this: the mel front end needs a few frames."""
-
-
-def resolve_device(device: str) -> str:
-    """'auto' → 'cuda' when torch sees a GPU, else 'cpu'."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class ResemblyzerEmbedder:
@@ -73,7 +65,7 @@ class ResemblyzerEmbedder:
                 import torch
                 from resemblyzer import VoiceEncoder
 
-                device = resolve_device(self._device_setting)
+                device = choose_device(self._device_setting).device
                 log.info("loading resemblyzer voice encoder on %s", device)
                 model = VoiceEncoder(device=device, verbose=False)
                 model.eval()

@@ -1,6 +1,22 @@
 """The memory layer: the persistent store of speakers, conversations and what was said.
 
-Pure Python (numpy + SQLite); it never imports an ML library."""
+Pure Python (numpy + SQLite); it never imports an ML library. `SpeakerMemory` is the one
+entry point. Modules, one job each:
+
+    api.py            the facade: transactions, locking, result shaping
+    db.py             SQLAlchemy engine over sqlean (+ sqlite-vec), Tx, WAL checkpointer
+    migrations.py     versioned schema, each migration one transaction with its record
+    speakers.py       names, 'Unknown N' labels, resolving a speaker reference
+    conversations.py  create, ingest (cluster matching), reprocess
+    voiceprints.py    voiceprints, per-speaker centroids, the RAM mirror, voice matching
+    identity.py       identify (+ propagation), rename, merge, misidentify, delete, enroll
+    events.py         before-state of identity changes; exact undo
+    queries.py        read models: speakers, conversations, segments, search hits
+    text_index.py     full-text search (FTS5): the only module that knows FTS5
+    vector_index.py   meaning search (sqlite-vec + binary codes): the only one for vectors
+    filters.py        SearchFilters as SQL
+    backup.py         export / import of every row as JSON
+"""
 
 from memory.api import SpeakerMemory, SpeakerRef
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from memory import backup, conversations, events, identity, queries, text_index
 from memory.db import Database, Tx
-from memory.errors import InvalidOperation, StoreError
+from memory.errors import InvalidOperation, ModelMismatch, StoreError
 from memory.events import Change
 from memory.identity import Ctx
 from memory.migrations import latest_version, migrate
@@ -51,8 +51,8 @@ from memory.types import (
     Vector,
 )
 from memory.vector_index import TextVectorIndex
-from memory.vectors import from_blob, normalize
-from memory.voiceprints import CentroidCache
+from memory.vectors import from_blob, mean_direction, normalize, stack
+from memory.voiceprints import CentroidCache, score_speakers
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,17 @@ class SpeakerMemory:
 
     def close(self) -> None:
         self._db.dispose()
+
+    def warm_up(self) -> None:
+        """Load the in-RAM search structures now (voice centroids, quantised text vectors)
+        instead of on the first match or search: ~2 s at 1M segments. Optional; a server
+        may call it in a background thread at start."""
+        with self._write() as ctx:
+            for (model_id,) in ctx.tx.all("SELECT model_id FROM voice_model"):
+                ctx.cache.warm(ctx.tx, str(model_id))
+        with self._db.read() as tx:
+            for (dim,) in tx.all("SELECT DISTINCT dim FROM text_model"):
+                self._text_vectors.warm(tx, int(dim))
 
     def __enter__(self) -> SpeakerMemory:
         return self
@@ -344,6 +355,19 @@ class SpeakerMemory:
             voices.append(EnrolledVoice(speaker, centroid, threshold))
         return voices
 
+    def match_voice(self, vectors: Sequence[Vector], model_id: str) -> list[Suggestion]:
+        """Stored speakers ranked by how well these voice vectors (one voice, one model)
+        match, best first (at most 16). Read-only. The first is what ingest would choose when
+        its score clears its threshold and beats the runner-up by the margin."""
+        if len(vectors) == 0:
+            raise ModelMismatch("matching a voice needs at least one voice vector")
+        query = mean_direction(stack(list(vectors), "voice vectors"))
+        with self._db.write_lock, self._db.read() as tx:
+            self._centroids.check(tx)
+            scored = score_speakers(tx, self._centroids, model_id, query, self.config)
+            speakers = infos(tx, [s.speaker_id for s in scored])
+        return [Suggestion(speakers[s.speaker_id], s.score) for s in scored]
+
     def set_match_threshold(self, speaker: SpeakerRef, threshold: float | None) -> SpeakerInfo:
         """Per-speaker override of the match threshold (None: back to the default)."""
         if threshold is not None and not -1.0 <= float(threshold) <= 1.0:
@@ -411,6 +435,10 @@ class SpeakerMemory:
     def search_keyword(
         self, query: str, filters: SearchFilters | None = None, *, limit: int = 20, offset: int = 0
     ) -> list[SearchHit]:
+        """Every word of `query` must occur (any text is valid: operators and quotes are taken
+        literally). Best bm25 first, among the newest 1000 matches (keeps very common words
+        fast at millions of segments). Hits carry the conversation's time (recorded_at, else
+        created_at)."""
         limit, offset = _page(limit, offset)
         with self._db.read() as tx:
             self._check_filters(tx, filters)
@@ -421,6 +449,8 @@ class SpeakerMemory:
         self, query_vector: Vector, text_model_id: str, filters: SearchFilters | None = None,
         *, limit: int = 20, offset: int = 0,
     ) -> list[SearchHit]:
+        """Nearest segments by cosine of their text vectors (same text model only); score is
+        the cosine. A store without vectors of that model gives no hits."""
         limit, offset = _page(limit, offset)
         with self._db.read() as tx:
             self._check_filters(tx, filters)

@@ -174,7 +174,8 @@ def ingest(
     model_id = result.voice_model_id
     segments = list(result.segments)
     voice_vectors = _vectors([s.voice_vector for s in segments], "voice vectors", unit=True)
-    clusters = _clusters(result, voice_vectors)
+    # A cluster that no segment belongs to has nobody to label: no phantom "Unknown N".
+    clusters = [c for c in _clusters(result, voice_vectors) if c.segment_indexes]
     dim = _check_dims(clusters, voice_vectors)
     if dim is not None:
         register_voice_model(tx, model_id, dim)

@@ -152,7 +152,9 @@ def propagate(ctx: Ctx, change: Change, target: int, relabel: Relabel) -> None:
             if score < cfg.suggest_threshold:
                 break
             strong = score >= cfg.propagate_threshold
-            if strong and _best_named(ctx, unknown_id, model_id) == target:
+            if strong and _best_named(ctx, unknown_id, model_id) == target and not _corrected(
+                tx, unknown_id
+            ):
                 row = get_row(tx, unknown_id)
                 assert row is not None
                 relabel.add(*merge_into(ctx, change, unknown_id, target))
@@ -163,6 +165,15 @@ def propagate(ctx: Ctx, change: Change, target: int, relabel: Relabel) -> None:
             elif unknown_id not in merged:
                 suggestions[unknown_id] = max(score, suggestions.get(unknown_id, -1.0))
     relabel.suggestions = sorted(suggestions.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _corrected(tx: Tx, speaker_id: int) -> bool:
+    """Holds a segment the user marked as misidentified: merging it automatically could
+    silently undo that correction, so it is only ever suggested."""
+    return tx.one(
+        "SELECT 1 FROM segment WHERE speaker_id = ? AND excluded_from_profile = 1 LIMIT 1",
+        (speaker_id,),
+    ) is not None
 
 
 def _best_named(ctx: Ctx, speaker_id: int, model_id: str) -> int | None:

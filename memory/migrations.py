@@ -194,3 +194,11 @@ def _initial(tx: Tx) -> None:
         CREATE VIRTUAL TABLE segment_text_bits_384 USING vec0(embedding bit[384]);
         """
     )
+
+
+@migration(2, "index of segments marked misidentified")
+def _excluded_index(tx: Tx) -> None:
+    # Propagation asks "does this unknown hold a corrected segment?" for large speakers.
+    tx.run(
+        "CREATE INDEX segment_excluded ON segment (speaker_id) WHERE excluded_from_profile = 1"
+    )

@@ -191,6 +191,9 @@ class TextVectorIndex:
         return int(value or 0)
 
     # ------------------------------------------------------------ search
+    def warm(self, tx: Tx, dim: int) -> None:
+        self._table_for(tx, dim)
+
     def _table_for(
         self, tx: Tx, dim: int
     ) -> tuple[_CodeTable, tuple[Ids, npt.NDArray[np.uint64], int]]:

@@ -75,10 +75,10 @@ def dot_rows(matrix: Matrix, vector: Vector) -> Vector:
 
 def check_matrix(values: Sequence[object], what: str) -> Matrix:
     """Many vectors of one dimension as an (n, d) float32 matrix, validated at once."""
-    try:
-        matrix = np.asarray(values, dtype=np.float32)
-    except ValueError as exc:
-        raise ModelMismatch(f"{what} are not vectors of one dimension: {exc}") from exc
+    shapes = {np.asarray(v).shape for v in values}
+    if len(shapes) > 1:
+        raise ModelMismatch(f"{what} have different shapes: {sorted(shapes)}")
+    matrix = np.asarray(values, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[1] == 0:
         raise ModelMismatch(f"{what} must be non-empty 1-D vectors of one dimension")
     if not np.all(np.isfinite(matrix)):

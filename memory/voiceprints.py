@@ -92,6 +92,14 @@ class CentroidCache:
         )
         return current + 1
 
+    def check(self, tx: Tx) -> None:
+        """For a read under the write lock: drop the mirror if it is not the committed state."""
+        value = tx.scalar("SELECT value FROM meta WHERE key = ?", (self.GENERATION_KEY,))
+        with self._lock:
+            if self._generation != int(value or 0):
+                self._models.clear()
+                self._generation = int(value or 0)
+
     def committed(self, generation: int) -> None:
         with self._lock:
             self._generation = generation
@@ -109,6 +117,10 @@ class CentroidCache:
         loaded = _build(rows)
         self._models[model_id] = loaded
         return loaded
+
+    def warm(self, tx: Tx, model_id: str) -> None:
+        with self._lock:
+            self._load(tx, model_id)
 
     def refresh(self, tx: Tx, speaker_ids: Iterable[int]) -> None:
         """Re-read these speakers' centroids (and kinds) into every loaded model."""
@@ -331,7 +343,6 @@ def score_speakers(
     config: MatchConfig,
     *,
     exclude: Collection[int] = (),
-    exclude_conversation: int | None = None,
 ) -> list[Scored]:
     """Stored speakers scored against a (normalised) query vector, best first.
 
@@ -341,16 +352,11 @@ def score_speakers(
     if not candidates:
         return []
     id_json = "[" + ",".join(str(c[0]) for c in candidates) + "]"
-    extra = ""
-    params: list[Any] = [model_id, id_json]
-    if exclude_conversation is not None:
-        extra = " AND (v.conversation_id IS NULL OR v.conversation_id != ?)"
-        params.append(exclude_conversation)
     rows = tx.all(
         "SELECT v.speaker_id, v.vector, s.match_threshold FROM voiceprint v"
         " JOIN speaker s ON s.id = v.speaker_id"
-        " WHERE v.model_id = ? AND v.speaker_id IN (SELECT value FROM json_each(?))" + extra,
-        params,
+        " WHERE v.model_id = ? AND v.speaker_id IN (SELECT value FROM json_each(?))",
+        (model_id, id_json),
     )
     if not rows:
         return []

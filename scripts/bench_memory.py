@@ -27,6 +27,7 @@ so --reuse gives the same starting state every time.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -354,13 +355,15 @@ class Baseline:
         top = np.argpartition(-scores, limit)[:limit]
         return [int(i) for i in top[np.argsort(-scores[top])]]
 
-    def identify(self, voice: int, named: int, threshold: float = 0.82) -> int:
+    def identify(self, voice: int, named: int, threshold: float = 0.82) -> tuple[int, int]:
+        """Relabel every segment of `voice`, then find the centroids close enough to merge
+        (propagation); returns (segments relabelled, voices that would be merged)."""
         labels = self.segment_voice.copy()
         mask = labels == voice
         labels[mask] = named
         sims = self.centroids @ self.centroids[voice]
-        _propagate = np.flatnonzero(sims >= threshold)
-        return int(mask.sum())
+        propagated = int(np.count_nonzero(sims >= threshold)) - 1
+        return int(mask.sum()), propagated
 
     def ingest(self, result: SynthResult) -> list[int]:
         """Match every cluster, then gather the new rows (appending to growable arrays is
@@ -419,10 +422,19 @@ def build_store(spec: Spec, synth: Synth, path: Path) -> dict[str, Any]:
         "spec": spec.name,
         "format": FORMAT_VERSION,
         "owner_speaker": owner_speaker,
+        "memory_code": memory_code_hash(),
         "build_seconds": round(time.perf_counter() - t0, 1),
         "build_ingest_ms_median": round(statistics.median(ingest_ms), 1),
         "build_ingest_ms_last10_median": round(statistics.median(ingest_ms[-10:]), 1),
     }
+
+
+def memory_code_hash() -> str:
+    """Fingerprint of memory/*.py: a store built by other code may not show current behaviour."""
+    digest = hashlib.sha256()
+    for path in sorted((Path(__file__).resolve().parents[1] / "memory").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def pristine_store(
@@ -434,6 +446,12 @@ def pristine_store(
         meta = json.loads(meta_path.read_text())
         if meta.get("format") == FORMAT_VERSION:
             log.warning("reusing %s (built in %s s)", path, meta["build_seconds"])
+            if meta.get("memory_code") != memory_code_hash():
+                log.warning(
+                    "%s was built by other memory/ code (%s, now %s): rebuild without --reuse "
+                    "for figures of the current ingest",
+                    path, meta.get("memory_code"), memory_code_hash(),
+                )
             return path, meta
     log.warning(
         "building %s: %d conversations of %d segments",
@@ -867,7 +885,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({spec.conversations} conversations; median build ingest "
             f"{meta['build_ingest_ms_median']} ms, "
             f"last 10 {meta['build_ingest_ms_last10_median']} ms); "
-            f"store file {pristine.stat().st_size / 1e6:.0f} MB\n"
+            f"store file {pristine.stat().st_size / 1e6:.0f} MB; built by memory/ code "
+            f"{meta.get('memory_code', '?')}, measured with {memory_code_hash()}\n"
         )
         print_table(rows)
         del base

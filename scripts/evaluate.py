@@ -30,6 +30,7 @@ import re
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -534,6 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated conversation ids")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    # pyannote.metrics warns on every file that the scored extent is the union of both
+    # annotations, which is exactly what we want here.
+    warnings.filterwarnings("ignore", message="'uem' was approximated")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     if not (args.corpus / "manifest.json").is_file():

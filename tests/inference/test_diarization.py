@@ -142,3 +142,14 @@ def test_two_speakers_on_a_real_clip(builtin_diarizer: BuiltinDiarizer, short_cl
 def test_silence_gives_no_turns_with_the_real_models(builtin_diarizer: BuiltinDiarizer) -> None:
     result = builtin_diarizer.diarize(Audio(np.zeros(RATE * 3, dtype=np.float32)))
     assert result.turns == [] and result.vectors == {}
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("voice", ["am_fenrir", "bf_emma"])
+def test_one_voice_is_one_speaker(builtin_diarizer: BuiltinDiarizer, corpus_dir: Path,
+                                  voice: str) -> None:
+    from inference.audio import decode
+
+    result = builtin_diarizer.diarize(decode(corpus_dir / "dev" / "enroll" / f"{voice}.wav"))
+    assert {t.label for t in result.turns} == {"SPEAKER_00"}
+    assert sum(t.end - t.start for t in result.turns) > 8.0

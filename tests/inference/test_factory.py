@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,8 +16,18 @@ from inference.transcribe import WhisperTranscriber
 from inference.vad import SileroVAD
 
 
+@pytest.fixture
+def torch_threads() -> Iterator[int]:
+    """Building backends sets torch's thread count; put it back for the other tests."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield before
+    torch.set_num_threads(before)
+
+
 def test_default_backends_share_one_vad_and_record_the_diarizers_windows(
-    tmp_path: Path,
+    tmp_path: Path, torch_threads: int
 ) -> None:
     pytest.importorskip("inference.diarization")
     backends = build_backends(PipelineConfig(models_dir=tmp_path))
@@ -31,6 +42,13 @@ def test_default_backends_share_one_vad_and_record_the_diarizers_windows(
     assert backends.text_embedder is not None
     assert backends.text_embedder.model_id == "all-MiniLM-L6-v2"
     assert backends.emotion is None
+
+
+def test_torch_gets_the_cores_asr_leaves(tmp_path: Path, torch_threads: int) -> None:
+    import torch
+
+    build_backends(PipelineConfig(models_dir=tmp_path, device="cpu", torch_threads=3))
+    assert torch.get_num_threads() == 3
 
 
 def test_config_from_settings_reads_the_settings_fields(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from inference_fakes import (
 from inference.factory import Backends
 from inference.pipeline import Pipeline
 from inference.reuse import RecordingEmbedder
-from inference.types import Audio, Turn
+from inference.types import Audio, EmotionResult, Turn
 from memory.errors import EmptyAudio, NoSpeech, NotAudio
 from memory.types import EnrolledVoice, SpeakerInfo
 
@@ -360,3 +360,31 @@ def test_invalid_arguments_are_refused_before_any_work() -> None:
     with pytest.raises(ValueError, match="16000 Hz"):
         pipeline.run(Audio(np.zeros(8_000, np.float32), sample_rate=8_000))
     assert diarizer.calls == []
+
+
+class LengthEmotion:
+    """Long clips are 'happy', short ones 'neutral' (deterministic)."""
+
+    model_id = "fake-emotion"
+
+    def recognize(self, clips: Any) -> list[EmotionResult]:
+        return [EmotionResult("happy" if len(c) > 40_000 else "neutral", 0.8) for c in clips]
+
+
+def test_optional_emotion_is_set_on_every_segment() -> None:
+    backends = Backends(vad=ScriptedVAD(), transcriber=ScriptedTranscriber(CONVERSATION),
+                        diarizer=ScriptedDiarizer(TURNS, VOICES),
+                        voice_embedder=CountingVoiceEmbedder(),
+                        text_embedder=WordHashTextEmbedder(), emotion=LengthEmotion())
+    result = Pipeline(backends=backends).run(tone_audio(10.5))
+    assert [(s.emotion, s.emotion_confidence) for s in result.segments] == [("happy", 0.8)] * 3
+    assert "emotion" in result.timings
+
+
+def test_a_broken_progress_callback_does_not_fail_the_recording() -> None:
+    pipeline, _ = make_pipeline()
+
+    def broken(fraction: float, stage: str) -> None:
+        raise OSError("the terminal went away")
+
+    assert len(pipeline.run(tone_audio(10.5), progress=broken).segments) == 3

@@ -316,3 +316,16 @@ def test_unknown_labels_are_never_reused(store: SpeakerMemory, voices: Voices) -
     store.delete_unknown_speakers()
     result = ingest(store, voices, ["bob"], 2, seed=2)
     assert result.decisions[0].speaker.label == "Unknown 2"
+
+
+def test_corrected_segment_is_not_merged_back_by_propagation(
+    store: SpeakerMemory, voices: Voices
+) -> None:
+    result = ingest(store, voices, ["ann", "bob"], 6)
+    segment = result.segment_ids[0]
+    store.mark_misidentified(segment)  # "that was not Ann's voice" (a new unknown takes it)
+    moved_to = store.get_segment(segment).speaker
+    assert moved_to is not None
+    named = store.identify("Ann", speaker=result.decisions[0].speaker.id)
+    assert store.get_segment(segment).speaker == store.resolve_speaker(moved_to.id)
+    assert moved_to.id in [s.speaker.id for s in named.suggestions]

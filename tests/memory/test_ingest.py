@@ -10,6 +10,7 @@ from memory.errors import (
     InvalidOperation,
     ModelMismatch,
 )
+from memory.types import SearchFilters
 from tests.memory.fakes import VOICE_MODEL, FakeResult, Voices, make_result
 
 
@@ -270,3 +271,53 @@ def test_enroll_errors(store: SpeakerMemory) -> None:
     with pytest.raises(InvalidName, match="must be text"):
         store.enroll(None, [[1.0, 0.0]], VOICE_MODEL, "a")  # type: ignore[arg-type]
     assert store.list_speakers() == [] and store.identity_history() == []
+
+
+def test_cluster_without_segments_creates_no_speaker(store: SpeakerMemory, voices: Voices) -> None:
+    result = make_result(voices, ["ann", "bob"], 4)
+    for segment in result.segments:
+        segment.local_speaker = "SPEAKER_00"
+    conversation = store.create_conversation(title="x")
+    decisions = store.ingest(conversation.id, result).decisions
+    assert [d.local_label for d in decisions] == ["SPEAKER_00"]
+    assert [s.speaker.label for s in store.list_speakers()] == ["Unknown 1"]
+
+
+def test_match_voice_ranks_stored_speakers(store: SpeakerMemory, voices: Voices) -> None:
+    assert store.match_voice(voices.clips("ann", 2), VOICE_MODEL) == []
+    store.enroll("Ann", voices.clips("ann", 3), VOICE_MODEL, "ann")
+    store.enroll("Bob", voices.clips("bob", 3), VOICE_MODEL, "bob")
+    ranked = store.match_voice(voices.clips("bob", 2), VOICE_MODEL)
+    assert [s.speaker.name for s in ranked] == ["Bob", "Ann"]
+    assert ranked[0].score > 0.9 > ranked[1].score
+    with pytest.raises(ModelMismatch, match="256-d"):
+        store.match_voice([np.ones(8, dtype=np.float32)], VOICE_MODEL)
+    with pytest.raises(ModelMismatch, match="at least one"):
+        store.match_voice([], VOICE_MODEL)
+
+
+def test_failed_ingest_stores_nothing(store: SpeakerMemory, voices: Voices) -> None:
+    ingest(store, make_result(voices, ["ann"], 2, seed=1))
+    bad = make_result(voices, ["bob"], 3, seed=2)
+    for segment in bad.segments:  # the store knows this model as 384-d: fails late
+        segment.text_vector = np.ones(128, dtype=np.float32)
+    conversation = store.create_conversation(title="bad")
+    with pytest.raises(ModelMismatch, match="has 384-d vectors in this store, got 128-d"):
+        store.ingest(conversation.id, bad)
+    assert store.get_conversation(conversation.id).segments == []
+    assert store.get_conversation_info(conversation.id).status == "queued"
+    assert [s.speaker.label for s in store.list_speakers()] == ["Unknown 1"]
+    assert store.search_keyword(bad.segments[0].text.split()[0], SearchFilters(
+        conversation_id=conversation.id)) == []
+    # The same recording goes in cleanly afterwards, and numbering did not skip.
+    good = make_result(voices, ["bob"], 3, seed=2)
+    assert [d.speaker.label for d in store.ingest(conversation.id, good).decisions] == [
+        "Unknown 2"]
+
+
+def test_mixed_vector_dimensions_in_one_result(store: SpeakerMemory, voices: Voices) -> None:
+    result = make_result(voices, ["ann"], 2)
+    result.segments[1].text_vector = np.ones(128, dtype=np.float32)
+    conversation = store.create_conversation(title="mixed")
+    with pytest.raises(ModelMismatch, match="text vectors have different shapes"):
+        store.ingest(conversation.id, result)

@@ -71,3 +71,53 @@ def test_import_memory_loads_no_ml_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == ""
+
+
+def test_older_store_is_migrated_forward(tmp_path: Path, voices: Voices) -> None:
+    path = tmp_path / "db.sqlite"
+    store = SpeakerMemory(path)
+    conversation = store.create_conversation(title="old")
+    store.ingest(conversation.id, make_result(voices, ["ann"], 2))
+    store.close()
+    # Make it a version-1 store again, as an older release left it.
+    conn = sqlean.connect(str(path))
+    conn.execute("DROP INDEX segment_excluded")
+    conn.execute("DELETE FROM schema_version WHERE version > 1")
+    conn.commit()
+    conn.close()
+    reopened = SpeakerMemory(path)
+    try:
+        assert len(reopened.get_conversation(conversation.id).segments) == 2
+    finally:
+        reopened.close()
+    conn = sqlean.connect(str(path))
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
+    conn.close()
+    assert "segment_excluded" in indexes and versions == [1, 2]
+
+
+def test_a_failing_migration_leaves_no_trace(tmp_path: Path) -> None:
+    from memory import migrations
+
+    path = tmp_path / "db.sqlite"
+    SpeakerMemory(path).close()
+
+    def broken(tx: object) -> None:
+        from memory.db import Tx
+
+        assert isinstance(tx, Tx)
+        tx.run("CREATE TABLE half_done (x)")
+        raise RuntimeError("disk on fire")
+
+    migrations.MIGRATIONS.append(migrations.Migration(999, "broken", broken))
+    try:
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            SpeakerMemory(path)
+    finally:
+        migrations.MIGRATIONS.pop()
+    conn = sqlean.connect(str(path))
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+    conn.close()
+    assert "half_done" not in tables and 999 not in versions

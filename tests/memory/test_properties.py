@@ -257,6 +257,24 @@ class MemoryMachine(RuleBasedStateMachine):
         assert not [s for s in self.memory.list_speakers() if s.speaker.kind == "unknown"]
         self.remember(result.event_id, before)
 
+    @rule(data=st.data())
+    def reprocess(self, data: st.DataObject) -> None:
+        """Re-matching a recording keeps its segment ids and every manual assignment."""
+        cid = data.draw(st.sampled_from(self.conversation_ids), label="conversation")
+        manual = {s.id: s.speaker.id for s in self.memory.get_conversation(cid).segments
+                  if s.assignment_source == "manual" and s.speaker is not None}
+        before, result = self.attempt("reprocess", lambda: self.memory.reprocess(cid))
+        if result is None:
+            return
+        after = {s.id: s for s in self.memory.get_conversation(cid).segments}
+        assert sorted(result.segment_ids) == sorted(after)
+        for sid, speaker_id in manual.items():
+            kept = after[sid].speaker
+            assert kept is not None and kept.id == speaker_id, f"manual segment {sid} moved"
+        history = self.memory.identity_history(limit=1)
+        if history and history[0].action == "reprocess" and not history[0].undone:
+            self.remember(history[0].id, before)
+
     @precondition(lambda self: bool(self.undoable))
     @rule()
     def undo_last(self) -> None:
@@ -326,10 +344,39 @@ def test_merge_of_a_named_speaker_into_an_unknown_then_undo_is_a_no_op(tmp_path:
         memory.close()
 
 
+def test_a_misidentified_segment_is_not_pulled_back_by_propagation(tmp_path: Path) -> None:
+    """The user said "that segment was not this voice": naming the voice later must not fold the
+    segment back into it (propagation merging the new unknown would silently undo the user's
+    correction)."""
+    memory = SpeakerMemory(tmp_path / "speaker_memory.db")
+    try:
+        voices = Voices(seed=3)
+        conversation = memory.create_conversation(title="recording 1")
+        ingested = memory.ingest(conversation.id, make_result(voices, ["ann", "bob"], 6, seed=1))
+        ann = ingested.decisions[0].speaker.id
+        segment_id = ingested.segment_ids[0]
+        memory.mark_misidentified(segment_id)
+        moved_to = memory.get_segment(segment_id).speaker
+        assert moved_to is not None and moved_to.id != ann
+
+        named = memory.identify("Sarah", speaker=ann)
+
+        segment = memory.get_segment(segment_id)
+        pulled_back = segment.speaker is not None and segment.speaker.id == named.speaker.id
+        assert not pulled_back, (
+            f"segment {segment_id}, marked as not speaker {ann}'s and moved to {moved_to.label}, "
+            f"is back on {named.speaker.label} (merged: "
+            f"{[s.label for s in named.speakers_merged]})"
+        )
+    finally:
+        memory.close()
+
+
 MemoryMachine.TestCase.settings = settings(
-    max_examples=30,
-    stateful_step_count=20,
+    max_examples=50,
+    stateful_step_count=25,
     derandomize=True,
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

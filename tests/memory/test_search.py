@@ -219,3 +219,9 @@ def test_code_loader_reads_what_the_vec0_table_holds(searchable: SpeakerMemory) 
         scanned = dict(tx.all("SELECT rowid, embedding FROM segment_text_bits_384"))
     assert sorted(ids.tolist()) == sorted(scanned)
     assert all(codes[i].tobytes() == scanned[int(sid)] for i, sid in enumerate(ids))
+
+
+def test_warm_up_loads_search_structures(searchable: SpeakerMemory) -> None:
+    searchable.warm_up()
+    query = text_vector("budget review")
+    assert searchable.search_semantic(query, TEXT_MODEL, limit=1)[0].segment.text == TEXTS[4]
