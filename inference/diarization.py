@@ -101,7 +101,9 @@ class BuiltinDiarizer:
                                           fine, fine_vectors)
         turns = _turns_from_frames(frame_labels, cfg)
         turns = _bridge(turns, cfg.bridge_gap)
-        return _named(turns, labels, vectors, self.embedder.model_id)
+        log.debug("diarized %.1f s: %d windows (+%d short), %d clusters, %d turns",
+                  audio.duration, len(windows), len(fine), int(labels.max()) + 1, len(turns))
+        return _named(turns, windows, labels, vectors, self.embedder.model_id)
 
     # ------------------------------------------------------------------ frame labelling
     def _frame_labels(
@@ -175,7 +177,8 @@ class BuiltinDiarizer:
         turns = _bridge([Turn(r.start, r.end, "SPEAKER_00") for r in speech],
                         self.config.bridge_gap)
         return Diarization(turns=turns, vectors={"SPEAKER_00": list(vectors)},
-                           model_id=self.embedder.model_id)
+                           model_id=self.embedder.model_id,
+                           spans={"SPEAKER_00": [(r.start, r.end) for r in speech]})
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -324,17 +327,20 @@ def _bridge(turns: list[Turn], max_gap: float) -> list[Turn]:
 
 
 def _named(
-    turns: list[Turn], labels: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32],
-    model_id: str,
+    turns: list[Turn], windows: list[_Window], labels: npt.NDArray[np.int64],
+    vectors: npt.NDArray[np.float32], model_id: str,
 ) -> Diarization:
-    """Rename cluster indices to SPEAKER_00, 01... by first appearance; keep labels with turns."""
+    """Rename cluster indices to SPEAKER_00, 01... by first appearance; keep labels with turns.
+    Each label keeps its window vectors with their spans, for segment vectors downstream."""
     names: dict[str, str] = {}
     for turn in turns:
         names.setdefault(turn.label, f"SPEAKER_{len(names):02d}")
     named_turns = [Turn(t.start, t.end, names[t.label]) for t in turns]
     by_label: dict[str, list[Vector]] = {name: [] for name in names.values()}
-    for vector, label in zip(vectors, labels.tolist(), strict=True):
+    spans: dict[str, list[tuple[float, float]]] = {name: [] for name in names.values()}
+    for window, vector, label in zip(windows, vectors, labels.tolist(), strict=True):
         name = names.get(str(label))
         if name is not None:
             by_label[name].append(vector.astype(np.float32))
-    return Diarization(turns=named_turns, vectors=by_label, model_id=model_id)
+            spans[name].append((window.start, window.end))
+    return Diarization(turns=named_turns, vectors=by_label, model_id=model_id, spans=spans)

@@ -7,6 +7,7 @@ The weights come from the hub (`iic/emotion2vec_plus_base` on ModelScope, or
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from collections.abc import Sequence
@@ -26,6 +27,16 @@ LABELS = ("angry", "disgusted", "fearful", "happy", "neutral", "other", "sad", "
           "unknown")
 MIN_CLIP_SECONDS = 0.5
 """Shorter clips carry too little prosody: they are labelled 'unknown' without a model call."""
+
+
+_MISSING = ("emotion recognition needs the 'emotion' extra: pip install "
+            "'speaker-memory[emotion]' (or set SPEAKER_MEMORY_EMOTION=false)")
+
+
+def check_available() -> None:
+    """Raise MissingExtra now (at startup) rather than after a recording was transcribed."""
+    if importlib.util.find_spec("funasr") is None:
+        raise MissingExtra(_MISSING)
 
 
 def english_label(raw: str) -> str:
@@ -68,10 +79,7 @@ class Emotion2VecRecognizer:
         try:
             from funasr import AutoModel
         except ImportError as exc:
-            raise MissingExtra(
-                "emotion recognition needs the 'emotion' extra: pip install "
-                "'speaker-memory[emotion]' (or set SPEAKER_MEMORY_EMOTION=false)"
-            ) from exc
+            raise MissingExtra(_MISSING) from exc
         from inference.device import choose_device
 
         device = choose_device(self._device).device

@@ -6,6 +6,7 @@ the transcriber and the diarizer so that one VAD pass serves both.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from inference.config import PipelineConfig
@@ -21,6 +22,8 @@ from inference.protocols import (
 from inference.reuse import RecordingEmbedder
 from inference.transcribe import TranscribeOptions, WhisperTranscriber
 from inference.vad import SileroVAD
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,6 +51,10 @@ def build_backends(config: PipelineConfig) -> Backends:
         vad=vad,
         options=TranscribeOptions(beam_size=config.beam_size),
     )
+    if config.diarizer == "pyannote" and config.voice_embedder != "pyannote":
+        log.warning("diarizer 'pyannote' with voice embedder %r: enrolled voices and recordings "
+                    "get vectors of different models and are never compared; set "
+                    "SPEAKER_MEMORY_VOICE_EMBEDDER=pyannote", config.voice_embedder)
     voice_embedder = build_voice_embedder(config)
     recorder = RecordingEmbedder(voice_embedder)
     diarizer = build_diarizer(config, vad, recorder)
@@ -55,8 +62,9 @@ def build_backends(config: PipelineConfig) -> Backends:
 
     emotion: EmotionRecognizer | None = None
     if config.emotion:
-        from inference.emotion import Emotion2VecRecognizer
+        from inference.emotion import Emotion2VecRecognizer, check_available
 
+        check_available()
         emotion = Emotion2VecRecognizer(device=config.device)
     return Backends(
         vad=vad,
@@ -71,8 +79,9 @@ def build_backends(config: PipelineConfig) -> Backends:
 
 def build_voice_embedder(config: PipelineConfig) -> VoiceEmbedder:
     if config.voice_embedder == "pyannote":
-        from inference.pyannote_backend import PyannoteEmbedder
+        from inference.pyannote_backend import PyannoteEmbedder, check_available
 
+        check_available()
         return PyannoteEmbedder(token=config.hf_token, device=config.device)
     from inference.voice import ResemblyzerEmbedder
 
@@ -83,8 +92,9 @@ def build_diarizer(
     config: PipelineConfig, vad: VoiceActivityDetector, voice_embedder: VoiceEmbedder
 ) -> Diarizer:
     if config.diarizer == "pyannote":
-        from inference.pyannote_backend import PyannoteDiarizer
+        from inference.pyannote_backend import PyannoteDiarizer, check_available
 
+        check_available()
         return PyannoteDiarizer(token=config.hf_token, device=config.device)
     from inference.diarization import BuiltinDiarizer
 

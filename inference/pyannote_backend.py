@@ -12,6 +12,7 @@ once downloaded they are read from the Hugging Face cache (HF_HUB_OFFLINE=1 work
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from collections.abc import Sequence
@@ -33,15 +34,26 @@ DIMENSION = 256
 _MIN_CLIP_SECONDS = 0.5
 
 
+_MISSING = ("the pyannote backends need the 'pyannote' extra: pip install "
+            "'speaker-memory[pyannote]' (or set SPEAKER_MEMORY_DIARIZER=builtin and "
+            "SPEAKER_MEMORY_VOICE_EMBEDDER=resemblyzer)")
+
+
+def check_available() -> None:
+    """Raise MissingExtra now (at startup) rather than in the middle of a recording."""
+    try:
+        found = importlib.util.find_spec("pyannote.audio") is not None
+    except ModuleNotFoundError:  # not even the pyannote namespace
+        found = False
+    if not found:
+        raise MissingExtra(_MISSING)
+
+
 def _require_pyannote() -> Any:
     try:
         import pyannote.audio
     except ImportError as exc:
-        raise MissingExtra(
-            "the pyannote backends need the 'pyannote' extra: pip install "
-            "'speaker-memory[pyannote]' (or set SPEAKER_MEMORY_DIARIZER=builtin and "
-            "SPEAKER_MEMORY_VOICE_EMBEDDER=resemblyzer)"
-        ) from exc
+        raise MissingExtra(_MISSING) from exc
     return pyannote.audio
 
 

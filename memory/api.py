@@ -191,10 +191,8 @@ class SpeakerMemory:
         with self._write() as ctx:
             change = Change()
             decisions = conversations.reprocess(ctx, change, conversation_id)
-            if not change.empty:
-                events.record(
-                    ctx.tx, "reprocess", f"Re-matched conversation {conversation_id}", change
-                )
+            # Recorded even when nothing moved: every reprocess is one undoable event.
+            events.record(ctx.tx, "reprocess", f"Re-matched conversation {conversation_id}", change)
             speakers = infos(ctx.tx, [d.speaker_id for d in decisions])
             segment_ids = [int(r[0]) for r in ctx.tx.all(
                 "SELECT id FROM segment WHERE conversation_id = ? ORDER BY id", (conversation_id,)

@@ -370,14 +370,26 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
         kept = matrix_from_blob(blob, int(dim))
         query = kept[0]
         best = decide(score_speakers(tx, ctx.cache, model_id, query, cfg), cfg)
-        created = best is None
-        if best is None:
-            speaker_id = create_unknown(tx)
-            change.created_speaker(speaker_id)
-            score = None
-        else:
+        current = tx.scalar(
+            "SELECT speaker_id FROM segment WHERE conversation_id = ? AND local_speaker = ?"
+            " AND speaker_id IS NOT NULL AND (assignment_source IS NULL"
+            " OR assignment_source != 'manual') GROUP BY speaker_id"
+            " ORDER BY count(*) DESC, speaker_id LIMIT 1",
+            (conversation_id, label),
+        )
+        created = False
+        score: float | None = None
+        if best is not None:
             speaker_id, score = best.speaker_id, best.score
             change.snapshot_speaker(tx, speaker_id)
+        elif current is not None:
+            # Nothing else matches: the cluster keeps the speaker it had (no relabel).
+            speaker_id = int(current)
+            change.snapshot_speaker(tx, speaker_id)
+        else:
+            speaker_id = create_unknown(tx)
+            change.created_speaker(speaker_id)
+            created = True
         decisions.append(Decision(label, speaker_id, score, created))
         for (segment_id,) in tx.all(
             "SELECT id FROM segment WHERE conversation_id = ? AND local_speaker = ?"

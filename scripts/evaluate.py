@@ -89,8 +89,11 @@ def load_corpus(root: Path) -> Corpus:
     conversations = []
     for entry in manifest["conversations"]:
         turns = read_rttm(root / entry["rttm"])
-        transcript = json.loads((root / entry["json"]).read_text())
-        text = " ".join(t["text"] for t in sorted(transcript["turns"], key=lambda t: t["start"]))
+        text = ""  # no transcript: no WER for this conversation
+        if entry.get("json") and (root / entry["json"]).is_file():
+            transcript = json.loads((root / entry["json"]).read_text())
+            turns_text = sorted(transcript.get("turns", []), key=lambda t: t["start"])
+            text = " ".join(t["text"] for t in turns_text)
         conversations.append(Conversation(
             id=entry["id"], audio=root / entry["audio"], turns=turns, text=text,
             speakers=list(entry.get("speakers") or sorted({t.speaker for t in turns})),

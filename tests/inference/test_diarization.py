@@ -83,6 +83,15 @@ def test_short_pauses_inside_a_turn_are_bridged() -> None:
     assert len(result.turns) == 2
 
 
+def test_only_short_replies_make_one_speaker_with_vectors() -> None:
+    truth = [(0.0, 0.6, 0), (1.5, 2.1, 0), (3.0, 3.5, 0)]
+    regions = [SpeechRegion(s, e) for s, e, _ in truth]
+    result = BuiltinDiarizer(FixedVad(regions), AmplitudeEmbedder()).diarize(
+        synthetic(truth, 4.0))
+    assert {t.label for t in result.turns} == {"SPEAKER_00"}
+    assert_well_formed(result)
+
+
 def test_no_speech_gives_no_turns() -> None:
     result = BuiltinDiarizer(FixedVad([]), AmplitudeEmbedder()).diarize(synthetic([], 5.0))
     assert result.turns == [] and result.vectors == {}
@@ -105,6 +114,11 @@ def assert_well_formed(result: Diarization) -> None:
     assert all(t.end > t.start for t in result.turns)
     assert set(result.vectors) == {t.label for t in result.turns}
     assert all(result.vectors[label] for label in result.vectors)
+    # Each vector comes with the span it was computed from, inside the recording's speech.
+    assert set(result.spans) == set(result.vectors)
+    for label, spans in result.spans.items():
+        assert len(spans) == len(result.vectors[label])
+        assert all(0.0 <= start < end for start, end in spans)
 
 
 # ------------------------------------------------------------------------ real models

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ from inference.pipeline import shared_pipeline
 from inference.reuse import RecordingEmbedder
 from inference.transcribe import WhisperTranscriber
 from inference.vad import SileroVAD
+from memory.errors import MissingExtra
 
 
 @pytest.fixture
@@ -76,3 +78,17 @@ def test_one_shared_pipeline_per_configuration(tmp_path: Path) -> None:
     assert shared_pipeline(config) is shared_pipeline(PipelineConfig(models_dir=tmp_path))
     assert shared_pipeline(config) is not shared_pipeline(
         PipelineConfig(models_dir=tmp_path, whisper_model="base"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("funasr") is not None, reason="funasr is installed")
+def test_emotion_without_its_extra_fails_at_startup(tmp_path: Path, torch_threads: int) -> None:
+    with pytest.raises(MissingExtra, match="'emotion' extra"):
+        build_backends(PipelineConfig(models_dir=tmp_path, emotion=True))
+
+
+def test_pyannote_without_its_extra_fails_at_startup(tmp_path: Path, torch_threads: int) -> None:
+    pytest.importorskip("pyannote.core")
+    if importlib.util.find_spec("pyannote.audio") is not None:
+        pytest.skip("pyannote.audio is installed")
+    with pytest.raises(MissingExtra, match="'pyannote' extra"):
+        build_backends(PipelineConfig(models_dir=tmp_path, diarizer="pyannote"))

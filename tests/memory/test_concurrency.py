@@ -9,6 +9,9 @@ stored, the last name given wins, every segment of a named voice carries that na
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -170,3 +173,62 @@ def test_two_instances_on_one_file_ingest_while_identify_and_rename(tmp_path: Pa
     finally:
         namer.close()
         writer.close()
+
+
+CHILD_INGEST = """
+import json, sys
+from pathlib import Path
+from memory import SpeakerMemory
+from tests.memory.fakes import Voices, make_result
+memory = SpeakerMemory(Path(sys.argv[1]))
+voices = Voices(seed=3)
+ids = []
+Path(sys.argv[3]).touch()  # tells the parent that the ingest starts now
+for i in range(int(sys.argv[2])):
+    conv = memory.create_conversation(title=f"child recording {i}")
+    result = make_result(voices, ["ann", "cid"], 40, seed=500 + i)
+    ids.append(memory.ingest(conv.id, result).segment_ids)
+memory.close()
+print(json.dumps(ids))
+"""
+
+
+def test_another_process_ingests_while_this_one_renames(tmp_path: Path) -> None:
+    """Two processes on one data directory (a server and a CLI): real parallel writers."""
+    path = tmp_path / "speaker_memory.db"
+    memory = SpeakerMemory(path)
+    try:
+        voices = Voices(seed=3)
+        conv = memory.create_conversation(title="first")
+        first = memory.ingest(conv.id, make_result(voices, ["ann", "bob"], 8, seed=1))
+        ann_id = first.decisions[0].speaker.id
+        root = Path(__file__).resolve().parents[2]
+        started = tmp_path / "child-started"
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD_INGEST, str(path), str(RECORDINGS), str(started)],
+            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        names: list[str] = []
+        renames_while_child_ingested = 0
+        while child.poll() is None or len(names) < MIN_RENAMES:
+            name = f"Sarah {len(names)}"
+            memory.rename(ann_id, name)
+            names.append(name)
+            renames_while_child_ingested += started.exists() and child.poll() is None
+            time.sleep(0.002)
+        out, err = child.communicate(timeout=JOIN_TIMEOUT_S)
+        assert child.returncode == 0, err[-3000:]
+        assert "database is locked" not in err
+        assert renames_while_child_ingested > 0, "no rename overlapped the other process's ingest"
+
+        ingested = json.loads(out)
+        assert len(ingested) == RECORDINGS
+        assert memory.resolve_speaker(ann_id).name == names[-1]
+        for segment_ids in ingested:
+            for sid in segment_ids:
+                segment = memory.get_segment(sid)
+                if segment.local_speaker == ANN:
+                    assert segment.speaker is not None and segment.speaker.id == ann_id
+                    assert segment.speaker.name == names[-1]
+    finally:
+        memory.close()

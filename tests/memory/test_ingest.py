@@ -321,3 +321,17 @@ def test_mixed_vector_dimensions_in_one_result(store: SpeakerMemory, voices: Voi
     conversation = store.create_conversation(title="mixed")
     with pytest.raises(ModelMismatch, match="text vectors have different shapes"):
         store.ingest(conversation.id, result)
+
+
+def test_reprocess_keeps_a_speaker_nothing_else_matches(
+    store: SpeakerMemory, voices: Voices
+) -> None:
+    conversation = store.create_conversation(title="alone")
+    first = store.ingest(conversation.id, make_result(voices, ["ann"], 3))
+    again = store.reprocess(conversation.id)
+    assert again.decisions[0].speaker.id == first.decisions[0].speaker.id
+    assert not again.decisions[0].created
+    assert [s.speaker.label for s in store.list_speakers()] == ["Unknown 1"]
+    assert store.identity_history(1)[0].action == "reprocess"
+    store.undo()
+    assert [s.speaker.label for s in store.list_speakers()] == ["Unknown 1"]

@@ -17,14 +17,16 @@ public `SpeakerMemory` API only, and checks after every step:
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from hypothesis import HealthCheck, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -36,12 +38,29 @@ from hypothesis.stateful import (
 
 from memory import SpeakerMemory
 from memory.errors import SpeakerMemoryError
-from memory.types import IdentifyResult, IdentityChange
-from tests.memory.fakes import VOICE_MODEL, Voices, make_result
+from memory.types import IdentifyResult, IdentityChange, MatchConfig
+from tests.memory.fakes import VOICE_MODEL, Vec, Voices, make_result, unit
 
 T = TypeVar("T")
 
-VOICE_NAMES = ("ann", "bob", "cid", "dee", "eve")
+VOICE_NAMES = ("ann", "bob", "cid", "dee", "eve", "nan")
+TWINS = {"nan": ("ann", 0.72)}
+"""'nan' sounds like 'ann' (cosine 0.72): below the match threshold, above the suggestion one."""
+
+
+class TwinVoices(Voices):
+    """Voices, plus a few that are deliberately close to another (to reach suggestions)."""
+
+    def voice(self, name: str) -> Vec:
+        if name not in TWINS:
+            return super().voice(name)
+        base, cosine = TWINS[name]
+        own = super().voice(name).astype(np.float64)
+        near = super().voice(base).astype(np.float64)
+        own -= own.dot(near) * near  # orthogonal part, so the cosine is exactly `cosine`
+        own /= np.linalg.norm(own)
+        return unit(cosine * near + np.sqrt(1 - cosine**2) * own)
+
 NAMES = ("Sarah", "sarah", "Bob", "Alice", "Dr. Who", "Unknown 3", "  ")
 # Rows that an identity change may legitimately leave different after its undo:
 #   identity_event: history grows (undo marks the event undone), sqlite_sequence: ids are never
@@ -90,12 +109,14 @@ class MemoryMachine(RuleBasedStateMachine):
         super().__init__()
         self.workdir = Path(tempfile.mkdtemp(prefix="memory-properties-"))
         self.memory = SpeakerMemory(self.workdir / "speaker_memory.db")
-        self.voices = Voices(seed=11)
+        self.voices = TwinVoices(seed=11)
         self.texts: dict[int, str] = {}
         # everything of a segment that no identity operation may touch, as ingested
         self.content: dict[int, tuple[Any, ...]] = {}
         self.conversation_ids: list[int] = []
         self.recordings = 0
+        self.suggested = 0
+        self.unknown_numbers: dict[int, int] = {}  # speaker id -> N of its 'Unknown N'
         # (event id, state before it) of identity changes whose undo must restore that state;
         # emptied by ingest, whose new rows an undo does not remove.
         self.undoable: list[tuple[int, Snapshot]] = []
@@ -181,6 +202,17 @@ class MemoryMachine(RuleBasedStateMachine):
         if result is None:
             return
         assert result.changed == (result.event_id != 0)
+        config = MatchConfig()
+        alive = set(self.speaker_ids())
+        assert result.speaker.id in alive
+        for merged in result.speakers_merged:
+            assert merged.id not in alive, f"{merged.label} reported merged but still exists"
+        for suggestion in result.suggestions:
+            assert suggestion.speaker.id in alive and suggestion.speaker.id != result.speaker.id
+            assert config.suggest_threshold <= suggestion.score, suggestion
+            self.suggested += 1
+        scores = [x.score for x in result.suggestions]
+        assert scores == sorted(scores, reverse=True), "suggestions not strongest first"
         after = self.state()
         # Idempotent: naming the same voice the same again changes nothing.
         again = (self.memory.identify(name, speaker=result.speaker.id) if by_speaker
@@ -312,6 +344,20 @@ class MemoryMachine(RuleBasedStateMachine):
         assert len(self.memory.latest_segments(limit=1000)) == min(1000, len(self.content))
 
     @invariant()
+    def unknown_labels_are_stable_and_never_reused(self) -> None:
+        for summary in self.memory.list_speakers(kind="unknown"):
+            label = summary.speaker.label
+            assert re.fullmatch(r"Unknown [1-9][0-9]*", label), label
+            number = int(label.split()[1])
+            sid = summary.speaker.id
+            if sid in self.unknown_numbers:
+                assert self.unknown_numbers[sid] == number, f"speaker {sid} renumbered"
+            else:
+                owner = [k for k, n in self.unknown_numbers.items() if n == number]
+                assert not owner, f"{label} reused: it was speaker {owner[0]}'s"
+                self.unknown_numbers[sid] = number
+
+    @invariant()
     def every_segment_speaker_exists(self) -> None:
         ids = set(self.speaker_ids())
         summaries = {s.speaker.id: s.segment_count for s in self.memory.list_speakers()}
@@ -323,6 +369,40 @@ class MemoryMachine(RuleBasedStateMachine):
                     counted[segment.speaker.id] = counted.get(segment.speaker.id, 0) + 1
         for sid, count in summaries.items():
             assert counted.get(sid, 0) == count, f"speaker {sid}: summary says {count} segments"
+
+
+@pytest.fixture(scope="module")
+def searchable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeakerMemory]:
+    memory = SpeakerMemory(tmp_path_factory.mktemp("search") / "speaker_memory.db")
+    voices = Voices(seed=5)
+    texts = ['He said "budget" (twice) -- NEAR the end*', "coffee AND deadline OR NOT",
+             "l'été à Paris: café crème", "plain words about the river"]
+    conversation = memory.create_conversation(title="searchable")
+    memory.ingest(conversation.id, make_result(voices, ["ann"], len(texts), texts=texts))
+    yield memory
+    memory.close()
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=st.text(max_size=40))
+def test_any_text_is_a_valid_keyword_query(searchable: SpeakerMemory, query: str) -> None:
+    """Quotes, '*', NEAR, AND/OR/NOT, unbalanced parentheses, control characters: never an error."""
+    hits = searchable.search_keyword(query, limit=5)
+    assert len(hits) <= 5
+    for hit in hits:
+        assert hit.segment.text
+
+
+@settings(max_examples=60, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(word=st.sampled_from(["budget", "NEAR", "twice", "coffee", "AND", "NOT", "café", "river"]),
+       noise=st.sampled_from(["", '"', "*", "(", ")", " -", "^", ":"]))
+def test_a_stored_word_is_found_whatever_punctuation_surrounds_it(
+    searchable: SpeakerMemory, word: str, noise: str
+) -> None:
+    hits = searchable.search_keyword(f"{noise}{word}{noise}", limit=5)
+    assert any(word.lower() in h.segment.text.lower() for h in hits), (word, noise)
 
 
 def test_merge_of_a_named_speaker_into_an_unknown_then_undo_is_a_no_op(tmp_path: Path) -> None:
