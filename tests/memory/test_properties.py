@@ -1,8 +1,8 @@
 """Property tests of the memory layer's invariants (issue 2, section 5), black-box.
 
 A Hypothesis state machine drives random sequences of ingest / enroll / identify / rename /
-merge / misidentify / delete / delete-unknown / undo against a real SQLite file, through the
-public `SpeakerMemory` API only, and checks after every step:
+merge / misidentify / delete / delete-unknown / reprocess / undo against a real SQLite file,
+through the public `SpeakerMemory` API only, and checks after every step:
 
 - no operation other than ingest changes the number of segments, and none changes any
   segment's text (or words, times, conversation);
@@ -11,7 +11,13 @@ public `SpeakerMemory` API only, and checks after every step:
 - identify is idempotent: the same identify again reports `changed=False` and changes nothing;
 - undo restores the exact previous state (every exported row of speaker, conversation,
   segment, voiceprint and vector tables, plus what the public queries show);
-- merge then undo is a no-op.
+- merge then undo is a no-op;
+- 'Unknown N' labels are stable and never reused; suggestions exist and come strongest first;
+  reprocess keeps segment ids and manual assignments.
+
+Plus: any text is a valid keyword query, and regression tests of sequences the machine found.
+Deterministic (derandomize) and modest (~20 s); for a longer hunt run the machine with other
+settings, e.g. `run_state_machine_as_test(MemoryMachine, settings=settings(max_examples=300))`.
 """
 
 from __future__ import annotations
