@@ -637,17 +637,16 @@ def measure(
                     "upper bound: includes storing 2 segments and the commit",
                 )
             )
-            inner = internal_match_ms(mem, cluster, repeats)
-            if inner is not None:
+            alone = match_alone_ms(mem, cluster, repeats)
+            if alone is not None:
                 rows.append(
                     Row(
-                        f"match one cluster, {who}: the matching alone",
+                        f"match one cluster, {who}: the matching alone (match_voice)",
                         size,
-                        inner,
+                        alone[0],
                         base_match,
                         tgt(5),
-                        "memory.voiceprints.score_speakers + decide (what ingest runs per "
-                        "cluster), in a read transaction",
+                        f"SpeakerMemory.match_voice, what ingest runs per cluster; {alone[1]}",
                     )
                 )
 
@@ -803,24 +802,16 @@ def measure(
     return rows
 
 
-def internal_match_ms(mem: SpeakerMemory, cluster: Vec, repeats: int) -> float | None:
-    """The matching step of ingest alone, through the store's internal matching functions
-    (not public API: skipped if they move)."""
-    try:
-        from memory.vectors import mean_direction
-        from memory.voiceprints import decide, score_speakers
-
-        db, cache, config = mem._db, mem._centroids, mem.config
-    except (ImportError, AttributeError) as exc:
-        log.warning("matching alone not measured: %s", exc)
+def match_alone_ms(mem: SpeakerMemory, cluster: Vec, repeats: int) -> tuple[float, str] | None:
+    """`SpeakerMemory.match_voice`: the matching ingest runs per cluster, read-only (skipped
+    when the store has no such method)."""
+    match_voice = getattr(mem, "match_voice", None)
+    if match_voice is None:
+        log.warning("SpeakerMemory.match_voice missing: matching alone not measured")
         return None
-
-    def match() -> object:
-        with db.read() as tx:
-            query = mean_direction(cluster)
-            return decide(score_speakers(tx, cache, VOICE_MODEL, query, config), config)
-
-    return median_ms(match, repeats)
+    ranked = match_voice(list(cluster), VOICE_MODEL)
+    best = f"best {ranked[0].speaker.label} at {ranked[0].score:.2f}" if ranked else "no match"
+    return median_ms(partial(match_voice, list(cluster), VOICE_MODEL), repeats), best
 
 
 def _baseline_row(spec: Spec, hit: SearchHit) -> int:
