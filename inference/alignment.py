@@ -37,6 +37,8 @@ class AlignmentConfig:
     """Segments shorter than this get no voice vector (too little speech to be reliable)."""
     min_window_inside: float = 0.5
     """A window vector counts for a segment when this share of the window lies inside it."""
+    max_extend_seconds: float = 0.5
+    """A segment edge this close to the edge of its speaker's turn moves out to it (0 = off)."""
 
 
 class TurnIndex:
@@ -128,6 +130,37 @@ def _piece(words: list[Word], label: str | None) -> PipelineSegment:
     return PipelineSegment(
         start=words[0].start, end=words[-1].end, text=text, words=clean, local_speaker=label
     )
+
+
+def extend_to_turns(
+    segments: Sequence[PipelineSegment], turns: Sequence[Turn], max_extend: float
+) -> None:
+    """Widen each segment to the edges of its speaker's turn when they are near.
+
+    Whisper's word timings start late and end early by a few hundred milliseconds, while the
+    diarizer's turns follow the speech in the audio; a stored segment that stops short of its
+    speaker's speech undercounts it. Edges only move outwards (every word stays inside its
+    segment), by at most `max_extend`, within a turn of the segment's own speaker, and never
+    into the neighbouring segments. `segments` must be in time order (as `align` makes them).
+    """
+    if max_extend <= 0 or not turns:
+        return
+    by_label: dict[str, list[Turn]] = {}
+    for turn in sorted(turns, key=lambda t: t.start):
+        by_label.setdefault(turn.label, []).append(turn)
+    original = [(s.start, s.end) for s in segments]
+    for i, segment in enumerate(segments):
+        own = [t for t in by_label.get(segment.local_speaker or "", [])
+               if t.start < segment.end and t.end > segment.start]
+        if not own:
+            continue
+        floor = segments[i - 1].end if i > 0 else 0.0
+        ceiling = original[i + 1][0] if i + 1 < len(segments) else float("inf")
+        first, last = own[0], own[-1]
+        if segment.start - max_extend <= first.start < segment.start:
+            segment.start = min(segment.start, max(first.start, floor))
+        if segment.end < last.end <= segment.end + max_extend:
+            segment.end = max(segment.end, min(last.end, ceiling))
 
 
 # ---------------------------------------------------------------- segment voice vectors

@@ -45,8 +45,6 @@ class DiarizationConfig:
     """Short windows that place speaker changes (and short replies) inside a region; 0 = off."""
     fine_hop: float = 0.25
     fine_weight: float = 1.0
-    fine_min_region: float = float("inf")
-    """Regions at least this long get short windows even where the long ones agree."""
     """Weight of the short windows' votes against the long windows' in each frame."""
     frame: float = 0.05
     min_turn: float = 0.4
@@ -96,9 +94,7 @@ class BuiltinDiarizer:
         centroids = _core_centroids(windows, vectors, labels)
 
         # Short windows only where the long ones disagree: that is where a change lies.
-        fine = _fine_windows(regions, cfg, _mixed_regions(windows, labels)
-                             | {i for i, r in enumerate(regions)
-                                if r.end - r.start >= cfg.fine_min_region})
+        fine = _fine_windows(regions, cfg, _mixed_regions(windows, labels))
         fine_vectors = (np.stack(self.embedder.embed([audio.slice(w.start, w.end) for w in fine]))
                         if fine else np.zeros((0, vectors.shape[1]), dtype=np.float32))
         frame_labels = self._frame_labels(audio, regions, windows, vectors, centroids,

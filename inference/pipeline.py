@@ -27,6 +27,7 @@ from inference.alignment import (
     Window,
     align,
     attach_voice_vectors,
+    extend_to_turns,
     label_windows,
     normalise,
     windows_of,
@@ -191,6 +192,7 @@ class Pipeline:
             segments = self._finish(transcript.segments, diarization, windows, audio, timings)
 
         report(0.9, "finishing")
+        extend_to_turns(segments, diarization.turns, self._alignment.max_extend_seconds)
         if backends.emotion is not None:
             report(0.95, "recognising emotion")
             with _timed(timings, "emotion"):

@@ -6,11 +6,15 @@ short texts drawn from a Zipf-distributed vocabulary so that FTS5 sees realistic
 frequencies), then measures, for each operation, the median latency and the ratio against a
 numpy brute-force in-RAM baseline measured in the same run:
 
-1. match one cluster        - ingest of a tiny conversation with one cluster of a stored voice
+1. match one cluster        - `match_voice` (the matching ingest runs per cluster), and the whole
+                              ingest of a tiny conversation with one cluster of a stored voice
+                              (an upper bound: it also stores 2 segments and commits)
 2. keyword search           - `search_keyword`, mid-frequency words and two-word queries
 3. semantic search          - `search_semantic`, kNN over the 384-d segment text vectors
 4. identify + propagation   - `identify` of the 'owner' voice, heard in every conversation
-                              (about 10% of all segments, i.e. 100k at 1M), then `undo`
+                              (about 10% of all segments, i.e. 100k at 1M), then `undo`: once
+                              with a new name, once with the name of an enrolled speaker (a
+                              merge that moves every one of those segments)
 5. ingest one hour          - `ingest` of a new 900-segment conversation
 
 How a store is built: conversations of --conv-segments segments (900 = one hour of 4 s
@@ -18,7 +22,9 @@ segments) are ingested through `SpeakerMemory.ingest`, exactly as the pipeline w
 conversation has the owner voice (10% of its segments), the voices it introduces for the first
 time (so that the store ends with the requested number of speakers) and a few recurring
 voices. The built store is kept under --workdir as a pristine file; each run measures on a copy,
-so --reuse gives the same starting state every time.
+so --reuse gives the same starting state every time (the header says when the cached store was
+built by other memory/ code). BLAS runs on one thread, for the store and the baseline alike.
+The baseline's "ingest" is matching every cluster by brute force plus stacking the new rows.
 
     .venv/bin/python scripts/bench_memory.py --quick                 # seconds; used by a test
     .venv/bin/python scripts/bench_memory.py --workdir /tmp/bench --reuse   # 100k and 1M

@@ -13,6 +13,8 @@ conversation and overall:
 
 - DER with no collar and with a ±0.25 s collar (pyannote.metrics, collar=0.5 total), JER,
   estimated vs true speaker count: of the diarizer's turns;
+- stored DER (full runs): the same DER of what the product keeps, the stored segments (start,
+  end, speaker) read back from the store; it also charges ASR's misses and word timings;
 - WER (jiwer) on normalised text: lower case, punctuation removed, numbers as words;
 - attribution: of the recurring voices' transcribed speech time, the share the store labels
   with the right name; false accept: of the one-off voices' transcribed speech time, the share
@@ -139,15 +141,22 @@ class DiarizationScore:
 
 def score_diarization(reference: list[RefTurn], diarization: Diarization,
                       accumulators: dict[str, Any]) -> DiarizationScore:
+    return score_turns(reference, [(t.start, t.end, t.label) for t in diarization.turns],
+                       accumulators)
+
+
+def score_turns(reference: list[RefTurn], turns: Sequence[tuple[float, float, str]],
+                accumulators: dict[str, Any]) -> DiarizationScore:
+    """DER/JER of any (start, end, label) turns; overlapping turns of one label count once."""
     ref = annotation([(t.start, t.end, t.speaker) for t in reference])
-    hyp = annotation([(t.start, t.end, t.label) for t in diarization.turns])
+    hyp = annotation(turns)
     der = accumulators["der"](ref, hyp)
     der_collar = accumulators["der_collar"](ref, hyp)
     jer = accumulators["jer"](ref, hyp)
     return DiarizationScore(
         der=der, der_collar=der_collar, jer=jer,
         n_true=len({t.speaker for t in reference}),
-        n_estimated=len({t.label for t in diarization.turns}),
+        n_estimated=len({label for _, _, label in turns}),
     )
 
 
@@ -307,6 +316,8 @@ class Row:
     attribution: Attribution | None = None
     seconds: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
+    stored: DiarizationScore | None = None
+    """DER of the stored segments (full runs)."""
 
 
 class RecordingDiarizer:
@@ -377,6 +388,7 @@ def run_full(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
         enrolled_names = {voice for voice, _ in corpus.enrollment}
 
         accumulators = new_accumulators()
+        stored_accumulators = new_accumulators()
         rows: list[Row] = []
         ids: dict[str, int] = {}
         hypotheses: dict[str, str] = {}
@@ -410,16 +422,25 @@ def run_full(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
             stored = [(s.start, s.end, s.speaker.name if s.speaker else None)
                       for s in detail.segments]
             row.attribution = score_attribution(conversation.turns, stored, corpus, enrolled_names)
+            row.stored = score_turns(conversation.turns, stored_turns(detail.segments),
+                                     stored_accumulators)
             reference = normalise_text(conversation.text)
             hypothesis = normalise_text(hypotheses[row.id])
             row.wer = jiwer.wer(reference, hypothesis) if reference else None
             row.extra["ref_words"] = len(reference.split())
         speakers_created = len(memory.list_speakers())
-        print_tables(rows, accumulators, corpus, speakers_created, full=True)
+        print_tables(rows, accumulators, corpus, speakers_created, full=True,
+                     stored_accumulators=stored_accumulators)
         print_decisions(decisions, corpus, match)
         return rows
     finally:
         memory.close()
+
+
+def stored_turns(segments: Sequence[Any]) -> list[tuple[float, float, str]]:
+    """Stored segments as turns labelled by their store speaker (unassigned ones together)."""
+    return [(s.start, s.end, f"speaker-{s.speaker.id}" if s.speaker else "unassigned")
+            for s in segments]
 
 
 @dataclass(frozen=True)
@@ -475,12 +496,13 @@ def pct(value: float | None) -> str:
 
 
 def print_tables(rows: list[Row], accumulators: dict[str, Any], corpus: Corpus,
-                 speakers_created: int | None, full: bool) -> None:
+                 speakers_created: int | None, full: bool,
+                 stored_accumulators: dict[str, Any] | None = None) -> None:
     header = "| conversation | dur (s) | DER | DER ±0.25 s | JER | speakers est/true |"
     line = "|---|---:|---:|---:|---:|---:|"
     if full:
-        header += " WER | attribution | false accept |"
-        line += "---:|---:|---:|"
+        header += " stored DER | WER | attribution | false accept |"
+        line += "---:|---:|---:|---:|"
     header += " time (s) |"
     line += "---:|"
     print(f"\n### {corpus.root.name}: per conversation\n")
@@ -491,8 +513,8 @@ def print_tables(rows: list[Row], accumulators: dict[str, Any], corpus: Corpus,
         cells = [row.id, f"{row.duration:.1f}", pct(d.der), pct(d.der_collar), pct(d.jer),
                  f"{d.n_estimated}/{d.n_true}"]
         if full and row.attribution is not None:
-            cells += [pct(row.wer), pct(row.attribution.accuracy),
-                      pct(row.attribution.false_accept)]
+            cells += [pct(row.stored.der if row.stored else None), pct(row.wer),
+                      pct(row.attribution.accuracy), pct(row.attribution.false_accept)]
         cells.append(f"{row.seconds:.1f}")
         print("| " + " | ".join(cells) + " |")
 
@@ -512,6 +534,9 @@ def print_tables(rows: list[Row], accumulators: dict[str, Any], corpus: Corpus,
     print(f"| DER (±0.25 s collar) | {pct(abs(accumulators['der_collar']))} |")
     print(f"| JER | {pct(abs(accumulators['jer']))} |")
     print(f"| speaker count right | {count_ok}/{len(rows)} |")
+    if stored_accumulators is not None:
+        print(f"| stored DER (no collar) | {pct(abs(stored_accumulators['der']))} |")
+        print(f"| stored DER (±0.25 s collar) | {pct(abs(stored_accumulators['der_collar']))} |")
     if full:
         print(f"| WER | {pct(wer)} |")
         print(f"| attribution accuracy | {pct(total.accuracy)} |")

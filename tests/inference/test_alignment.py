@@ -9,10 +9,18 @@ from inference.alignment import (
     TurnIndex,
     align,
     attach_voice_vectors,
+    extend_to_turns,
     label_windows,
     windows_of,
 )
-from inference.types import Diarization, Transcript, TranscriptSegment, Turn, Word
+from inference.types import (
+    Diarization,
+    PipelineSegment,
+    Transcript,
+    TranscriptSegment,
+    Turn,
+    Word,
+)
 
 
 def transcript(*segments: TranscriptSegment) -> Transcript:
@@ -128,3 +136,35 @@ def test_text_is_rebuilt_from_whisper_words() -> None:
     out = align(transcript(TranscriptSegment(0.0, 0.6, "Don't stop.", ws)),
                 [Turn(0.0, 1.0, "A")])
     assert out[0].text == "Don't stop."
+
+
+def _seg(start: float, end: float, label: str | None) -> PipelineSegment:
+    return PipelineSegment(start, end, "text", [Word("text", start, end, 0.9)], label)
+
+
+def test_segment_edges_move_out_to_their_speakers_turn_when_near() -> None:
+    turns = [Turn(1.0, 4.0, "A"), Turn(4.0, 6.0, "B")]
+    segments = [_seg(1.3, 3.7, "A"), _seg(4.4, 5.8, "B")]
+    extend_to_turns(segments, turns, max_extend=0.5)
+    assert [(s.start, s.end) for s in segments] == [(1.0, 4.0), (4.0, 6.0)]
+    assert segments[0].words[0].start == 1.3  # words keep Whisper's timings
+
+
+def test_segment_edges_never_move_far_inwards_or_into_a_neighbour() -> None:
+    turns = [Turn(0.0, 10.0, "A")]
+    segments = [_seg(2.0, 4.8, "A"), _seg(5.0, 9.2, "A")]
+    extend_to_turns(segments, turns, max_extend=1.0)
+    # 2.0 s from the turn's start: too far; the gap between the two segments stays.
+    assert [(s.start, s.end) for s in segments] == [(2.0, 4.8), (5.0, 10.0)]
+    shrinking = [_seg(0.5, 3.0, "A")]
+    extend_to_turns(shrinking, [Turn(0.8, 2.8, "A")], max_extend=0.5)
+    assert (shrinking[0].start, shrinking[0].end) == (0.5, 3.0)  # words stay inside
+
+
+def test_segments_only_extend_within_their_own_speakers_turns() -> None:
+    turns = [Turn(0.0, 2.0, "B"), Turn(2.0, 5.0, "A")]
+    segments = [_seg(2.3, 4.6, "A"), _seg(5.5, 6.0, None)]
+    extend_to_turns(segments, turns, max_extend=0.5)
+    assert [(s.start, s.end) for s in segments] == [(2.0, 5.0), (5.5, 6.0)]
+    extend_to_turns(segments, turns, max_extend=0.0)  # off
+    assert [(s.start, s.end) for s in segments] == [(2.0, 5.0), (5.5, 6.0)]

@@ -205,7 +205,7 @@ def test_another_process_ingests_while_this_one_renames(tmp_path: Path) -> None:
         root = Path(__file__).resolve().parents[2]
         started = tmp_path / "child-started"
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD_INGEST, str(path), str(RECORDINGS), str(started)],
+            [sys.executable, "-c", CHILD_INGEST, str(path), str(2 * RECORDINGS), str(started)],
             cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         names: list[str] = []
@@ -222,7 +222,7 @@ def test_another_process_ingests_while_this_one_renames(tmp_path: Path) -> None:
         assert renames_while_child_ingested > 0, "no rename overlapped the other process's ingest"
 
         ingested = json.loads(out)
-        assert len(ingested) == RECORDINGS
+        assert len(ingested) == 2 * RECORDINGS
         assert memory.resolve_speaker(ann_id).name == names[-1]
         for segment_ids in ingested:
             for sid in segment_ids:
