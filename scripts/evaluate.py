@@ -14,7 +14,8 @@ conversation and overall:
 - DER with no collar and with a ±0.25 s collar (pyannote.metrics, collar=0.5 total), JER,
   estimated vs true speaker count: of the diarizer's turns;
 - stored DER (full runs): the same DER of what the product keeps, the stored segments (start,
-  end, speaker) read back from the store; it also charges ASR's misses and word timings;
+  end, speaker) read back from the store, one speaker's segments less than 1.5 s apart joined
+  into a turn as in the reference; it also charges ASR's misses and word timings;
 - WER (jiwer) on normalised text: lower case, punctuation removed, numbers as words;
 - attribution: of the recurring voices' transcribed speech time, the share the store labels
   with the right name; false accept: of the one-off voices' transcribed speech time, the share
@@ -50,6 +51,8 @@ log = logging.getLogger("evaluate")
 
 COLLAR_TOTAL = 0.5
 """pyannote.metrics centres its collar on each boundary: 0.5 total is ±0.25 s."""
+STORED_BRIDGE_SECONDS = 1.5
+"""Pauses joined into a stored speaker's turn for scoring: the built-in diarizer's bridge_gap."""
 
 
 # ----------------------------------------------------------------------------- corpus
@@ -437,10 +440,22 @@ def run_full(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
         memory.close()
 
 
-def stored_turns(segments: Sequence[Any]) -> list[tuple[float, float, str]]:
-    """Stored segments as turns labelled by their store speaker (unassigned ones together)."""
-    return [(s.start, s.end, f"speaker-{s.speaker.id}" if s.speaker else "unassigned")
-            for s in segments]
+def stored_turns(segments: Sequence[Any],
+                 bridge: float = STORED_BRIDGE_SECONDS) -> list[tuple[float, float, str]]:
+    """Stored segments as turns labelled by their store speaker (unassigned ones together).
+
+    Reference turns (RTTM) include their speaker's pauses between sentences, and so do the
+    diarizer's turns; consecutive segments of one speaker less than `bridge` apart are joined
+    the same way, so a pause between two sentences is not counted as missed speech.
+    """
+    turns: list[tuple[float, float, str]] = []
+    for segment in sorted(segments, key=lambda s: s.start):
+        label = f"speaker-{segment.speaker.id}" if segment.speaker else "unassigned"
+        if turns and turns[-1][2] == label and segment.start - turns[-1][1] <= bridge:
+            turns[-1] = (turns[-1][0], max(turns[-1][1], segment.end), label)
+        else:
+            turns.append((segment.start, segment.end, label))
+    return turns
 
 
 @dataclass(frozen=True)

@@ -27,3 +27,12 @@ def test_stored_segments_are_scored_as_turns_of_their_store_speaker() -> None:
     # 1 s of ann missed, 1 s of bob given to "unassigned": 2 s wrong of 8 s.
     assert score.der == pytest.approx(0.25)
     assert (score.n_true, score.n_estimated) == (2, 3)
+
+
+def test_stored_segments_of_one_speaker_join_across_short_pauses_only() -> None:
+    ann = SimpleNamespace(id=1)
+    stored = [SimpleNamespace(start=0.0, end=2.0, speaker=ann),
+              SimpleNamespace(start=2.5, end=4.0, speaker=ann),  # a pause between sentences
+              SimpleNamespace(start=9.0, end=10.0, speaker=ann)]  # a new turn
+    assert evaluate.stored_turns(stored, bridge=1.5) == [
+        (0.0, 4.0, "speaker-1"), (9.0, 10.0, "speaker-1")]

@@ -1,4 +1,4 @@
-"""Fixtures for server tests: a real store in a temp dir and the tools tests' fake pipeline."""
+"""Fixtures for tools and server tests: a real store in a temp dir, the deterministic fake pipeline."""
 
 from __future__ import annotations
 
