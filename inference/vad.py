@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,6 +39,17 @@ class SileroVAD:
         self.config = config or VadConfig()
         self._lock = threading.Lock()
         self._memo: list[tuple[weakref.ref[np.ndarray], int, list[SpeechRegion]]] = []
+        self._variants: dict[float, SileroVAD] = {}
+
+    def with_threshold(self, threshold: float) -> SileroVAD:
+        """This VAD with another speech threshold (one instance per threshold, so each keeps
+        its own memo): ASR wants recall where the diarizer wants clean regions."""
+        if threshold == self.config.threshold:
+            return self
+        with self._lock:
+            if threshold not in self._variants:
+                self._variants[threshold] = SileroVAD(replace(self.config, threshold=threshold))
+            return self._variants[threshold]
 
     def speech_regions(self, audio: Audio) -> list[SpeechRegion]:
         cached = self._recall(audio)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from sqlalchemy.pool import QueuePool
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
+MMAP_BYTES = 64 << 30
 Params = Sequence[Any]
 
 
@@ -37,7 +39,11 @@ def _connect(path: Path) -> Any:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA cache_size = -65536")
     conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA mmap_size = 1073741824")
+    # Reads through a memory map (of the whole file, up to 64 GiB of address space; pages
+    # are the OS page cache, not process memory): a random row then costs no read() call and
+    # no copy. Semantic search re-scores thousands of scattered rows at 1M segments, ~35%
+    # less CPU than with a 1 GiB map of a 4 GB store. Writes still go through the WAL.
+    conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     # Checkpoints run in a background thread (see Checkpointer), not inside the commit of
     # whichever write happened to cross the threshold: a relabel of 100k segments would
     # otherwise pay for copying the whole WAL back into the database file.
@@ -102,26 +108,57 @@ def _split_statements(sql: str) -> list[str]:
     return out
 
 
+def checkpoint_delay(
+    now: float, last_write: float, woken: float, idle: float, interval: float
+) -> float:
+    """Seconds the checkpointer still waits (0: checkpoint now): until writes have paused for
+    `idle` seconds, but no longer than `interval` seconds after it was woken."""
+    if now - woken >= interval:
+        return 0.0
+    return max(0.0, min(idle - (now - last_write), interval - (now - woken)))
+
+
 class Checkpointer:
-    """Moves WAL content back into the database file after writes, off the caller's path."""
+    """Moves WAL content back into the database file after writes, off the caller's path.
+
+    A checkpoint copies pages and fsyncs the database file; run after every write, it competes
+    with the next write for the disk and the CPU (a burst of small ingests ran ~2x slower).
+    So it waits until writes pause for IDLE_SECONDS, but never lets more than
+    INTERVAL_SECONDS pass while writes keep coming. Durability is unchanged: a commit is in
+    the WAL before the call returns (synchronous=NORMAL: safe against a crash of the
+    application; a power loss may roll back only the last commits, never corrupt). SQLite's own
+    automatic checkpoint would wait for 1000 pages of WAL, typically much longer."""
 
     INTERVAL_SECONDS = 5.0
+    IDLE_SECONDS = 0.5
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._wake = threading.Event()
-        self._stop = False
+        self._stopping = threading.Event()
+        self._last_write = 0.0
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
         self._thread.start()
 
     def poke(self) -> None:
+        """A write committed."""
+        self._last_write = time.monotonic()
         self._wake.set()
 
     def _run(self) -> None:
-        while not self._stop:
+        while not self._stopping.is_set():
             self._wake.wait(self.INTERVAL_SECONDS)
             self._wake.clear()
-            if self._stop:
+            started = time.monotonic()
+            while not self._stopping.is_set():
+                delay = checkpoint_delay(
+                    time.monotonic(), self._last_write, started, self.IDLE_SECONDS,
+                    self.INTERVAL_SECONDS,
+                )
+                if delay <= 0:
+                    break
+                self._stopping.wait(delay)
+            if self._stopping.is_set():
                 break
             self._checkpoint("PASSIVE")
 
@@ -134,7 +171,7 @@ class Checkpointer:
             log.debug("checkpoint (%s) failed: %s", mode, exc)
 
     def stop(self) -> None:
-        self._stop = True
+        self._stopping.set()
         self._wake.set()
         self._thread.join(timeout=30)
         self._checkpoint("TRUNCATE")

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from inference.transcribe import (
+    TranscribeOptions,
     WhisperTranscriber,
     join_bundled_base,
     model_id_for,
     resolve_model_path,
 )
 from inference.types import Audio
+from inference.vad import SileroVAD
 from memory.errors import ModelUnavailable
 
 
@@ -108,3 +110,15 @@ def test_multilingual_base_detects_the_language(
     assert transcript.language == "en"
     assert transcript.model_id == "faster-whisper-base"
     assert "client call" in " ".join(s.text for s in transcript.segments).lower()
+
+
+def test_whisper_hears_a_more_lenient_vad_than_the_diarizer() -> None:
+    shared = SileroVAD()  # no model is loaded until regions are asked for
+    transcriber = WhisperTranscriber(vad=shared, device="cpu", compute_type="int8")
+    lenient = transcriber.asr_vad()
+    assert isinstance(lenient, SileroVAD) and lenient is not shared
+    assert lenient.config.threshold == transcriber.options.vad_threshold < shared.config.threshold
+    same = WhisperTranscriber(vad=shared, device="cpu", compute_type="int8",
+                              options=TranscribeOptions(vad_threshold=None))
+    assert same.asr_vad() is shared
+    assert WhisperTranscriber(device="cpu", compute_type="int8").asr_vad() is None

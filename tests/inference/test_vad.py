@@ -42,3 +42,15 @@ def test_merge_regions_pads_and_joins_close_regions() -> None:
     regions = [SpeechRegion(1.0, 2.0), SpeechRegion(2.5, 3.0), SpeechRegion(6.0, 9.9)]
     merged = merge_regions(regions, pad=0.2, max_gap=1.0, duration=10.0)
     assert merged == [SpeechRegion(0.8, 3.2), SpeechRegion(5.8, 10.0)]
+
+
+def test_a_lower_threshold_variant_hears_at_least_as_much(
+    silero_vad: SileroVAD, short_clip: Audio
+) -> None:
+    lenient = silero_vad.with_threshold(0.25)
+    assert lenient is silero_vad.with_threshold(0.25)  # one instance (and memo) per threshold
+    assert silero_vad.with_threshold(silero_vad.config.threshold) is silero_vad
+    assert lenient.config.threshold == 0.25
+    assert lenient.config.min_silence_ms == silero_vad.config.min_silence_ms
+    strict_speech = speech_seconds(silero_vad.speech_regions(short_clip))
+    assert speech_seconds(lenient.speech_regions(short_clip)) >= strict_speech > 0
