@@ -31,7 +31,7 @@ from memory.db import Tx
 from memory.errors import ModelMismatch
 from memory.filters import filter_clause, is_empty
 from memory.types import SearchFilters, Vector
-from memory.vectors import as_vector, dot_rows, from_blob, normalize, to_blob
+from memory.vectors import as_vector, normalize, to_blob
 
 log = logging.getLogger(__name__)
 
@@ -271,11 +271,11 @@ class TextVectorIndex:
                 f" WHERE 1 = 1{where}", params,
             ))
             if matching <= EXACT_SCAN_LIMIT:
-                rows = tx.all(
-                    f"SELECT v.segment_id, v.vector FROM segment_text_vector v{joins}"
-                    f" WHERE v.model_id = ?{where}", [model_id, *params],
+                return _best(
+                    tx, query, wanted,
+                    f"FROM segment_text_vector v{joins} WHERE v.model_id = ?{where}",
+                    [model_id, *params],
                 )
-                return _rank(rows, query, wanted)
             total = max(1, int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM segment")))
             share = max(matching / total, 1e-6)
         table, (ids, columns, size) = self._table_for(tx, dim)
@@ -287,12 +287,12 @@ class TextVectorIndex:
         candidates = [int(i) for i in ids[positions]]
         if not where:
             joins = ""  # no filter: the vectors alone
-        rows = tx.all(
-            f"SELECT v.segment_id, v.vector FROM segment_text_vector v{joins}"
+        return _best(
+            tx, query, wanted,
+            f"FROM segment_text_vector v{joins}"
             f" WHERE v.segment_id IN (SELECT value FROM json_each(?)) AND v.model_id = ?{where}",
             [_json_ids(sorted(candidates)), model_id, *params],
         )
-        return _rank(rows, query, wanted)
 
 
 def candidate_counts(size: int, share: float, wanted: int) -> tuple[int, int]:
@@ -309,21 +309,19 @@ def _json_ids(ids: Sequence[int]) -> str:
     return "[" + ",".join(str(int(i)) for i in ids) + "]"
 
 
-def _rank(rows: Sequence[tuple[Any, ...]], query: Vector, wanted: int) -> list[tuple[int, float]]:
-    if not rows:
-        return []
-    ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
-    blobs = [r[1] for r in rows]
-    width = len(blobs[0])
-    if all(len(b) == width for b in blobs) and width % 4 == 0:
-        matrix = np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), width // 4)
-    else:
-        matrix = np.vstack([from_blob(b) for b in blobs])
-    norms = np.linalg.norm(matrix, axis=1)
-    norms[norms == 0] = 1.0
-    scores = dot_rows(matrix, query) / norms
-    order = np.lexsort((-ids, -scores))[:wanted]
-    return [(int(ids[i]), float(scores[i])) for i in order]
+def _best(
+    tx: Tx, query: Vector, wanted: int, source: str, params: Sequence[Any]
+) -> list[tuple[int, float]]:
+    """(segment id, cosine) of the rows `source` ("FROM ... WHERE ...", aliasing the vectors
+    as v) selects, best `wanted` first (ties: newer segment first). Scored inside SQLite by
+    sqlite-vec, so thousands of 1.5 kB vectors never become Python objects (~25% of a 1M
+    search). A zero vector has no direction: its NaN distance is NULL, scored 0."""
+    rows = tx.all(
+        "SELECT v.segment_id, COALESCE(1.0 - vec_distance_cosine(v.vector, ?), 0.0) AS score"
+        f" {source} ORDER BY score DESC, v.segment_id DESC LIMIT ?",
+        [query.astype(np.float32).tobytes(), *params, wanted],
+    )
+    return [(int(r[0]), float(r[1])) for r in rows]
 
 
 def _load_codes(tx: Tx, dim: int) -> tuple[Ids, Codes]:

@@ -142,3 +142,19 @@ def test_search_equals_brute_force_when_candidates_cover_the_store(tmp_path: Pat
             order = np.lexsort((-ids, -scores))[:40]
             assert [h.segment.id for h in hits] == ids[order].tolist()
             assert [h.score for h in hits] == pytest.approx(scores[order].tolist(), abs=1e-5)
+
+
+def test_a_zero_text_vector_scores_zero_and_ranks_by_score(tmp_path: Path) -> None:
+    voices = Voices(seed=5)
+    texts = ["alpha", "beta", "gamma", "delta"]
+    with SpeakerMemory(tmp_path / "store.db") as memory:
+        conversation = memory.create_conversation(title="c")
+        result = make_result(voices, ["ann"], 4, texts=texts)
+        axis = np.eye(384, dtype=np.float32)
+        vectors = [axis[0], -axis[0], np.zeros(384, np.float32), axis[0] + axis[1]]
+        for segment, vector in zip(result.segments, vectors, strict=True):
+            segment.text_vector = vector
+        memory.ingest(conversation.id, result)
+        hits = memory.search_semantic(axis[0], TEXT_MODEL, limit=4)
+    assert [h.segment.text for h in hits] == ["alpha", "delta", "gamma", "beta"]
+    assert [h.score for h in hits] == pytest.approx([1.0, 2**-0.5, 0.0, -1.0], abs=1e-6)
