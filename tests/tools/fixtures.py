@@ -1,4 +1,5 @@
-"""Fixtures for tools and server tests: a real store in a temp dir, the deterministic fake pipeline."""
+"""Fixtures for tools and server tests: a real store in a temp dir and a deterministic fake
+pipeline."""
 
 from __future__ import annotations
 
