@@ -124,6 +124,19 @@ def _app(settings: Settings) -> Any:
     return App(settings)
 
 
+def _backends_missing(settings: Settings) -> bool:
+    """True (after saying why on stderr) when a configured optional backend is not installed."""
+    from memory.errors import MissingExtra
+    from tools.pipeline_config import check_optional_backends
+
+    try:
+        check_optional_backends(settings)
+    except MissingExtra as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return True
+    return False
+
+
 # ---------------------------------------------------------------- commands
 
 def run_mcp(args: argparse.Namespace, settings: Settings) -> int:
@@ -131,6 +144,8 @@ def run_mcp(args: argparse.Namespace, settings: Settings) -> int:
 
     from server.mcp_server import build_server
 
+    if _backends_missing(settings):
+        return 2
     with _app(settings) as app:
         server = build_server(app)
         # stdio_server diverts fd 1 to stderr while serving: stray prints miss the protocol.
@@ -148,6 +163,8 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         check_bind(settings.host, settings.token)
     except UnsafeBind as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if _backends_missing(settings):
         return 2
     with _app(settings) as app:
         http_app = create_http_app(app)

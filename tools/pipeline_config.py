@@ -16,3 +16,16 @@ def build_pipeline(settings: Settings) -> PipelineLike:
     from inference.pipeline import shared_pipeline  # torch & co: imported only when needed
 
     return shared_pipeline(pipeline_config(settings))
+
+
+def check_optional_backends(settings: Settings) -> None:
+    """Raise MissingExtra at start-up when settings ask for a backend whose extra is missing,
+    rather than on the first recording. Imports no model library."""
+    if "pyannote" in (settings.diarizer, settings.voice_embedder):
+        from inference.pyannote_backend import check_available as pyannote_available
+
+        pyannote_available()
+    if settings.emotion:
+        from inference.emotion import check_available as emotion_available
+
+        emotion_available()

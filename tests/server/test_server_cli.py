@@ -84,3 +84,17 @@ def test_enroll_then_process_prints_named_transcript(
     emma = [line for line in lines if "] Emma: " in line]
     assert emma and any("candidates" in line for line in emma)
     assert "recognised Emma" in captured.err
+
+
+@pytest.mark.parametrize("command", ["serve", "mcp"])
+def test_a_missing_optional_extra_is_refused_at_start_up(
+    command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # pyannote.audio is not installed here: the server must say so before it serves anything.
+    monkeypatch.setenv("SPEAKER_MEMORY_DIARIZER", "pyannote")
+    assert main([command, "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert "'pyannote' extra" in err
+    assert "SPEAKER_MEMORY_DIARIZER=builtin" in err
+    assert not (tmp_path / "data").exists()  # refused before the store was created
