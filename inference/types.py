@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-Vector = npt.NDArray[np.float32]
+# One definition of a word and a vector for both layers: what the pipeline emits is what
+# memory stores.
+from memory.types import Vector as Vector  # re-exported
+from memory.types import Word as Word  # re-exported
+
 SAMPLE_RATE = 16_000
 
 
@@ -34,14 +38,6 @@ class Audio:
 class SpeechRegion:
     start: float
     end: float
-
-
-@dataclass(frozen=True)
-class Word:
-    word: str
-    start: float
-    end: float
-    probability: float
 
 
 @dataclass(frozen=True)
