@@ -60,8 +60,9 @@ import numpy.typing as npt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from inference.types import LocalSpeaker, PipelineResult, PipelineSegment, Word  # noqa: E402
 from memory.api import SpeakerMemory  # noqa: E402
-from memory.types import LocalSpeakerLike, SearchHit, SegmentLike, WordLike  # noqa: E402
+from memory.types import SearchHit  # noqa: E402
 
 log = logging.getLogger("bench_memory")
 
@@ -79,50 +80,6 @@ VOCABULARY = 20_000
 FORMAT_VERSION = 1  # bump when the synthetic data changes, so --reuse rebuilds
 
 Vec = npt.NDArray[np.float32]
-
-
-# ------------------------------------------------------------------ synthetic pipeline result
-# Plain dataclasses that satisfy memory.types.PipelineResultLike (the store only reads them).
-
-
-@dataclass
-class SynthWord:
-    word: str
-    start: float
-    end: float
-    probability: float
-
-
-@dataclass
-class SynthSegment:
-    start: float
-    end: float
-    text: str
-    words: Sequence[WordLike]
-    local_speaker: str | None
-    voice_vector: Vec | None
-    text_vector: Vec | None
-    emotion: str | None = None
-    emotion_confidence: float | None = None
-
-
-@dataclass
-class SynthLocalSpeaker:
-    label: str
-    vectors: Sequence[Vec]
-    speech_seconds: float
-    matched_speaker_id: int | None = None
-
-
-@dataclass
-class SynthResult:
-    segments: Sequence[SegmentLike]
-    local_speakers: Sequence[LocalSpeakerLike]
-    voice_model_id: str = VOICE_MODEL
-    text_model_id: str | None = TEXT_MODEL
-    language: str | None = "en"
-    duration: float = 0.0
-    asr_model_id: str | None = "bench-asr"
 
 
 # ------------------------------------------------------------------ deterministic data
@@ -250,7 +207,7 @@ class Synth:
         n_segments: int | None = None,
         voices: Sequence[int] | None = None,
         salt: int = 0,
-    ) -> tuple[SynthResult, npt.NDArray[np.int32]]:
+    ) -> tuple[PipelineResult, npt.NDArray[np.int32]]:
         """Conversation c (or a bench-only one when salt != 0): the result to ingest and the true
         voice of each segment."""
         spec = self.spec
@@ -291,16 +248,16 @@ class Synth:
             voice_vecs[mask] = self.voice_samples(rng, v, int(mask.sum()))
         text_vecs = self.text_vectors(rng, n)
         texts = self.texts(rng, n)
-        segments: list[SynthSegment] = []
+        segments: list[PipelineSegment] = []
         for i in range(n):
             start = i * SEGMENT_SECONDS
             step = (SEGMENT_SECONDS - 0.2) / len(texts[i])
             words = [
-                SynthWord(w, round(start + j * step, 2), round(start + (j + 1) * step, 2), 0.9)
+                Word(w, round(start + j * step, 2), round(start + (j + 1) * step, 2), 0.9)
                 for j, w in enumerate(texts[i])
             ]
             segments.append(
-                SynthSegment(
+                PipelineSegment(
                     start=start,
                     end=start + SEGMENT_SECONDS - 0.2,
                     text=" ".join(texts[i]),
@@ -310,12 +267,15 @@ class Synth:
                     text_vector=text_vecs[i],
                 )
             )
-        local: list[SynthLocalSpeaker] = []
+        local: list[LocalSpeaker] = []
         for v, label in label_of.items():
             rows = np.flatnonzero(true_voice == v)
             vecs = [voice_vecs[r] for r in rows[:VOICEPRINTS_PER_CLUSTER]]
-            local.append(SynthLocalSpeaker(label, vecs, len(rows) * (SEGMENT_SECONDS - 0.2)))
-        result = SynthResult(segments, local, duration=n * SEGMENT_SECONDS)
+            local.append(LocalSpeaker(label, vecs, len(rows) * (SEGMENT_SECONDS - 0.2)))
+        result = PipelineResult(
+            segments, local, voice_model_id=VOICE_MODEL, text_model_id=TEXT_MODEL,
+            language="en", duration=n * SEGMENT_SECONDS, asr_model_id="bench-asr",
+        )
         return result, true_voice
 
 
@@ -371,7 +331,7 @@ class Baseline:
         propagated = int(np.count_nonzero(sims >= threshold)) - 1
         return int(mask.sum()), propagated
 
-    def ingest(self, result: SynthResult) -> list[int]:
+    def ingest(self, result: PipelineResult) -> list[int]:
         """Match every cluster, then gather the new rows (appending to growable arrays is
         amortised O(rows))."""
         matched = [self.match(np.stack(spk.vectors)) for spk in result.local_speakers]

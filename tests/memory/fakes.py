@@ -1,4 +1,4 @@
-"""Synthetic pipeline results for memory tests (also imported by other layers' tests).
+"""Synthetic pipeline results (the pipeline's own dataclasses) for memory tests and others.
 
 A "voice" is a random unit vector; each clip of it is that vector plus small noise,
 renormalised, so clips of one voice are close (cosine ~0.95) and different voices are far
@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+
+# The pipeline's own result types: what memory.ingest really receives.
+from inference.types import LocalSpeaker, PipelineResult, PipelineSegment, Word
 
 VOICE_MODEL = "fake-voice-1.0"
 TEXT_MODEL = "fake-text-1.0"
@@ -28,47 +30,6 @@ VOCABULARY = (
     "database", "music", "garden", "kitchen", "train", "ticket", "doctor", "school", "market",
     "price", "energy", "river", "mountain", "letter", "camera", "window",
 )
-
-
-@dataclass
-class FakeWord:
-    word: str
-    start: float
-    end: float
-    probability: float = 0.9
-
-
-@dataclass
-class FakeSegment:
-    start: float
-    end: float
-    text: str
-    words: list[FakeWord]
-    local_speaker: str | None
-    voice_vector: Vec | None = None
-    text_vector: Vec | None = None
-    emotion: str | None = None
-    emotion_confidence: float | None = None
-
-
-@dataclass
-class FakeLocalSpeaker:
-    label: str
-    vectors: list[Vec]
-    speech_seconds: float
-    matched_speaker_id: int | None = None
-
-
-@dataclass
-class FakeResult:
-    segments: list[FakeSegment]
-    local_speakers: list[FakeLocalSpeaker]
-    voice_model_id: str = VOICE_MODEL
-    text_model_id: str | None = TEXT_MODEL
-    language: str | None = "en"
-    duration: float = 0.0
-    asr_model_id: str | None = "fake-asr-1.0"
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _seed(*parts: object) -> int:
@@ -132,7 +93,7 @@ def make_result(
     with_voice_vectors: bool = True,
     matched: dict[str, int] | None = None,
     voice_model_id: str = VOICE_MODEL,
-) -> FakeResult:
+) -> PipelineResult:
     """A recording in which `speakers` (voice names) take turns, round-robin.
 
     Local labels are SPEAKER_00, SPEAKER_01... in the order of `speakers`. `texts` overrides
@@ -140,15 +101,15 @@ def make_result(
     memory-informed diarization would."""
     rng = np.random.default_rng(_seed("result", voices.seed, seed, *speakers))
     labels = {name: f"SPEAKER_{i:02d}" for i, name in enumerate(speakers)}
-    segments: list[FakeSegment] = []
+    segments: list[PipelineSegment] = []
     t = 0.0
     for i in range(n_segments):
         name = speakers[i % len(speakers)]
         text = texts[i % len(texts)] if texts else sentence(rng)
         tokens = text.split()
         step = segment_seconds / max(1, len(tokens))
-        words = [FakeWord(w, t + k * step, t + (k + 1) * step) for k, w in enumerate(tokens)]
-        segments.append(FakeSegment(
+        words = [Word(w, t + k * step, t + (k + 1) * step, 0.9) for k, w in enumerate(tokens)]
+        segments.append(PipelineSegment(
             start=t, end=t + segment_seconds, text=text, words=words,
             local_speaker=labels[name],
             voice_vector=voices.clip(name) if with_voice_vectors else None,
@@ -156,7 +117,7 @@ def make_result(
         ))
         t += segment_seconds + 0.25
     local = [
-        FakeLocalSpeaker(
+        LocalSpeaker(
             label=labels[name],
             vectors=voices.clips(name, windows_per_speaker),
             speech_seconds=segment_seconds * sum(
@@ -166,7 +127,8 @@ def make_result(
         )
         for name in dict.fromkeys(speakers)
     ]
-    return FakeResult(
-        segments=segments, local_speakers=local, duration=t, voice_model_id=voice_model_id,
-        text_model_id=TEXT_MODEL if with_text_vectors else None,
+    return PipelineResult(
+        segments=segments, local_speakers=local, voice_model_id=voice_model_id,
+        text_model_id=TEXT_MODEL if with_text_vectors else None, language="en", duration=t,
+        asr_model_id="fake-asr-1.0",
     )

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from inference.types import PipelineResult
 from memory import SpeakerMemory
 from memory.errors import (
     ConversationNotFound,
@@ -11,10 +14,10 @@ from memory.errors import (
     ModelMismatch,
 )
 from memory.types import SearchFilters
-from tests.memory.fakes import VOICE_MODEL, FakeResult, Voices, make_result
+from tests.memory.fakes import VOICE_MODEL, Voices, make_result
 
 
-def ingest(store: SpeakerMemory, result: FakeResult, title: str = "talk") -> list[int]:
+def ingest(store: SpeakerMemory, result: PipelineResult, title: str = "talk") -> list[int]:
     conversation = store.create_conversation(title=title)
     return [d.speaker.id for d in store.ingest(conversation.id, result).decisions]
 
@@ -231,8 +234,12 @@ def test_words_with_numpy_numbers_and_nan_are_stored(
     store: SpeakerMemory, voices: Voices
 ) -> None:
     result = make_result(voices, ["ann"], 1, texts=["hello world"])
-    result.segments[0].words[0].start = np.float32(0.5)  # type: ignore[assignment]
-    result.segments[0].words[1].probability = float("nan")
+    hello, world = result.segments[0].words
+    # As a model may hand them over: numpy scalars, and NaN for an unknown probability.
+    result.segments[0].words = [
+        replace(hello, start=np.float32(0.5)),
+        replace(world, probability=float("nan")),
+    ]
     conversation = store.create_conversation(title="numpy")
     (segment_id,) = store.ingest(conversation.id, result).segment_ids
     words = store.get_segment(segment_id).words
