@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -36,6 +35,7 @@ from inference.audio import AudioSource, decode
 from inference.config import PipelineConfig
 from inference.enrolled import ClusterMatch, match_clusters, merge_matched
 from inference.factory import Backends, build_backends
+from inference.protocols import StreamingTranscriber
 from inference.reuse import Span
 from inference.types import (
     SAMPLE_RATE,
@@ -56,23 +56,6 @@ from memory.types import EnrolledVoice
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-
-
-@runtime_checkable
-class StreamingTranscriber(Protocol):
-    """A Transcriber that can also report progress and hand over each segment as it is done
-    (WhisperTranscriber); the pipeline then aligns and embeds while ASR goes on."""
-
-    model_id: str
-    streams_segments: bool
-
-    def transcribe(
-        self,
-        audio: Audio,
-        language: str | None = None,
-        progress: Callable[[float], None] | None = None,
-        on_segment: Callable[[TranscriptSegment], None] | None = None,
-    ) -> Transcript: ...
 
 
 @dataclass(frozen=True)

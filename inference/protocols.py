@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
-from inference.types import Audio, Diarization, EmotionResult, SpeechRegion, Transcript, Vector
+from inference.types import (
+    Audio,
+    Diarization,
+    EmotionResult,
+    SpeechRegion,
+    Transcript,
+    TranscriptSegment,
+    Vector,
+)
 
 
 class VoiceActivityDetector(Protocol):
@@ -21,6 +29,23 @@ class Transcriber(Protocol):
     def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         """Segments with word timestamps and probabilities, and the detected language."""
         ...
+
+
+@runtime_checkable
+class StreamingTranscriber(Protocol):
+    """A Transcriber that can also report progress and hand over each segment as it is done
+    (WhisperTranscriber); the pipeline then aligns and embeds while ASR goes on."""
+
+    model_id: str
+    streams_segments: bool
+
+    def transcribe(
+        self,
+        audio: Audio,
+        language: str | None = None,
+        progress: Callable[[float], None] | None = None,
+        on_segment: Callable[[TranscriptSegment], None] | None = None,
+    ) -> Transcript: ...
 
 
 class VoiceEmbedder(Protocol):
