@@ -11,12 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from memory import text_index
 from memory.db import Tx
 from memory.errors import BackupError, ImportNotEmpty
-from memory.vector_index import bits_table, quantise, register_model
+from memory.vector_index import rebuild_codes, register_model
 from memory.voiceprints import recompute_centroids
 
 FORMAT = "speaker-memory-backup"
@@ -26,6 +24,7 @@ TABLES = (
     "sqlite_sequence",
 )
 BOOKKEEPING_KEYS = ("text_index_generation", "write_generation")
+NOT_BOOKKEEPING = "key NOT IN (" + ", ".join(f"'{k}'" for k in BOOKKEEPING_KEYS) + ")"
 """meta rows that count writes for in-RAM caches: process state, not data."""
 CONTENT_TABLES = ("speaker", "conversation", "segment", "voiceprint", "identity_event")
 
@@ -54,8 +53,7 @@ def export(tx: Tx, path: Path, schema_version: int) -> None:
         if table in ("voice_model", "text_model"):
             order = "model_id"
         quoted = ", ".join(f'"{c}"' for c in columns)
-        keys = ", ".join(f"'{k}'" for k in BOOKKEEPING_KEYS)
-        where = f" WHERE key NOT IN ({keys})" if table == "meta" else ""
+        where = f" WHERE {NOT_BOOKKEEPING}" if table == "meta" else ""
         if table == "sqlite_sequence":  # ours only, not the vec0 index's shadow tables
             where = " WHERE name IN (" + ", ".join(f"'{t}'" for t in TABLES) + ")"
         rows = tx.all(f"SELECT {quoted} FROM {table}{where} ORDER BY {order}")
@@ -93,7 +91,8 @@ def restore(tx: Tx, tables: dict[str, Any]) -> None:
                 f"the store already holds data (table {table}); import a backup into an "
                 "empty data directory"
             )
-    tx.run("DELETE FROM meta")
+    # The write counters stay: they are how caches (this process's and others') see the import.
+    tx.run(f"DELETE FROM meta WHERE {NOT_BOOKKEEPING}")
     for table in TABLES:
         columns = tables[table]["columns"]
         known = set(_columns(tx, table))
@@ -113,15 +112,4 @@ def restore(tx: Tx, tables: dict[str, Any]) -> None:
     speakers = [int(r[0]) for r in tx.all("SELECT id FROM speaker")]
     recompute_centroids(tx, speakers)
     text_index.rebuild(tx)
-    for model_id, dim in tx.all("SELECT model_id, dim FROM text_model"):
-        vectors = tx.all(
-            "SELECT segment_id, vector FROM segment_text_vector WHERE model_id = ?", (model_id,)
-        )
-        tx.many(
-            f"INSERT INTO {bits_table(int(dim))}(rowid, embedding) VALUES (?, vec_bit(?))",
-            [(int(sid), quantise(np.frombuffer(blob, np.float32))) for sid, blob in vectors],
-        )
-    tx.run(
-        "INSERT INTO meta(key, value) VALUES ('text_index_generation', '1') ON CONFLICT(key)"
-        " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-    )
+    rebuild_codes(tx)

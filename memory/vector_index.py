@@ -31,7 +31,7 @@ from memory.db import Tx
 from memory.errors import ModelMismatch
 from memory.filters import filter_clause, is_empty
 from memory.types import SearchFilters, Vector
-from memory.vectors import as_vector, normalize, to_blob
+from memory.vectors import as_vector, from_blob, normalize, to_blob
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +189,7 @@ class TextVectorIndex:
             floats,
         )
         tx.many(f"INSERT INTO {bits_table(dim)}(rowid, embedding) VALUES (?, vec_bit(?))", bits)
-        tx.run(
-            "INSERT INTO meta(key, value) VALUES (?, '1') ON CONFLICT(key) DO UPDATE"
-            " SET value = CAST(value AS INTEGER) + 1",
-            (GENERATION_KEY,),
-        )
+        _bump_generation(tx)
         return [(dim, sid, code) for sid, code in bits]
 
     def publish(self, tx_generation: int, added: Sequence[tuple[int, int, bytes]]) -> None:
@@ -303,6 +299,28 @@ def candidate_counts(size: int, share: float, wanted: int) -> tuple[int, int]:
     exact_count = int(min(size, MAX_CANDIDATES, exact))
     rerank = min(size, max(RERANK_FACTOR * exact_count, int(size * RERANK_SHARE)))
     return exact_count, rerank
+
+
+def rebuild_codes(tx: Tx) -> None:
+    """Re-derive every binary code from the stored float vectors (after a backup import)."""
+    for model_id, dim in tx.all("SELECT model_id, dim FROM text_model"):
+        vectors = tx.all(
+            "SELECT segment_id, vector FROM segment_text_vector WHERE model_id = ?", (model_id,)
+        )
+        tx.many(
+            f"INSERT INTO {bits_table(int(dim))}(rowid, embedding) VALUES (?, vec_bit(?))",
+            [(int(sid), quantise(from_blob(blob))) for sid, blob in vectors],
+        )
+    _bump_generation(tx)
+
+
+def _bump_generation(tx: Tx) -> None:
+    """Tell every process's RAM copy of the codes that the table changed."""
+    tx.run(
+        "INSERT INTO meta(key, value) VALUES (?, '1') ON CONFLICT(key) DO UPDATE"
+        " SET value = CAST(value AS INTEGER) + 1",
+        (GENERATION_KEY,),
+    )
 
 
 def _json_ids(ids: Sequence[int]) -> str:

@@ -98,3 +98,22 @@ def test_bad_backup_files(store: SpeakerMemory, tmp_path: Path, content: str,
     with pytest.raises(BackupError, match="no backup file"):
         store.import_json(tmp_path / "missing.json")
     assert store.list_speakers() == []
+
+
+def test_an_open_store_sees_what_it_imported(store: SpeakerMemory, voices: Voices,
+                                              tmp_path: Path) -> None:
+    # Caches filled before the import (speaker list, voice centroids) must not outlive it.
+    fill(store, voices)
+    backup = tmp_path / "backup.json"
+    store.export_json(backup)
+    copy = SpeakerMemory(tmp_path / "copy" / "db.sqlite")
+    try:
+        assert copy.list_speakers() == []
+        assert copy.match_voice(voices.clips("bob", 2), VOICE_MODEL) == []
+        copy.import_json(backup)
+        assert [s.speaker.label for s in copy.list_speakers()] == [
+            s.speaker.label for s in store.list_speakers()
+        ]
+        assert copy.match_voice(voices.clips("bob", 2), VOICE_MODEL)[0].speaker.name == "Bob"
+    finally:
+        copy.close()
