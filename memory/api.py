@@ -24,7 +24,7 @@ from memory.errors import InvalidOperation, ModelMismatch, StoreError
 from memory.events import Change
 from memory.identity import Ctx
 from memory.migrations import latest_version, migrate
-from memory.speakers import get_info, info, infos, resolve_row
+from memory.speakers import SPEAKER_COLUMNS, get_info, info, infos, resolve_row
 from memory.timeutil import from_db_required
 from memory.types import (
     ConversationDetail,
@@ -94,9 +94,12 @@ class SpeakerMemory:
         """Load the in-RAM search structures now (voice centroids, quantised text vectors)
         instead of on the first match or search: ~2 s at 1M segments. Optional; a server
         may call it in a background thread at start."""
-        with self._write() as ctx:
-            for (model_id,) in ctx.tx.all("SELECT model_id FROM voice_model"):
-                ctx.cache.warm(ctx.tx, str(model_id))
+        # A read, like match_voice: warming a cache is no write (a write would also count as
+        # one and invalidate every process's caches).
+        with self._db.write_lock, self._db.read() as tx:
+            self._centroids.check(tx)
+            for (model_id,) in tx.all("SELECT model_id FROM voice_model"):
+                self._centroids.warm(tx, str(model_id))
         with self._db.read() as tx:
             for (dim,) in tx.all("SELECT DISTINCT dim FROM text_model"):
                 self._text_vectors.warm(tx, int(dim))
@@ -293,25 +296,22 @@ class SpeakerMemory:
         with self._write() as ctx:
             change = Change()
             rows = ctx.tx.all(
-                "SELECT id, name, name_key, kind, unknown_number, match_threshold, created_at,"
-                " updated_at FROM speaker WHERE kind = 'unknown' ORDER BY id"
+                f"SELECT {SPEAKER_COLUMNS} FROM speaker WHERE kind = 'unknown' ORDER BY id"
             )
             if not rows:
                 return IdentityChange(0, "delete_unknown", [], 0, 0,
                                       "There were no unknown speakers to delete.")
             segments = 0
-            conversation_ids: set[int] = set()
             for row in rows:
-                conversation_ids.update(int(r[0]) for r in ctx.tx.all(
-                    "SELECT DISTINCT conversation_id FROM segment WHERE speaker_id = ?", (row[0],)
-                ))
                 segments += identity.delete_speaker(ctx, change, int(row[0]))[0]
+            # The segments' conversations, as collected while moving them.
+            conversations = len(change.conversations)
             summary = (f"Deleted {len(rows)} unknown speakers; {segments} segments in "
-                       f"{len(conversation_ids)} conversations kept, now without a speaker")
+                       f"{conversations} conversations kept, now without a speaker")
             event_id = events.record(ctx.tx, "delete_unknown", summary, change)
             ctx.cache.refresh(ctx.tx, change.touched)
             return IdentityChange(event_id, "delete_unknown", [info(r) for r in rows], segments,
-                                  len(conversation_ids), summary)
+                                  conversations, summary)
 
     def undo(self, event_id: int | None = None) -> IdentityChange:
         with self._write() as ctx:

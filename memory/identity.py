@@ -212,7 +212,7 @@ def identify(
             (segment_id,),
         )
         if segment is None:
-            raise SegmentNotFound(_no_segment(tx, segment_id))
+            raise SegmentNotFound(no_segment_message(tx, segment_id))
         source_row = None if segment[2] is None else get_row(tx, int(segment[2]))
         if source_row is not None and source_row[3] == "unknown":
             target, summary = _identify_whole(ctx, change, source_row, name, target, relabel)
@@ -335,7 +335,7 @@ def mark_misidentified(
         "SELECT id, conversation_id, speaker_id FROM segment WHERE id = ?", (segment_id,)
     )
     if segment is None:
-        raise SegmentNotFound(_no_segment(tx, segment_id))
+        raise SegmentNotFound(no_segment_message(tx, segment_id))
     conversation_id = int(segment[1])
     old = None if segment[2] is None else int(segment[2])
     correct_row = None if correct_ref is None else resolve_row(tx, correct_ref)
@@ -431,7 +431,7 @@ def enroll(
     return speaker_id, created, len(added), f"{verb} {name} with {len(added)} voiceprints"
 
 
-def _no_segment(tx: Tx, segment_id: int) -> str:
+def no_segment_message(tx: Tx, segment_id: int) -> str:
     latest = tx.scalar("SELECT MAX(id) FROM segment")
     if latest is None:
         return f"no segment {segment_id}; the store has no segments yet"

@@ -10,6 +10,7 @@ from typing import Any
 from memory.conversations import CONVERSATION_COLUMNS, conversation_info, get_conversation_row
 from memory.db import Tx
 from memory.errors import SegmentNotFound
+from memory.identity import no_segment_message
 from memory.speakers import SPEAKER_COLUMNS, info, infos
 from memory.timeutil import from_db, to_db
 from memory.types import (
@@ -68,11 +69,7 @@ def segments_by_ids(tx: Tx, ids: Sequence[int]) -> dict[int, SegmentView]:
 def get_segment(tx: Tx, segment_id: int) -> SegmentView:
     found = segments_by_ids(tx, [segment_id])
     if segment_id not in found:
-        latest = tx.scalar("SELECT MAX(id) FROM segment")
-        hint = "the store has no segments yet" if latest is None else (
-            f"the latest segment id is {latest}"
-        )
-        raise SegmentNotFound(f"no segment {segment_id}; {hint}")
+        raise SegmentNotFound(no_segment_message(tx, segment_id))
     return found[segment_id]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import zlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,9 +43,10 @@ def normalize(vector: Vector) -> Vector:
     return (vector / norm).astype(np.float32)
 
 
-def normalize_rows(matrix: Matrix) -> Matrix:
+def normalize_rows(matrix: npt.NDArray[np.floating[Any]]) -> Matrix:
+    """Rows scaled to unit length (zero rows stay zero), as float32."""
     if matrix.size == 0:
-        return matrix
+        return matrix.astype(np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     normalised: Matrix = (matrix / norms).astype(np.float32)

@@ -20,7 +20,7 @@ from memory.db import Tx
 from memory.errors import ModelMismatch
 from memory.timeutil import now_db
 from memory.types import MatchConfig, Vector
-from memory.vectors import Matrix, dot_rows, normalize, to_blob
+from memory.vectors import Matrix, dot_rows, normalize, normalize_rows, to_blob
 
 CANDIDATE_SPEAKERS = 16
 """Speakers re-scored exactly after the centroid stage."""
@@ -261,9 +261,7 @@ def _normalised(
     dim = int(rows[0][3])
     ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
     sums = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float64).reshape(len(rows), dim)
-    norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    matrix = (sums / norms).astype(np.float32)
+    matrix = normalize_rows(sums)
     unknown = np.array([r[4] == "unknown" for r in rows], dtype=np.bool_)
     return ids, matrix, unknown
 
