@@ -21,7 +21,7 @@ from memory.errors import EventNotFound, InvalidOperation, UndoConflict
 from memory.speakers import SPEAKER_COLUMNS
 from memory.timeutil import now_db
 from memory.vectors import b64, pack_ids, unb64, unpack_ids
-from memory.voiceprints import VOICEPRINT_COLUMNS, recompute_centroids
+from memory.voiceprints import VOICEPRINT_COLUMNS, recompute_centroids, voiceprint_rows
 
 SEGMENT_STATE = "speaker_id, speaker_confidence, assignment_source, excluded_from_profile"
 
@@ -38,7 +38,6 @@ class Change:
     touched: set[int] = field(default_factory=set)
     conversations: set[int] = field(default_factory=set)
     """Conversations whose segments changed speaker (counted again by undo)."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -111,9 +110,7 @@ class Change:
             self.voiceprint_moves.append({"from": source, "to": target, "ids": pack_ids(ids)})
 
     def delete_voiceprints(self, tx: Tx, where: str, params: list[Any]) -> None:
-        rows = tx.all(
-            f"SELECT {VOICEPRINT_COLUMNS} FROM voiceprint WHERE {where} ORDER BY id", params
-        )
+        rows = voiceprint_rows(tx, where, params)
         for row in rows:
             values = list(row)
             if values[0] in self.voiceprints_added:
@@ -134,7 +131,7 @@ class Change:
             "voiceprint_moves": self.voiceprint_moves,
             "voiceprints_deleted": self.voiceprints_deleted,
             "voiceprints_added": self.voiceprints_added,
-            "extra": {**self.extra, "conversations": sorted(self.conversations)},
+            "extra": {"conversations": sorted(self.conversations)},
         }, separators=(",", ":"))
 
 

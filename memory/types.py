@@ -23,7 +23,6 @@ Vector = npt.NDArray[np.float32]
 SpeakerKind = Literal["enrolled", "unknown"]
 AssignmentSource = Literal["auto", "manual", "enrollment"]
 ConversationStatus = Literal["queued", "processing", "done", "failed"]
-SearchMode = Literal["keyword", "semantic", "hybrid"]
 IdentityAction = Literal["identify", "rename", "merge", "misidentify", "delete", "enroll",
                          "delete_unknown", "reprocess"]
 
