@@ -116,16 +116,11 @@ def save_audio_bytes(app: App, content: bytes, filename: str | None) -> AudioFil
             f"the upload is {len(content):,} bytes, over the {cap:,}-byte limit "
             "(SPEAKER_MEMORY_MAX_UPLOAD_BYTES)."
         )
-    if not content:
-        raise InvalidInput("the audio is empty (0 bytes); send the recording's content.")
-    digest = hashlib.sha256(content).hexdigest()
-    name = safe_filename(filename) if filename else f"upload-{digest[:12]}"
-    target = app.settings.audio_dir / f"{digest[:16]}{Path(name).suffix.lower()[:10]}"
-    if not target.exists():
-        partial = target.with_name(target.name + ".part")
-        partial.write_bytes(content)
-        partial.replace(target)
-    return AudioFile(path=target.resolve(), source_name=name, sha256=digest)
+    # The same path as a streamed upload (its own temporary file: two equal uploads at once
+    # do not collide).
+    with UploadWriter(app, filename) as writer:
+        writer.write(content)
+        return writer.finish()
 
 
 class UploadWriter:
