@@ -187,8 +187,9 @@ def build_server(app: App) -> MCPServer:
         filename: Filename = None,
         title: Annotated[str | None, Field(description="Conversation title; default: the "
                                            "file name.")] = None,
-        num_speakers: Annotated[int | None, Field(ge=1, le=20, description="Exact number of "
-                                                  "speakers, when known.")] = None,
+        num_speakers: Annotated[int | None, Field(
+            ge=1, le=processing.MAX_SPEAKERS, description="Exact number of speakers, when known."
+        )] = None,
         language: Annotated[str | None, Field(description="ISO language code; default: "
                                               "detected.")] = None,
         wait: Annotated[bool, Field(description="Wait for the result (progress is reported). "

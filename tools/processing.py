@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from memory.errors import DuplicateAudio, SpeakerMemoryError
+from memory.errors import DuplicateAudio, InvalidInput, SpeakerMemoryError
 from memory.types import ConversationInfo
 from tools.context import App, Job
 from tools.inputs import AudioFile
@@ -44,9 +44,11 @@ class Started:
 def start_processing(app: App, audio: AudioFile, options: ProcessOptions) -> Started:
     """Create the conversation (status 'queued') and queue its job. A duplicate of stored audio
     is not processed again: the existing conversation id comes back, with job None — unless
-    that earlier attempt failed, in which case the same conversation is tried again."""
+    that earlier attempt failed or was interrupted, in which case the same conversation is
+    tried again."""
+    _check_speaker_counts(options)
     existing = app.memory.find_conversation_by_sha256(audio.sha256)
-    if existing is not None and existing.status == "failed":
+    if existing is not None and _needs_a_run(app, existing):
         app.memory.set_conversation_status(existing.id, "queued")
         job = app.jobs.submit(existing.id, lambda job: _run_job(app, job, audio, options))
         return Started(existing.id, job)
@@ -62,6 +64,28 @@ def start_processing(app: App, audio: AudioFile, options: ProcessOptions) -> Sta
         return Started(exc.conversation_id, None)
     job = app.jobs.submit(info.id, lambda job: _run_job(app, job, audio, options))
     return Started(info.id, job)
+
+
+def _needs_a_run(app: App, existing: ConversationInfo) -> bool:
+    """A failed earlier attempt, or one a stopped server left queued/processing (no job of this
+    process runs it), is run again on the same conversation."""
+    if existing.status == "failed":
+        return True
+    return existing.status in ("queued", "processing") and app.jobs.get(existing.id) is None
+
+
+MAX_SPEAKERS = 20
+
+
+def _check_speaker_counts(options: ProcessOptions) -> None:
+    """Checked here, before anything is stored, for every edge (MCP, REST, CLI)."""
+    for name in ("num_speakers", "min_speakers", "max_speakers"):
+        value = getattr(options, name)
+        if value is not None and not 1 <= value <= MAX_SPEAKERS:
+            raise InvalidInput(f"{name} must be between 1 and {MAX_SPEAKERS}, got {value}.")
+    low, high = options.min_speakers, options.max_speakers
+    if low is not None and high is not None and low > high:
+        raise InvalidInput(f"min_speakers ({low}) is more than max_speakers ({high}).")
 
 
 def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
+
+from memory.errors import InvalidInput
 from tests.tools.fake_pipeline import FakePipeline, Turn
 from tools import identity, processing, queries
 from tools.context import App
@@ -84,3 +88,31 @@ def test_naming_and_searching_without_the_server(app: App, fake: FakePipeline) -
     text = queries.get_conversation(app, cid, "text").text
     assert text is not None
     assert text.splitlines()[0] == "[00:00] Uma: Can everyone hear me on the call?"
+
+
+def test_audio_left_queued_by_a_stopped_server_is_processed_again(
+    app: App, fake: FakePipeline
+) -> None:
+    path = fake.recording(app.settings.inbox_dir / "call.wav", TURNS)
+    audio = audio_from_path(app, str(path))
+    # What a server that died before running the job leaves behind: a queued conversation.
+    stale = app.memory.create_conversation(title="call", sha256=audio.sha256)
+    cid = _run(app, path)
+    assert cid == stale.id and fake.runs == 1
+    assert processing.processing_status(app, cid).status == "done"
+
+
+def test_speaker_counts_are_checked_before_anything_is_stored(
+    app: App, fake: FakePipeline
+) -> None:
+    path = fake.recording(app.settings.inbox_dir / "call.wav", TURNS)
+    audio = audio_from_path(app, str(path))
+    bad = [
+        (processing.ProcessOptions(num_speakers=0), "num_speakers must be between 1 and 20"),
+        (processing.ProcessOptions(max_speakers=99), "max_speakers must be between 1 and 20"),
+        (processing.ProcessOptions(min_speakers=3, max_speakers=2), "min_speakers (3) is more"),
+    ]
+    for options, message in bad:
+        with pytest.raises(InvalidInput, match=re.escape(message)):
+            processing.start_processing(app, audio, options)
+    assert app.memory.list_conversations().total == 0 and fake.runs == 0
