@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from inference.device import choose_device
 from inference.protocols import VoiceActivityDetector
 from inference.types import Audio, SpeechRegion, Transcript, TranscriptSegment, Word
-from inference.vad import SileroVAD, merge_regions
+from inference.vad import SileroVAD, concatenate_regions, merge_regions
 from memory.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -233,12 +231,11 @@ class WhisperTranscriber:
         if not regions or audio.duration == 0:
             return Transcript(segments=[], language=language, model_id=self.model_id)
         from faster_whisper.transcribe import restore_speech_timestamps
-        from faster_whisper.vad import collect_chunks
 
         rate = audio.sample_rate
         chunks = [{"start": int(r.start * rate), "end": int(r.end * rate)} for r in regions]
-        pieces, _ = collect_chunks(audio.samples, chunks, sampling_rate=rate)
-        speech = np.concatenate(pieces).astype(np.float32, copy=False)
+        # One concatenation: faster-whisper's collect_chunks grows its array region by region.
+        speech = concatenate_regions(audio, regions)
         segments, info = model.transcribe(
             speech,
             language=language,

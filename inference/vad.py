@@ -91,6 +91,14 @@ def speech_seconds(regions: list[SpeechRegion]) -> float:
     return sum(r.end - r.start for r in regions)
 
 
+def concatenate_regions(audio: Audio, regions: list[SpeechRegion]) -> np.ndarray:
+    """The samples of `regions`, end to end, in one copy."""
+    pieces = [audio.slice(r.start, r.end) for r in regions]
+    if not pieces:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(pieces).astype(np.float32, copy=False)
+
+
 def merge_regions(
     regions: list[SpeechRegion], *, pad: float, max_gap: float, duration: float
 ) -> list[SpeechRegion]:
