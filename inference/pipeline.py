@@ -49,7 +49,7 @@ from inference.types import (
     TranscriptSegment,
     Vector,
 )
-from inference.vad import speech_seconds
+from inference.vad import concatenate_regions, speech_seconds
 from memory.errors import NoSpeech
 from memory.types import EnrolledVoice
 
@@ -159,7 +159,13 @@ class Pipeline:
                 diarization, recorded = self._diarize(audio, regions, num_speakers,
                                                       min_speakers, max_speakers, timings)
                 with _timed(timings, "match_enrolled"):
-                    matches = match_clusters(diarization, enrolled, self.config.match_margin)
+                    # Enrolled centroids are comparable only with vectors of the same model.
+                    comparable = (
+                        enrolled
+                        if diarization.model_id == backends.voice_embedder.model_id
+                        else ()
+                    )
+                    matches = match_clusters(diarization, comparable, self.config.match_margin)
                     diarization, matches = merge_matched(diarization, matches)
                 # Labelled after the merge, so windows follow their cluster into it.
                 windows = windows_of(diarization) or label_windows(recorded, diarization.turns)
@@ -289,7 +295,7 @@ class Pipeline:
         """
         audio = self._audio(audio_or_path)
         regions = self.backends.vad.speech_regions(audio)
-        speech = _concatenate(audio, regions)
+        speech = concatenate_regions(audio, regions)
         seconds = len(speech) / audio.sample_rate
         if seconds < MIN_ENROLL_SPEECH_SECONDS:
             raise NoSpeech(
@@ -351,13 +357,6 @@ def _local_speakers(
             matched_speaker_id=match.speaker_id if match else None,
         ))
     return speakers
-
-
-def _concatenate(audio: Audio, regions: list[SpeechRegion]) -> np.ndarray:
-    pieces = [audio.slice(r.start, r.end) for r in regions]
-    if not pieces:
-        return np.zeros(0, dtype=np.float32)
-    return np.concatenate(pieces).astype(np.float32, copy=False)
 
 
 def _windows(speech: np.ndarray, rate: int) -> list[np.ndarray]:

@@ -111,6 +111,16 @@ def test_enrolled_voices_of_another_dimension_are_ignored() -> None:
     assert all(sp.matched_speaker_id is None for sp in result.local_speakers)
 
 
+def test_enrolled_voices_are_not_compared_with_another_models_clusters() -> None:
+    # A diarizer with its own embeddings (pyannote) beside a different voice embedder: the
+    # enrolled centroids are of the embedder's model, so nothing may match, however close.
+    pipeline, diarizer = make_pipeline()
+    diarizer.model_id = "other-voice-model"
+    result = pipeline.run(tone_audio(10.5), enrolled=[enrolled(7, "Alice", "alice")])
+    assert all(sp.matched_speaker_id is None for sp in result.local_speakers)
+    assert [sp.label for sp in result.local_speakers] == ["A", "B", "C"]
+
+
 def test_silence_gives_a_result_without_segments() -> None:
     pipeline, diarizer = make_pipeline(vad=ScriptedVAD(regions=[]))
     result = pipeline.run(Audio(np.zeros(16_000 * 3, np.float32)))
