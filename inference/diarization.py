@@ -100,7 +100,7 @@ class BuiltinDiarizer:
         frame_labels = self._frame_labels(audio, regions, windows, vectors, centroids,
                                           fine, fine_vectors)
         turns = _turns_from_frames(frame_labels, cfg)
-        turns = _bridge(turns, cfg.bridge_gap)
+        turns = bridge_turns(turns, cfg.bridge_gap)
         log.debug("diarized %.1f s: %d windows (+%d short), %d clusters, %d turns",
                   audio.duration, len(windows), len(fine), int(labels.max()) + 1, len(turns))
         return _named(turns, windows, labels, vectors, self.embedder.model_id)
@@ -174,7 +174,7 @@ class BuiltinDiarizer:
         if not speech:
             return Diarization(turns=[], vectors={}, model_id=self.embedder.model_id)
         vectors = self.embedder.embed([audio.slice(r.start, r.end) for r in speech])
-        turns = _bridge([Turn(r.start, r.end, "SPEAKER_00") for r in speech],
+        turns = bridge_turns([Turn(r.start, r.end, "SPEAKER_00") for r in speech],
                         self.config.bridge_gap)
         return Diarization(turns=turns, vectors={"SPEAKER_00": list(vectors)},
                            model_id=self.embedder.model_id,
@@ -316,7 +316,8 @@ def _gap(a: tuple[float, float, int], b: tuple[float, float]) -> float:
     return max(0.0, max(a[0], b[0]) - min(a[1], b[1]))
 
 
-def _bridge(turns: list[Turn], max_gap: float) -> list[Turn]:
+def bridge_turns(turns: list[Turn], max_gap: float) -> list[Turn]:
+    """Consecutive turns of one label at most `max_gap` apart become one turn."""
     merged: list[Turn] = []
     for turn in sorted(turns, key=lambda t: t.start):
         if merged and merged[-1].label == turn.label and turn.start - merged[-1].end <= max_gap:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference.alignment import normalise
+from inference.diarization import bridge_turns
 from inference.types import Diarization, Turn, Vector
 from memory.types import EnrolledVoice
 
@@ -76,7 +77,7 @@ def merge_matched(
     by_speaker: dict[int, list[str]] = {}
     for label, match in matches.items():
         by_speaker.setdefault(match.speaker_id, []).append(label)
-    speech = _speech_by_label(diarization.turns)
+    speech = speech_by_label(diarization.turns)
     rename: dict[str, str] = {}
     for labels in by_speaker.values():
         if len(labels) < 2:
@@ -97,8 +98,9 @@ def merge_matched(
             spans.setdefault(target, []).extend(diarization.spans[label])
     # Spans stay usable only if every merged label had them.
     spans = {lb: sp for lb, sp in spans.items() if len(sp) == len(vectors.get(lb, []))}
-    turns = _join_touching([Turn(t.start, t.end, rename.get(t.label, t.label))
-                            for t in diarization.turns])
+    # Only turns that touch are joined (1e-6 s: float noise), not real pauses.
+    turns = bridge_turns([Turn(t.start, t.end, rename.get(t.label, t.label))
+                          for t in diarization.turns], 1e-6)
     merged_matches: dict[str, ClusterMatch] = {}
     for label, match in matches.items():
         target = rename.get(label, label)
@@ -110,18 +112,8 @@ def merge_matched(
     )
 
 
-def _speech_by_label(turns: Sequence[Turn]) -> dict[str, float]:
+def speech_by_label(turns: Sequence[Turn]) -> dict[str, float]:
     speech: dict[str, float] = {}
     for turn in turns:
         speech[turn.label] = speech.get(turn.label, 0.0) + (turn.end - turn.start)
     return speech
-
-
-def _join_touching(turns: list[Turn], gap: float = 1e-6) -> list[Turn]:
-    joined: list[Turn] = []
-    for turn in sorted(turns, key=lambda t: t.start):
-        if joined and joined[-1].label == turn.label and turn.start - joined[-1].end <= gap:
-            joined[-1] = Turn(joined[-1].start, max(joined[-1].end, turn.end), turn.label)
-        else:
-            joined.append(turn)
-    return joined

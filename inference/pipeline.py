@@ -15,9 +15,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,7 +32,7 @@ from inference.alignment import (
 )
 from inference.audio import AudioSource, decode
 from inference.config import PipelineConfig
-from inference.enrolled import ClusterMatch, match_clusters, merge_matched
+from inference.enrolled import ClusterMatch, match_clusters, merge_matched, speech_by_label
 from inference.factory import Backends, build_backends
 from inference.protocols import StreamingTranscriber
 from inference.reuse import Span
@@ -56,13 +55,6 @@ from memory.types import EnrolledVoice
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class EnrollmentVoice:
-    vectors: list[Vector]
-    model_id: str
-    speech_seconds: float
 
 
 ENROLL_WINDOW_SECONDS = 3.0
@@ -176,7 +168,7 @@ class Pipeline:
             except BaseException:
                 cancelled.set()  # stop ASR at its next segment instead of finishing the file
                 raise
-            transcript = _result(asr)
+            transcript = asr.result()
         if streamed != len(transcript.segments):  # a transcriber that does not stream
             segments = self._finish(transcript.segments, diarization, windows, audio, timings)
 
@@ -336,9 +328,7 @@ def _local_speakers(
 ) -> list[LocalSpeaker]:
     """One LocalSpeaker per label that has at least one segment (a cluster without words would
     only create an empty 'Unknown' speaker)."""
-    speech: dict[str, float] = {}
-    for turn in diarization.turns:
-        speech[turn.label] = speech.get(turn.label, 0.0) + (turn.end - turn.start)
+    speech = speech_by_label(diarization.turns)
     labels: list[str] = []
     for segment in segments:
         if segment.local_speaker is not None and segment.local_speaker not in labels:
@@ -401,10 +391,6 @@ def _warm_up_text(backends: Backends) -> None:
             load()
         except Exception:  # the real error surfaces when the embedder is used
             log.debug("text embedder warm-up failed", exc_info=True)
-
-
-def _result(future: Future[Transcript]) -> Transcript:
-    return future.result()
 
 
 @contextmanager
