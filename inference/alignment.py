@@ -186,19 +186,6 @@ def windows_of(diarization: Diarization) -> list[Window]:
     return sorted(out, key=lambda w: w.start)
 
 
-def label_windows(
-    spans: Sequence[tuple[float, float, Vector]], turns: Sequence[Turn]
-) -> list[Window]:
-    """Windows known only by time (see inference.reuse) take the turn they overlap most."""
-    index = TurnIndex(turns)
-    out: list[Window] = []
-    for start, end, vector in spans:
-        label = index.speaker_of(start, end, max_snap=0.0)
-        if label is not None:
-            out.append(Window(start, end, label, vector))
-    return sorted(out, key=lambda w: w.start)
-
-
 def attach_voice_vectors(
     segments: Sequence[PipelineSegment],
     windows: Sequence[Window],

@@ -19,7 +19,6 @@ from inference.protocols import (
     VoiceActivityDetector,
     VoiceEmbedder,
 )
-from inference.reuse import RecordingEmbedder
 from inference.transcribe import TranscribeOptions, WhisperTranscriber
 from inference.vad import SileroVAD
 
@@ -34,7 +33,6 @@ class Backends:
     voice_embedder: VoiceEmbedder
     text_embedder: TextEmbedder | None
     emotion: EmotionRecognizer | None = None
-    window_recorder: RecordingEmbedder | None = None
     """Wraps the diarizer's embedder to hand its window vectors to the segments."""
 
 
@@ -56,8 +54,7 @@ def build_backends(config: PipelineConfig) -> Backends:
                     "get vectors of different models and are never compared; set "
                     "SPEAKER_MEMORY_VOICE_EMBEDDER=pyannote", config.voice_embedder)
     voice_embedder = build_voice_embedder(config)
-    recorder = RecordingEmbedder(voice_embedder)
-    diarizer = build_diarizer(config, vad, recorder)
+    diarizer = build_diarizer(config, vad, voice_embedder)
     from inference.text_embedding import MiniLMTextEmbedder
 
     emotion: EmotionRecognizer | None = None
@@ -73,7 +70,6 @@ def build_backends(config: PipelineConfig) -> Backends:
         voice_embedder=voice_embedder,
         text_embedder=MiniLMTextEmbedder(device=config.device),
         emotion=emotion,
-        window_recorder=recorder,
     )
 
 

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -26,7 +26,6 @@ from inference.alignment import (
     align,
     attach_voice_vectors,
     extend_to_turns,
-    label_windows,
     normalise,
     windows_of,
 )
@@ -35,7 +34,6 @@ from inference.config import PipelineConfig
 from inference.enrolled import ClusterMatch, match_clusters, merge_matched, speech_by_label
 from inference.factory import Backends, build_backends
 from inference.protocols import StreamingTranscriber
-from inference.reuse import Span
 from inference.types import (
     SAMPLE_RATE,
     Audio,
@@ -148,7 +146,7 @@ class Pipeline:
                 # Load the text model while the CPU-heavy stages run (once per process).
                 pool.submit(_warm_up_text, backends)
             try:
-                diarization, recorded = self._diarize(audio, regions, num_speakers,
+                diarization = self._diarize(audio, regions, num_speakers,
                                                       min_speakers, max_speakers, timings)
                 with _timed(timings, "match_enrolled"):
                     # Enrolled centroids are comparable only with vectors of the same model.
@@ -160,7 +158,7 @@ class Pipeline:
                     matches = match_clusters(diarization, comparable, self.config.match_margin)
                     diarization, matches = merge_matched(diarization, matches)
                 # Labelled after the merge, so windows follow their cluster into it.
-                windows = windows_of(diarization) or label_windows(recorded, diarization.turns)
+                windows = windows_of(diarization)
                 streamed = 0
                 while (batch := _drain(pending)) is not None:
                     streamed += len(batch)
@@ -245,21 +243,15 @@ class Pipeline:
     def _diarize(
         self, audio: Audio, regions: list[SpeechRegion], num_speakers: int | None,
         min_speakers: int | None, max_speakers: int | None, timings: dict[str, float],
-    ) -> tuple[Diarization, list[Span]]:
-        """The diarization, and the windows its embedder computed (see inference.reuse)."""
+    ) -> Diarization:
         model_id = self.backends.voice_embedder.model_id
         if not regions:  # silence: nothing to diarize (and no model to wake up)
-            return Diarization(turns=[], vectors={}, model_id=model_id), []
-        recorder = self.backends.window_recorder
-        recording: AbstractContextManager[list[Span]] = (
-            recorder.recording(audio) if recorder is not None else nullcontext([])
-        )
-        with _timed(timings, "diarize"), recording as recorded:
-            diarization = self.backends.diarizer.diarize(
+            return Diarization(turns=[], vectors={}, model_id=model_id)
+        with _timed(timings, "diarize"):
+            return self.backends.diarizer.diarize(
                 audio, num_speakers=num_speakers, min_speakers=min_speakers,
                 max_speakers=max_speakers,
             )
-        return diarization, recorded
 
     def _attach_text_vectors(self, segments: list[PipelineSegment]) -> None:
         embedder = self.backends.text_embedder

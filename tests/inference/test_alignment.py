@@ -10,7 +10,6 @@ from inference.alignment import (
     align,
     attach_voice_vectors,
     extend_to_turns,
-    label_windows,
     windows_of,
 )
 from inference.types import (
@@ -119,16 +118,6 @@ def test_segments_get_no_vector_without_windows_or_embedder() -> None:
     segments = align(transcript(segment("one two three four", 0.5)), turns)
     attach_voice_vectors(segments, windows_of(diarization), tone_audio(6.0), None)
     assert segments[0].voice_vector is None
-
-
-def test_windows_known_by_time_take_the_turn_they_overlap_most() -> None:
-    a, b = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
-    turns = [Turn(0.0, 3.0, "A"), Turn(3.0, 6.0, "B")]
-    windows = label_windows([(3.5, 5.0, b), (0.0, 1.5, a), (2.0, 3.5, a), (8.0, 9.0, b)], turns)
-    assert [(w.start, w.label) for w in windows] == [(0.0, "A"), (2.0, "A"), (3.5, "B")]
-    segments = align(transcript(segment("one two three four five", 0.2)), turns)
-    attach_voice_vectors(segments, windows, tone_audio(6.0), None)
-    np.testing.assert_allclose(segments[0].voice_vector, a)  # only A's window inside it
 
 
 def test_text_is_rebuilt_from_whisper_words() -> None:

@@ -12,7 +12,6 @@ import pytest
 from inference.config import PipelineConfig
 from inference.factory import build_backends
 from inference.pipeline import shared_pipeline
-from inference.reuse import RecordingEmbedder
 from inference.transcribe import WhisperTranscriber
 from inference.vad import SileroVAD
 from memory.errors import MissingExtra
@@ -28,7 +27,7 @@ def torch_threads() -> Iterator[int]:
     torch.set_num_threads(before)
 
 
-def test_default_backends_share_one_vad_and_record_the_diarizers_windows(
+def test_default_backends_share_one_vad_and_one_voice_embedder(
     tmp_path: Path, torch_threads: int
 ) -> None:
     pytest.importorskip("inference.diarization")
@@ -38,8 +37,8 @@ def test_default_backends_share_one_vad_and_record_the_diarizers_windows(
     assert backends.transcriber.model_id == "faster-whisper-tiny.en"
     assert backends.transcriber._vad is backends.vad
     assert getattr(backends.diarizer, "vad", backends.vad) is backends.vad
-    assert isinstance(backends.window_recorder, RecordingEmbedder)
-    assert backends.window_recorder.inner is backends.voice_embedder
+    assert getattr(backends.diarizer, "embedder", backends.voice_embedder) is (
+        backends.voice_embedder)
     assert backends.voice_embedder.model_id == "resemblyzer-ge2e-0.1.4"
     assert backends.text_embedder is not None
     assert backends.text_embedder.model_id == "all-MiniLM-L6-v2"

@@ -25,7 +25,6 @@ from inference_fakes import (
 
 from inference.factory import Backends
 from inference.pipeline import Pipeline
-from inference.reuse import RecordingEmbedder
 from inference.types import Audio, EmotionResult, Turn
 from memory.errors import EmptyAudio, NoSpeech, NotAudio
 from memory.types import EnrolledVoice, SpeakerInfo
@@ -263,12 +262,10 @@ def real_pipeline(  # type: ignore[no-untyped-def]
     silero_vad, tiny_transcriber, voice_embedder, text_embedder
 ) -> Pipeline:
     diarization = pytest.importorskip("inference.diarization")
-    recorder = RecordingEmbedder(voice_embedder)
     return Pipeline(backends=Backends(
         vad=silero_vad, transcriber=tiny_transcriber,
-        diarizer=diarization.BuiltinDiarizer(silero_vad, recorder),
+        diarizer=diarization.BuiltinDiarizer(silero_vad, voice_embedder),
         voice_embedder=CountingEmbedder(voice_embedder), text_embedder=text_embedder,
-        window_recorder=recorder,
     ))
 
 
