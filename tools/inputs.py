@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from inference.audio import sha256 as file_sha256
 from memory.errors import InputTooLarge, InvalidInput, PathNotAllowed
 from tools.context import App
 
@@ -88,7 +89,7 @@ def audio_argument(
 
 def audio_from_path(app: App, raw: str) -> AudioFile:
     path = resolve_path(app, raw)
-    return AudioFile(path=path, source_name=path.name, sha256=_file_sha256(path),
+    return AudioFile(path=path, source_name=path.name, sha256=file_sha256(path),
                      recorded_at=_mtime(path))
 
 
@@ -174,14 +175,6 @@ def safe_filename(name: str) -> str:
     return cleaned[:120] or "audio"
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
 
@@ -195,5 +188,5 @@ def local_audio(path: Path) -> AudioFile:
     resolved = path.expanduser().resolve()
     if not resolved.is_file():
         raise InvalidInput(f"no file at {path}.")
-    return AudioFile(path=resolved, source_name=resolved.name, sha256=_file_sha256(resolved),
+    return AudioFile(path=resolved, source_name=resolved.name, sha256=file_sha256(resolved),
                      recorded_at=_mtime(resolved))

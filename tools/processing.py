@@ -101,7 +101,7 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
             num_speakers=options.num_speakers,
             min_speakers=options.min_speakers,
             max_speakers=options.max_speakers,
-            language=options.language or app.settings.language,
+            language=options.language,  # None: the pipeline uses settings.language
             enrolled=enrolled,
             # The pipeline's 0..1 is most of the job; storing the result is the rest.
             progress=lambda fraction, stage: job.report(0.95 * fraction, stage),

@@ -58,8 +58,7 @@ def get_conversation(
 def get_latest_segments(
     app: App, limit: int = 20, conversation_id: int | None = None
 ) -> SegmentList:
-    if conversation_id is not None:
-        app.memory.get_conversation_info(conversation_id)  # a clear error for a wrong id
+    # A wrong conversation id raises ConversationNotFound in memory.latest_segments.
     segments = app.memory.latest_segments(limit=_limit(limit), conversation_id=conversation_id)
     return SegmentList(segments=[segment_out(s) for s in segments])
 
