@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from memory.types import ConversationDetail, SegmentView
 from tools.context import App
-from tools.models import ExportOut, Transcript, conversation_out, segment_out
+from tools.models import ExportOut, Transcript, detail_out, segment_out
 
 ExportFormat = Literal["srt", "vtt", "rttm", "json", "txt"]
 
@@ -24,7 +24,7 @@ MIME_TYPES: dict[str, str] = {
 def export_conversation(app: App, conversation_id: int, format: ExportFormat = "srt") -> ExportOut:
     detail = app.memory.get_conversation(conversation_id)
     render = {"srt": to_srt, "vtt": to_vtt, "rttm": to_rttm, "json": to_json, "txt": to_txt}
-    stem = _slug(detail.conversation.title) or f"conversation-{conversation_id}"
+    stem = _stem(detail)
     return ExportOut(
         conversation_id=conversation_id, format=format,
         filename=f"{stem}.{format}", mime_type=MIME_TYPES[format],
@@ -70,7 +70,7 @@ def to_vtt(detail: ConversationDetail) -> str:
 def to_rttm(detail: ConversationDetail) -> str:
     """NIST RTTM: one SPEAKER line per segment; names have spaces replaced (fields are
     whitespace-separated)."""
-    file_id = _slug(detail.conversation.title) or f"conversation-{detail.conversation.id}"
+    file_id = _stem(detail)
     lines = [
         f"SPEAKER {file_id} 1 {s.start:.3f} {max(0.0, s.end - s.start):.3f} <NA> <NA> "
         f"{_rttm_name(speaker_label(s))} <NA> <NA>"
@@ -81,12 +81,8 @@ def to_rttm(detail: ConversationDetail) -> str:
 
 
 def to_json(detail: ConversationDetail) -> str:
-    speakers = {s.speaker.id: s.speaker for s in detail.segments if s.speaker is not None}
     document = Transcript(
-        conversation=conversation_out(
-            detail.conversation, len(detail.segments), list(speakers.values())
-        ),
-        segments=[segment_out(s) for s in detail.segments],
+        conversation=detail_out(detail), segments=[segment_out(s) for s in detail.segments]
     )
     data: dict[str, Any] = document.model_dump(mode="json", exclude={"text"})
     for out, view in zip(data["segments"], detail.segments, strict=True):
@@ -118,6 +114,11 @@ def _clock(seconds: float) -> str:
 
 def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _stem(detail: ConversationDetail) -> str:
+    """The file name (and RTTM file id) of an export."""
+    return _slug(detail.conversation.title) or f"conversation-{detail.conversation.id}"
 
 
 def _slug(text: str) -> str:

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from memory.types import (
+    ConversationDetail,
     ConversationInfo,
     ConversationSummary,
     IdentityChange,
@@ -218,6 +219,12 @@ def conversation_out(
         created_at=info.created_at, error=info.error, segment_count=segment_count,
         speakers=[speaker_ref(s) for s in speakers or []],
     )
+
+
+def detail_out(detail: ConversationDetail) -> ConversationOut:
+    """A transcript's header: the conversation with the speakers heard in it, in order."""
+    speakers = {s.speaker.id: s.speaker for s in detail.segments if s.speaker is not None}
+    return conversation_out(detail.conversation, len(detail.segments), list(speakers.values()))
 
 
 def summary_out(summary: ConversationSummary) -> ConversationOut:

@@ -17,7 +17,7 @@ from tools.models import (
     SpeakerConversations,
     SpeakerList,
     Transcript,
-    conversation_out,
+    detail_out,
     hit_out,
     segment_out,
     speaker_out,
@@ -46,10 +46,7 @@ def get_conversation(
     app: App, conversation_id: int, format: Literal["json", "text"] = "json"
 ) -> Transcript:
     detail = app.memory.get_conversation(conversation_id)
-    speakers = {s.speaker.id: s.speaker for s in detail.segments if s.speaker is not None}
-    conversation = conversation_out(
-        detail.conversation, len(detail.segments), list(speakers.values())
-    )
+    conversation = detail_out(detail)
     if format == "text":
         return Transcript(conversation=conversation, text=transcript_text(detail))
     return Transcript(conversation=conversation, segments=[segment_out(s) for s in detail.segments])
