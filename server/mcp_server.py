@@ -35,6 +35,7 @@ from tools.models import (
     ConversationList,
     ConversationOut,
     EnrollOut,
+    ExportFormat,
     ExportOut,
     IdentifyOut,
     IdentityChangeOut,
@@ -82,7 +83,9 @@ SegmentId = Annotated[int, Field(description="Segment id (from a transcript or s
 Speaker = Annotated[
     int | str, Field(description="Speaker id, name (case-insensitive) or 'Unknown N' label.")
 ]
-Limit = Annotated[int, Field(ge=1, le=500, description="Maximum number of items to return.")]
+Limit = Annotated[
+    int, Field(ge=1, le=queries.MAX_LIMIT, description="Maximum number of items to return.")
+]
 Offset = Annotated[int, Field(ge=0, description="Items to skip, for paging.")]
 Since = Annotated[
     datetime | None, Field(description="Only conversations recorded at or after (ISO 8601).")
@@ -306,7 +309,7 @@ def build_server(app: App) -> MCPServer:
     @tool(annotations=READ_ONLY)
     async def export_conversation(
         conversation_id: ConversationId,
-        format: Annotated[Literal["srt", "vtt", "rttm", "json", "txt"], Field(
+        format: Annotated[ExportFormat, Field(
             description="srt/vtt subtitles, rttm speaker turns, json with words, or txt.")]
         = "srt",
     ) -> ExportOut:

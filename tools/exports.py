@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Any
 
 from memory.types import ConversationDetail, SegmentView
 from tools.context import App
-from tools.models import ExportOut, Transcript, detail_out, segment_out
-
-ExportFormat = Literal["srt", "vtt", "rttm", "json", "txt"]
+from tools.models import ExportFormat, ExportOut, Transcript, detail_out, segment_out
 
 MIME_TYPES: dict[str, str] = {
     "srt": "application/x-subrip",

@@ -174,9 +174,12 @@ class IdentityChangeOut(BaseModel):
     message: str
 
 
+ExportFormat = Literal["srt", "vtt", "rttm", "json", "txt"]
+
+
 class ExportOut(BaseModel):
     conversation_id: int
-    format: Literal["srt", "vtt", "rttm", "json", "txt"]
+    format: ExportFormat
     filename: str
     mime_type: str
     content: str
