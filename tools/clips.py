@@ -27,7 +27,7 @@ def segment_wav(app: App, segment_id: int) -> bytes:
         )
     audio = decode(Path(info.audio_path), max_seconds=None)
     samples = audio.slice(max(0.0, segment.start - PAD_SECONDS), segment.end + PAD_SECONDS)
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    pcm = (samples * 32767.0).astype("<i2")  # decode() already keeps samples in [-1, 1]
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as wav:
         wav.setnchannels(1)
