@@ -6,8 +6,6 @@ import io
 import wave
 from pathlib import Path
 
-import numpy as np
-
 from memory.errors import InvalidInput
 from tools.context import App
 
