@@ -1,0 +1,36 @@
+"""scripts/diarization_bounds.py: the exclusive reference and the voice-model labels."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyannote.metrics")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+import diarization_bounds as bounds
+from evaluate import RefTurn
+
+from inference.types import Turn
+
+
+def test_exclusive_reference_keeps_overlaps_for_who_spoke_first() -> None:
+    reference = [RefTurn(0.0, 4.0, "ann"), RefTurn(3.0, 6.0, "bob"),  # 1 s overlap
+                 RefTurn(4.5, 5.0, "ann"),  # a backchannel inside bob's turn
+                 RefTurn(7.0, 8.0, "ann")]
+    turns = bounds.exclusive(reference)
+    assert [label for _, _, label in turns] == ["ann", "bob", "ann"]
+    assert turns[0][:2] == pytest.approx((0.0, 4.0))
+    assert turns[1][:2] == pytest.approx((4.0, 6.0))
+    assert turns[2][:2] == pytest.approx((7.0, 8.0))
+
+
+def test_nearest_centroid_labels_use_long_turns_for_centroids() -> None:
+    turns = [Turn(0.0, 3.0, "ann"), Turn(3.0, 6.0, "bob"),
+             Turn(6.0, 6.5, "ann"),  # short, and its vector sounds like bob: relabelled
+             Turn(6.5, 7.0, "bob")]
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.2, 1.0], [0.1, 0.9]])
+    assert bounds.nearest_centroid_labels(turns, vectors) == ["ann", "bob", "bob", "bob"]
