@@ -6,20 +6,22 @@
     scripts/diarization_bounds.py ../shared/corpus/dev --voice-embedder pyannote  # its weights
 
 Prints, per conversation and overall, the DER (no collar, scored as scripts/evaluate.py does)
-of four hypotheses, from the best possible down to the product's:
+of five hypotheses, from the best possible down to the product's:
 
 - exclusive reference: the reference turns with every overlapped stretch given to the speaker
   who was talking first: the best a diarizer that outputs one speaker at a time (the built-in
   one) can score;
+- exclusive reference, voice labels: those turns, each given the speaker whose centroid its
+  voice vector is nearest to (centroids of each speaker's turns of >= 1.5 s, from the true
+  labels): what the voice model allows given perfect turn boundaries;
 - transcript turns, true labels: the transcript's word-level turns (<id>.json), joined across
   pauses as the built-in diarizer joins them: perfect segmentation at the word level;
-- transcript turns, voice labels: the same turns, each given the speaker whose centroid its
-  voice vector is nearest to (centroids of each speaker's turns of >= 1.5 s, from the true
-  labels): what the voice model alone allows, given that perfect segmentation;
+- transcript turns, voice labels: the same turns labelled by the voice model as above: short
+  turns ("Hello?") are where a voice model fails first;
 - built-in diarizer: VAD, windows, clustering and frame labels, as the product runs it.
 
-When the last figure is close to the third, the diarizer gets what its voice model allows, and
-only a stronger voice model (or overlap detection) can lower it.
+The gap between the second figure and the last is what better segmentation could still win
+with this voice model; the first figure is the floor without overlap detection.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ FRAME = 0.01
 CENTROID_MIN_TURN = 1.5
 """Turns at least this long make a speaker's centroid (all its turns when it has none)."""
 
-HYPOTHESES = ("exclusive reference", "transcript turns, true labels",
-              "transcript turns, voice labels", "built-in diarizer")
+HYPOTHESES = ("exclusive reference", "exclusive reference, voice labels",
+              "transcript turns, true labels", "transcript turns, voice labels",
+              "built-in diarizer")
 
 
 def exclusive(reference: Sequence[RefTurn]) -> LabelledTurns:
@@ -114,12 +117,14 @@ def conversation_bounds(conversation: Conversation, embedder: VoiceEmbedder,
                         bridge: float) -> dict[str, float | None]:
     audio = decode(conversation.audio)
     words = transcript_turns(conversation)
+    reference = exclusive(conversation.turns)
     hypotheses: dict[str, LabelledTurns | None] = {
-        HYPOTHESES[0]: exclusive(conversation.turns),
-        HYPOTHESES[1]: as_tuples(bridge_turns(words, bridge)) if words else None,
-        HYPOTHESES[2]: (as_tuples(bridge_turns(voice_labelled(audio, words, embedder), bridge))
+        HYPOTHESES[0]: reference,
+        HYPOTHESES[1]: as_tuples(voice_labelled(audio, [Turn(*t) for t in reference], embedder)),
+        HYPOTHESES[2]: as_tuples(bridge_turns(words, bridge)) if words else None,
+        HYPOTHESES[3]: (as_tuples(bridge_turns(voice_labelled(audio, words, embedder), bridge))
                         if words else None),
-        HYPOTHESES[3]: as_tuples(diarizer.diarize(audio).turns),
+        HYPOTHESES[4]: as_tuples(diarizer.diarize(audio).turns),
     }
     return {name: (None if turns is None
                    else score_turns(conversation.turns, turns, accumulators[name]).der)
