@@ -53,6 +53,8 @@ _AUDIO_MAGIC: tuple[tuple[int, bytes], ...] = (
 
 _HEAD_BYTES = 4096
 
+_SEEK_PREROLL_SECONDS = 0.5
+
 
 def sha256(source: AudioSource) -> str:
     """Hex digest of the file's content (the same bytes give the same conversation)."""
@@ -118,6 +120,86 @@ def decode(source: AudioSource, max_seconds: float | None = DEFAULT_MAX_SECONDS)
     return Audio(samples=samples)
 
 
+def decode_span(source: str | Path, start: float, end: float) -> Audio:
+    """Decode only `start`..`end` seconds of a stored file (a segment's clip): seeks near
+    `start` and stops after `end`, so a clip of a 4 h recording costs what the clip costs.
+
+    Raises the same errors as decode() for files that cannot be read. No length limit and no
+    truncation check: the file was decoded whole when it was processed.
+    """
+    if end <= start:
+        raise ValueError(f"empty span {start:.2f}-{end:.2f} s")
+    name = _describe(source)
+    looks_like_audio = _looks_like_audio(_read_head(source, name))
+
+    import av
+
+    try:
+        container = av.open(str(source), mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise _undecodable(name, looks_like_audio, exc) from exc
+    with container:
+        if not container.streams.audio:
+            raise NotAudio(f"{name} has no audio track.")
+        stream = container.streams.audio[0]
+        try:
+            samples, first = _decode_window(container, stream, max(0.0, start), end)
+        except av.error.FFmpegError as exc:
+            raise CorruptAudio(f"{name} cannot be decoded at {start:.1f} s ({exc}).") from exc
+    offset = max(0, round((max(0.0, start) - first) * SAMPLE_RATE))
+    length = round((end - max(0.0, start)) * SAMPLE_RATE)
+    return Audio(samples=np.ascontiguousarray(samples[offset : offset + length]))
+
+
+def _decode_window(
+    container: Any, stream: Any, start: float, end: float
+) -> tuple[np.ndarray[Any, np.dtype[np.float32]], float]:
+    """16 kHz mono samples from about `start` to past `end`, and the time of the first one."""
+    import av
+
+    # decode() numbers samples from the stream's first one, which codecs with priming samples
+    # (mp3, opus) place after 0: frame times are shifted back by that origin.
+    origin = (float(stream.start_time * stream.time_base)
+              if stream.start_time is not None and stream.time_base is not None else 0.0)
+    # Decoding starts a little early: lossy decoders (mp3's bit reservoir, opus) need a few
+    # frames before their output matches a decode from the beginning.
+    warm_up = max(0.0, start - _SEEK_PREROLL_SECONDS)
+    if warm_up > 0 and stream.time_base is not None:
+        # Lands on the last seek point at or before it (every packet, for most audio).
+        container.seek(int((warm_up + origin) / stream.time_base), stream=stream, backward=True)
+    resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
+    chunks: list[np.ndarray[Any, np.dtype[np.float32]]] = []
+    first: float | None = None
+    done = False
+    for packet in container.demux(stream):
+        for frame in packet.decode():
+            frame_start = float(frame.time) - origin if frame.time is not None else None
+            if frame_start is not None:
+                if frame_start + frame.samples / frame.sample_rate < warm_up:
+                    continue  # the seek point was earlier than asked
+                if frame_start > end:
+                    done = True
+                    break
+            if first is None:
+                first = frame_start if frame_start is not None else 0.0
+            chunks.extend(_mono(out) for out in resampler.resample(frame))
+        if done:
+            break
+    chunks.extend(_mono(out) for out in resampler.resample(None))
+    if not chunks:
+        return np.zeros(0, dtype=np.float32), start
+    samples = np.concatenate(chunks)
+    np.clip(samples, -1.0, 1.0, out=samples)
+    return samples, first if first is not None else start
+
+
+def _mono(frame: Any) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """One resampled frame as mono float32: the mean of its channels (see _decode_stream)."""
+    planes = frame.to_ndarray()
+    return (planes.mean(axis=0) if planes.ndim == 2 else planes.reshape(-1)).astype(
+        np.float32, copy=False)
+
+
 def _decode_stream(
     container: Any, stream: Any, name: str, max_seconds: float | None, looks_like_audio: bool
 ) -> np.ndarray[Any, np.dtype[np.float32]]:
@@ -133,9 +215,7 @@ def _decode_stream(
     def collect(frames: Any) -> None:
         nonlocal total
         for out in frames:
-            planes = out.to_ndarray()
-            chunk = (planes.mean(axis=0) if planes.ndim == 2 else planes.reshape(-1)).astype(
-                np.float32, copy=False)
+            chunk = _mono(out)
             chunks.append(chunk)
             total += len(chunk)
         if limit is not None and total > limit:

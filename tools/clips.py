@@ -14,7 +14,7 @@ PAD_SECONDS = 0.15
 
 def segment_wav(app: App, segment_id: int) -> bytes:
     """16 kHz mono PCM16 WAV of one segment, slightly padded."""
-    from inference.audio import decode  # PyAV, loaded only when a clip is asked for
+    from inference.audio import decode_span  # PyAV, loaded only when a clip is asked for
 
     segment = app.memory.get_segment(segment_id)
     info = app.memory.get_conversation_info(segment.conversation_id)
@@ -23,8 +23,9 @@ def segment_wav(app: App, segment_id: int) -> bytes:
             f"the audio of conversation {info.id} is no longer stored "
             f"({info.audio_path or 'no path recorded'}); the transcript is all that is left."
         )
-    audio = decode(Path(info.audio_path), max_seconds=None)
-    samples = audio.slice(max(0.0, segment.start - PAD_SECONDS), segment.end + PAD_SECONDS)
+    audio = decode_span(Path(info.audio_path), max(0.0, segment.start - PAD_SECONDS),
+                        segment.end + PAD_SECONDS)
+    samples = audio.samples
     pcm = (samples * 32767.0).astype("<i2")  # decode() already keeps samples in [-1, 1]
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as wav:

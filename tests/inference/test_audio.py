@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.audio import decode, sha256
+from inference.audio import decode, decode_span, sha256
 from inference.types import SAMPLE_RATE, Audio
 from memory.errors import (
     AudioError,
@@ -208,3 +208,37 @@ def test_every_audio_error_is_one_family() -> None:
 def test_a_missing_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         decode(tmp_path / "nope.wav")
+
+
+@pytest.mark.parametrize(("suffix", "container", "codec", "rate"), FORMATS)
+def test_a_span_decodes_like_the_same_span_of_the_whole_file(
+    tmp_path: Path, clip: np.ndarray, suffix: str, container: str, codec: str, rate: int
+) -> None:
+    path = encode(tmp_path / f"clip.{suffix}", container, codec, rate, clip)
+    whole = decode(path).slice(1.3, 2.8)
+    span = decode_span(path, 1.3, 2.8).samples
+    assert len(span) == len(whole)
+    # The same samples at the same times: mp3 and opus prime their decoders, and a seek must
+    # not shift the clip by that priming (70 ms for this mp3).
+    inner = slice(200, -200)
+    lags = list(range(-160, 161))
+    scores = [float(np.dot(np.roll(span, lag)[inner], whole[inner])) for lag in lags]
+    best = int(np.argmax(scores))
+    assert abs(lags[best]) <= 16  # 1 ms
+    norms = float(np.linalg.norm(span[inner]) * np.linalg.norm(whole[inner]))
+    assert scores[best] / norms > 0.99
+
+
+def test_a_span_at_the_edges_is_cut_to_the_audio(tmp_path: Path, clip: np.ndarray) -> None:
+    path = tmp_path / "clip.wav"
+    path.write_bytes(wav_bytes(clip))
+    assert np.allclose(decode_span(path, 0.0, 0.5).samples, decode(path).slice(0.0, 0.5))
+    tail = decode_span(path, CLIP_SECONDS - 0.5, CLIP_SECONDS + 3.0).samples
+    assert len(tail) == int(0.5 * SAMPLE_RATE)
+
+
+def test_a_span_of_a_file_that_is_not_audio_is_an_audio_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not audio at all\n" * 10)
+    with pytest.raises(NotAudio):
+        decode_span(path, 0.0, 1.0)

@@ -116,3 +116,22 @@ def test_speaker_counts_are_checked_before_anything_is_stored(
         with pytest.raises(InvalidInput, match=re.escape(message)):
             processing.start_processing(app, audio, options)
     assert app.memory.list_conversations().total == 0 and fake.runs == 0
+
+
+def test_a_segment_clip_is_that_stretch_of_the_recording(app: App, fake: FakePipeline) -> None:
+    import io
+    import wave
+
+    import numpy as np
+
+    from inference.audio import decode
+    from tools.clips import PAD_SECONDS, segment_wav
+
+    path = fake.recording(app.settings.inbox_dir / "call.wav", TURNS)
+    cid = _run(app, path)
+    segment = app.memory.get_conversation(cid).segments[1]
+    with wave.open(io.BytesIO(segment_wav(app, segment.id))) as clip:
+        pcm = np.frombuffer(clip.readframes(clip.getnframes()), dtype="<i2") / 32767.0
+    expected = decode(path).slice(segment.start - PAD_SECONDS, segment.end + PAD_SECONDS)
+    assert len(pcm) == len(expected)
+    assert np.allclose(pcm, expected, atol=1e-3)
