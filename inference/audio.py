@@ -195,9 +195,9 @@ def _decode_window(
 
 def _mono(frame: Any) -> np.ndarray[Any, np.dtype[np.float32]]:
     """One resampled frame as mono float32: the mean of its channels (see _decode_stream)."""
-    planes = frame.to_ndarray()
-    return (planes.mean(axis=0) if planes.ndim == 2 else planes.reshape(-1)).astype(
-        np.float32, copy=False)
+    planes = np.asarray(frame.to_ndarray())
+    mono = planes.mean(axis=0) if planes.ndim == 2 else planes.reshape(-1)
+    return np.asarray(mono, dtype=np.float32)
 
 
 def _decode_stream(
