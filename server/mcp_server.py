@@ -9,7 +9,6 @@ No `from __future__ import annotations` here: the SDK reads parameter annotation
 
 import inspect
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
@@ -27,8 +26,9 @@ from mcp_types import INVALID_PARAMS, CallToolResult, InputRequiredResult, ToolA
 from pydantic import Field, ValidationError
 
 from memory.errors import NotFoundError, SpeakerMemoryError
+from server.jobs import ProgressSink, follow_job
 from tools import exports, identity, processing, queries
-from tools.context import App, Job
+from tools.context import App
 from tools.errors import explain
 from tools.inputs import audio_argument
 from tools.models import (
@@ -122,22 +122,16 @@ async def run_tool(app: App, fn: Callable[P, R], *args: P.args, **kwargs: P.kwar
     return await anyio.to_thread.run_sync(call)
 
 
-async def follow_job(job: Job, seconds: float, ctx: Context | None) -> None:
-    """Wait up to `seconds` for the job, relaying its progress as MCP progress notifications."""
-    deadline = time.monotonic() + max(0.0, seconds)
-    last: tuple[str, float] | None = None
-    while True:
-        finished = job.done
-        state = (job.stage, round(job.fraction, 2))
-        if ctx is not None and state != last:
-            last = state
-            try:
-                await ctx.report_progress(state[1] * 100, 100, state[0])
-            except Exception:  # the client may not accept progress; the work goes on
-                log.debug("progress notification failed", exc_info=True)
-        if finished or time.monotonic() >= deadline:
-            return
-        await anyio.sleep(0.2)
+def _progress_to(ctx: Context | None) -> ProgressSink | None:
+    """A job's progress as MCP progress notifications (when the client asked for them)."""
+    if ctx is None:
+        return None
+    context = ctx
+
+    async def report(fraction: float, stage: str) -> None:
+        await context.report_progress(fraction * 100, 100, stage)
+
+    return report
 
 
 class SpeakerMemoryServer(MCPServer):
@@ -217,7 +211,7 @@ def build_server(app: App) -> MCPServer:
             return await run_tool(app, processing.summarise, app, started.conversation_id,
                                   duplicate=True)
         if wait:
-            await follow_job(started.job, app.settings.wait_seconds, ctx)
+            await follow_job(started.job, app.settings.wait_seconds, _progress_to(ctx))
         result = await run_tool(app, processing.summarise, app, started.conversation_id)
         if result.status == "failed":
             # A failed run is a tool failure; the conversation stays (status 'failed') and

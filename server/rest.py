@@ -25,7 +25,7 @@ from memory.errors import (
     SpeakerMemoryError,
     UndoConflict,
 )
-from server.mcp_server import follow_job
+from server.jobs import follow_job
 from tools import exports, identity, processing, queries
 from tools.clips import segment_wav
 from tools.context import App
