@@ -25,8 +25,7 @@ def segment_wav(app: App, segment_id: int) -> bytes:
         )
     audio = decode_span(Path(info.audio_path), max(0.0, segment.start - PAD_SECONDS),
                         segment.end + PAD_SECONDS)
-    samples = audio.samples
-    pcm = (samples * 32767.0).astype("<i2")  # decode() already keeps samples in [-1, 1]
+    pcm = (audio.samples * 32767.0).astype("<i2")  # decoding keeps samples in [-1, 1]
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as wav:
         wav.setnchannels(1)
