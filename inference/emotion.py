@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.lazy import Lazy
 from inference.types import SAMPLE_RATE, EmotionResult
 from memory.errors import MissingExtra, ModelUnavailable
 
@@ -65,15 +66,11 @@ class Emotion2VecRecognizer:
         self.model_id = f"emotion2vec-{Path(model).name}"
         self._device = device
         self._hub = hub
-        self._model: Any = None
+        self._model: Lazy[Any] = Lazy(self._create)
         self._lock = threading.Lock()
 
     def load(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    self._model = self._create()
-        return self._model
+        return self._model.get()
 
     def _create(self) -> Any:
         try:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.lazy import Lazy
 from inference.types import SAMPLE_RATE, Audio, Diarization, Turn, Vector
 from memory.errors import MissingExtra, ModelUnavailable
 
@@ -63,12 +64,31 @@ def _unavailable(name: str, token: str | None, exc: Exception) -> ModelUnavailab
     return ModelUnavailable(f"pyannote model {name} cannot be loaded ({exc}); {hint}")
 
 
+def _load_pretrained(cls: Any, name: str, token: str | None) -> Any:
+    """`cls.from_pretrained(name)`, or ModelUnavailable saying how to get access."""
+    try:
+        loaded = _from_pretrained(cls, name, token)
+    except Exception as exc:
+        raise _unavailable(name, token, exc) from exc
+    if loaded is None:  # pyannote 3 returns None on auth failure
+        raise _unavailable(name, token, RuntimeError("no access"))
+    return loaded
+
+
 def _from_pretrained(cls: Any, name: str, token: str | None) -> Any:
     """pyannote.audio 4 takes `token=`; 3.x took `use_auth_token=`."""
     try:
         return cls.from_pretrained(name, token=token)
     except TypeError:
         return cls.from_pretrained(name, use_auth_token=token)
+
+
+def _torch_device(setting: str) -> Any:
+    import torch
+
+    from inference.device import choose_device
+
+    return torch.device(choose_device(setting).device)
 
 
 def _waveform(samples: npt.NDArray[np.float32]) -> dict[str, Any]:
@@ -127,28 +147,17 @@ class PyannoteDiarizer:
         self._token = token
         self._device = device
         self._name = pipeline_name
-        self._pipeline: Any = None
+        self._pipeline: Lazy[Any] = Lazy(self._create)
         self._lock = threading.Lock()
 
     def load(self) -> Any:
-        if self._pipeline is None:
-            with self._lock:
-                if self._pipeline is None:
-                    audio_module = _require_pyannote()
-                    import torch
+        return self._pipeline.get()
 
-                    from inference.device import choose_device
-
-                    try:
-                        pipeline = _from_pretrained(audio_module.Pipeline, self._name,
-                                                    self._token)
-                    except Exception as exc:
-                        raise _unavailable(self._name, self._token, exc) from exc
-                    if pipeline is None:  # pyannote 3 returns None on auth failure
-                        raise _unavailable(self._name, self._token, RuntimeError("no access"))
-                    pipeline.to(torch.device(choose_device(self._device).device))
-                    self._pipeline = pipeline
-        return self._pipeline
+    def _create(self) -> Any:
+        audio_module = _require_pyannote()
+        pipeline = _load_pretrained(audio_module.Pipeline, self._name, self._token)
+        pipeline.to(_torch_device(self._device))
+        return pipeline
 
     def diarize(
         self, audio: Audio, num_speakers: int | None = None, min_speakers: int | None = None,
@@ -174,28 +183,18 @@ class PyannoteEmbedder:
         self._token = token
         self._device = device
         self._name = model_name
-        self._inference: Any = None
+        self._inference: Lazy[Any] = Lazy(self._create)
         self._lock = threading.Lock()
 
     def load(self) -> Any:
-        if self._inference is None:
-            with self._lock:
-                if self._inference is None:
-                    audio_module = _require_pyannote()
-                    import torch
+        return self._inference.get()
 
-                    from inference.device import choose_device
-
-                    try:
-                        model = _from_pretrained(audio_module.Model, self._name, self._token)
-                    except Exception as exc:
-                        raise _unavailable(self._name, self._token, exc) from exc
-                    if model is None:
-                        raise _unavailable(self._name, self._token, RuntimeError("no access"))
-                    inference = audio_module.Inference(model, window="whole")
-                    inference.to(torch.device(choose_device(self._device).device))
-                    self._inference = inference
-        return self._inference
+    def _create(self) -> Any:
+        audio_module = _require_pyannote()
+        model = _load_pretrained(audio_module.Model, self._name, self._token)
+        inference = audio_module.Inference(model, window="whole")
+        inference.to(_torch_device(self._device))
+        return inference
 
     def embed(self, clips: Sequence[npt.NDArray[np.float32]]) -> list[Vector]:
         if not clips:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from inference.device import choose_device
+from inference.lazy import Lazy
 from inference.types import Vector
 from memory.errors import ModelUnavailable
 
@@ -39,21 +40,18 @@ class MiniLMTextEmbedder:
     def __init__(self, device: str = "auto", batch_size: int = 64) -> None:
         self._device = choose_device(device).device
         self._batch_size = batch_size
-        self._model: Any = None
+        self._model: Lazy[Any] = Lazy(self._create)
         self._lock = threading.Lock()
 
     def load(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    from sentence_transformers import SentenceTransformer
+        return self._model.get()
 
-                    path = bundled_model_path()
-                    log.info("loading text embedder %s on %s", MODEL_ID, self._device)
-                    self._model = SentenceTransformer(
-                        str(path), device=self._device, local_files_only=True
-                    )
-        return self._model
+    def _create(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        path = bundled_model_path()
+        log.info("loading text embedder %s on %s", MODEL_ID, self._device)
+        return SentenceTransformer(str(path), device=self._device, local_files_only=True)
 
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         """One L2-normalised 384-d vector per text (an empty text gives a zero vector)."""

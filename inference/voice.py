@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.device import choose_device
+from inference.lazy import Lazy
 from inference.types import SAMPLE_RATE, Vector
 
 if TYPE_CHECKING:
@@ -55,40 +56,30 @@ class ResemblyzerEmbedder:
         self._device_setting = device
         self._batch_size = batch_size
         self._cpu_threads = cpu_threads
-        self._model: Any = None
-        self._torch_device: torch.device | None = None
-        self._load_lock = threading.Lock()
+        self._model: Lazy[Any] = Lazy(self._load)
         # One forward pass at a time: the LSTM is not re-entrant-friendly on CPU threads, and
         # two concurrent passes only fight over the same cores.
         self._run_lock = threading.Lock()
 
     # ------------------------------------------------------------------ loading
-    def _ensure_loaded(self) -> Any:
-        if self._model is not None:
-            return self._model
-        with self._load_lock:
-            if self._model is None:
-                import torch
-                from resemblyzer import VoiceEncoder
+    def _load(self) -> Any:
+        from resemblyzer import VoiceEncoder
 
-                device = choose_device(self._device_setting).device
-                log.info("loading resemblyzer voice encoder on %s", device)
-                model = VoiceEncoder(device=device, verbose=False)
-                model.eval()
-                self._torch_device = torch.device(device)
-                self._model = model
-        return self._model
+        device = choose_device(self._device_setting).device
+        log.info("loading resemblyzer voice encoder on %s", device)
+        model = VoiceEncoder(device=device, verbose=False)
+        model.eval()
+        return model
 
-    def _threads(self) -> AbstractContextManager[None]:
-        on_cpu = self._torch_device is None or self._torch_device.type == "cpu"
-        return _torch_threads(self._cpu_threads if on_cpu else None)
+    def _threads(self, device: torch.device) -> AbstractContextManager[None]:
+        return _torch_threads(self._cpu_threads if device.type == "cpu" else None)
 
     # ------------------------------------------------------------------ embedding
     def embed(self, clips: Sequence[npt.NDArray[np.float32]]) -> list[Vector]:
         """One L2-normalised 256-d vector per 16 kHz mono clip."""
         if not clips:
             return []
-        model = self._ensure_loaded()
+        model = self._model.get()
         # Each clip → one or more mel sequences; remember which clip each belongs to.
         sequences: list[npt.NDArray[np.float32]] = []
         owners: list[int] = []
@@ -112,12 +103,13 @@ class ResemblyzerEmbedder:
         for i, mel in enumerate(sequences):
             by_length[mel.shape[0]].append(i)
         results: list[npt.NDArray[np.float32] | None] = [None] * len(sequences)
-        with self._run_lock, torch.inference_mode(), self._threads():
+        device = torch.device(model.device)  # resemblyzer keeps the device it was given
+        with self._run_lock, torch.inference_mode(), self._threads(device):
             for indices in by_length.values():
                 for start in range(0, len(indices), self._batch_size):
                     chunk = indices[start : start + self._batch_size]
                     batch = torch.from_numpy(np.stack([sequences[i] for i in chunk]))
-                    vectors = np.nan_to_num(model(batch.to(self._torch_device)).cpu().numpy())
+                    vectors = np.nan_to_num(model(batch.to(device)).cpu().numpy())
                     for i, vector in zip(chunk, vectors, strict=True):
                         results[i] = vector.astype(np.float32)
         return [r for r in results if r is not None]

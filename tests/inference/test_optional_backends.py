@@ -13,6 +13,7 @@ import pytest
 from pyannote.core import Annotation, Segment
 
 from inference.emotion import Emotion2VecRecognizer, convert_output, english_label
+from inference.lazy import Lazy
 from inference.pyannote_backend import (
     MODEL_ID,
     PyannoteDiarizer,
@@ -61,7 +62,7 @@ class FakeAutoModel:
 def test_recognizer_labels_each_clip_and_skips_very_short_ones() -> None:
     recognizer = Emotion2VecRecognizer()
     fake = FakeAutoModel()
-    recognizer._model = fake  # the loaded model; loading itself needs the extra
+    recognizer._model = Lazy.of(fake)  # the loaded model; loading itself needs the extra
     results = recognizer.recognize([np.zeros(16_000, np.float32), np.zeros(1_000, np.float32)])
     assert [(r.label, r.confidence) for r in results] == [("sad", 0.7), ("unknown", 0.0)]
     assert fake.inputs == [16_000]
@@ -127,7 +128,8 @@ class FakeCommunityPipeline:
 def test_diarizer_passes_the_speaker_count_hints() -> None:
     diarizer = PyannoteDiarizer(token="hf_x")
     fake = FakeCommunityPipeline()
-    diarizer._pipeline = fake  # the loaded pipeline; loading itself needs the extra and a token
+    # The loaded pipeline; loading itself needs the extra and a token.
+    diarizer._pipeline = Lazy.of(fake)
     diarization = diarizer.diarize(Audio(np.zeros(16_000, np.float32)), min_speakers=2,
                                    max_speakers=4)
     assert fake.calls == [{"shape": (1, 16_000), "rate": 16_000, "min_speakers": 2,
@@ -138,7 +140,7 @@ def test_diarizer_passes_the_speaker_count_hints() -> None:
 
 def test_embedder_normalises_whole_clip_embeddings() -> None:
     embedder = PyannoteEmbedder()
-    embedder._inference = lambda file: np.array([[0.0, 3.0, 4.0]])  # (1, D) like Inference
+    embedder._inference = Lazy.of(lambda file: np.array([[0.0, 3.0, 4.0]]))  # (1, D) like Inference
     vectors = embedder.embed([np.zeros(100, np.float32), np.zeros(32_000, np.float32)])
     np.testing.assert_allclose(vectors[0], [0.0, 0.6, 0.8])
     assert len(vectors) == 2
