@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from memory import text_index
-from memory.db import Tx
+from memory.db import Tx, latest_id_hint
 from memory.errors import ConversationNotFound, DuplicateAudio, InvalidOperation, ModelMismatch
 from memory.events import Change
 from memory.identity import Ctx
@@ -62,10 +62,7 @@ def get_conversation_row(tx: Tx, conversation_id: int) -> tuple[Any, ...]:
         f"SELECT {CONVERSATION_COLUMNS} FROM conversation WHERE id = ?", (conversation_id,)
     )
     if row is None:
-        latest = tx.scalar("SELECT MAX(id) FROM conversation")
-        hint = "the store has no conversations yet" if latest is None else (
-            f"the latest conversation id is {latest}"
-        )
+        hint = latest_id_hint(tx, "conversation", "conversation", "conversations")
         raise ConversationNotFound(f"no conversation {conversation_id}; {hint}")
     return row
 

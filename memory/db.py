@@ -92,6 +92,14 @@ class Tx:
             self._raw.execute(statement)
 
 
+def latest_id_hint(tx: Tx, table: str, noun: str, plural: str) -> str:
+    """The second half of a not-found message: the ids the caller can use instead."""
+    latest = tx.scalar(f"SELECT MAX(id) FROM {table}")
+    if latest is None:
+        return f"the store has no {plural} yet"
+    return f"the latest {noun} id is {latest}"
+
+
 def _split_statements(sql: str) -> list[str]:
     """Split DDL on ';' at statement ends (our migrations use no ';' inside literals)."""
     out: list[str] = []

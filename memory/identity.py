@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from memory.db import Tx
+from memory.db import Tx, latest_id_hint
 from memory.errors import InvalidOperation, ModelMismatch, SegmentNotFound
 from memory.events import Change
 from memory.speakers import (
@@ -432,7 +432,4 @@ def enroll(
 
 
 def no_segment_message(tx: Tx, segment_id: int) -> str:
-    latest = tx.scalar("SELECT MAX(id) FROM segment")
-    if latest is None:
-        return f"no segment {segment_id}; the store has no segments yet"
-    return f"no segment {segment_id}; the latest segment id is {latest}"
+    return f"no segment {segment_id}; {latest_id_hint(tx, 'segment', 'segment', 'segments')}"

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from memory.db import Tx
+from memory.db import Tx, latest_id_hint
 from memory.errors import InvalidName, NameTaken, SpeakerNotFound
 from memory.timeutil import from_db_required, now_db
 from memory.types import SpeakerInfo
@@ -99,10 +99,7 @@ def resolve_row(tx: Tx, ref: object) -> SpeakerRow:
         speaker_id = int(ref)
         row = get_row(tx, speaker_id)
         if row is None:
-            latest = tx.scalar("SELECT MAX(id) FROM speaker")
-            hint = "the store has no speakers yet" if latest is None else (
-                f"the latest speaker id is {latest}"
-            )
+            hint = latest_id_hint(tx, "speaker", "speaker", "speakers")
             raise SpeakerNotFound(f"no speaker with id {speaker_id}; {hint}")
         return row
     text = ref.strip()
