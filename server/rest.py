@@ -99,10 +99,7 @@ def rest_routes(app: App) -> list[Route]:
         return _json(await call(queries.get_conversation, app, _id(request), fmt))
 
     async def patch_conversation(request: Request) -> Response:
-        body = await _body(request)
-        title = body.get("title")
-        if not isinstance(title, str):
-            raise InvalidInput("send JSON {\"title\": \"...\"}.")
+        title = await _string_field(request, "title")
         return _json(await call(identity.update_conversation_title, app, _id(request), title))
 
     async def conversation_status(request: Request) -> Response:
@@ -129,10 +126,7 @@ def rest_routes(app: App) -> list[Route]:
         return Response(wav, media_type="audio/wav")
 
     async def identify(request: Request) -> Response:
-        body = await _body(request)
-        name = body.get("speaker_name")
-        if not isinstance(name, str):
-            raise InvalidInput("send JSON {\"speaker_name\": \"...\"}.")
+        name = await _string_field(request, "speaker_name")
         return _json(await call(identity.identify_speaker_in_segment, app, _id(request), name))
 
     async def search(request: Request) -> Response:
@@ -233,6 +227,14 @@ def _time(params: Any, name: str) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError:
         raise InvalidInput(f"{name} must be an ISO 8601 date or time (got {text!r}).") from None
+
+
+async def _string_field(request: Request, field: str) -> str:
+    """The one string field a JSON body must carry."""
+    value = (await _body(request)).get(field)
+    if not isinstance(value, str):
+        raise InvalidInput(f"send JSON {{\"{field}\": \"...\"}}.")
+    return value
 
 
 async def _body(request: Request, allow_empty: bool = False) -> dict[str, Any]:
