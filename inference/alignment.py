@@ -36,7 +36,8 @@ class AlignmentConfig:
     min_vector_seconds: float = 1.0
     """Segments shorter than this get no voice vector (too little speech to be reliable)."""
     min_window_inside: float = 0.5
-    """A window vector counts for a segment when this share of the window lies inside it."""
+    """A window vector counts for a segment when this share of the shorter of the two (the
+    window, or the segment: a 10 s chunk's vector serves a 3 s sentence in it) overlaps."""
     max_extend_seconds: float = 0.5
     """A segment edge this close to the edge of its speaker's turn moves out to it (0 = off)."""
 
@@ -224,11 +225,12 @@ def _vector_from_windows(
     # Windows are sorted by start and none is longer than a few seconds: look near the segment.
     lo = bisect.bisect_left(starts, segment.start - 10.0)
     hi = bisect.bisect_right(starts, segment.end)
+    length = segment.end - segment.start
     inside = [
         w for w in windows[lo:hi]
         if w.label == segment.local_speaker and w.end > w.start
-        and (min(w.end, segment.end) - max(w.start, segment.start)) / (w.end - w.start)
-        >= min_inside
+        and (min(w.end, segment.end) - max(w.start, segment.start))
+        / min(w.end - w.start, length) >= min_inside
     ]
     if not inside:
         return None

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-DiarizerName = Literal["builtin", "pyannote"]
-VoiceEmbedderName = Literal["resemblyzer", "pyannote"]
+DiarizerName = Literal["neural", "builtin", "pyannote"]
+VoiceEmbedderName = Literal["campplus", "resemblyzer", "pyannote"]
 
 
 @dataclass(frozen=True)
@@ -18,15 +18,19 @@ class PipelineConfig:
     """Force a transcription language (ISO code); None detects it."""
     device: str = "auto"
     compute_type: str = "auto"
-    diarizer: DiarizerName = "builtin"
-    voice_embedder: VoiceEmbedderName = "resemblyzer"
+    diarizer: DiarizerName = "neural"
+    """neural: segmentation-3.0 + voice vectors per chunk; builtin: VAD windows (GE2E era)."""
+    voice_embedder: VoiceEmbedderName = "campplus"
     emotion: bool = False
     hf_token: str | None = None
     models_dir: Path = Path("data/models")
     """Writable cache for models that must be unpacked (Whisper base)."""
+    weights_dir: Path | None = None
+    """Segmentation and CAM++ files (inference.weights); None = the installation's folder."""
     max_audio_seconds: float = 4 * 3600.0
-    match_margin: float = 0.04
-    """Memory-informed diarization: the best enrolled voice must beat the runner-up by this."""
+    match_margin: float | None = None
+    """Memory-informed diarization: the best enrolled voice must beat the runner-up by this
+    (None: the voice model's measured margin, memory.types.MODEL_THRESHOLDS)."""
     beam_size: int = 5
     cpu_threads: int = 0
     """CTranslate2 threads on CPU; 0 = its default."""
@@ -46,6 +50,7 @@ class PipelineConfig:
             emotion=settings.emotion,
             hf_token=settings.hf_token,
             models_dir=Path(settings.models_dir),
+            weights_dir=None if settings.weights_dir is None else Path(settings.weights_dir),
             max_audio_seconds=float(settings.max_audio_seconds),
-            match_margin=float(settings.match_margin),
+            match_margin=settings.match_margin,
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -58,3 +60,21 @@ def share_cpu_with_asr(torch_threads: int = 0) -> int:
         log.info("torch uses %d CPU threads (ASR runs beside it)", count)
         torch.set_num_threads(count)
     return count
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run with `count` torch threads (None: as they are), restoring the setting after.
+    The models beside ASR use one thread on CPU: two OpenMP pools spinning on two cores made
+    them several times slower."""
+    import torch
+
+    if count is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -98,18 +98,25 @@ def merge_matched(
             spans.setdefault(target, []).extend(diarization.spans[label])
     # Spans stay usable only if every merged label had them.
     spans = {lb: sp for lb, sp in spans.items() if len(sp) == len(vectors.get(lb, []))}
-    # Only turns that touch are joined (1e-6 s: float noise), not real pauses.
-    turns = bridge_turns([Turn(t.start, t.end, rename.get(t.label, t.label))
-                          for t in diarization.turns], 1e-6)
+    turns = _renamed(diarization.turns, rename)
+    exclusive = (None if diarization.exclusive is None
+                 else _renamed(diarization.exclusive, rename))
     merged_matches: dict[str, ClusterMatch] = {}
     for label, match in matches.items():
         target = rename.get(label, label)
         if target not in merged_matches or match.score > merged_matches[target].score:
             merged_matches[target] = match
     return (
-        Diarization(turns=turns, vectors=vectors, model_id=diarization.model_id, spans=spans),
+        Diarization(turns=turns, vectors=vectors, model_id=diarization.model_id, spans=spans,
+                    exclusive=exclusive),
         merged_matches,
     )
+
+
+def _renamed(turns: Sequence[Turn], rename: dict[str, str]) -> list[Turn]:
+    """Turns under their new labels; one label's turns that now touch or overlap are joined
+    (1e-6 s: float noise), real pauses are kept."""
+    return bridge_turns([Turn(t.start, t.end, rename.get(t.label, t.label)) for t in turns], 1e-6)
 
 
 def speech_by_label(turns: Sequence[Turn]) -> dict[str, float]:

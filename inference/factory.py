@@ -79,9 +79,13 @@ def build_voice_embedder(config: PipelineConfig) -> VoiceEmbedder:
 
         check_available()
         return PyannoteEmbedder(token=config.hf_token, device=config.device)
-    from inference.voice import ResemblyzerEmbedder
+    if config.voice_embedder == "resemblyzer":
+        from inference.voice import ResemblyzerEmbedder
 
-    return ResemblyzerEmbedder(device=config.device)
+        return ResemblyzerEmbedder(device=config.device)
+    from inference.campplus import CamppEmbedder
+
+    return CamppEmbedder(weights_dir=config.weights_dir, device=config.device)
 
 
 def build_diarizer(
@@ -92,6 +96,13 @@ def build_diarizer(
 
         check_available()
         return PyannoteDiarizer(token=config.hf_token, device=config.device)
-    from inference.diarization import BuiltinDiarizer
+    if config.diarizer == "builtin":
+        from inference.diarization import BuiltinDiarizer
 
-    return BuiltinDiarizer(vad, voice_embedder)
+        return BuiltinDiarizer(vad, voice_embedder)
+    from inference.neural_diarization import NeuralDiarizer
+    from inference.segmentation import SegmentationModel
+
+    return NeuralDiarizer(
+        SegmentationModel(weights_dir=config.weights_dir, device=config.device), voice_embedder
+    )

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
+import numpy.typing as npt
 
 from inference.alignment import (
     AlignmentConfig,
@@ -30,6 +31,7 @@ from inference.alignment import (
     windows_of,
 )
 from inference.audio import AudioSource, decode
+from inference.channel import is_narrowband, telephone_band
 from inference.config import PipelineConfig
 from inference.enrolled import ClusterMatch, match_clusters, merge_matched, speech_by_label
 from inference.factory import Backends, build_backends
@@ -38,17 +40,19 @@ from inference.types import (
     SAMPLE_RATE,
     Audio,
     Diarization,
+    EnrollmentVoice,
     LocalSpeaker,
     PipelineResult,
     PipelineSegment,
     SpeechRegion,
     Transcript,
     TranscriptSegment,
+    Turn,
     Vector,
 )
 from inference.vad import concatenate_regions, speech_seconds
 from memory.errors import NoSpeech
-from memory.types import EnrolledVoice
+from memory.types import TELEPHONE_CHANNEL, EnrolledVoice, MatchConfig, with_channel
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +153,21 @@ class Pipeline:
                 diarization = self._diarize(audio, regions, num_speakers,
                                                       min_speakers, max_speakers, timings)
                 with _timed(timings, "match_enrolled"):
-                    # Enrolled centroids are comparable only with vectors of the same model.
+                    channels = label_channels(diarization, audio)
+                    # Enrolled centroids are comparable only with vectors of the same model,
+                    # and only on the channel they were enrolled on (wideband).
                     comparable = (
                         enrolled
                         if diarization.model_id == backends.voice_embedder.model_id
                         else ()
                     )
-                    matches = match_clusters(diarization, comparable, self.config.match_margin)
+                    margin = MatchConfig(margin=self.config.match_margin).for_model(
+                        diarization.model_id).margin
+                    matches = {
+                        label: match
+                        for label, match in match_clusters(diarization, comparable, margin).items()
+                        if channels.get(label) is None
+                    }
                     diarization, matches = merge_matched(diarization, matches)
                 # Labelled after the merge, so windows follow their cluster into it.
                 windows = windows_of(diarization)
@@ -171,7 +183,8 @@ class Pipeline:
             segments = self._finish(transcript.segments, diarization, windows, audio, timings)
 
         report(0.9, "finishing")
-        extend_to_turns(segments, diarization.turns, self._alignment.max_extend_seconds)
+        extend_to_turns(segments, diarization.exclusive_turns,
+                        self._alignment.max_extend_seconds)
         if backends.emotion is not None:
             report(0.95, "recognising emotion")
             with _timed(timings, "emotion"):
@@ -179,13 +192,14 @@ class Pipeline:
 
         result = PipelineResult(
             segments=segments,
-            local_speakers=_local_speakers(segments, diarization, matches),
+            local_speakers=_local_speakers(segments, diarization, matches, channels),
             voice_model_id=diarization.model_id,
             text_model_id=self.text_model_id,
             language=transcript.language,
             duration=audio.duration,
             asr_model_id=transcript.model_id,
             timings=timings,
+            turns=list(diarization.turns),
         )
         timings["total"] = time.perf_counter() - started
         timings["speech"] = speech_seconds(regions)
@@ -227,7 +241,7 @@ class Pipeline:
         """Align a batch of transcript segments and give them voice and text vectors."""
         with _timed(timings, "align"):
             segments = align(
-                Transcript(list(transcript_segments), None, ""), diarization.turns,
+                Transcript(list(transcript_segments), None, ""), diarization.exclusive_turns,
                 self._alignment,
             )
         with _timed(timings, "segment_vectors"):
@@ -271,11 +285,14 @@ class Pipeline:
             segment.emotion_confidence = emotion.confidence
 
     # ------------------------------------------------------------------ enrollment and search
-    def embed_voice(self, audio_or_path: Audio | AudioSource) -> tuple[list[Vector], str, float]:
-        """Voice vectors of a single-speaker clip for enrollment: (vectors, model id, speech s).
+    def embed_voice(self, audio_or_path: Audio | AudioSource) -> EnrollmentVoice:
+        """Voice vectors of a single-speaker clip for enrollment.
 
         Only VAD speech counts; it is cut into 3 s windows (1.5 s hop) embedded in one batch.
-        Raises NoSpeech when the clip holds less than a second of speech.
+        A wideband clip also gives its telephone-band profile (the same speech through a
+        simulated phone line), so the voice is known on calls too; a clip that came through a
+        phone line is itself the telephone profile. Raises NoSpeech when the clip holds less
+        than a second of speech.
         """
         audio = self._audio(audio_or_path)
         regions = self.backends.vad.speech_regions(audio)
@@ -287,8 +304,15 @@ class Pipeline:
                 f"{MIN_ENROLL_SPEECH_SECONDS:.0f} s (10-30 s of one person speaking is best)"
             )
         embedder = self.backends.voice_embedder
-        vectors = embedder.embed(_windows(speech, audio.sample_rate))
-        return [normalise(v) for v in vectors], embedder.model_id, seconds
+        telephone = with_channel(embedder.model_id, TELEPHONE_CHANNEL)
+
+        def vectors_of(clip: npt.NDArray[np.float32]) -> list[Vector]:
+            return [normalise(v) for v in embedder.embed(_windows(clip, audio.sample_rate))]
+
+        if is_narrowband(speech, audio.sample_rate):
+            return EnrollmentVoice(vectors_of(speech), telephone, seconds)
+        return EnrollmentVoice(vectors_of(speech), embedder.model_id, seconds,
+                               {telephone: vectors_of(telephone_band(speech))})
 
     def embed_text(self, texts: Sequence[str]) -> list[Vector]:
         embedder = self.backends.text_embedder
@@ -314,9 +338,24 @@ def _shared_pipeline(config: PipelineConfig) -> Pipeline:
 # ---------------------------------------------------------------------- helpers
 
 
+def label_channels(diarization: Diarization, audio: Audio) -> dict[str, str]:
+    """The labels whose speech came through a telephone band (label → channel); the others
+    are wideband. Measured on each label's own speech, so one remote caller on a phone line
+    among people in the room is told apart."""
+    speech: dict[str, list[Turn]] = {}
+    for turn in diarization.exclusive_turns:
+        speech.setdefault(turn.label, []).append(turn)
+    channels: dict[str, str] = {}
+    for label, turns in speech.items():
+        clip = np.concatenate([audio.slice(t.start, t.end) for t in turns])
+        if clip.size and is_narrowband(clip, audio.sample_rate):
+            channels[label] = TELEPHONE_CHANNEL
+    return channels
+
+
 def _local_speakers(
     segments: Sequence[PipelineSegment], diarization: Diarization,
-    matches: dict[str, ClusterMatch],
+    matches: dict[str, ClusterMatch], channels: dict[str, str],
 ) -> list[LocalSpeaker]:
     """One LocalSpeaker per label that has at least one segment (a cluster without words would
     only create an empty 'Unknown' speaker)."""
@@ -337,6 +376,8 @@ def _local_speakers(
             vectors=vectors,
             speech_seconds=round(speech.get(label, 0.0), 3),
             matched_speaker_id=match.speaker_id if match else None,
+            voice_model_id=(with_channel(diarization.model_id, channels[label])
+                            if label in channels else None),
         ))
     return speakers
 

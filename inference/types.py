@@ -67,7 +67,7 @@ class Turn:
 @dataclass(frozen=True)
 class Diarization:
     turns: list[Turn]
-    """Sorted by start; non-overlapping (exclusive diarization)."""
+    """Sorted by start. Turns of different labels overlap where two people talk at once."""
     vectors: dict[str, list[Vector]]
     """Per label: the voice vectors (windows) it was clustered from, reused for identification."""
     model_id: str
@@ -76,6 +76,24 @@ class Diarization:
     """Per label: (start, end) seconds of each vector in `vectors`, same order. Lets the
     pipeline reuse window vectors for segment vectors (no second embedding pass); empty when a
     backend has no per-window vectors (it then embeds segments itself)."""
+    exclusive: list[Turn] | None = None
+    """One speaker at a time (in overlaps, the most active one), for word alignment; None when
+    `turns` never overlap (then they serve as they are)."""
+
+    @property
+    def exclusive_turns(self) -> list[Turn]:
+        return self.turns if self.exclusive is None else self.exclusive
+
+
+@dataclass(frozen=True)
+class EnrollmentVoice:
+    """What `Pipeline.embed_voice` learns from an enrollment clip (one voice)."""
+
+    vectors: list[Vector]
+    model_id: str
+    speech_seconds: float
+    channel_vectors: dict[str, list[Vector]] = field(default_factory=dict)
+    """The same speech as other channels carry it: model id → vectors (memory.enroll)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +122,9 @@ class LocalSpeaker:
     speech_seconds: float
     matched_speaker_id: int | None = None
     """Set by memory-informed diarization when the cluster matched an enrolled voice."""
+    voice_model_id: str | None = None
+    """The model id of `vectors` when it is not the result's: a voice heard through a telephone
+    band is matched against telephone-band profiles (memory.types.with_channel)."""
 
 
 @dataclass
@@ -117,3 +138,6 @@ class PipelineResult:
     asr_model_id: str | None
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent per stage (decode, asr, diarize, ...), for benchmarks and logs."""
+    turns: list[Turn] = field(default_factory=list)
+    """The diarization as stored: every local speaker's turns, by the same labels as the
+    segments' `local_speaker`; two turns overlap where two people talk at once."""

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from inference.device import choose_device
+from inference.device import choose_device, torch_threads
 from inference.lazy import Lazy
 from inference.types import SAMPLE_RATE, Vector
 
@@ -72,7 +72,7 @@ class ResemblyzerEmbedder:
         return model
 
     def _threads(self, device: torch.device) -> AbstractContextManager[None]:
-        return _torch_threads(self._cpu_threads if device.type == "cpu" else None)
+        return torch_threads(self._cpu_threads if device.type == "cpu" else None)
 
     # ------------------------------------------------------------------ embedding
     def embed(self, clips: Sequence[npt.NDArray[np.float32]]) -> list[Vector]:
@@ -115,20 +115,6 @@ class ResemblyzerEmbedder:
         return [r for r in results if r is not None]
 
 
-@contextmanager
-def _torch_threads(count: int | None) -> Iterator[None]:
-    """Run with `count` torch threads, restoring the previous setting after."""
-    import torch
-
-    if count is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _mel_sequences(clip: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:

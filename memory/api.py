@@ -9,7 +9,7 @@ Speaker arguments take an id (int, or a decimal string) or a name (case-insensit
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -215,11 +215,15 @@ class SpeakerMemory:
     def enroll(
         self, name: str, vectors: Sequence[Vector], model_id: str, source: str,
         speech_seconds: float = 0.0,
+        channel_vectors: Mapping[str, Sequence[Vector]] | None = None,
     ) -> EnrollResult:
+        """One identity event: the voice's vectors, plus the same clip as other channels carry
+        it (`channel_vectors`: model id → vectors, e.g. its telephone-band profile)."""
         with self._write() as ctx:
             change = Change()
             speaker_id, created, added, summary = identity.enroll(
-                ctx, change, name, list(vectors), model_id, source, speech_seconds
+                ctx, change, name, list(vectors), model_id, source, speech_seconds,
+                channel_vectors,
             )
             event_id = events.record(ctx.tx, "enroll", summary, change)
             ctx.cache.refresh(ctx.tx, [speaker_id])
@@ -348,8 +352,8 @@ class SpeakerMemory:
         for sid, total in rows:
             speaker = speakers[int(sid)]
             centroid = normalize(np.frombuffer(total, dtype=np.float64).astype(np.float32))
-            threshold = (self.config.threshold if speaker.match_threshold is None
-                         else speaker.match_threshold)
+            threshold = (self.config.for_model(model_id).threshold
+                         if speaker.match_threshold is None else speaker.match_threshold)
             voices.append(EnrolledVoice(speaker, centroid, threshold))
         return voices
 

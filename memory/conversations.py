@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from memory import text_index
+from memory import text_index, turns
 from memory.db import Tx, latest_id_hint
 from memory.errors import ConversationNotFound, DuplicateAudio, InvalidOperation, ModelMismatch
 from memory.events import Change
@@ -107,6 +107,8 @@ class Cluster:
     speech_seconds: float
     matched_speaker_id: int | None
     segment_indexes: list[int]
+    model_id: str
+    """Voice model id of `vectors` (the result's, or its telephone-channel variant)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ def _clusters(result: PipelineResultLike, voice_vectors: list[Vector | None]) ->
         clusters.append(Cluster(
             local.label, vectors if vectors is not None else np.zeros((0, 0), np.float32),
             float(local.speech_seconds), local.matched_speaker_id, by_label.get(local.label, []),
+            local.voice_model_id or result.voice_model_id,
         ))
     for label, indexes in by_label.items():
         if label in seen:
@@ -147,7 +150,7 @@ def _clusters(result: PipelineResultLike, voice_vectors: list[Vector | None]) ->
         own = [v for v in (voice_vectors[i] for i in indexes) if v is not None]
         matrix = stack(own) if own else np.zeros((0, 0), np.float32)
         seconds = float(sum(result.segments[i].end - result.segments[i].start for i in indexes))
-        clusters.append(Cluster(label, matrix, seconds, None, indexes))
+        clusters.append(Cluster(label, matrix, seconds, None, indexes, result.voice_model_id))
     return clusters
 
 
@@ -175,13 +178,15 @@ def ingest(
     clusters = [c for c in _clusters(result, voice_vectors) if c.segment_indexes]
     dim = _check_dims(clusters, voice_vectors)
     if dim is not None:
-        register_voice_model(tx, model_id, dim)
+        for cluster_model in sorted({model_id} | {c.model_id for c in clusters}):
+            register_voice_model(tx, cluster_model, dim)
     text_vectors = _vectors([s.text_vector for s in segments], "text vectors", unit=False)
     if any(v is not None for v in text_vectors) and not result.text_model_id:
         raise ModelMismatch("text vectors were given without a text model id")
     for i, s in enumerate(segments):
         if not (s.end >= s.start >= 0):
             raise InvalidOperation(f"segment {i} has invalid times {s.start}..{s.end}")
+    turn_rows = turns.checked(result.turns)
 
     # 1. Decide every cluster against the store as it was before this recording.
     decided: list[tuple[Cluster, int | None, float | None]] = []
@@ -190,13 +195,13 @@ def ingest(
         score: float | None = None
         has_vectors = cluster.vectors.shape[0] > 0
         query = mean_direction(cluster.vectors) if has_vectors else None
-        scored = (score_speakers(tx, ctx.cache, model_id, query, cfg)
+        scored = (score_speakers(tx, ctx.cache, cluster.model_id, query, cfg)
                   if query is not None else [])
         if cluster.matched_speaker_id is not None and get_row(tx, cluster.matched_speaker_id):
             speaker_id = cluster.matched_speaker_id
             score = next((s.score for s in scored if s.speaker_id == speaker_id), None)
         else:
-            best = decide(scored, cfg)
+            best = decide(scored, cfg, cluster.model_id)
             if best is not None:
                 speaker_id, score = best.speaker_id, best.score
             elif scored:
@@ -249,14 +254,15 @@ def ingest(
 
     # 3. Clusters and voiceprints (bounded per cluster: its mean + a few representatives).
     for (cluster, _, _), decision in zip(decided, decisions, strict=True):
-        _store_cluster(tx, conversation_id, model_id, cluster)
+        _store_cluster(tx, conversation_id, cluster.model_id, cluster)
         if cluster.vectors.shape[0]:
             prints = _cluster_voiceprints(
                 conversation_id, cluster, segment_ids, voice_vectors, segments
             )
-            add_voiceprints(tx, decision.speaker_id, model_id, prints)
-            prune_voiceprints(tx, decision.speaker_id, model_id)
+            add_voiceprints(tx, decision.speaker_id, cluster.model_id, prints)
+            prune_voiceprints(tx, decision.speaker_id, cluster.model_id)
     ctx.cache.refresh(tx, [d.speaker_id for d in decisions])
+    turns.store(tx, conversation_id, turn_rows)
 
     model_ids = {"voice": model_id}
     if result.text_model_id:
@@ -366,7 +372,7 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
     for label, model_id, dim, blob, seconds in clusters:
         kept = matrix_from_blob(blob, int(dim))
         query = kept[0]
-        best = decide(score_speakers(tx, ctx.cache, model_id, query, cfg), cfg)
+        best = decide(score_speakers(tx, ctx.cache, model_id, query, cfg), cfg, model_id)
         current = tx.scalar(
             "SELECT speaker_id FROM segment WHERE conversation_id = ? AND local_speaker = ?"
             " AND speaker_id IS NOT NULL AND (assignment_source IS NULL"

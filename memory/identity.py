@@ -7,6 +7,7 @@ before-state that undo needs. Segments are never deleted here: only their speake
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,12 +147,13 @@ def propagate(ctx: Ctx, change: Change, target: int, relabel: Relabel) -> None:
         centroid = centroid_of(tx, target, model_id)
         if centroid is None:
             continue
+        limits = cfg.for_model(model_id)
         for unknown_id, score in ctx.cache.nearest(
             tx, model_id, centroid, PROPAGATION_CANDIDATES, exclude=merged, only_unknown=True
         ):
-            if score < cfg.suggest_threshold:
+            if score < limits.suggest_threshold:
                 break
-            strong = score >= cfg.propagate_threshold
+            strong = score >= limits.propagate_threshold
             if strong and _best_named(ctx, unknown_id, model_id) == target and not _corrected(
                 tx, unknown_id
             ):
@@ -366,7 +368,7 @@ def mark_misidentified(
         if vector is not None and model_id is not None:
             exclude = [] if old is None else [old]
             scored = score_speakers(tx, ctx.cache, model_id, vector, cfg, exclude=exclude)
-            best = decide(scored, cfg)
+            best = decide(scored, cfg, model_id)
         if best is not None:
             new, source, confidence = best.speaker_id, "auto", best.score
             best_row = get_row(tx, new)
@@ -402,8 +404,10 @@ def delete_speaker(ctx: Ctx, change: Change, speaker_id: int) -> tuple[int, int]
 
 def enroll(
     ctx: Ctx, change: Change, name: str, vectors: list[Any], model_id: str, source: str,
-    speech_seconds: float,
+    speech_seconds: float, channel_vectors: Mapping[str, Sequence[Any]] | None = None,
 ) -> tuple[int, bool, int, str]:
+    """Store a voice under `name`; `channel_vectors`: the same clip's vectors as other
+    channels carry it (model id → vectors, e.g. its telephone-band profile)."""
     tx = ctx.tx
     name = clean_name(name)
     if not vectors:
@@ -421,11 +425,18 @@ def enroll(
         change.snapshot_speaker(tx, speaker_id)
         touch(tx, speaker_id)
     seconds = float(speech_seconds)
-    prints = [NewVoiceprint(mean_direction(matrix), f"enrollment:{source}", None, None, seconds)]
-    if matrix.shape[0] > 1:
-        prints += [NewVoiceprint(matrix[i], f"enrollment:{source}#{i}", None, None, 0.0)
-                   for i in representatives(matrix)]
-    added = add_voiceprints(tx, speaker_id, model_id, prints)
+    added: list[int] = []
+    profiles = [(model_id, matrix)] + [
+        (channel_model, stack(list(channel), "enrollment vectors"))
+        for channel_model, channel in sorted((channel_vectors or {}).items()) if len(channel)
+    ]
+    for profile_model, profile in profiles:
+        prints = [NewVoiceprint(mean_direction(profile), f"enrollment:{source}", None, None,
+                                seconds)]
+        if profile.shape[0] > 1:
+            prints += [NewVoiceprint(profile[i], f"enrollment:{source}#{i}", None, None, 0.0)
+                       for i in representatives(profile)]
+        added += add_voiceprints(tx, speaker_id, profile_model, prints)
     change.voiceprints_added += added
     verb = "Enrolled" if created else "Strengthened"
     return speaker_id, created, len(added), f"{verb} {name} with {len(added)} voiceprints"

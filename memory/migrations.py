@@ -202,3 +202,22 @@ def _excluded_index(tx: Tx) -> None:
     tx.run(
         "CREATE INDEX segment_excluded ON segment (speaker_id) WHERE excluded_from_profile = 1"
     )
+
+
+@migration(3, "diarization turns (overlapping speech)")
+def _diarization_turns(tx: Tx) -> None:
+    # The whole diarization of a conversation, by the same local labels as its segments;
+    # turns of two labels overlap where two people talk at once.
+    tx.script(
+        """
+        CREATE TABLE diarization_turn (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversation(id) ON DELETE CASCADE,
+            local_label TEXT NOT NULL,
+            start REAL NOT NULL,
+            "end" REAL NOT NULL,
+            CHECK ("end" >= start AND start >= 0)
+        );
+        CREATE INDEX diarization_turn_conversation ON diarization_turn (conversation_id, start);
+        """
+    )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from memory import turns
 from memory.conversations import CONVERSATION_COLUMNS, conversation_info, get_conversation_row
 from memory.db import Tx
 from memory.errors import SegmentNotFound
@@ -22,6 +23,7 @@ from memory.types import (
     SpeakerInfo,
     SpeakerKind,
     SpeakerSummary,
+    SpeakerTurn,
     Word,
 )
 
@@ -37,12 +39,19 @@ CONVERSATION_TIME = "COALESCE(recorded_at, created_at)"
 def segment_views(
     tx: Tx, rows: Sequence[tuple[Any, ...]], with_words: bool = True
 ) -> list[SegmentView]:
-    speakers = infos(tx, [r[5] for r in rows if r[5] is not None])
-    return [_segment_view(r, speakers, with_words) for r in rows]
+    over = turns.overlapping_speakers(tx, [
+        turns.Span(int(r[0]), int(r[1]), float(r[2]), float(r[3]), r[12],
+                   None if r[5] is None else int(r[5]))
+        for r in rows
+    ])
+    speakers = infos(tx, [r[5] for r in rows if r[5] is not None]
+                     + [sid for ids in over.values() for sid in ids])
+    return [_segment_view(r, speakers, with_words, over.get(int(r[0]), [])) for r in rows]
 
 
 def _segment_view(
-    row: tuple[Any, ...], speakers: dict[int, SpeakerInfo], with_words: bool
+    row: tuple[Any, ...], speakers: dict[int, SpeakerInfo], with_words: bool,
+    overlapped_by: list[int],
 ) -> SegmentView:
     words = [Word(str(w[0]), float(w[1]), float(w[2]), float(w[3]))
              for w in json.loads(row[11])] if with_words else []
@@ -52,6 +61,7 @@ def _segment_view(
         speaker_confidence=row[6], assignment_source=row[7],
         excluded_from_profile=bool(row[8]), emotion=row[9], emotion_confidence=row[10],
         words=words, local_speaker=row[12],
+        overlapped_by=[speakers[sid] for sid in overlapped_by],
     )
 
 
@@ -143,7 +153,20 @@ def get_conversation(tx: Tx, conversation_id: int) -> ConversationDetail:
         " ORDER BY s.start, s.id",
         (conversation_id,),
     )
-    return ConversationDetail(conversation_info(row), segment_views(tx, rows))
+    return ConversationDetail(conversation_info(row), segment_views(tx, rows),
+                              speaker_turns(tx, conversation_id))
+
+
+def speaker_turns(tx: Tx, conversation_id: int) -> list[SpeakerTurn]:
+    """The conversation's diarization, each turn with the speaker its label resolves to now."""
+    rows = turns.load(tx, conversation_id)
+    if not rows:
+        return []
+    of_label = turns.label_speakers(tx, conversation_id)
+    speakers = infos(tx, list(of_label.values()))
+    return [SpeakerTurn(start, end, label,
+                        speakers.get(of_label[label]) if label in of_label else None)
+            for label, start, end in rows]
 
 
 def latest_segments(tx: Tx, limit: int, conversation_id: int | None) -> list[SegmentView]:

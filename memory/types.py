@@ -78,6 +78,20 @@ class LocalSpeakerLike(Protocol):
     @property
     def matched_speaker_id(self) -> int | None: ...
     """Set when memory-informed diarization already matched the cluster to a stored speaker."""
+    @property
+    def voice_model_id(self) -> str | None: ...
+    """The model id of this cluster's vectors when it is not the result's (a voice heard
+    through a telephone band: memory.types.with_channel); None = the result's."""
+
+
+class TurnLike(Protocol):
+    @property
+    def start(self) -> float: ...
+    @property
+    def end(self) -> float: ...
+    @property
+    def label(self) -> str: ...
+    """The same per-recording label as the segments' `local_speaker`."""
 
 
 class PipelineResultLike(Protocol):
@@ -96,30 +110,88 @@ class PipelineResultLike(Protocol):
     def duration(self) -> float: ...
     @property
     def asr_model_id(self) -> str | None: ...
+    @property
+    def turns(self) -> Sequence[TurnLike]: ...
+    """The whole diarization: every label's turns; turns of two labels overlap where two
+    people talk at once. May be empty (then no overlap is known)."""
 
 
 # ---------------------------------------------------------------- settings of matching
 
 @dataclass(frozen=True)
-class MatchConfig:
-    """Thresholds of voice matching (cosine similarity of L2-normalised vectors).
+class Thresholds:
+    """Cosine-similarity thresholds of one voice model (L2-normalised vectors).
 
-    Defaults measured with resemblyzer GE2E on the dev corpus (scripts/evaluate.py): a cluster
-    of a known voice scored 0.836-0.988 against its stored speaker, the closest impostor 0.789
-    (a one-off voice against a similar enrolled one, both in noisy rooms). A false accept
-    silently puts a wrong name on speech; a miss only creates an Unknown the user can name.
-    """
+    A false accept silently puts a wrong name on speech; a miss only creates an Unknown the
+    user can name, so each threshold sits above the highest impostor score measured."""
 
-    threshold: float = 0.82
+    threshold: float
     """A cluster joins a stored speaker only at or above this score (per-speaker override)."""
-    margin: float = 0.04
+    margin: float
     """...and only if it beats the runner-up speaker by this much."""
-    propagate_threshold: float = 0.86
+    propagate_threshold: float
     """After identify, unknown speakers this close to the named speaker are merged into it."""
-    suggest_threshold: float = 0.70
+    suggest_threshold: float
     """Weaker matches (>= this) are returned as suggestions, not merged."""
+
+
+CAMPPLUS_MODEL_ID = "campplus-cn-en-common-3dspeaker"
+GE2E_MODEL_ID = "resemblyzer-ge2e-0.1.4"
+TELEPHONE_CHANNEL = "telephone"
+
+
+def with_channel(model_id: str, channel: str) -> str:
+    """The model id of one model's vectors of voices heard through `channel`: a voice on a
+    phone line is compared only with telephone-band profiles, on thresholds of their own."""
+    return f"{model_id}/{channel}"
+
+
+MODEL_THRESHOLDS: dict[str, Thresholds] = {
+    # CAM++ (the default voice model) on wideband audio, measured with scripts/evaluate.py on
+    # dev, real-dev and pyannote-sample (README, evaluation): a recurring voice's whole speech
+    # scored 0.70-0.92 against its enrollment, the highest impostor 0.30 (0.57 in the research
+    # set's reverberant rooms).
+    CAMPPLUS_MODEL_ID: Thresholds(
+        threshold=0.60, margin=0.02, propagate_threshold=0.70, suggest_threshold=0.45,
+    ),
+    # CAM++ through a telephone band, against telephone-band profiles: genuine 0.72-0.83,
+    # the highest impostor 0.63 (a real phone call of unknown voices: 0.38).
+    with_channel(CAMPPLUS_MODEL_ID, TELEPHONE_CHANNEL): Thresholds(
+        threshold=0.68, margin=0.02, propagate_threshold=0.76, suggest_threshold=0.55,
+    ),
+    # GE2E, measured on the dev corpus: a known voice's cluster scored 0.836-0.988 against its
+    # stored speaker, the closest impostor 0.789.
+    GE2E_MODEL_ID: Thresholds(
+        threshold=0.82, margin=0.04, propagate_threshold=0.86, suggest_threshold=0.70,
+    ),
+}
+DEFAULT_THRESHOLDS = MODEL_THRESHOLDS[CAMPPLUS_MODEL_ID]
+"""For a voice model without measured thresholds of its own (re-measure before relying on it)."""
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Voice matching settings. Each threshold left None is the voice model's own measured
+    value (MODEL_THRESHOLDS): scores of different models live on different scales."""
+
+    threshold: float | None = None
+    margin: float | None = None
+    propagate_threshold: float | None = None
+    suggest_threshold: float | None = None
     top_k: int = 64
     """Nearest voiceprints fetched per query vector before scoring per speaker."""
+
+    def for_model(self, model_id: str) -> Thresholds:
+        base = MODEL_THRESHOLDS.get(model_id) or MODEL_THRESHOLDS.get(
+            model_id.split("/", 1)[0], DEFAULT_THRESHOLDS)
+        return Thresholds(
+            threshold=base.threshold if self.threshold is None else self.threshold,
+            margin=base.margin if self.margin is None else self.margin,
+            propagate_threshold=(base.propagate_threshold if self.propagate_threshold is None
+                                 else self.propagate_threshold),
+            suggest_threshold=(base.suggest_threshold if self.suggest_threshold is None
+                               else self.suggest_threshold),
+        )
 
 
 # ---------------------------------------------------------------- read models
@@ -192,12 +264,28 @@ class SegmentView:
     emotion_confidence: float | None
     words: list[Word] = field(default_factory=list)
     local_speaker: str | None = None
+    overlapped_by: list[SpeakerInfo] = field(default_factory=list)
+    """Other speakers talking at the same time (their diarization turns cover at least
+    memory.turns.MIN_OVERLAP_SECONDS of this segment), most overlap first."""
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    """One stretch of the diarization, with the speaker its label resolves to now."""
+
+    start: float
+    end: float
+    local_label: str
+    speaker: SpeakerInfo | None
+    """The speaker most of this label's segments have; None when none has one."""
 
 
 @dataclass(frozen=True)
 class ConversationDetail:
     conversation: ConversationInfo
     segments: list[SegmentView]
+    turns: list[SpeakerTurn] = field(default_factory=list)
+    """The diarization by start time (turns may overlap); empty when none was stored."""
 
 
 @dataclass(frozen=True)

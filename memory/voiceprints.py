@@ -427,7 +427,8 @@ def score_speakers(
     if sims.size > config.top_k:
         keep = np.argpartition(-sims, config.top_k - 1)[: config.top_k]
         speaker_ids, sims = speaker_ids[keep], sims[keep]
-    thresholds = {int(r[0]): (config.threshold if r[2] is None else float(r[2])) for r in rows}
+    default = config.for_model(model_id).threshold
+    thresholds = {int(r[0]): (default if r[2] is None else float(r[2])) for r in rows}
     scored: list[Scored] = []
     for speaker_id in np.unique(speaker_ids):
         own = np.sort(sims[speaker_ids == speaker_id])[::-1][:TOP_VOICEPRINTS]
@@ -437,12 +438,12 @@ def score_speakers(
     return scored
 
 
-def decide(scored: Sequence[Scored], config: MatchConfig) -> Scored | None:
+def decide(scored: Sequence[Scored], config: MatchConfig, model_id: str) -> Scored | None:
     """The best speaker if it clears its threshold and beats the runner-up by the margin."""
     if not scored:
         return None
     best = scored[0]
     runner_up = scored[1].score if len(scored) > 1 else -1.0
-    if best.score >= best.threshold and best.score - runner_up >= config.margin:
+    if best.score >= best.threshold and best.score - runner_up >= config.for_model(model_id).margin:
         return best
     return None

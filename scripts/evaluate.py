@@ -44,6 +44,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
+
 from inference.audio import decode
 from inference.types import Audio, Diarization
 
@@ -109,6 +111,31 @@ def load_corpus(root: Path) -> Corpus:
         root=root, conversations=conversations, enrollment=enrollment,
         recurring=set(speakers.get("recurring", [])), one_off=set(speakers.get("one_off", [])),
     )
+
+
+def joined(conversations: list[Conversation], corpus: Corpus, into: Path) -> Corpus:
+    """One recording made of the conversations back to back (a long meeting of every voice),
+    with the reference turns and text moved along; enrollment and voices are the corpus's."""
+    import wave
+
+    parts = [decode(c.audio) for c in conversations]
+    samples = np.concatenate([p.samples for p in parts])
+    path = into / f"{corpus.root.name}-joined.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(parts[0].sample_rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    turns: list[RefTurn] = []
+    offset = 0.0
+    for conversation, part in zip(conversations, parts, strict=True):
+        turns += [RefTurn(t.start + offset, t.end + offset, t.speaker) for t in conversation.turns]
+        offset += part.duration
+    speakers = sorted({s for c in conversations for s in c.speakers})
+    whole = Conversation(id=path.stem, audio=path, turns=turns, speakers=speakers,
+                         text=" ".join(c.text for c in conversations if c.text))
+    return replace(corpus, conversations=[whole], recurring=corpus.recurring & set(speakers),
+                   one_off=corpus.one_off & set(speakers))
 
 
 def read_rttm(path: Path) -> list[RefTurn]:
@@ -337,12 +364,20 @@ class RecordingDiarizer:
         return self.last
 
 
-def run_diarization_only(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
-    from inference.diarization import BuiltinDiarizer
-    from inference.vad import SileroVAD
-    from inference.voice import ResemblyzerEmbedder
+def pipeline_config(args: argparse.Namespace, models_dir: Path) -> Any:
+    from inference.config import PipelineConfig
 
-    diarizer = BuiltinDiarizer(SileroVAD(), ResemblyzerEmbedder(device=args.device))
+    return PipelineConfig(whisper_model=args.whisper_model, device=args.device,
+                          models_dir=args.models_dir or models_dir, diarizer=args.diarizer,
+                          voice_embedder=args.voice_embedder)
+
+
+def run_diarization_only(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
+    from inference.factory import build_diarizer, build_voice_embedder
+    from inference.vad import SileroVAD
+
+    config = pipeline_config(args, Path(tempfile.mkdtemp(prefix="speaker-memory-eval-")))
+    diarizer = build_diarizer(config, SileroVAD(), build_voice_embedder(config))
     accumulators = new_accumulators()
     rows = []
     for conversation in selected(corpus, args):
@@ -361,33 +396,29 @@ def run_full(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
     import jiwer
 
     from inference.audio import sha256
-    from inference.config import PipelineConfig
     from inference.factory import build_backends
     from inference.pipeline import Pipeline
     from memory.api import SpeakerMemory
     from memory.types import MatchConfig
 
     workdir = Path(tempfile.mkdtemp(prefix="speaker-memory-eval-"))
-    config = PipelineConfig(whisper_model=args.whisper_model, device=args.device,
-                            models_dir=args.models_dir or workdir / "models")
+    config = pipeline_config(args, workdir / "models")
     backends = build_backends(config)
     recorder = RecordingDiarizer(backends.diarizer)
     backends.diarizer = recorder
     pipeline = Pipeline(config, backends=backends)
-    match = MatchConfig()
-    if args.match_threshold is not None or args.match_margin is not None:
-        match = replace(match,
-                        threshold=(match.threshold if args.match_threshold is None
-                                   else args.match_threshold),
-                        margin=match.margin if args.match_margin is None else args.match_margin)
-        config = replace(config, match_margin=match.margin)
+    match = MatchConfig(threshold=args.match_threshold, margin=args.match_margin)
+    if args.match_margin is not None:
+        config = replace(config, match_margin=args.match_margin)
         pipeline = Pipeline(config, backends=backends)
     memory = SpeakerMemory(workdir / "eval.db", match=match)
     log.info("fresh store in %s", workdir)
     try:
         for voice, path in corpus.enrollment:
-            vectors, model_id, speech = pipeline.embed_voice(path)
-            memory.enroll(voice, vectors, model_id, source=str(path), speech_seconds=speech)
+            learnt = pipeline.embed_voice(path)
+            memory.enroll(voice, learnt.vectors, learnt.model_id, source=str(path),
+                          speech_seconds=learnt.speech_seconds,
+                          channel_vectors=learnt.channel_vectors)
         enrolled_names = {voice for voice, _ in corpus.enrollment}
 
         accumulators = new_accumulators()
@@ -434,7 +465,7 @@ def run_full(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
         speakers_created = len(memory.list_speakers())
         print_tables(rows, accumulators, corpus, speakers_created, full=True,
                      stored_accumulators=stored_accumulators)
-        print_decisions(decisions, corpus, match)
+        print_decisions(decisions, corpus, match.for_model(pipeline.voice_model_id))
         return rows
     finally:
         memory.close()
@@ -572,10 +603,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=None,
                         help="writable model cache (default: a temp folder)")
     parser.add_argument("--match-threshold", type=float, default=None,
-                        help="override MatchConfig.threshold (default: memory's)")
+                        help="override the voice model's match threshold (memory.types)")
     parser.add_argument("--match-margin", type=float, default=None,
-                        help="override MatchConfig.margin (default: memory's)")
+                        help="override the voice model's match margin (memory.types)")
     parser.add_argument("--only", default="", help="comma-separated conversation ids")
+    parser.add_argument("--joined", action="store_true",
+                        help="join the split's conversations into one recording and score that")
+    parser.add_argument("--diarizer", default="neural", choices=("neural", "builtin", "pyannote"))
+    parser.add_argument("--voice-embedder", default="campplus",
+                        choices=("campplus", "resemblyzer", "pyannote"))
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     # pyannote.metrics warns on every file that the scored extent is the union of both
@@ -586,6 +622,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.corpus / "manifest.json").is_file():
         parser.error(f"{args.corpus} has no manifest.json (expected a corpus split folder)")
     corpus = load_corpus(args.corpus)
+    if args.joined:
+        corpus = joined(selected(corpus, args), corpus,
+                        Path(tempfile.mkdtemp(prefix="speaker-memory-joined-")))
+        args.only = ""
     if args.diarization_only:
         run_diarization_only(corpus, args)
     else:

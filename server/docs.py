@@ -15,12 +15,16 @@ from tools.settings import Settings
 
 EXTRA_DESCRIPTIONS = {
     "device": "auto, cpu or cuda.",
-    "diarizer": "builtin (offline, bundled) or pyannote (needs the extra and HF_TOKEN).",
-    "voice_embedder": "resemblyzer (bundled) or pyannote.",
-    "match_threshold": "Cosine score at which a voice joins a stored speaker.",
-    "match_margin": "...and by which it must beat the runner-up.",
-    "propagate_threshold": "After naming a voice, unknown speakers this close are merged in.",
-    "suggest_threshold": "Weaker matches are returned as suggestions to confirm.",
+    "diarizer": "neural (segmentation-3.0 + clustering, bundled), builtin (VAD windows, GE2E "
+    "era) or pyannote (needs the extra and HF_TOKEN).",
+    "voice_embedder": "campplus (CAM++, bundled), resemblyzer (GE2E, bundled) or pyannote.",
+    "match_threshold": "Cosine score at which a voice joins a stored speaker "
+    "(unset: the voice model's measured value).",
+    "match_margin": "...and by which it must beat the runner-up (unset: the model's value).",
+    "propagate_threshold": "After naming a voice, unknown speakers this close are merged in "
+    "(unset: the model's value).",
+    "suggest_threshold": "Weaker matches are returned as suggestions to confirm "
+    "(unset: the model's value).",
     "host": "HTTP address (serve). Non-loopback needs a token.",
     "port": "HTTP port (serve).",
     "log_level": "DEBUG, INFO, WARNING or ERROR (logs go to stderr).",

@@ -250,10 +250,12 @@ def build_server(app: App) -> MCPServer:
         conversation_id: ConversationId,
         format: Annotated[Literal["json", "text"], Field(
             description="'json': segments with ids, times and speakers; 'text': one "
-                        "'[mm:ss] Speaker: text' line per segment (compact).")] = "json",
+                        "'[mm:ss] Speaker: text' line per segment (compact; 'Speaker (over "
+                        "Other)' while someone else talks too).")] = "json",
     ) -> Transcript:
         """The transcript of one conversation with speaker names ('Unknown N' for voices not
-        named yet). Segment ids in it are what identify_speaker_in_segment takes."""
+        named yet). Segment ids in it are what identify_speaker_in_segment takes. A segment's
+        overlapped_by lists who else talked at the same time."""
         return await run_tool(app, queries.get_conversation, app, conversation_id, format)
 
     @tool(annotations=READ_ONLY)
@@ -304,7 +306,8 @@ def build_server(app: App) -> MCPServer:
     async def export_conversation(
         conversation_id: ConversationId,
         format: Annotated[ExportFormat, Field(
-            description="srt/vtt subtitles, rttm speaker turns, json with words, or txt.")]
+            description="srt/vtt subtitles, rttm speaker turns (overlapping speech "
+                        "included), json with words and turns, or txt.")]
         = "srt",
     ) -> ExportOut:
         """A conversation as a file's content (subtitles, speaker turns, JSON or plain text)."""

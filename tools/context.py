@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from inference.types import PipelineResult, Vector
+from inference.types import EnrollmentVoice, PipelineResult, Vector
 from memory.api import SpeakerMemory
 from memory.types import EnrolledVoice, IngestResult
 from tools.settings import Settings
@@ -46,8 +46,9 @@ class PipelineLike(Protocol):
         progress: ProgressFn | None = None,
     ) -> PipelineResult: ...
 
-    def embed_voice(self, audio_or_path: Path) -> tuple[list[Vector], str, float]:
-        """(L2-normalised vectors, voice model id, seconds of speech) of a one-voice clip."""
+    def embed_voice(self, audio_or_path: Path) -> EnrollmentVoice:
+        """L2-normalised vectors (per channel), voice model id, seconds of speech of a
+        one-voice clip."""
         ...
 
     def embed_text(self, texts: Sequence[str]) -> list[Vector]: ...

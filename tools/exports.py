@@ -8,7 +8,14 @@ from typing import Any
 
 from memory.types import ConversationDetail, SegmentView
 from tools.context import App
-from tools.models import ExportFormat, ExportOut, Transcript, detail_out, segment_out
+from tools.models import (
+    ExportFormat,
+    ExportOut,
+    Transcript,
+    detail_out,
+    segment_out,
+    speaker_ref,
+)
 
 MIME_TYPES: dict[str, str] = {
     "srt": "application/x-subrip",
@@ -34,10 +41,23 @@ def speaker_label(segment: SegmentView) -> str:
     return segment.speaker.label if segment.speaker is not None else "Unknown speaker"
 
 
+def overlap_note(segment: SegmentView) -> str:
+    """'(over Sarah, Tom)' when others talk at the same time, else ''."""
+    if not segment.overlapped_by:
+        return ""
+    return f"(over {', '.join(s.label for s in segment.overlapped_by)})"
+
+
+def who(segment: SegmentView) -> str:
+    """The speaker as a transcript line names it: 'Nick', or 'Nick (over Sarah)'."""
+    note = overlap_note(segment)
+    return f"{speaker_label(segment)} {note}" if note else speaker_label(segment)
+
+
 def transcript_text(detail: ConversationDetail) -> str:
     """'[mm:ss] Speaker: text' lines, consecutive segments of one speaker kept apart."""
     return "\n".join(
-        f"[{_clock(s.start)}] {speaker_label(s)}: {s.text.strip()}" for s in detail.segments
+        f"[{_clock(s.start)}] {who(s)}: {s.text.strip()}" for s in detail.segments
     )
 
 
@@ -50,7 +70,7 @@ def to_txt(detail: ConversationDetail) -> str:
 def to_srt(detail: ConversationDetail) -> str:
     blocks = [
         f"{i}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n"
-        f"{speaker_label(s)}: {s.text.strip()}\n"
+        f"{who(s)}: {s.text.strip()}\n"
         for i, s in enumerate(detail.segments, start=1)
     ]
     return "\n".join(blocks)
@@ -59,26 +79,41 @@ def to_srt(detail: ConversationDetail) -> str:
 def to_vtt(detail: ConversationDetail) -> str:
     blocks = [
         f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n"
-        f"<v {_vtt_escape(speaker_label(s))}>{_vtt_escape(s.text.strip())}\n"
+        f"<v {_vtt_escape(speaker_label(s))}>{_vtt_escape(_cue_text(s))}\n"
         for s in detail.segments
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
+def _cue_text(segment: SegmentView) -> str:
+    """A WebVTT cue's text: the voice tag names the speaker alone, so an overlap note
+    ('(over Sarah)') starts the text."""
+    note = overlap_note(segment)
+    return f"{note} {segment.text.strip()}" if note else segment.text.strip()
+
+
 def to_rttm(detail: ConversationDetail) -> str:
-    """NIST RTTM: one SPEAKER line per segment; names have spaces replaced (fields are
-    whitespace-separated)."""
+    """NIST RTTM: one SPEAKER line per diarization turn when the conversation has them
+    (overlapping speech gives overlapping lines; a label no segment's speaker resolves keeps
+    its local label), else one per segment with a speaker. Names have spaces replaced (fields
+    are whitespace-separated)."""
+    if detail.turns:
+        spans = [(t.start, t.end, t.speaker.label if t.speaker else t.local_label)
+                 for t in detail.turns]
+    else:
+        spans = [(s.start, s.end, speaker_label(s)) for s in detail.segments
+                 if s.speaker is not None]
     file_id = _stem(detail)
     lines = [
-        f"SPEAKER {file_id} 1 {s.start:.3f} {max(0.0, s.end - s.start):.3f} <NA> <NA> "
-        f"{_rttm_name(speaker_label(s))} <NA> <NA>"
-        for s in detail.segments
-        if s.speaker is not None
+        f"SPEAKER {file_id} 1 {start:.3f} {max(0.0, end - start):.3f} <NA> <NA> "
+        f"{_rttm_name(name)} <NA> <NA>"
+        for start, end, name in spans
     ]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
 def to_json(detail: ConversationDetail) -> str:
+    """The transcript (segments with words and `overlapped_by`) and the diarization turns."""
     document = Transcript(
         conversation=detail_out(detail), segments=[segment_out(s) for s in detail.segments]
     )
@@ -88,6 +123,11 @@ def to_json(detail: ConversationDetail) -> str:
             {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
             for w in view.words
         ]
+    data["turns"] = [
+        {"start": round(t.start, 3), "end": round(t.end, 3), "local_label": t.local_label,
+         "speaker": speaker_ref(t.speaker).model_dump(mode="json") if t.speaker else None}
+        for t in detail.turns
+    ]
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 

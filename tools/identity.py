@@ -49,14 +49,16 @@ def identify_speaker_in_segment(app: App, segment_id: int, speaker_name: str) ->
 
 def enroll_speaker(app: App, name: str, audio: AudioFile) -> EnrollOut:
     """Embed a clean clip of one person's voice and store it under `name`."""
-    vectors, model_id, speech_seconds = app.pipeline.embed_voice(audio.path)
-    if not vectors:
+    voice = app.pipeline.embed_voice(audio.path)
+    speech_seconds = voice.speech_seconds
+    if not voice.vectors:
         raise InvalidInput(
             f"{audio.source_name} holds too little speech to learn a voice from "
             f"({speech_seconds:.1f} s); send 10-30 s of the person speaking alone."
         )
     result = app.memory.enroll(
-        name.strip(), vectors, model_id, source=audio.source_name, speech_seconds=speech_seconds
+        name.strip(), voice.vectors, voice.model_id, source=audio.source_name,
+        speech_seconds=speech_seconds, channel_vectors=voice.channel_vectors,
     )
     verb = "Enrolled new speaker" if result.created else "Added voice samples to"
     return EnrollOut(

@@ -49,6 +49,10 @@ class SegmentOut(BaseModel):
         None, description="'manual' when a person named this segment's speaker."
     )
     emotion: str | None = None
+    overlapped_by: list[SpeakerRef] = Field(
+        default_factory=list,
+        description="Others talking at the same time as this segment (overlapping speech).",
+    )
 
 
 class ConversationOut(BaseModel):
@@ -106,7 +110,9 @@ class Transcript(BaseModel):
     segments: list[SegmentOut] = Field(
         default_factory=list, description="Empty when format='text' (see `text`)."
     )
-    text: str | None = Field(None, description="'[mm:ss] Speaker: text' lines when format='text'.")
+    text: str | None = Field(
+        None, description="'[mm:ss] Speaker: text' lines when format='text'; "
+                          "'Speaker (over Other)' while someone else talks too.")
 
 
 class SegmentList(BaseModel):
@@ -208,7 +214,7 @@ def segment_out(view: SegmentView) -> SegmentOut:
         start=round(view.start, 3), end=round(view.end, 3),
         speaker=speaker_ref(view.speaker) if view.speaker else None, text=view.text,
         speaker_confidence=view.speaker_confidence, assignment=view.assignment_source,
-        emotion=view.emotion,
+        emotion=view.emotion, overlapped_by=[speaker_ref(s) for s in view.overlapped_by],
     )
 
 

@@ -31,20 +31,24 @@ class Settings(BaseSettings):
     compute_type: str = Field(
         "auto", description="CTranslate2 compute type; auto = int8 on CPU, float16 on CUDA."
     )
-    diarizer: Literal["builtin", "pyannote"] = "builtin"
-    voice_embedder: Literal["resemblyzer", "pyannote"] = "resemblyzer"
+    diarizer: Literal["neural", "builtin", "pyannote"] = "neural"
+    voice_embedder: Literal["campplus", "resemblyzer", "pyannote"] = "campplus"
     emotion: bool = Field(False, description="Run emotion recognition (needs the 'emotion' extra).")
     hf_token: str | None = Field(
         None, validation_alias=AliasChoices("SPEAKER_MEMORY_HF_TOKEN", "HF_TOKEN"),
         description="Hugging Face token for the optional pyannote pipeline.",
     )
     model_cache_dir: Path | None = Field(None, description="Default: DATA_DIR/models.")
+    weights_dir: Path | None = Field(
+        None, description="Segmentation and CAM++ model files, installed by scripts/setup.sh. "
+        "Default: the installation's share/speaker-memory/models.",
+    )
 
     # ---- matching
-    match_threshold: float = MatchConfig.threshold
-    match_margin: float = MatchConfig.margin
-    propagate_threshold: float = MatchConfig.propagate_threshold
-    suggest_threshold: float = MatchConfig.suggest_threshold
+    match_threshold: float | None = None
+    match_margin: float | None = None
+    propagate_threshold: float | None = None
+    suggest_threshold: float | None = None
 
     # ---- limits
     max_audio_seconds: float = Field(4 * 3600, description="Longer audio is refused.")

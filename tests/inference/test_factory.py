@@ -11,6 +11,7 @@ import pytest
 
 from inference.config import PipelineConfig
 from inference.factory import build_backends
+from inference.neural_diarization import NeuralDiarizer
 from inference.pipeline import shared_pipeline
 from inference.transcribe import WhisperTranscriber
 from inference.vad import SileroVAD
@@ -30,16 +31,14 @@ def torch_threads() -> Iterator[int]:
 def test_default_backends_share_one_vad_and_one_voice_embedder(
     tmp_path: Path, torch_threads: int
 ) -> None:
-    pytest.importorskip("inference.diarization")
     backends = build_backends(PipelineConfig(models_dir=tmp_path))
     assert isinstance(backends.vad, SileroVAD)
     assert isinstance(backends.transcriber, WhisperTranscriber)
     assert backends.transcriber.model_id == "faster-whisper-tiny.en"
     assert backends.transcriber._vad is backends.vad
-    assert getattr(backends.diarizer, "vad", backends.vad) is backends.vad
-    assert getattr(backends.diarizer, "embedder", backends.voice_embedder) is (
-        backends.voice_embedder)
-    assert backends.voice_embedder.model_id == "resemblyzer-ge2e-0.1.4"
+    assert isinstance(backends.diarizer, NeuralDiarizer)
+    assert backends.diarizer.embedder is backends.voice_embedder
+    assert backends.voice_embedder.model_id == "campplus-cn-en-common-3dspeaker"
     assert backends.text_embedder is not None
     assert backends.text_embedder.model_id == "all-MiniLM-L6-v2"
     assert backends.emotion is None
@@ -57,6 +56,7 @@ def test_config_from_settings_reads_the_settings_fields(tmp_path: Path) -> None:
         whisper_model="base", language="de", device="cpu", compute_type="int8",
         diarizer="builtin", voice_embedder="resemblyzer", emotion=False, hf_token=None,
         models_dir=tmp_path / "models", max_audio_seconds=60, match_margin=0.1,
+        weights_dir=None,
     )
     config = PipelineConfig.from_settings(settings)
     assert (config.whisper_model, config.language, config.models_dir) == (

@@ -27,7 +27,7 @@ from inference.factory import Backends
 from inference.pipeline import Pipeline
 from inference.types import Audio, EmotionResult, Turn
 from memory.errors import EmptyAudio, NoSpeech, NotAudio
-from memory.types import EnrolledVoice, SpeakerInfo
+from memory.types import TELEPHONE_CHANNEL, EnrolledVoice, SpeakerInfo, with_channel
 
 CONVERSATION = [
     segment("good morning everyone shall we start", 0.5),  # A, 0.5-3.4
@@ -149,11 +149,25 @@ def test_embed_voice_cuts_speech_into_windows() -> None:
     pipeline, _ = make_pipeline()
     audio = Audio(np.concatenate([np.zeros(16_000, np.float32), tone_audio(8.0).samples,
                                   np.zeros(16_000, np.float32)]))
-    vectors, model_id, seconds = pipeline.embed_voice(audio)
-    assert model_id == "fake-voice"
-    assert seconds == pytest.approx(8.0, abs=0.2)  # the silence is not counted
-    assert len(vectors) == 4  # 3 s windows, 1.5 s hop, over 8 s of speech
-    assert all(np.isclose(np.linalg.norm(v), 1.0, atol=1e-5) for v in vectors)
+    voice = pipeline.embed_voice(audio)
+    assert voice.model_id == "fake-voice"
+    assert voice.speech_seconds == pytest.approx(8.0, abs=0.2)  # the silence is not counted
+    assert len(voice.vectors) == 4  # 3 s windows, 1.5 s hop, over 8 s of speech
+    assert all(np.isclose(np.linalg.norm(v), 1.0, atol=1e-5) for v in voice.vectors)
+    # A wideband clip also gives its telephone-band profile, under the channel's model id.
+    (telephone, vectors), = voice.channel_vectors.items()
+    assert telephone == with_channel("fake-voice", TELEPHONE_CHANNEL) and len(vectors) == 4
+
+
+def test_a_clip_from_a_phone_line_is_the_telephone_profile_itself() -> None:
+    from scipy.signal import butter, sosfilt
+
+    pipeline, _ = make_pipeline()
+    band = butter(8, 3000.0, fs=16_000, output="sos")
+    narrow = sosfilt(band, tone_audio(8.0).samples).astype(np.float32)
+    voice = pipeline.embed_voice(Audio(narrow))
+    assert voice.model_id == with_channel("fake-voice", TELEPHONE_CHANNEL)
+    assert voice.channel_vectors == {} and len(voice.vectors) == 4
 
 
 def test_embed_voice_refuses_a_clip_without_speech() -> None:
@@ -316,11 +330,10 @@ def test_real_enrollment_vectors_recognise_the_voice(
     real_pipeline: Pipeline, corpus_dir: Path, dev_audio: Callable[[str], Audio],
     voice_embedder: Any,
 ) -> None:
-    vectors, model_id, seconds = real_pipeline.embed_voice(
-        corpus_dir / "dev" / "enroll" / "af_heart.wav")
-    assert model_id == "resemblyzer-ge2e-0.1.4" and 10.0 < seconds < 14.0
-    assert len(vectors) >= 5
-    centroid = np.mean(vectors, axis=0)
+    voice = real_pipeline.embed_voice(corpus_dir / "dev" / "enroll" / "af_heart.wav")
+    assert voice.model_id == "resemblyzer-ge2e-0.1.4" and 10.0 < voice.speech_seconds < 14.0
+    assert len(voice.vectors) >= 5
+    centroid = np.mean(voice.vectors, axis=0)
     centroid /= np.linalg.norm(centroid)
     audio = dev_audio("dev01")
     embedder = voice_embedder

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 # The pipeline's own result types: what memory.ingest really receives.
-from inference.types import LocalSpeaker, PipelineResult, PipelineSegment, Word
+from inference.types import LocalSpeaker, PipelineResult, PipelineSegment, Turn, Word
 
 VOICE_MODEL = "fake-voice-1.0"
 TEXT_MODEL = "fake-text-1.0"
@@ -96,9 +96,10 @@ def make_result(
 ) -> PipelineResult:
     """A recording in which `speakers` (voice names) take turns, round-robin.
 
-    Local labels are SPEAKER_00, SPEAKER_01... in the order of `speakers`. `texts` overrides
-    the generated sentences (cycled). `matched` maps a voice name to a stored speaker id, as
-    memory-informed diarization would."""
+    Local labels are SPEAKER_00, SPEAKER_01... in the order of `speakers`; the diarization
+    turns are the segments' spans (append to `turns` for overlapping speech). `texts`
+    overrides the generated sentences (cycled). `matched` maps a voice name to a stored
+    speaker id, as memory-informed diarization would."""
     rng = np.random.default_rng(_seed("result", voices.seed, seed, *speakers))
     labels = {name: f"SPEAKER_{i:02d}" for i, name in enumerate(speakers)}
     segments: list[PipelineSegment] = []
@@ -131,4 +132,5 @@ def make_result(
         segments=segments, local_speakers=local, voice_model_id=voice_model_id,
         text_model_id=TEXT_MODEL if with_text_vectors else None, language="en", duration=t,
         asr_model_id="fake-asr-1.0",
+        turns=[Turn(s.start, s.end, s.local_speaker) for s in segments if s.local_speaker],
     )

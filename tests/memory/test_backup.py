@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from inference.types import Turn
 from memory import SpeakerMemory
 from memory.backup import BOOKKEEPING_KEYS, TABLES
 from memory.errors import BackupError, ImportNotEmpty
@@ -17,7 +18,9 @@ def fill(store: SpeakerMemory, voices: Voices) -> None:
     store.enroll("Bob", voices.clips("bob", 3), VOICE_MODEL, "bob.wav", 12.5)
     for seed, names in enumerate([["ann", "bob"], ["carl", "ann"]]):
         conversation = store.create_conversation(title=f"c{seed}", sha256=f"sha{seed}")
-        store.ingest(conversation.id, make_result(voices, names, 5, seed=seed))
+        result = make_result(voices, names, 5, seed=seed)
+        result.turns.append(Turn(1.0, 2.5, "SPEAKER_01"))  # overlapping speech
+        store.ingest(conversation.id, result)
     store.identify("Ann", speaker="Unknown 1")
     store.merge("Unknown 2", "Bob")
     store.undo()
@@ -44,10 +47,15 @@ def test_round_trip_reproduces_every_row(store: SpeakerMemory, voices: Voices,
         original_meta = [r for r in rows(store.db_path, "meta") if r[0] not in BOOKKEEPING_KEYS]
         copied_meta = [r for r in rows(copy.db_path, "meta") if r[0] not in BOOKKEEPING_KEYS]
         assert copied_meta == original_meta
+        assert len(rows(copy.db_path, "diarization_turn")) == 2 * (5 + 1)
         # Derived data is rebuilt: centroids, full text, semantic vectors all work.
         assert centroids(copy.db_path).keys() == centroids(store.db_path).keys()
         assert copy.list_speakers() == store.list_speakers()
         assert copy.identity_history() == store.identity_history()
+        for conversation_id in (1, 2):
+            detail = copy.get_conversation(conversation_id)
+            assert detail == store.get_conversation(conversation_id)
+            assert detail.segments[0].overlapped_by and len(detail.turns) == 6
         word = store.get_segment(1).text.split()[0]
         assert [h.segment for h in copy.search_keyword(word)] == [
             h.segment for h in store.search_keyword(word)]

@@ -189,7 +189,8 @@ def test_segment_vectors_and_enrolled_voices(store: SpeakerMemory, voices: Voice
     assert store.enrolled_voices(VOICE_MODEL) == []
     store.identify("Ann", speaker=result.decisions[0].speaker.id)
     (voice,) = store.enrolled_voices(VOICE_MODEL)
-    assert voice.speaker.name == "Ann" and voice.threshold == store.config.threshold
+    assert voice.speaker.name == "Ann"
+    assert voice.threshold == store.config.for_model(VOICE_MODEL).threshold
     assert float(voice.centroid @ voices.voice("ann")) > 0.95
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import sqlean
 
+from inference.types import Turn
 from memory import SpeakerMemory
 from memory.errors import StoreError
 from memory.migrations import latest_version
@@ -81,6 +82,7 @@ def test_older_store_is_migrated_forward(tmp_path: Path, voices: Voices) -> None
     store.close()
     # Make it a version-1 store again, as an older release left it.
     conn = sqlean.connect(str(path))
+    conn.execute("DROP TABLE diarization_turn")
     conn.execute("DROP INDEX segment_excluded")
     conn.execute("DELETE FROM schema_version WHERE version > 1")
     conn.commit()
@@ -94,7 +96,35 @@ def test_older_store_is_migrated_forward(tmp_path: Path, voices: Voices) -> None
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
     conn.close()
-    assert "segment_excluded" in indexes and versions == [1, 2]
+    assert {"segment_excluded", "diarization_turn_conversation"} <= indexes
+    assert versions == [1, 2, 3]
+
+
+def test_a_store_from_before_turns_gains_them(tmp_path: Path, voices: Voices) -> None:
+    path = tmp_path / "db.sqlite"
+    store = SpeakerMemory(path)
+    old = store.create_conversation(title="old")
+    store.ingest(old.id, make_result(voices, ["ann", "bob"], 4))
+    store.close()
+    # A version-2 store, as the release before overlapping speech left it.
+    conn = sqlean.connect(str(path))
+    conn.execute("DROP TABLE diarization_turn")
+    conn.execute("DELETE FROM schema_version WHERE version > 2")
+    conn.commit()
+    conn.close()
+    reopened = SpeakerMemory(path)
+    try:
+        detail = reopened.get_conversation(old.id)
+        assert detail.turns == [] and all(s.overlapped_by == [] for s in detail.segments)
+        new = reopened.create_conversation(title="new")
+        result = make_result(voices, ["ann", "bob"], 4, seed=1)
+        result.turns.append(Turn(1.0, 2.0, "SPEAKER_01"))  # bob over the end of segment 0
+        reopened.ingest(new.id, result)
+        segments = reopened.get_conversation(new.id).segments
+        assert [s.label for s in segments[0].overlapped_by] == ["Unknown 2"]
+        assert len(reopened.get_conversation(new.id).turns) == 5
+    finally:
+        reopened.close()
 
 
 def test_a_failing_migration_leaves_no_trace(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """A deterministic stand-in for inference.pipeline.Pipeline, for fast tests of tools and server.
 
 Not a mock: a real implementation of the same methods. Each test recording is a tiny WAV file
-(a tone, so every file has its own content) plus a script of turns (voice id, text). Voice
+(a tone, so every file has its own content) plus a script of turns (voice id, text, and who
+talks over the end of it). Voice
 vectors are derived from the voice id plus a little noise, so the same voice matches across
 recordings and different voices do not; text vectors are hashed bags of words.
 """
@@ -19,12 +20,14 @@ import numpy as np
 
 from inference.types import (
     Audio,
+    EnrollmentVoice,
     LocalSpeaker,
     PipelineResult,
     PipelineSegment,
     Vector,
     Word,
 )
+from inference.types import Turn as DiarizedTurn
 from memory.types import EnrolledVoice
 
 VOICE_DIM = 64
@@ -37,6 +40,8 @@ class Turn:
     voice: str
     text: str
     seconds: float = 3.0
+    interrupted_by: str | None = None
+    """A voice that talks over the last second of this turn (overlapping speech)."""
 
 
 def voice_vector(voice: str, noise_seed: int = 0, noise: float = 0.05) -> Vector:
@@ -127,9 +132,11 @@ class FakePipeline:
         turns = self._scripts[key]
         labels: dict[str, str] = {}
         segments: list[PipelineSegment] = []
+        diarized: list[DiarizedTurn] = []
         clock = 0.0
         for index, turn in enumerate(turns):
             label = labels.setdefault(turn.voice, f"SPEAKER_{len(labels):02d}")
+            diarized.append(DiarizedTurn(clock, clock + turn.seconds, label))
             words = turn.text.split()
             step = turn.seconds / max(1, len(words))
             segments.append(PipelineSegment(
@@ -141,6 +148,10 @@ class FakePipeline:
                 text_vector=text_vector(turn.text),
             ))
             clock += turn.seconds
+        for turn, segment in zip(turns, segments, strict=True):
+            if turn.interrupted_by is not None:
+                label = labels.setdefault(turn.interrupted_by, f"SPEAKER_{len(labels):02d}")
+                diarized.append(DiarizedTurn(segment.end - 1.0, segment.end, label))
         speakers = []
         for voice, label in labels.items():
             vectors = [s.voice_vector for s in segments
@@ -156,16 +167,18 @@ class FakePipeline:
             segments=segments, local_speakers=speakers, voice_model_id=self.voice_model_id,
             text_model_id=self.text_model_id, language=language or "en", duration=clock,
             asr_model_id="fake-asr-1",
+            turns=sorted(diarized, key=lambda t: t.start),
         )
 
-    def embed_voice(self, audio_or_path: Path | Audio) -> tuple[list[Vector], str, float]:
+    def embed_voice(self, audio_or_path: Path | Audio) -> EnrollmentVoice:
         from inference.audio import decode
 
         audio = audio_or_path if isinstance(audio_or_path, Audio) else decode(audio_or_path)
         voice = self._clip_voices.get(_audio_key(audio))
         if voice is None:
-            return [], self.voice_model_id, 0.0
-        return [voice_vector(voice, 1000 + i) for i in range(3)], self.voice_model_id, 12.0
+            return EnrollmentVoice([], self.voice_model_id, 0.0)
+        return EnrollmentVoice([voice_vector(voice, 1000 + i) for i in range(3)],
+                               self.voice_model_id, 12.0)
 
     def embed_text(self, texts: Sequence[str]) -> list[Vector]:
         return [text_vector(t) for t in texts]

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
-from memory.types import ConversationDetail, ConversationInfo, SegmentView, SpeakerInfo, Word
+from memory.types import (
+    ConversationDetail,
+    ConversationInfo,
+    SegmentView,
+    SpeakerInfo,
+    SpeakerTurn,
+    Word,
+)
 from tools.exports import to_json, to_rttm, to_srt, to_txt, to_vtt, transcript_text
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -52,7 +60,7 @@ def test_vtt_has_header_voice_tags_and_escapes_markup() -> None:
     assert "<v Unknown 2>a &lt;b&gt; &amp; c" in vtt
 
 
-def test_rttm_has_ten_fields_and_no_spaces_in_names() -> None:
+def test_rttm_without_turns_has_one_line_per_segment_with_a_speaker() -> None:
     lines = to_rttm(_detail()).splitlines()
     assert len(lines) == 2  # the segment without a speaker has no turn
     fields = lines[0].split()
@@ -75,3 +83,46 @@ def test_text_lines_name_the_speaker() -> None:
     assert text[1] == "[01:01] Unknown 2: a <b> & c"
     assert text[2] == "[1:02:04] Unknown speaker: noise"
     assert to_txt(_detail()).startswith("Budget review\n=============\n\n[00:00] Nick")
+
+
+def _overlapping() -> ConversationDetail:
+    """Nick's segment is talked over by Unknown 2; the diarization has a voice no segment got."""
+    detail = _detail()
+    nick, unknown = detail.segments[0].speaker, detail.segments[1].speaker
+    assert nick is not None and unknown is not None
+    segments = [replace(detail.segments[0], overlapped_by=[unknown]), *detail.segments[1:]]
+    turns = [
+        SpeakerTurn(0.0, 2.5, "SPEAKER_00", nick),
+        SpeakerTurn(1.75, 2.25, "SPEAKER_01", unknown),
+        SpeakerTurn(2.0, 3.0, "SPEAKER_05", None),
+        SpeakerTurn(61.25, 3723.5, "SPEAKER_01", unknown),
+    ]
+    return replace(detail, segments=segments, turns=turns)
+
+
+def test_rttm_of_a_diarized_conversation_has_one_line_per_turn_overlaps_included() -> None:
+    lines = [line.split() for line in to_rttm(_overlapping()).splitlines()]
+    assert [(f[3], f[4], f[7]) for f in lines] == [
+        ("0.000", "2.500", "Nick_Smith"), ("1.750", "0.500", "Unknown_2"),
+        ("2.000", "1.000", "SPEAKER_05"), ("61.250", "3662.250", "Unknown_2"),
+    ]
+    assert all(len(f) == 10 for f in lines)
+
+
+def test_json_carries_overlaps_and_the_speaker_timeline() -> None:
+    data = json.loads(to_json(_overlapping()))
+    assert [[s["label"] for s in seg["overlapped_by"]] for seg in data["segments"]] == [
+        ["Unknown 2"], [], []]
+    assert data["turns"][1] == {
+        "start": 1.75, "end": 2.25, "local_label": "SPEAKER_01",
+        "speaker": {"id": 2, "label": "Unknown 2", "name": None, "kind": "unknown"}}
+    assert data["turns"][2]["speaker"] is None
+
+
+def test_text_formats_mark_overlap_briefly() -> None:
+    detail = _overlapping()
+    assert transcript_text(detail).splitlines()[0] == (
+        "[00:00] Nick Smith (over Unknown 2): We are over budget.")
+    assert "\nNick Smith (over Unknown 2): We are over budget.\n" in to_srt(detail)
+    assert "<v Nick Smith>(over Unknown 2) We are over budget.\n" in to_vtt(detail)
+    assert "\nUnknown 2: a <b> & c\n" in to_srt(detail)  # no overlap, no note

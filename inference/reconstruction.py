@@ -1,0 +1,194 @@
+"""From per-chunk local speakers to the recording's turns, overlaps kept.
+
+Each 10 s chunk says, per frame, which of its (up to three) local speakers talk; clustering has
+said which recording speaker each local speaker is. Chunks overlap (a sliding window), so every
+frame of the recording is seen by several chunks:
+- a speaker's activity in a frame is the mean of what the chunks covering it say;
+- how many people talk in a frame is the (rounded) mean of the chunks' local counts;
+- a frame is given to that many speakers, the most active first.
+Two speakers in one frame are two overlapping turns; the exclusive version keeps only the most
+active speaker of each frame (for word alignment, where each word has one speaker).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.types import Turn
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+class ChunkFrames(Protocol):
+    """Binary local-speaker activity of sliding chunks on a common frame grid
+    (inference.segmentation.Segmentation)."""
+
+    @property
+    def activations(self) -> npt.NDArray[Any]:
+        """(chunks, frames per chunk, local speakers), non-zero where that speaker talks."""
+        ...
+
+    @property
+    def chunk_starts(self) -> npt.NDArray[np.float64]:
+        """Start of each chunk, seconds."""
+        ...
+
+    @property
+    def frame_step(self) -> float: ...
+
+    @property
+    def frame_duration(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class ReconstructionConfig:
+    min_duration_on: float = 0.0
+    """Turns shorter than this are dropped."""
+    min_duration_off: float = 0.0
+    """Pauses shorter than this inside one speaker's speech are filled."""
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    turns: list[Turn]
+    """Per speaker, overlapping across speakers; labels are cluster indices as text."""
+    exclusive: list[Turn]
+    """One speaker at a time."""
+
+
+def reconstruct(
+    frames: ChunkFrames,
+    assignment: IntArray,
+    num_clusters: int,
+    duration: float,
+    config: ReconstructionConfig | None = None,
+) -> Reconstruction:
+    """Turns of clusters 0..num_clusters-1. `assignment[c, s]`: the cluster of local speaker s
+    of chunk c, or negative for a local speaker that was not assigned (its activity is left
+    out, but it still counts towards how many people talk)."""
+    cfg = config or ReconstructionConfig()
+    active, count = aggregate(frames, assignment, num_clusters, duration)
+    chosen = _top_speakers(active, count)
+    exclusive = _most_active(active, chosen)
+    return Reconstruction(
+        turns=_turns(chosen, frames, duration, cfg),
+        exclusive=_turns(exclusive, frames, duration, cfg),
+    )
+
+
+def stitch(
+    frames: ChunkFrames, assignment: IntArray, known: npt.NDArray[np.bool_], num_clusters: int,
+    duration: float,
+) -> IntArray:
+    """Assign the local speakers of the chunks that got no voice vectors (`known` False) by
+    how their activity agrees with the clusters' activity in the known chunks they overlap:
+    voice vectors for every 10th chunk place every chunk in between."""
+    from scipy.optimize import linear_sum_assignment
+
+    filled = assignment.copy()
+    if num_clusters == 0 or known.all():
+        return filled
+    active, _ = aggregate(frames, assignment, num_clusters, duration, only=known)
+    acts = np.asarray(frames.activations, dtype=np.float32)
+    offsets = _offsets(frames)
+    for c in np.flatnonzero(~known):
+        index = offsets[c] + np.arange(acts.shape[1])
+        inside = index < len(active)
+        agreement = acts[c, inside].T.astype(np.float64) @ active[index[inside]]  # (local, k)
+        rows, cols = linear_sum_assignment(agreement, maximize=True)
+        for s, k in zip(rows.tolist(), cols.tolist(), strict=True):
+            filled[c, s] = k if agreement[s, k] > 0 else -1
+    return filled
+
+
+def aggregate(
+    frames: ChunkFrames, assignment: IntArray, num_clusters: int, duration: float,
+    only: npt.NDArray[np.bool_] | None = None,
+) -> tuple[FloatArray, IntArray]:
+    """(mean activity per recording frame and cluster, speaker count per recording frame),
+    over every chunk or over the `only` ones."""
+    acts = np.asarray(frames.activations, dtype=np.float32)
+    n_chunks, n_local_frames, n_local = acts.shape
+    total = _frame_count(duration, frames)
+    offsets = _offsets(frames)
+    active = np.zeros((total, max(num_clusters, 1)), dtype=np.float64)
+    count = np.zeros(total, dtype=np.float64)
+    coverage = np.zeros(total, dtype=np.float64)
+    local = np.arange(n_local_frames)
+    for c in range(n_chunks) if only is None else np.flatnonzero(only).tolist():
+        index = offsets[c] + local
+        inside = index < total
+        index = index[inside]
+        coverage[index] += 1.0
+        count[index] += acts[c, inside].sum(axis=1)
+        for s in range(n_local):
+            cluster = int(assignment[c, s])
+            if cluster >= 0:
+                active[index, cluster] += acts[c, inside, s]
+    seen = np.maximum(coverage, 1.0)
+    mean_active = active[:, :num_clusters] / seen[:, None]
+    speakers = np.rint(count / seen).astype(np.int64)
+    return mean_active, speakers
+
+
+def _offsets(frames: ChunkFrames) -> IntArray:
+    """Each chunk's first frame on the recording's frame grid."""
+    return np.rint(np.asarray(frames.chunk_starts) / frames.frame_step).astype(np.int64)
+
+
+def _frame_count(duration: float, frames: ChunkFrames) -> int:
+    """Recording frames whose centre lies inside the audio."""
+    centre = frames.frame_duration / 2
+    return max(0, int(np.floor((duration - centre) / frames.frame_step)) + 1)
+
+
+def _top_speakers(active: FloatArray, count: IntArray) -> npt.NDArray[np.bool_]:
+    """Per frame, the `count` most active clusters (only those with any activity)."""
+    chosen = np.zeros(active.shape, dtype=bool)
+    if active.shape[1] == 0:
+        return chosen
+    ranked = np.argsort(-active, axis=1, kind="stable")
+    for rank in range(active.shape[1]):
+        pick = ranked[:, rank]
+        wanted = (count > rank) & (active[np.arange(len(pick)), pick] > 0)
+        chosen[np.flatnonzero(wanted), pick[wanted]] = True
+    return chosen
+
+
+def _most_active(active: FloatArray, chosen: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    exclusive = np.zeros_like(chosen)
+    speaking = chosen.any(axis=1)
+    if active.shape[1] == 0 or not speaking.any():
+        return exclusive
+    best = np.where(chosen, active, -np.inf).argmax(axis=1)
+    exclusive[np.flatnonzero(speaking), best[speaking]] = True
+    return exclusive
+
+
+def _turns(
+    binary: npt.NDArray[np.bool_], frames: ChunkFrames, duration: float,
+    cfg: ReconstructionConfig,
+) -> list[Turn]:
+    """Runs of each cluster's frames as turns: a frame stands for one step of time around its
+    centre (frame_duration / 2 after its start)."""
+    step, centre = frames.frame_step, frames.frame_duration / 2
+    turns: list[Turn] = []
+    for cluster in range(binary.shape[1]):
+        runs: list[tuple[float, float]] = []
+        column = np.concatenate([[False], binary[:, cluster], [False]])
+        edges = np.flatnonzero(np.diff(column.astype(np.int8)))
+        for first, stop in zip(edges[::2], edges[1::2], strict=True):
+            start = max(0.0, first * step + centre - step / 2)
+            end = min(duration, (stop - 1) * step + centre + step / 2)
+            if runs and start - runs[-1][1] < cfg.min_duration_off:
+                runs[-1] = (runs[-1][0], end)
+            else:
+                runs.append((start, end))
+        turns.extend(Turn(round(s, 3), round(e, 3), str(cluster)) for s, e in runs
+                     if e - s >= cfg.min_duration_on and e > s)
+    return sorted(turns, key=lambda t: (t.start, t.end, t.label))

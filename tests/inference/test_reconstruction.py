@@ -1,0 +1,71 @@
+"""Reconstruction of turns from overlapping chunks: overlap kept, exclusive view single."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.reconstruction import ReconstructionConfig, reconstruct
+
+STEP = 0.1  # a coarse frame grid keeps the expected times readable
+
+
+@dataclass(frozen=True)
+class ChunkFrames:
+    activations: np.ndarray
+    chunk_starts: np.ndarray
+    frame_step: float
+    frame_duration: float
+
+
+def chunk_frames(per_chunk: list[np.ndarray], starts: list[float]) -> ChunkFrames:
+    return ChunkFrames(np.stack(per_chunk).astype(np.float32), np.asarray(starts, np.float64),
+                       frame_step=STEP, frame_duration=STEP)
+
+
+def activity(frames: int, *runs: tuple[int, int, int]) -> np.ndarray:
+    """(frames, 3) binary activity; runs are (local speaker, first frame, stop frame)."""
+    out = np.zeros((frames, 3), np.float32)
+    for speaker, first, stop in runs:
+        out[first:stop, speaker] = 1
+    return out
+
+
+def spans(turns: list, label: str) -> list[tuple[float, float]]:
+    return [(t.start, t.end) for t in turns if t.label == label]
+
+
+def test_overlap_gives_two_turns_and_the_exclusive_view_one_speaker() -> None:
+    # One 4 s chunk: speaker A 0-2.5 s, B 2-4 s, both talk 2-2.5 s.
+    frames = chunk_frames([activity(40, (0, 0, 25), (1, 20, 40))], [0.0])
+    result = reconstruct(frames, np.array([[0, 1, -1]]), 2, duration=4.0)
+    assert spans(result.turns, "0") == [(0.0, 2.5)]
+    assert spans(result.turns, "1") == [(2.0, 4.0)]
+    owners = [t.label for t in result.exclusive]
+    assert owners == ["0", "1"]
+    assert result.exclusive[0].end <= result.exclusive[1].start  # no overlap left
+
+
+def test_chunks_are_stitched_through_their_clusters() -> None:
+    # Two chunks overlapping by 2 s; the same voice is local speaker 0 in the first chunk and
+    # local speaker 2 in the second: clustering says both are cluster 0.
+    first = activity(40, (0, 0, 40))
+    second = activity(40, (2, 0, 20), (1, 20, 40))
+    frames = chunk_frames([first, second], [0.0, 2.0])
+    result = reconstruct(frames, np.array([[0, -1, -1], [-1, 1, 0]]), 2, duration=6.0)
+    assert spans(result.turns, "0") == [(0.0, 4.0)]
+    assert spans(result.turns, "1") == [(4.0, 6.0)]
+
+
+def test_unassigned_speakers_are_left_out_and_short_pauses_filled() -> None:
+    frames = chunk_frames([activity(40, (0, 0, 10), (0, 12, 30), (2, 30, 40))], [0.0])
+    cfg = ReconstructionConfig(min_duration_off=0.5)
+    result = reconstruct(frames, np.array([[0, -1, -1]]), 1, duration=4.0, config=cfg)
+    assert spans(result.turns, "0") == [(0.0, 3.0)]
+
+
+def test_frames_past_the_end_of_the_audio_are_dropped() -> None:
+    frames = chunk_frames([activity(40, (0, 0, 40))], [0.0])
+    result = reconstruct(frames, np.array([[0, -1, -1]]), 1, duration=2.5)
+    assert spans(result.turns, "0") == [(0.0, 2.5)]
