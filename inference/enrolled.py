@@ -36,6 +36,12 @@ def cluster_centroids(diarization: Diarization) -> dict[str, Vector]:
     }
 
 
+FRAGMENT_SLACK = 0.05
+"""A further cluster of a voice already recognised in this recording joins it at this much less
+than the voice's threshold: a recording rarely holds two people who both sound like one
+enrolled voice, while clustering often splits one voice (reverberant or quiet stretches)."""
+
+
 def match_clusters(
     diarization: Diarization, enrolled: Sequence[EnrolledVoice], margin: float = 0.0
 ) -> dict[str, ClusterMatch]:
@@ -43,6 +49,19 @@ def match_clusters(
     voices = [v for v in enrolled if v.centroid is not None and np.any(v.centroid)]
     if not voices:
         return {}
+    matches = _matches(diarization, voices, margin, slack=0.0)
+    recognised = {m.speaker_id for m in matches.values()}
+    for label, match in _matches(diarization, voices, margin, slack=FRAGMENT_SLACK).items():
+        if label not in matches and match.speaker_id in recognised:
+            log.debug("cluster %s joins the other cluster of speaker %d (%.3f)", label,
+                      match.speaker_id, match.score)
+            matches[label] = match
+    return matches
+
+
+def _matches(
+    diarization: Diarization, voices: Sequence[EnrolledVoice], margin: float, slack: float
+) -> dict[str, ClusterMatch]:
     matches: dict[str, ClusterMatch] = {}
     for label, centroid in cluster_centroids(diarization).items():
         scored = []
@@ -56,7 +75,7 @@ def match_clusters(
         scored.sort(key=lambda pair: pair[0], reverse=True)
         best_score, best = scored[0]
         runner_up = next((s for s, v in scored[1:] if v.speaker.id != best.speaker.id), None)
-        if best_score < best.threshold:
+        if best_score < best.threshold - slack:
             continue
         if runner_up is not None and best_score - runner_up < margin:
             log.debug("cluster %s: %s and another voice are too close to call", label,

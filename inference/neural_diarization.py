@@ -15,6 +15,7 @@ voices and to give segments their vectors, without a second embedding pass.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -92,7 +93,9 @@ class NeuralDiarizer:
         max_speakers: int | None = None,
     ) -> Diarization:
         cfg = self.config
+        clock = _Clock()
         frames = self.segmenter.segment(audio.samples, cfg.step)
+        clock.lap("segmentation")
         n_chunks, _, n_local = np.shape(frames.activations)
         known = np.zeros(n_chunks, dtype=bool)
         known[:: max(1, cfg.embed_every)] = True
@@ -100,24 +103,28 @@ class NeuralDiarizer:
         locals_ = local_speech(frames, audio.sample_rate, cfg.min_vector_seconds,
                                np.flatnonzero(known).tolist())
         if not locals_:
-            return Diarization(turns=[], vectors={}, model_id=self.embedder.model_id)
+            return Diarization(turns=[], vectors={}, model_id=self.embedder.model_id,
+                               timings=clock.laps)
         clips = [np.concatenate([audio.samples[a:b] for a, b in ls.spans]) for ls in locals_]
         vectors = np.stack(self.embedder.embed(clips)).astype(np.float32)
+        clock.lap("embedding")
         train = [ls.clean_seconds >= cfg.min_train_seconds for ls in locals_]
         labels = cluster_chunk_speakers(
             vectors, [ls.chunk for ls in locals_], train, num_speakers, min_speakers,
             max_speakers, cfg.clustering,
         )
+        clock.lap("clustering")
         assignment = np.full((n_chunks, n_local), UNASSIGNED, dtype=np.int64)
         for ls, label in zip(locals_, labels.tolist(), strict=True):
             assignment[ls.chunk, ls.speaker] = label
         k = int(labels.max()) + 1 if len(labels) else 0
         assignment = stitch(frames, assignment, known, k, audio.duration)
         rebuilt = reconstruct(frames, assignment, k, audio.duration, cfg.reconstruction)
-        log.debug("diarized %.1f s: %d chunks, %d vectors, %d speakers, %d turns",
-                  audio.duration, n_chunks, len(locals_), k, len(rebuilt.turns))
+        clock.lap("reconstruction")
+        log.debug("diarized %.1f s: %d chunks, %d vectors, %d speakers, %d turns (%s)",
+                  audio.duration, n_chunks, len(locals_), k, len(rebuilt.turns), clock.laps)
         return _named(rebuilt.turns, rebuilt.exclusive, locals_, labels, vectors,
-                      self.embedder.model_id)
+                      self.embedder.model_id, clock.laps)
 
 
 def local_speech(
@@ -156,9 +163,23 @@ def _sample_spans(
     return spans
 
 
+class _Clock:
+    """Seconds per step, for the pipeline's timings and the benchmarks."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._last
+        self._last = now
+
+
 def _named(
     turns: list[Turn], exclusive: list[Turn], locals_: list[_LocalSpeech],
     labels: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32], model_id: str,
+    timings: dict[str, float],
 ) -> Diarization:
     """Cluster indices become SPEAKER_00, 01... by first appearance; each label keeps the
     vectors (and their spans) of its local speakers, reused for identification."""
@@ -178,4 +199,5 @@ def _named(
         model_id=model_id,
         spans=spans,
         exclusive=[Turn(t.start, t.end, names[t.label]) for t in exclusive if t.label in names],
+        timings=timings,
     )

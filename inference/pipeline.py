@@ -262,10 +262,12 @@ class Pipeline:
         if not regions:  # silence: nothing to diarize (and no model to wake up)
             return Diarization(turns=[], vectors={}, model_id=model_id)
         with _timed(timings, "diarize"):
-            return self.backends.diarizer.diarize(
+            diarization = self.backends.diarizer.diarize(
                 audio, num_speakers=num_speakers, min_speakers=min_speakers,
                 max_speakers=max_speakers,
             )
+        timings.update({f"diarize.{step}": s for step, s in diarization.timings.items()})
+        return diarization
 
     def _attach_text_vectors(self, segments: list[PipelineSegment]) -> None:
         embedder = self.backends.text_embedder

@@ -49,8 +49,11 @@ class ChunkFrames(Protocol):
 class ReconstructionConfig:
     min_duration_on: float = 0.0
     """Turns shorter than this are dropped."""
-    min_duration_off: float = 0.0
-    """Pauses shorter than this inside one speaker's speech are filled."""
+    min_duration_off: float = 0.5
+    """Pauses shorter than this inside one speaker's speech are filled, when nobody else talks
+    in them: a turn includes its speaker's short pauses, as references usually mark them
+    (0.5 s measured: dev DER 11.7 -> 10.2%, real-dev 16.8 -> 16.0%, pyannote-sample 5.9 ->
+    7.5%; 1.5 s, the old diarizer's bridge, cost real-dev 5 points)."""
 
 
 @dataclass(frozen=True)
@@ -177,18 +180,22 @@ def _turns(
     """Runs of each cluster's frames as turns: a frame stands for one step of time around its
     centre (frame_duration / 2 after its start)."""
     step, centre = frames.frame_step, frames.frame_duration / 2
+    talking = binary.sum(axis=1)
     turns: list[Turn] = []
     for cluster in range(binary.shape[1]):
         runs: list[tuple[float, float]] = []
         column = np.concatenate([[False], binary[:, cluster], [False]])
         edges = np.flatnonzero(np.diff(column.astype(np.int8)))
+        last_stop = 0
         for first, stop in zip(edges[::2], edges[1::2], strict=True):
             start = max(0.0, first * step + centre - step / 2)
             end = min(duration, (stop - 1) * step + centre + step / 2)
-            if runs and start - runs[-1][1] < cfg.min_duration_off:
+            silent = not talking[last_stop:first].any()
+            if runs and silent and start - runs[-1][1] < cfg.min_duration_off:
                 runs[-1] = (runs[-1][0], end)
             else:
                 runs.append((start, end))
+            last_stop = stop
         turns.extend(Turn(round(s, 3), round(e, 3), str(cluster)) for s, e in runs
                      if e - s >= cfg.min_duration_on and e > s)
     return sorted(turns, key=lambda t: (t.start, t.end, t.label))

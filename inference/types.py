@@ -76,6 +76,8 @@ class Diarization:
     """Per label: (start, end) seconds of each vector in `vectors`, same order. Lets the
     pipeline reuse window vectors for segment vectors (no second embedding pass); empty when a
     backend has no per-window vectors (it then embeds segments itself)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per step of the diarizer (segmentation, embedding, clustering, ...)."""
     exclusive: list[Turn] | None = None
     """One speaker at a time (in overlaps, the most active one), for word alignment; None when
     `turns` never overlap (then they serve as they are)."""

@@ -39,7 +39,8 @@ def spans(turns: list, label: str) -> list[tuple[float, float]]:
 def test_overlap_gives_two_turns_and_the_exclusive_view_one_speaker() -> None:
     # One 4 s chunk: speaker A 0-2.5 s, B 2-4 s, both talk 2-2.5 s.
     frames = chunk_frames([activity(40, (0, 0, 25), (1, 20, 40))], [0.0])
-    result = reconstruct(frames, np.array([[0, 1, -1]]), 2, duration=4.0)
+    result = reconstruct(frames, np.array([[0, 1, -1]]), 2, duration=4.0,
+                         config=ReconstructionConfig(min_duration_off=0.0))
     assert spans(result.turns, "0") == [(0.0, 2.5)]
     assert spans(result.turns, "1") == [(2.0, 4.0)]
     owners = [t.label for t in result.exclusive]
@@ -63,6 +64,14 @@ def test_unassigned_speakers_are_left_out_and_short_pauses_filled() -> None:
     cfg = ReconstructionConfig(min_duration_off=0.5)
     result = reconstruct(frames, np.array([[0, -1, -1]]), 1, duration=4.0, config=cfg)
     assert spans(result.turns, "0") == [(0.0, 3.0)]
+
+
+def test_a_pause_someone_else_speaks_in_is_not_filled() -> None:
+    # A: 0-1 s and 1.3-2 s; B answers in A's pause (1.0-1.3 s).
+    frames = chunk_frames([activity(20, (0, 0, 10), (0, 13, 20), (1, 10, 13))], [0.0])
+    cfg = ReconstructionConfig(min_duration_off=0.5)
+    result = reconstruct(frames, np.array([[0, 1, -1]]), 2, duration=2.0, config=cfg)
+    assert spans(result.turns, "0") == [(0.0, 1.0), (1.3, 2.0)]
 
 
 def test_frames_past_the_end_of_the_audio_are_dropped() -> None:
