@@ -57,6 +57,8 @@ class NeuralDiarizationConfig:
     shorter ones are too noisy to decide how many voices there are."""
     min_vector_seconds: float = 0.3
     """Shorter (chunk, speaker) stretches get no vector; their frames stay unassigned."""
+    embed_batch: int = 64
+    """(chunk, speaker) clips cut and embedded at a time (each at most 10 s)."""
     clustering: ChunkClusteringConfig = field(default_factory=ChunkClusteringConfig)
     reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
 
@@ -105,8 +107,7 @@ class NeuralDiarizer:
         if not locals_:
             return Diarization(turns=[], vectors={}, model_id=self.embedder.model_id,
                                timings=clock.laps)
-        clips = [np.concatenate([audio.samples[a:b] for a, b in ls.spans]) for ls in locals_]
-        vectors = np.stack(self.embedder.embed(clips)).astype(np.float32)
+        vectors = self._embed(audio, locals_)
         clock.lap("embedding")
         train = [ls.clean_seconds >= cfg.min_train_seconds for ls in locals_]
         labels = cluster_chunk_speakers(
@@ -125,6 +126,18 @@ class NeuralDiarizer:
                   audio.duration, n_chunks, len(locals_), k, len(rebuilt.turns), clock.laps)
         return _named(rebuilt.turns, rebuilt.exclusive, locals_, labels, vectors,
                       self.embedder.model_id, clock.laps)
+
+
+    def _embed(self, audio: Audio, locals_: list[_LocalSpeech]) -> npt.NDArray[np.float32]:
+        """One vector per local speaker, a batch at a time: hours of audio never hold more
+        than one batch of clips beside the recording."""
+        batch = self.config.embed_batch
+        vectors: list[Vector] = []
+        for first in range(0, len(locals_), batch):
+            clips = [np.concatenate([audio.samples[a:b] for a, b in ls.spans])
+                     for ls in locals_[first : first + batch]]
+            vectors.extend(self.embedder.embed(clips))
+        return np.stack(vectors).astype(np.float32)
 
 
 def local_speech(

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +32,7 @@ from inference.alignment import (
     windows_of,
 )
 from inference.audio import AudioSource, decode
-from inference.channel import is_narrowband, telephone_band
+from inference.channel import MAX_ANALYSIS_SECONDS, is_narrowband, telephone_band
 from inference.config import PipelineConfig
 from inference.enrolled import ClusterMatch, match_clusters, merge_matched, speech_by_label
 from inference.factory import Backends, build_backends
@@ -47,7 +48,6 @@ from inference.types import (
     SpeechRegion,
     Transcript,
     TranscriptSegment,
-    Turn,
     Vector,
 )
 from inference.vad import concatenate_regions, speech_seconds
@@ -322,6 +322,20 @@ class Pipeline:
             return []
         return embedder.embed(texts)
 
+    def embed_voice_segments(
+        self, path: str | Path, spans: Sequence[tuple[float, float]]
+    ) -> EnrollmentVoice:
+        """One voice's vectors from (start, end) seconds of a stored recording (a speaker's
+        segments), for rebuilding its profile with this voice model (tools.rebuild). Only
+        those spans are decoded; their speech is joined and embedded as embed_voice embeds a
+        clip, so speech that came through a phone line is labelled with the telephone channel.
+        Raises NoSpeech when the spans hold less than a second of speech."""
+        from inference.audio import decode_span
+
+        pieces = [decode_span(path, start, end).samples for start, end in spans if end > start]
+        joined = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+        return self.embed_voice(Audio(np.asarray(joined, dtype=np.float32)))
+
 
 _shared_lock = threading.Lock()
 
@@ -344,12 +358,15 @@ def label_channels(diarization: Diarization, audio: Audio) -> dict[str, str]:
     """The labels whose speech came through a telephone band (label → channel); the others
     are wideband. Measured on each label's own speech, so one remote caller on a phone line
     among people in the room is told apart."""
-    speech: dict[str, list[Turn]] = {}
+    speech: dict[str, list[npt.NDArray[np.float32]]] = {}
+    seconds: dict[str, float] = {}
     for turn in diarization.exclusive_turns:
-        speech.setdefault(turn.label, []).append(turn)
+        if seconds.get(turn.label, 0.0) < MAX_ANALYSIS_SECONDS:  # enough to tell the band
+            speech.setdefault(turn.label, []).append(audio.slice(turn.start, turn.end))
+            seconds[turn.label] = seconds.get(turn.label, 0.0) + turn.end - turn.start
     channels: dict[str, str] = {}
-    for label, turns in speech.items():
-        clip = np.concatenate([audio.slice(t.start, t.end) for t in turns])
+    for label, clips in speech.items():
+        clip = np.concatenate(clips)
         if clip.size and is_narrowband(clip, audio.sample_rate):
             channels[label] = TELEPHONE_CHANNEL
     return channels

@@ -119,7 +119,7 @@ def aggregate(
     n_chunks, n_local_frames, n_local = acts.shape
     total = _frame_count(duration, frames)
     offsets = _offsets(frames)
-    active = np.zeros((total, max(num_clusters, 1)), dtype=np.float64)
+    active = np.zeros((total, max(num_clusters, 1)), dtype=np.float32)
     count = np.zeros(total, dtype=np.float64)
     coverage = np.zeros(total, dtype=np.float64)
     local = np.arange(n_local_frames)

@@ -11,6 +11,7 @@ entry point. Modules, one job each:
     voiceprints.py    voiceprints, per-speaker centroids, the RAM mirror, voice matching
     identity.py       identify (+ propagation), rename, merge, misidentify, delete, enroll
     events.py         before-state of identity changes; exact undo
+    profiles.py       enrollment clips; profiles rebuilt for a new voice model
     turns.py          diarization turns: stored overlaps, who talks over which segment
     queries.py        read models: speakers, conversations, segments, search hits
     text_index.py     full-text search (FTS5): the only module that knows FTS5

@@ -18,7 +18,7 @@ import numpy as np
 import sqlean
 from sqlalchemy.exc import DBAPIError
 
-from memory import backup, conversations, events, identity, queries, text_index
+from memory import backup, conversations, events, identity, profiles, queries, text_index
 from memory.db import Database, Tx
 from memory.errors import InvalidOperation, ModelMismatch, StoreError
 from memory.events import Change
@@ -41,6 +41,8 @@ from memory.types import (
     MatchDecision,
     Page,
     PipelineResultLike,
+    ProfileAudio,
+    RebuiltVoice,
     SearchFilters,
     SearchHit,
     SegmentView,
@@ -177,13 +179,19 @@ class SpeakerMemory:
             done = conversations.ingest(ctx, self._text_vectors, conversation_id, result)
             generation = TextVectorIndex.generation(ctx.tx)
             speakers = infos(ctx.tx, [d.speaker_id for d in done.decisions])
+            suggested = infos(ctx.tx, [d.suggested.speaker_id for d in done.decisions
+                                       if d.suggested is not None])
         if done.text_codes:
             self._text_vectors.publish(generation, done.text_codes)
         return IngestResult(
             conversation_id=conversation_id,
             segment_ids=done.segment_ids,
             decisions=[
-                MatchDecision(d.label, speakers[d.speaker_id], d.score, d.created)
+                MatchDecision(
+                    d.label, speakers[d.speaker_id], d.score, d.created,
+                    Suggestion(suggested[d.suggested.speaker_id], d.suggested.score)
+                    if d.suggested is not None else None,
+                )
                 for d in done.decisions
             ],
         )
@@ -216,14 +224,17 @@ class SpeakerMemory:
         self, name: str, vectors: Sequence[Vector], model_id: str, source: str,
         speech_seconds: float = 0.0,
         channel_vectors: Mapping[str, Sequence[Vector]] | None = None,
+        clip_path: str | None = None, clip_sha256: str | None = None,
     ) -> EnrollResult:
         """One identity event: the voice's vectors, plus the same clip as other channels carry
-        it (`channel_vectors`: model id → vectors, e.g. its telephone-band profile)."""
+        it (`channel_vectors`: model id → vectors, e.g. its telephone-band profile). With
+        `clip_path`, the clip as kept on disk is recorded for the speaker (undo forgets it;
+        merges move it), so a later voice model can rebuild the profile from it."""
         with self._write() as ctx:
             change = Change()
             speaker_id, created, added, summary = identity.enroll(
                 ctx, change, name, list(vectors), model_id, source, speech_seconds,
-                channel_vectors,
+                channel_vectors, None if clip_path is None else (clip_path, clip_sha256),
             )
             event_id = events.record(ctx.tx, "enroll", summary, change)
             ctx.cache.refresh(ctx.tx, [speaker_id])
@@ -369,6 +380,38 @@ class SpeakerMemory:
             scored = score_speakers(tx, self._centroids, model_id, query, self.config)
             speakers = infos(tx, [s.speaker_id for s in scored])
         return [Suggestion(speakers[s.speaker_id], s.score) for s in scored]
+
+    # ------------------------------------------------------------ profiles across voice models
+    def speakers_needing_profile(self, model_id: str) -> list[SpeakerInfo]:
+        """Speakers whose voiceprints are all of other models: none of `model_id` or of its
+        channels (memory.types.with_channel). A recording embedded with `model_id` can match
+        none of them until their profile is rebuilt (add_rebuilt_profile)."""
+        with self._db.read() as tx:
+            ids = profiles.speakers_needing_profile(tx, model_id)
+            found = infos(tx, ids)
+        return [found[i] for i in ids if i in found]
+
+    def profile_audio(self, speaker: SpeakerRef) -> ProfileAudio:
+        """The stored audio a speaker's profile can be rebuilt from: its enrollment clips and
+        its segments (not excluded from the profile) in conversations with a stored audio path.
+        Whether the files still exist is the caller's to check."""
+        with self._db.read() as tx:
+            return profiles.profile_audio(tx, int(resolve_row(tx, speaker)[0]))
+
+    def add_rebuilt_profile(
+        self, speaker_id: int, model_id: str, voices: Sequence[RebuiltVoice]
+    ) -> int:
+        """Store a speaker's profile of `model_id` (and its channels), computed again from
+        stored audio, in one transaction; returns the voiceprints added. Adds nothing (0) when
+        the speaker is gone or already has a profile of that model (idempotent). Not an
+        identity event: labels do not change; undoing an earlier change that moved this
+        speaker's audio drops these prints again."""
+        with self._write() as ctx:
+            added = profiles.add_rebuilt(ctx.tx, speaker_id, model_id, voices)
+            if not added:
+                return 0
+            ctx.cache.refresh(ctx.tx, [speaker_id])
+            return len(added)
 
     def set_match_threshold(self, speaker: SpeakerRef, threshold: float | None) -> SpeakerInfo:
         """Per-speaker override of the match threshold (None: back to the default)."""

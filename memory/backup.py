@@ -1,7 +1,9 @@
 """Backup: every stored row to one JSON file, and back into an empty store, exactly.
 
 Derived data (centroids, the full-text index, quantised text vectors) is not exported; it is
-rebuilt on import from the rows it derives from.
+rebuilt on import from the rows it derives from. Audio files are not in it either: recordings
+and enrollment clips are referenced by their paths (conversation.audio_path,
+enrollment_clip.path).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ FORMAT = "speaker-memory-backup"
 TABLES = (
     "meta", "voice_model", "text_model", "speaker", "conversation", "local_cluster",
     "diarization_turn", "segment", "segment_content", "segment_voice", "segment_text_vector",
-    "voiceprint", "identity_event", "sqlite_sequence",
+    "voiceprint", "enrollment_clip", "identity_event", "sqlite_sequence",
 )
 BOOKKEEPING_KEYS = ("text_index_generation", "write_generation")
 NOT_BOOKKEEPING = "key NOT IN (" + ", ".join(f"'{k}'" for k in BOOKKEEPING_KEYS) + ")"

@@ -18,7 +18,13 @@ from memory.events import Change
 from memory.identity import Ctx
 from memory.speakers import create_unknown, get_row
 from memory.timeutil import from_db, from_db_required, now_db, to_db
-from memory.types import ConversationInfo, ConversationStatus, PipelineResultLike, Vector
+from memory.types import (
+    ConversationInfo,
+    ConversationStatus,
+    MatchConfig,
+    PipelineResultLike,
+    Vector,
+)
 from memory.vector_index import TextVectorIndex
 from memory.vectors import (
     Matrix,
@@ -33,7 +39,9 @@ from memory.vectors import (
 )
 from memory.voiceprints import (
     NewVoiceprint,
+    Scored,
     add_voiceprints,
+    centroid_of,
     decide,
     prune_voiceprints,
     recompute_centroids,
@@ -117,6 +125,9 @@ class Decision:
     speaker_id: int
     score: float | None
     created: bool
+    suggested: Scored | None = None
+    """An uncertain match (>= the suggest threshold, below the match threshold or margin):
+    stored as an unknown, offered to the agent to confirm."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +201,7 @@ def ingest(
 
     # 1. Decide every cluster against the store as it was before this recording.
     decided: list[tuple[Cluster, int | None, float | None]] = []
+    suggested: dict[str, Scored] = {}
     for cluster in clusters:
         speaker_id: int | None = None
         score: float | None = None
@@ -202,10 +214,12 @@ def ingest(
             score = next((s.score for s in scored if s.speaker_id == speaker_id), None)
         else:
             best = decide(scored, cfg, cluster.model_id)
-            if best is not None:
+            if best is not None and _consistent(tx, cluster, best, cfg):
                 speaker_id, score = best.speaker_id, best.score
             elif scored:
                 score = scored[0].score
+                if score >= cfg.for_model(cluster.model_id).suggest_threshold:
+                    suggested[cluster.label] = scored[0]
         decided.append((cluster, speaker_id, score))
 
     # 2. Segments, text, vectors: one executemany each.
@@ -220,7 +234,8 @@ def ingest(
         created = speaker_id is None
         if speaker_id is None:
             speaker_id = create_unknown(tx)
-        decisions.append(Decision(cluster.label, speaker_id, score, created))
+        decisions.append(Decision(cluster.label, speaker_id, score, created,
+                                  suggested.get(cluster.label)))
         for i in cluster.segment_indexes:
             speaker_of[i] = (speaker_id, None if created else score)
 
@@ -276,6 +291,26 @@ def ingest(
          conversation_id),
     )
     return Ingested(segment_ids, decisions, codes)
+
+
+CONSISTENT_SHARE = 0.7
+"""A cluster is named only when at least this share of its own vectors, one by one, sound like
+the speaker its mean matched (>= the suggest threshold). A cluster that mixes an enrolled voice
+with a stranger's (a diarization error) can still average above the threshold; naming it would
+put the name on the stranger's speech, so it stays an unknown with a suggestion."""
+MIN_VECTORS_TO_CHECK = 3
+
+
+def _consistent(tx: Tx, cluster: Cluster, best: Scored, cfg: MatchConfig) -> bool:
+    vectors = cluster.vectors
+    if vectors.shape[0] < MIN_VECTORS_TO_CHECK:
+        return True
+    centroid = centroid_of(tx, best.speaker_id, cluster.model_id)
+    if centroid is None:
+        return True
+    scores = normalize_rows(vectors) @ centroid
+    bar = cfg.for_model(cluster.model_id).suggest_threshold
+    return float(np.mean(scores >= bar)) >= CONSISTENT_SHARE
 
 
 def _vectors(values: Sequence[object | None], what: str, unit: bool) -> list[Vector | None]:
@@ -414,6 +449,7 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
         if tx.one("SELECT 1 FROM segment WHERE speaker_id = ? LIMIT 1", (sid,)):
             continue
         change.delete_voiceprints(tx, "speaker_id = ?", [sid])
+        change.delete_clips(tx, sid)
         tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (sid,))
         tx.run("DELETE FROM speaker WHERE id = ?", (sid,))
     recompute_centroids(tx, [d.speaker_id for d in decisions if get_row(tx, d.speaker_id)])

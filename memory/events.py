@@ -3,9 +3,13 @@
 A change is described by a few kinds of facts, each reversible on its own:
 speaker rows as they were (re-inserted if deleted, else restored), speakers created (deleted
 again), bulk segment moves from one speaker to another (ids packed compactly), individual
-segment changes (before and after), voiceprints moved, deleted (full rows) and added.
-Undo checks that every row is still as the change left it; if a later change touched it,
-it raises UndoConflict and, the transaction rolling back, nothing changes.
+segment changes (before and after), voiceprints and enrollment clips moved, deleted (full
+rows) and added. Undo checks that every row is still as the change left it; if a later change
+touched it, it raises UndoConflict and, the transaction rolling back, nothing changes.
+
+Voiceprints rebuilt for a new voice model (memory.profiles) are no identity change. Undoing a
+change that moved a speaker's audio (segments, prints, clips) drops the prints rebuilt after it
+for that speaker: they were computed from the assignment being undone.
 """
 
 from __future__ import annotations
@@ -16,12 +20,19 @@ from typing import Any
 
 import numpy as np
 
+from memory import profiles
 from memory.db import Tx
 from memory.errors import EventNotFound, InvalidOperation, UndoConflict
 from memory.speakers import SPEAKER_COLUMNS
 from memory.timeutil import now_db
 from memory.vectors import b64, pack_ids, unb64, unpack_ids
-from memory.voiceprints import VOICEPRINT_COLUMNS, recompute_centroids, voiceprint_rows
+from memory.voiceprints import (
+    REBUILT_SOURCE,
+    VOICEPRINT_COLUMNS,
+    last_voiceprint_id,
+    recompute_centroids,
+    voiceprint_rows,
+)
 
 SEGMENT_STATE = "speaker_id, speaker_confidence, assignment_source, excluded_from_profile"
 
@@ -35,6 +46,9 @@ class Change:
     voiceprint_moves: list[dict[str, Any]] = field(default_factory=list)
     voiceprints_deleted: list[list[Any]] = field(default_factory=list)
     voiceprints_added: list[int] = field(default_factory=list)
+    clips_added: list[int] = field(default_factory=list)
+    clip_moves: list[dict[str, Any]] = field(default_factory=list)
+    clips_deleted: list[list[Any]] = field(default_factory=list)
     touched: set[int] = field(default_factory=set)
     conversations: set[int] = field(default_factory=set)
     """Conversations whose segments changed speaker (counted again by undo)."""
@@ -44,7 +58,8 @@ class Change:
         return not (
             self.speakers_before or self.speakers_created or self.segment_moves
             or self.segment_edits or self.voiceprint_moves or self.voiceprints_deleted
-            or self.voiceprints_added
+            or self.voiceprints_added or self.clips_added or self.clip_moves
+            or self.clips_deleted
         )
 
     # -------------------------------------------------------- recording before-state
@@ -122,7 +137,31 @@ class Change:
             self.touched.add(int(values[1]))
         tx.run(f"DELETE FROM voiceprint WHERE {where}", params)
 
-    def payload(self) -> str:
+    def add_clip(
+        self, tx: Tx, speaker_id: int, path: str, sha256: str | None, speech_seconds: float
+    ) -> int:
+        clip_id = profiles.add_clip(tx, speaker_id, path, sha256, speech_seconds)
+        self.clips_added.append(clip_id)
+        self.touched.add(speaker_id)
+        return clip_id
+
+    def move_clips(self, tx: Tx, source: int, target: int) -> None:
+        ids = [r[0] for r in profiles.clip_rows(tx, source)]
+        if ids:
+            tx.run("UPDATE enrollment_clip SET speaker_id = ? WHERE speaker_id = ?",
+                   (target, source))
+            self.clip_moves.append({"from": source, "to": target, "ids": pack_ids(ids)})
+
+    def delete_clips(self, tx: Tx, speaker_id: int) -> None:
+        """Forget a speaker's enrollment clips (the rows; the files stay for undo)."""
+        for row in profiles.clip_rows(tx, speaker_id):
+            if row[0] in self.clips_added:
+                self.clips_added.remove(row[0])
+            else:
+                self.clips_deleted.append(list(row))
+        tx.run("DELETE FROM enrollment_clip WHERE speaker_id = ?", (speaker_id,))
+
+    def payload(self, last_voiceprint: int = 0) -> str:
         return json.dumps({
             "speakers_before": [self.speakers_before[k] for k in sorted(self.speakers_before)],
             "speakers_created": self.speakers_created,
@@ -131,7 +170,11 @@ class Change:
             "voiceprint_moves": self.voiceprint_moves,
             "voiceprints_deleted": self.voiceprints_deleted,
             "voiceprints_added": self.voiceprints_added,
-            "extra": {"conversations": sorted(self.conversations)},
+            "clips_added": self.clips_added,
+            "clip_moves": self.clip_moves,
+            "clips_deleted": self.clips_deleted,
+            "extra": {"conversations": sorted(self.conversations),
+                      "last_voiceprint": last_voiceprint},
         }, separators=(",", ":"))
 
 
@@ -139,7 +182,8 @@ def record(tx: Tx, action: str, summary: str, change: Change) -> int:
     return tx.run(
         "INSERT INTO identity_event(action, created_at, summary, speaker_ids, payload)"
         " VALUES (?, ?, ?, ?, ?)",
-        (action, now_db(), summary, json.dumps(sorted(change.touched)), change.payload()),
+        (action, now_db(), summary, json.dumps(sorted(change.touched)),
+         change.payload(last_voiceprint_id(tx))),
     )
 
 
@@ -276,6 +320,33 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> tuple[int, int]:
             restored,
         )
 
+    # 3b. Enrollment clips likewise (events recorded before clips were kept have none).
+    for clip_id in payload.get("clips_added", []):
+        tx.run("DELETE FROM enrollment_clip WHERE id = ?", (clip_id,))
+    for move in reversed(payload.get("clip_moves", [])):
+        ids = unpack_ids(move["ids"])
+        tx.run(
+            "UPDATE enrollment_clip SET speaker_id = ? WHERE id IN (SELECT value FROM"
+            " json_each(?)) AND speaker_id = ?",
+            (move["from"], "[" + ",".join(map(str, ids)) + "]", move["to"]),
+        )
+    clip_columns = profiles.CLIP_COLUMNS.replace(" ", "")
+    for values in payload.get("clips_deleted", []):
+        tx.run(f"INSERT INTO enrollment_clip({clip_columns}) VALUES"
+               f" ({', '.join('?' for _ in values)})", values)
+
+    # 3c. Prints rebuilt after this change from audio it moved were computed from the
+    # assignment undone here: they go (the next profile rebuild makes them again).
+    moved_audio = _audio_speakers(payload)
+    if moved_audio:
+        tx.run(
+            "DELETE FROM voiceprint WHERE speaker_id IN (SELECT value FROM json_each(?))"
+            " AND id > ? AND substr(source, 1, ?) = ?",
+            ("[" + ",".join(map(str, sorted(moved_audio))) + "]",
+             int(payload["extra"].get("last_voiceprint", 0)), len(REBUILT_SOURCE),
+             REBUILT_SOURCE),
+        )
+
     # 4. Speakers the change created go again (they must be empty by now).
     for sid in payload["speakers_created"]:
         if tx.one("SELECT 1 FROM segment WHERE speaker_id = ? LIMIT 1", (sid,)):
@@ -285,3 +356,14 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> tuple[int, int]:
         tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (sid,))
         tx.run("DELETE FROM speaker WHERE id = ?", (sid,))
     return moved + len(payload["segment_edits"]), conversations
+
+
+def _audio_speakers(payload: dict[str, Any]) -> set[int]:
+    """Speakers whose audio (segments, prints or clips) the change moved or created."""
+    ids: set[Any] = set(payload["speakers_created"])
+    for move in (payload["segment_moves"] + payload["voiceprint_moves"]
+                 + payload.get("clip_moves", [])):
+        ids |= {move["from"], move["to"]}
+    for _, before, after in payload["segment_edits"]:
+        ids |= {before[0], after[0]}
+    return {int(i) for i in ids if i is not None}

@@ -30,12 +30,14 @@ from memory.speakers import (
 from memory.types import MatchConfig, Vector
 from memory.vectors import from_blob, mean_direction, normalize_rows, representatives, stack
 from memory.voiceprints import (
+    ENROLLMENT_SOURCE,
     CentroidCache,
     NewVoiceprint,
     add_voiceprints,
     centroid_of,
     decide,
     move_centroids,
+    profile_prints,
     recompute_centroids,
     score_speakers,
 )
@@ -96,6 +98,7 @@ def merge_into(ctx: Ctx, change: Change, source: int, target: int) -> tuple[int,
     change.snapshot_speaker(tx, target)
     moved = change.move_all_segments(tx, source, target)
     change.move_voiceprints(tx, source, target)
+    change.move_clips(tx, source, target)
     move_centroids(tx, source, target)
     tx.run("DELETE FROM speaker WHERE id = ?", (source,))
     touch(tx, target)
@@ -397,6 +400,7 @@ def delete_speaker(ctx: Ctx, change: Change, speaker_id: int) -> tuple[int, int]
     change.snapshot_speaker(tx, speaker_id)
     moved = change.move_all_segments(tx, speaker_id, None)
     change.delete_voiceprints(tx, "speaker_id = ?", [speaker_id])
+    change.delete_clips(tx, speaker_id)
     tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (speaker_id,))
     tx.run("DELETE FROM speaker WHERE id = ?", (speaker_id,))
     return moved
@@ -405,9 +409,11 @@ def delete_speaker(ctx: Ctx, change: Change, speaker_id: int) -> tuple[int, int]
 def enroll(
     ctx: Ctx, change: Change, name: str, vectors: list[Any], model_id: str, source: str,
     speech_seconds: float, channel_vectors: Mapping[str, Sequence[Any]] | None = None,
+    clip: tuple[str, str | None] | None = None,
 ) -> tuple[int, bool, int, str]:
     """Store a voice under `name`; `channel_vectors`: the same clip's vectors as other
-    channels carry it (model id → vectors, e.g. its telephone-band profile)."""
+    channels carry it (model id → vectors, e.g. its telephone-band profile); `clip`: (path,
+    sha256) of the clip as kept on disk, recorded for rebuilding the profile later."""
     tx = ctx.tx
     name = clean_name(name)
     if not vectors:
@@ -431,13 +437,11 @@ def enroll(
         for channel_model, channel in sorted((channel_vectors or {}).items()) if len(channel)
     ]
     for profile_model, profile in profiles:
-        prints = [NewVoiceprint(mean_direction(profile), f"enrollment:{source}", None, None,
-                                seconds)]
-        if profile.shape[0] > 1:
-            prints += [NewVoiceprint(profile[i], f"enrollment:{source}#{i}", None, None, 0.0)
-                       for i in representatives(profile)]
+        prints = profile_prints(profile, f"{ENROLLMENT_SOURCE}{source}", seconds)
         added += add_voiceprints(tx, speaker_id, profile_model, prints)
     change.voiceprints_added += added
+    if clip is not None:
+        change.add_clip(tx, speaker_id, clip[0], clip[1], seconds)
     verb = "Enrolled" if created else "Strengthened"
     return speaker_id, created, len(added), f"{verb} {name} with {len(added)} voiceprints"
 

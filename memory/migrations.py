@@ -221,3 +221,22 @@ def _diarization_turns(tx: Tx) -> None:
         CREATE INDEX diarization_turn_conversation ON diarization_turn (conversation_id, start);
         """
     )
+
+
+@migration(4, "enrollment clips (audio kept for rebuilding voice profiles)")
+def _enrollment_clips(tx: Tx) -> None:
+    # The audio an enroll event learnt a voice from, kept under DATA_DIR/audio/enroll, so that
+    # a new voice model can rebuild the speaker's profile from it (tools/rebuild.py).
+    tx.script(
+        """
+        CREATE TABLE enrollment_clip (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            speaker_id INTEGER NOT NULL REFERENCES speaker(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            sha256 TEXT,
+            speech_seconds REAL NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX enrollment_clip_speaker ON enrollment_clip (speaker_id);
+        """
+    )

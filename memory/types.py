@@ -147,17 +147,17 @@ def with_channel(model_id: str, channel: str) -> str:
 
 
 MODEL_THRESHOLDS: dict[str, Thresholds] = {
-    # CAM++ (the default voice model) on wideband audio, measured with scripts/evaluate.py on
-    # dev, real-dev and pyannote-sample (README, evaluation): a recurring voice's whole speech
-    # scored 0.70-0.92 against its enrollment, the highest impostor 0.30 (0.57 in the research
-    # set's reverberant rooms).
+    # CAM++ (the default voice model) on wideband audio. Measured with scripts/evaluate.py
+    # (cluster against stored speakers): recurring voices 0.75-0.88 on real-dev, 0.84-0.97 on
+    # dev; the highest one-off voice 0.37 on real-dev, 0.52 on dev (0.57 in reverberant rooms
+    # in ../shared/research/real-voice-identity.md).
     CAMPPLUS_MODEL_ID: Thresholds(
         threshold=0.60, margin=0.02, propagate_threshold=0.70, suggest_threshold=0.45,
     ),
-    # CAM++ through a telephone band, against telephone-band profiles: genuine 0.72-0.83,
-    # the highest impostor 0.63 (a real phone call of unknown voices: 0.38).
+    # CAM++ through a telephone band, against telephone-band profiles: recurring voices
+    # 0.74-0.88 on real-dev's phone calls, one-off callers up to 0.65.
     with_channel(CAMPPLUS_MODEL_ID, TELEPHONE_CHANNEL): Thresholds(
-        threshold=0.68, margin=0.02, propagate_threshold=0.76, suggest_threshold=0.55,
+        threshold=0.70, margin=0.02, propagate_threshold=0.78, suggest_threshold=0.58,
     ),
     # GE2E, measured on the dev corpus: a known voice's cluster scored 0.836-0.988 against its
     # stored speaker, the closest impostor 0.789.
@@ -322,6 +322,9 @@ class MatchDecision:
     """Best score against stored voices; None when nothing comparable was stored."""
     created: bool
     """True when a new unknown speaker was created for this cluster."""
+    suggestion: Suggestion | None = None
+    """An uncertain match: stored as an unknown, this may be the suggested speaker (an agent
+    asks the user and confirms with identify). Never applied silently."""
 
 
 @dataclass(frozen=True)
@@ -391,3 +394,68 @@ class EnrolledVoice:
     speaker: SpeakerInfo
     centroid: Vector
     threshold: float
+
+
+# ---------------------------------------------------------------- profile rebuild
+
+@dataclass(frozen=True)
+class EnrollmentClip:
+    """An enrollment clip kept on disk (the audio an enroll event learnt the voice from)."""
+
+    id: int
+    speaker_id: int
+    path: str
+    sha256: str | None
+    speech_seconds: float
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SpeakerSpan:
+    """One of a speaker's segments, as a stretch of its conversation's audio."""
+
+    segment_id: int
+    start: float
+    end: float
+    manual: bool
+    """A person assigned it (assignment 'manual'): the surest evidence of the voice."""
+
+
+@dataclass(frozen=True)
+class ConversationAudio:
+    """Where a speaker talks in one conversation whose recording path is stored."""
+
+    conversation_id: int
+    audio_path: str
+    spans: list[SpeakerSpan]
+    """Segments that count for the profile (not excluded): manual first, then longest."""
+
+    @property
+    def manual_seconds(self) -> float:
+        return sum(s.end - s.start for s in self.spans if s.manual)
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.end - s.start for s in self.spans)
+
+
+@dataclass(frozen=True)
+class ProfileAudio:
+    """The stored audio a speaker's voice profile can be rebuilt from (files may be gone)."""
+
+    speaker: SpeakerInfo
+    clips: list[EnrollmentClip]
+    conversations: list[ConversationAudio]
+    """Most manual speech first, then most speech, then newest."""
+
+
+@dataclass(frozen=True)
+class RebuiltVoice:
+    """Vectors of one voice model computed again from stored audio (memory.add_rebuilt_profile)."""
+
+    model_id: str
+    vectors: Sequence[Vector]
+    source: str
+    """What they came from: 'enrollment:<clip id>' or 'conversation:<id>'."""
+    speech_seconds: float
+    conversation_id: int | None = None

@@ -20,7 +20,15 @@ from memory.db import Tx
 from memory.errors import ModelMismatch
 from memory.timeutil import now_db
 from memory.types import MatchConfig, Vector
-from memory.vectors import Matrix, dot_rows, normalize, normalize_rows, to_blob
+from memory.vectors import (
+    Matrix,
+    dot_rows,
+    mean_direction,
+    normalize,
+    normalize_rows,
+    representatives,
+    to_blob,
+)
 
 CANDIDATE_SPEAKERS = 16
 """Speakers re-scored exactly after the centroid stage."""
@@ -28,8 +36,14 @@ TOP_VOICEPRINTS = 3
 """A speaker's score is the mean similarity of its this-many nearest voiceprints."""
 MAX_VOICEPRINTS = 64
 """Per speaker and model. A voice heard in every recording would otherwise gather prints
-without end; past this, ingest drops the oldest conversation prints (never enrollment ones)
-and the centroid is recomputed from the (bounded) rest."""
+without end; past this, ingest drops the oldest conversation prints (never enrollment ones, nor
+those rebuilt from enrollment clips) and the centroid is recomputed from the (bounded) rest."""
+
+ENROLLMENT_SOURCE = "enrollment:"
+"""Source prefix of prints learnt from an enrollment clip (never pruned)."""
+REBUILT_SOURCE = "rebuilt:"
+"""Source prefix of prints computed again from stored audio for a new voice model
+('rebuilt:enrollment:<clip id>', 'rebuilt:conversation:<id>'); not part of any identity event."""
 
 VOICEPRINT_COLUMNS = (
     "id, speaker_id, model_id, vector, source, conversation_id, segment_id, speech_seconds,"
@@ -287,10 +301,7 @@ def add_voiceprints(
     dim = prints[0].vector.shape[0]
     register_voice_model(tx, model_id, dim)
     stamp = now_db()
-    first = int(tx.scalar(
-        "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'voiceprint'"
-    ))
-    first = max(first, int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM voiceprint"))) + 1
+    first = last_voiceprint_id(tx) + 1
     ids = list(range(first, first + len(prints)))
     tx.many(
         f"INSERT INTO voiceprint({VOICEPRINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -303,6 +314,27 @@ def add_voiceprints(
     total = np.sum([p.vector.astype(np.float64) for p in prints], axis=0)
     _add_to_centroid(tx, speaker_id, model_id, total, len(prints))
     return ids
+
+
+def last_voiceprint_id(tx: Tx) -> int:
+    """The highest voiceprint id ever given (ids are never reused): prints above it are newer."""
+    seq = int(tx.scalar(
+        "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'voiceprint'"
+    ))
+    return max(seq, int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM voiceprint")))
+
+
+def profile_prints(
+    profile: Matrix, source: str, speech_seconds: float, conversation_id: int | None = None
+) -> list[NewVoiceprint]:
+    """The prints of one voice's vectors (rows normalised): their mean direction, which
+    carries the speech seconds, plus a few representatives spread through them."""
+    prints = [NewVoiceprint(mean_direction(profile), source, conversation_id, None,
+                            speech_seconds)]
+    if profile.shape[0] > 1:
+        prints += [NewVoiceprint(profile[i], f"{source}#{i}", conversation_id, None, 0.0)
+                   for i in representatives(profile)]
+    return prints
 
 
 def _add_to_centroid(
@@ -337,8 +369,9 @@ def prune_voiceprints(tx: Tx, speaker_id: int, model_id: str) -> int:
         return 0
     dropped = tx.run(
         "DELETE FROM voiceprint WHERE id IN (SELECT id FROM voiceprint WHERE speaker_id = ?"
-        " AND model_id = ? AND source NOT LIKE 'enrollment:%' ORDER BY id LIMIT ?)",
-        (speaker_id, model_id, excess),
+        " AND model_id = ? AND source NOT LIKE ? AND source NOT LIKE ? ORDER BY id LIMIT ?)",
+        (speaker_id, model_id, f"{ENROLLMENT_SOURCE}%", f"{REBUILT_SOURCE}{ENROLLMENT_SOURCE}%",
+         excess),
     )
     recompute_centroids(tx, [speaker_id])
     return dropped

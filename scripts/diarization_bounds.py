@@ -18,10 +18,14 @@ of five hypotheses, from the best possible down to the product's:
   pauses as the built-in diarizer joins them: perfect segmentation at the word level;
 - transcript turns, voice labels: the same turns labelled by the voice model as above: short
   turns ("Hello?") are where a voice model fails first;
-- built-in diarizer: VAD, windows, clustering and frame labels, as the product runs it.
+- segmentation, true labels: the neural diarizer's segmentation (segmentation-3.0 over sliding
+  chunks, overlap included) with each chunk's local speakers mapped to the true speakers as
+  well as possible, then reconstructed as the diarizer does: what perfect clustering would
+  score with this segmentation;
+- the diarizer (`--diarizer`, default the product's neural one) as the product runs it.
 
-The gap between the second figure and the last is what better segmentation could still win
-with this voice model; the first figure is the floor without overlap detection.
+The gap between the segmentation bound and the diarizer is what its clustering (the voice
+model on chunk vectors) loses; the first figure is the floor without overlap detection.
 """
 
 from __future__ import annotations
@@ -44,8 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate import Conversation, RefTurn, load_corpus, new_accumulators, pct, score_turns
 
 from inference.audio import decode
-from inference.diarization import BuiltinDiarizer, DiarizationConfig, bridge_turns
-from inference.protocols import VoiceEmbedder
+from inference.diarization import DiarizationConfig, bridge_turns
+from inference.neural_diarization import NeuralDiarizationConfig
+from inference.protocols import Diarizer, VoiceEmbedder
+from inference.reconstruction import reconstruct
 from inference.types import Audio, Turn
 
 LabelledTurns = list[tuple[float, float, str]]
@@ -56,7 +62,7 @@ CENTROID_MIN_TURN = 1.5
 
 HYPOTHESES = ("exclusive reference", "exclusive reference, voice labels",
               "transcript turns, true labels", "transcript turns, voice labels",
-              "built-in diarizer")
+              "segmentation, true labels", "diarizer")
 
 
 def exclusive(reference: Sequence[RefTurn]) -> LabelledTurns:
@@ -108,12 +114,37 @@ def voice_labelled(audio: Audio, turns: Sequence[Turn], embedder: VoiceEmbedder)
     return [Turn(t.start, t.end, label) for t, label in zip(turns, labels, strict=True)]
 
 
+def segmentation_bound(audio: Audio, reference: Sequence[RefTurn], segmenter: Any,
+                       config: NeuralDiarizationConfig) -> LabelledTurns:
+    """The segmentation's local speakers mapped chunk by chunk to the true speakers (the
+    one-to-one mapping sharing the most active frames), reconstructed as the diarizer does."""
+    from scipy.optimize import linear_sum_assignment
+
+    frames = segmenter.segment(audio.samples, config.step)
+    acts = np.asarray(frames.activations, dtype=np.float64)
+    speakers = sorted({t.speaker for t in reference})
+    times = (np.asarray(frames.chunk_starts)[:, None] + frames.frame_duration / 2
+             + np.arange(acts.shape[1])[None, :] * frames.frame_step)
+    truth = np.zeros((*acts.shape[:2], len(speakers)))
+    for turn in reference:
+        truth[(times >= turn.start) & (times < turn.end), speakers.index(turn.speaker)] = 1.0
+    assignment = np.full(acts.shape[::2], -1, dtype=np.int64)
+    for c in range(acts.shape[0]):
+        rows, cols = linear_sum_assignment(acts[c].T @ truth[c], maximize=True)
+        for local, speaker in zip(rows.tolist(), cols.tolist(), strict=True):
+            if acts[c, :, local].any():
+                assignment[c, local] = speaker
+    rebuilt = reconstruct(frames, assignment, len(speakers), audio.duration, config.reconstruction)
+    return [(t.start, t.end, speakers[int(t.label)]) for t in rebuilt.turns]
+
+
 def as_tuples(turns: Sequence[Turn]) -> LabelledTurns:
     return [(t.start, t.end, t.label) for t in turns]
 
 
 def conversation_bounds(conversation: Conversation, embedder: VoiceEmbedder,
-                        diarizer: BuiltinDiarizer, accumulators: dict[str, dict[str, Any]],
+                        diarizer: Diarizer, segmenter: Any,
+                        accumulators: dict[str, dict[str, Any]],
                         bridge: float) -> dict[str, float | None]:
     audio = decode(conversation.audio)
     words = transcript_turns(conversation)
@@ -124,7 +155,9 @@ def conversation_bounds(conversation: Conversation, embedder: VoiceEmbedder,
         HYPOTHESES[2]: as_tuples(bridge_turns(words, bridge)) if words else None,
         HYPOTHESES[3]: (as_tuples(bridge_turns(voice_labelled(audio, words, embedder), bridge))
                         if words else None),
-        HYPOTHESES[4]: as_tuples(diarizer.diarize(audio).turns),
+        HYPOTHESES[4]: segmentation_bound(audio, conversation.turns, segmenter,
+                                          NeuralDiarizationConfig()),
+        HYPOTHESES[5]: as_tuples(diarizer.diarize(audio).turns),
     }
     return {name: (None if turns is None
                    else score_turns(conversation.turns, turns, accumulators[name]).der)
@@ -134,8 +167,9 @@ def conversation_bounds(conversation: Conversation, embedder: VoiceEmbedder,
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path, help="a corpus split, e.g. ../shared/corpus/dev")
-    parser.add_argument("--voice-embedder", choices=("resemblyzer", "pyannote"),
-                        default="resemblyzer")
+    parser.add_argument("--voice-embedder", choices=("campplus", "resemblyzer", "pyannote"),
+                        default="campplus")
+    parser.add_argument("--diarizer", choices=("neural", "builtin"), default="neural")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message="'uem' was approximated")
@@ -143,22 +177,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.corpus} has no manifest.json (expected a corpus split folder)")
 
     from inference.config import PipelineConfig
-    from inference.factory import build_voice_embedder
+    from inference.factory import build_diarizer, build_voice_embedder
+    from inference.segmentation import SegmentationModel
     from inference.vad import SileroVAD
 
-    embedder = build_voice_embedder(PipelineConfig(
-        voice_embedder=args.voice_embedder, device=args.device,
-        hf_token=os.environ.get("HF_TOKEN")))
+    pipeline_config = PipelineConfig(
+        voice_embedder=args.voice_embedder, diarizer=args.diarizer, device=args.device,
+        hf_token=os.environ.get("HF_TOKEN"))
+    embedder = build_voice_embedder(pipeline_config)
     config = DiarizationConfig()
-    diarizer = BuiltinDiarizer(SileroVAD(), embedder, config)
+    diarizer = build_diarizer(pipeline_config, SileroVAD(), embedder)
+    segmenter = SegmentationModel(device=args.device)
     accumulators = {name: new_accumulators() for name in HYPOTHESES}
     corpus = load_corpus(args.corpus)
     print(f"\n### {corpus.root.name}: DER (no collar) by hypothesis, "
-          f"voice model {embedder.model_id}\n")
+          f"voice model {embedder.model_id}, diarizer {args.diarizer}\n")
     print("| conversation | " + " | ".join(HYPOTHESES) + " |")
     print("|---|" + "---:|" * len(HYPOTHESES))
     for conversation in corpus.conversations:
-        ders = conversation_bounds(conversation, embedder, diarizer, accumulators,
+        ders = conversation_bounds(conversation, embedder, diarizer, segmenter, accumulators,
                                    config.bridge_gap)
         print(f"| {conversation.id} | " + " | ".join(pct(ders[n]) for n in HYPOTHESES) + " |")
     overall = [pct(abs(accumulators[n]["der"])) if len(accumulators[n]["der"].results_) else "–"

@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("file", type=Path)
     enroll.set_defaults(run=run_enroll)
 
+    rebuild = sub.add_parser(
+        "rebuild-profiles", parents=[common],
+        help="give every speaker a profile of the current voice model from stored audio "
+        "(progress on stderr; Ctrl-C stops after the current speaker, run it again to continue)")
+    rebuild.set_defaults(run=run_rebuild)
+
     speakers = sub.add_parser("speakers", parents=[common], help="list known speakers")
     speakers.add_argument("--kind", choices=["enrolled", "unknown"])
     speakers.set_defaults(run=run_speakers)
@@ -146,8 +152,12 @@ def run_mcp(args: argparse.Namespace, settings: Settings) -> int:
 
     if _backends_missing(settings):
         return 2
+    from tools.rebuild import start_in_background
+
     with _app(settings) as app:
         server = build_server(app)
+        # Speakers without a profile of the voice model get one, in the background.
+        start_in_background(app)
         # stdio_server diverts fd 1 to stderr while serving: stray prints miss the protocol.
         anyio.run(server.run_stdio_async)
     return 0
@@ -208,6 +218,22 @@ def run_enroll(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from tools import rebuild
+
+    with _app(settings) as app:
+        job = rebuild.start_rebuild(app)
+        try:
+            _progress_bar(job)
+        except KeyboardInterrupt:
+            job.cancel.set()
+            print("stopping after the current speaker...", file=sys.stderr)
+            _progress_bar(job)
+        status = rebuild.rebuild_status(app)
+        print(status.message)
+    return {"done": 0, "cancelled": 130}.get(status.status, 1)
+
+
 def run_speakers(args: argparse.Namespace, settings: Settings) -> int:
     from tools.queries import list_speakers
 
@@ -254,6 +280,8 @@ def _progress_bar(job: Any) -> None:
         time.sleep(0.2)
     if tty:
         sys.stderr.write("\r" + " " * 64 + "\r")
+    elif job.stage != last_stage:
+        print(f"... {job.stage}", file=sys.stderr)
 
 
 def _url_host(host: str) -> str:

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from server.mcp_server import build_server
 from server.rest import rest_routes
 from server.security import AccessGuard, allowed_host_names, check_bind, transport_security
+from tools import rebuild
 from tools.context import App
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,10 @@ def create_http_app(app: App) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with session_manager.run():
             log.info("speaker-memory HTTP ready: /mcp, /api/v1, /healthz")
+            # Speakers without a profile of the voice model get one, in the background.
+            check = rebuild.start_in_background(app)
             yield
+            check.join(timeout=30)
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),

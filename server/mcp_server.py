@@ -27,7 +27,7 @@ from pydantic import Field, ValidationError
 
 from memory.errors import NotFoundError, SpeakerMemoryError
 from server.jobs import ProgressSink, follow_job
-from tools import exports, identity, processing, queries
+from tools import exports, identity, processing, queries, rebuild
 from tools.context import App
 from tools.errors import explain
 from tools.inputs import audio_argument
@@ -41,6 +41,7 @@ from tools.models import (
     IdentityChangeOut,
     ProcessAudioResult,
     ProcessingStatus,
+    RebuildOut,
     SearchResults,
     SegmentList,
     SpeakerConversations,
@@ -74,6 +75,8 @@ How to use it:
    mark_segment_misidentified (one segment is someone else), and undo_identity_change reverses
    the last identity change.
 A clean 10-30 s clip of one person can be enrolled up front with enroll_speaker.
+When the voice model changed, rebuild_voice_profiles (started by itself at start-up) gives
+every speaker a profile of the new model from stored audio.
 Speaker arguments accept an id, a name, or an 'Unknown N' label.
 """
 
@@ -386,6 +389,30 @@ def build_server(app: App) -> MCPServer:
         return await run_tool(app, identity.undo_identity_change, app, event_id)
 
     @tool(annotations=CHANGES)
+    async def rebuild_voice_profiles(
+        ctx: Context,
+        wait: Annotated[bool, Field(description="Wait for the result (progress is reported). "
+                                    "false: return at once; call again to follow it.")] = True,
+        cancel: Annotated[bool, Field(description="true: stop a running rebuild after the "
+                                      "speaker in hand (run it again later to continue).")]
+        = False,
+    ) -> RebuildOut:
+        """Give every speaker a voice profile of the current voice model, rebuilt from stored
+        audio: their kept enrollment clips and their segments in recordings still on disk.
+        Needed after the voice model changed (the server starts it by itself at start-up when
+        speakers lack one): until then those speakers are not recognised in new recordings,
+        and recordings sent while it runs wait for it. Idempotent and resumable: speakers that
+        have a profile are skipped, and calling it during a run reports its progress. Returns
+        counts (rebuilt, skipped) and the speakers whose audio is gone, who need to be
+        re-enrolled or named again in a new recording; no name or segment changes."""
+        if cancel:
+            return await run_tool(app, rebuild.cancel_rebuild, app)
+        job = await run_tool(app, rebuild.start_rebuild, app)
+        if wait:
+            await follow_job(job, app.settings.wait_seconds, _progress_to(ctx))
+        return await run_tool(app, rebuild.rebuild_status, app)
+
+    @tool(annotations=CHANGES)
     async def update_conversation_title(
         conversation_id: ConversationId,
         title: Annotated[str, Field(min_length=1, description="The new title.")],
@@ -486,6 +513,6 @@ TOOL_NAMES = (
     "list_speakers", "identify_speaker_in_segment", "enroll_speaker", "rename_speaker",
     "merge_speakers", "mark_segment_misidentified", "delete_speaker",
     "delete_all_unknown_speakers", "undo_identity_change", "update_conversation_title",
-    "reprocess_conversation", "export_conversation",
+    "reprocess_conversation", "export_conversation", "rebuild_voice_profiles",
 )
-"""The issue's tool names, exactly (tests compare them with what the server lists)."""
+"""The issues' tool names, exactly (tests compare them with what the server lists)."""

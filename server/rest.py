@@ -26,7 +26,7 @@ from memory.errors import (
     UndoConflict,
 )
 from server.jobs import follow_job
-from tools import exports, identity, processing, queries
+from tools import exports, identity, processing, queries, rebuild
 from tools.clips import segment_wav
 from tools.context import App
 from tools.errors import explain
@@ -166,6 +166,22 @@ def rest_routes(app: App) -> list[Route]:
             raise InvalidInput("event_id must be an integer.")
         return _json(await call(identity.undo_identity_change, app, event_id))
 
+    async def rebuild_profiles(request: Request) -> Response:
+        body = await _body(request, allow_empty=True)
+        for flag in ("wait", "cancel"):
+            if not isinstance(body.get(flag, False), bool):
+                raise InvalidInput(f"{flag} must be true or false.")
+        if body.get("cancel"):
+            return _json(await call(rebuild.cancel_rebuild, app))
+        job = await call(rebuild.start_rebuild, app)
+        if body.get("wait"):
+            await follow_job(job, app.settings.wait_seconds, None)
+        result = await call(rebuild.rebuild_status, app)
+        return _json(result, 202 if result.status in ("queued", "running") else 200)
+
+    async def rebuild_status(request: Request) -> Response:
+        return _json(await call(rebuild.rebuild_status, app))
+
     routes = [
         ("/conversations", list_conversations, ["GET"]),
         ("/conversations", upload_conversation, ["POST"]),
@@ -182,6 +198,8 @@ def rest_routes(app: App) -> list[Route]:
         ("/speakers", enroll, ["POST"]),
         ("/speakers/{speaker}/conversations", speaker_conversations, ["GET"]),
         ("/undo", undo, ["POST"]),
+        ("/voice-profiles/rebuild", rebuild_profiles, ["POST"]),
+        ("/voice-profiles/rebuild", rebuild_status, ["GET"]),
     ]
     return [Route(path, endpoint(handler), methods=methods) for path, handler, methods in routes]
 

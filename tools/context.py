@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,15 +54,36 @@ class PipelineLike(Protocol):
 
     def embed_text(self, texts: Sequence[str]) -> list[Vector]: ...
 
+    def embed_voice_segments(
+        self, path: Path, spans: Sequence[tuple[float, float]]
+    ) -> EnrollmentVoice:
+        """One voice's vectors from these (start, end) seconds of a stored recording, as
+        embed_voice gives them for a clip: labelled with the telephone channel when the speech
+        came through one. Raises NoSpeech when the spans hold too little speech."""
+        ...
+
+
+JobKey = int | str
+"""A processing job's conversation id, or the name of a job over the whole store."""
+
 
 @dataclass
 class Job:
-    """One conversation being processed on a worker thread."""
+    """One piece of background work on a worker thread: a conversation being processed, or a
+    job over the whole store (tools.rebuild)."""
 
-    conversation_id: int
+    key: JobKey
     stage: str = "queued"
     fraction: float = 0.0
     ingest: IngestResult | None = None
+    outcome: object | None = None
+    """What a store-wide job has produced so far (tools.rebuild: its tally)."""
+    error: str | None = None
+    """Why a store-wide job failed (processing jobs record it on their conversation)."""
+    exclusive: bool = False
+    """Jobs submitted while this one runs wait until it ends (see JobRunner.submit)."""
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    """Set to ask the job to stop at its next safe point (jobs that can stop check it)."""
     future: Future[None] | None = field(default=None, repr=False)
 
     def report(self, fraction: float, stage: str) -> None:
@@ -75,31 +97,56 @@ class Job:
 
 
 class JobRunner:
-    """A small thread pool for audio processing, with per-conversation progress."""
+    """A small thread pool for background work (audio processing, profile rebuilds), with
+    per-job progress."""
 
     def __init__(self, workers: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sm-job")
-        self._jobs: dict[int, Job] = {}
+        self._jobs: dict[JobKey, Job] = {}
         self._lock = threading.Lock()
 
     KEEP_FINISHED = 256
     """Finished jobs remembered (for the 'new speaker' flags of their summary)."""
 
-    def submit(self, conversation_id: int, work: Callable[[Job], None]) -> Job:
-        job = Job(conversation_id)
+    def submit(
+        self, key: JobKey, work: Callable[[Job], None], *, exclusive: bool = False
+    ) -> Job:
+        """Run `work` on a worker thread; a job of the same key that is still running is
+        returned instead of starting a second one. A job submitted while an `exclusive` one
+        is unfinished starts only after it (so recordings queued during a profile rebuild are
+        matched against the rebuilt profiles, however many workers there are); its stage says
+        so meanwhile. A store-wide job's key names it ("voice profile rebuild")."""
         with self._lock:
-            self._jobs[conversation_id] = job
-            finished = [cid for cid, j in self._jobs.items() if j.done]
-            for cid in finished[: max(0, len(finished) - self.KEEP_FINISHED)]:
-                del self._jobs[cid]
-        job.future = self._pool.submit(work, job)
+            running = self._jobs.get(key)
+            if running is not None and not running.done:
+                return running
+            job = Job(key, exclusive=exclusive)
+            ahead = [j for j in self._jobs.values() if j.exclusive and not j.done]
+            self._jobs[key] = job
+            finished = [k for k, j in self._jobs.items() if j.done]
+            for k in finished[: max(0, len(finished) - self.KEEP_FINISHED)]:
+                del self._jobs[k]
+
+            def run(job: Job) -> None:
+                for other in ahead:
+                    if other.future is not None and not other.future.done():
+                        job.report(0.0, f"waiting for the {other.key}")
+                        wait_for([other.future])
+                work(job)
+
+            job.future = self._pool.submit(run, job)
         return job
 
-    def get(self, conversation_id: int) -> Job | None:
+    def get(self, key: JobKey) -> Job | None:
         with self._lock:
-            return self._jobs.get(conversation_id)
+            return self._jobs.get(key)
 
     def shutdown(self, wait: bool = True) -> None:
+        """Stop: jobs that can stop early are asked to (a profile rebuild ends after the
+        current speaker); with `wait`, the others finish first."""
+        with self._lock:
+            for job in self._jobs.values():
+                job.cancel.set()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
 

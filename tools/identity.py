@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
+import shutil
+from pathlib import Path
+
 from memory.errors import InvalidInput
 from tools.context import App
 from tools.inputs import AudioFile, SpeakerArg, speaker_arg
@@ -15,6 +20,8 @@ from tools.models import (
     conversation_out,
     speaker_ref,
 )
+
+log = logging.getLogger(__name__)
 
 
 def identify_speaker_in_segment(app: App, segment_id: int, speaker_name: str) -> IdentifyOut:
@@ -48,7 +55,9 @@ def identify_speaker_in_segment(app: App, segment_id: int, speaker_name: str) ->
 
 
 def enroll_speaker(app: App, name: str, audio: AudioFile) -> EnrollOut:
-    """Embed a clean clip of one person's voice and store it under `name`."""
+    """Embed a clean clip of one person's voice and store it under `name`. A copy of the clip
+    is kept under DATA_DIR/audio/enroll, so that the profile can be rebuilt when the voice
+    model changes (tools.rebuild)."""
     voice = app.pipeline.embed_voice(audio.path)
     speech_seconds = voice.speech_seconds
     if not voice.vectors:
@@ -56,10 +65,17 @@ def enroll_speaker(app: App, name: str, audio: AudioFile) -> EnrollOut:
             f"{audio.source_name} holds too little speech to learn a voice from "
             f"({speech_seconds:.1f} s); send 10-30 s of the person speaking alone."
         )
-    result = app.memory.enroll(
-        name.strip(), voice.vectors, voice.model_id, source=audio.source_name,
-        speech_seconds=speech_seconds, channel_vectors=voice.channel_vectors,
-    )
+    kept, created = _keep_clip(app, audio)
+    try:
+        result = app.memory.enroll(
+            name.strip(), voice.vectors, voice.model_id, source=audio.source_name,
+            speech_seconds=speech_seconds, channel_vectors=voice.channel_vectors,
+            clip_path=None if kept is None else str(kept), clip_sha256=audio.sha256,
+        )
+    except BaseException:
+        if created and kept is not None:  # no row refers to a copy made for this call
+            kept.unlink(missing_ok=True)
+        raise
     verb = "Enrolled new speaker" if result.created else "Added voice samples to"
     return EnrollOut(
         event_id=result.event_id, speaker=speaker_ref(result.speaker), created=result.created,
@@ -67,6 +83,35 @@ def enroll_speaker(app: App, name: str, audio: AudioFile) -> EnrollOut:
         message=f"{verb} {result.speaker.label} from {audio.source_name} "
         f"({speech_seconds:.1f} s of speech); future recordings will recognise this voice.",
     )
+
+
+MAX_KEPT_CLIP_BYTES = 64 * 1024 * 1024
+"""Enrollment clips are kept up to this size (30 s of speech is ~1 MB even as WAV). A larger
+file still enrolls; it is just not copied, and a future voice model rebuilds that profile from
+the speaker's recordings only."""
+ENROLL_FOLDER = "enroll"
+"""Under DATA_DIR/audio: the kept enrollment clips, named by content hash."""
+
+
+def _keep_clip(app: App, audio: AudioFile) -> tuple[Path | None, bool]:
+    """(where the clip is kept, whether this call copied it there); None when too large."""
+    size = audio.path.stat().st_size
+    if size > MAX_KEPT_CLIP_BYTES:
+        log.warning("not keeping enrollment clip %s (%d bytes, over %d)", audio.source_name,
+                    size, MAX_KEPT_CLIP_BYTES)
+        return None, False
+    folder = app.settings.audio_dir / ENROLL_FOLDER
+    target = folder / f"{audio.sha256[:16]}{Path(audio.source_name).suffix.lower()[:10]}"
+    if target.exists():
+        return target.resolve(), False
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{target.name}.{secrets.token_hex(4)}.part"
+    try:
+        shutil.copyfile(audio.path, partial)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target.resolve(), True
 
 
 def rename_speaker(app: App, speaker: SpeakerArg, new_name: str) -> IdentityChangeOut:

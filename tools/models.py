@@ -69,10 +69,20 @@ class ConversationOut(BaseModel):
     speakers: list[SpeakerRef] = Field(default_factory=list)
 
 
+class SuggestionOut(BaseModel):
+    speaker: SpeakerRef
+    score: float
+
+
 class SpeakerFound(BaseModel):
     speaker: SpeakerRef
     segment_count: int
     new: bool = Field(description="True when this voice was heard for the first time.")
+    maybe: SuggestionOut | None = Field(
+        None,
+        description="An uncertain match: this unknown voice may be that speaker. Never applied "
+        "on its own; ask the user and confirm with identify_speaker_in_segment.",
+    )
 
 
 class ProcessAudioResult(BaseModel):
@@ -144,11 +154,6 @@ class SpeakerList(BaseModel):
     speakers: list[SpeakerOut]
 
 
-class SuggestionOut(BaseModel):
-    speaker: SpeakerRef
-    score: float
-
-
 class IdentifyOut(BaseModel):
     event_id: int = Field(description="Pass to undo_identity_change to reverse this.")
     speaker: SpeakerRef
@@ -189,6 +194,34 @@ class ExportOut(BaseModel):
     filename: str
     mime_type: str
     content: str
+
+
+RebuildStatus = Literal["idle", "queued", "running", "done", "cancelled", "failed"]
+
+
+class RebuildOut(BaseModel):
+    status: RebuildStatus = Field(
+        description="idle: none ran in this server process; queued/running: in the background; "
+        "cancelled: stopped early (run it again to continue); done; failed (see error)."
+    )
+    model_id: str = Field(description="The voice model the profiles are rebuilt for.")
+    speakers_total: int = Field(
+        description="Speakers that lacked a profile of this model when the rebuild started."
+    )
+    speakers_done: int
+    progress: float = Field(description="0..1: speakers done / total.")
+    rebuilt: int = Field(description="Speakers given a profile of the model from stored audio.")
+    skipped: int = Field(
+        description="Speakers that needed no rebuild (they had such a profile, or no voice "
+        "profile at all, or changed meanwhile)."
+    )
+    without_audio: list[SpeakerRef] = Field(
+        default_factory=list,
+        description="Speakers whose enrollment clips and recordings are gone: they keep their "
+        "old profile; re-enroll them or name them again in a new recording.",
+    )
+    error: str | None = None
+    message: str
 
 
 # ---------------------------------------------------------------- converters

@@ -17,6 +17,7 @@ from tools.models import (
     ProcessAudioResult,
     ProcessingStatus,
     SpeakerFound,
+    SuggestionOut,
     speaker_ref,
 )
 
@@ -89,7 +90,7 @@ def _check_speaker_counts(options: ProcessOptions) -> None:
 
 
 def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> None:
-    conversation_id = job.conversation_id
+    conversation_id = int(job.key)
     memory = app.memory
     try:
         memory.set_conversation_status(conversation_id, "processing")
@@ -155,11 +156,14 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
             counts[segment.speaker.id] += 1
             speakers[segment.speaker.id] = segment.speaker
     job = app.jobs.get(conversation_id)
-    created = {
-        d.speaker.id for d in (job.ingest.decisions if job and job.ingest else []) if d.created
-    }
+    decisions = job.ingest.decisions if job and job.ingest else []
+    created = {d.speaker.id for d in decisions if d.created}
+    maybe = {d.speaker.id: SuggestionOut(speaker=speaker_ref(d.suggestion.speaker),
+                                         score=round(d.suggestion.score, 4))
+             for d in decisions if d.suggestion is not None}
     found = [
-        SpeakerFound(speaker=speaker_ref(speakers[sid]), segment_count=n, new=sid in created)
+        SpeakerFound(speaker=speaker_ref(speakers[sid]), segment_count=n, new=sid in created,
+                     maybe=maybe.get(sid))
         for sid, n in counts.most_common()
     ]
     named = [f for f in found if f.speaker.kind == "enrolled"]
@@ -174,7 +178,8 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
     if unknown:
         parts.append(
             f"{len(unknown)} unknown voice{'s' if len(unknown) != 1 else ''} ("
-            + ", ".join(f.speaker.label for f in unknown)
+            + ", ".join(f.speaker.label + (f", maybe {f.maybe.speaker.label}" if f.maybe else "")
+                        for f in unknown)
             + "); ask the user who they are and call identify_speaker_in_segment"
         )
     if not found:

@@ -34,3 +34,36 @@ def test_nearest_centroid_labels_use_long_turns_for_centroids() -> None:
              Turn(6.5, 7.0, "bob")]
     vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.2, 1.0], [0.1, 0.9]])
     assert bounds.nearest_centroid_labels(turns, vectors) == ["ann", "bob", "bob", "bob"]
+
+
+def test_segmentation_bound_maps_each_chunks_local_speakers_to_the_truth() -> None:
+    from dataclasses import dataclass
+
+    from inference.neural_diarization import NeuralDiarizationConfig
+    from inference.reconstruction import ReconstructionConfig
+    from inference.types import Audio
+
+    @dataclass(frozen=True)
+    class Frames:
+        activations: np.ndarray
+        chunk_starts: np.ndarray
+        frame_step: float = 0.1
+        frame_duration: float = 0.1
+
+    class TwoChunks:
+        """Chunk 0 hears ann as local speaker 1; chunk 1 hears her as local speaker 0."""
+
+        def segment(self, samples: np.ndarray, step: float) -> Frames:
+            acts = np.zeros((2, 40, 3), np.uint8)
+            acts[0, :20, 1] = 1  # ann 0-2 s
+            acts[0, 20:, 0] = 1  # bob 2-4 s
+            acts[1, :20, 2] = 1  # bob 2-4 s
+            acts[1, 20:, 0] = 1  # ann 4-6 s
+            return Frames(acts, np.array([0.0, 2.0]))
+
+    reference = [RefTurn(0.0, 2.0, "ann"), RefTurn(2.0, 4.0, "bob"), RefTurn(4.0, 6.0, "ann")]
+    config = NeuralDiarizationConfig(reconstruction=ReconstructionConfig(min_duration_off=0.0))
+    turns = bounds.segmentation_bound(Audio(np.zeros(96_000, np.float32)), reference,
+                                      TwoChunks(), config)
+    assert [(round(s, 2), round(e, 2), who) for s, e, who in sorted(turns)] == [
+        (0.0, 2.0, "ann"), (2.0, 4.0, "bob"), (4.0, 6.0, "ann")]

@@ -15,7 +15,8 @@ from tests.memory.state import centroids, rows
 
 
 def fill(store: SpeakerMemory, voices: Voices) -> None:
-    store.enroll("Bob", voices.clips("bob", 3), VOICE_MODEL, "bob.wav", 12.5)
+    store.enroll("Bob", voices.clips("bob", 3), VOICE_MODEL, "bob.wav", 12.5,
+                 clip_path="/data/audio/enroll/bob.wav", clip_sha256="b" * 64)
     for seed, names in enumerate([["ann", "bob"], ["carl", "ann"]]):
         conversation = store.create_conversation(title=f"c{seed}", sha256=f"sha{seed}")
         result = make_result(voices, names, 5, seed=seed)
@@ -48,6 +49,7 @@ def test_round_trip_reproduces_every_row(store: SpeakerMemory, voices: Voices,
         copied_meta = [r for r in rows(copy.db_path, "meta") if r[0] not in BOOKKEEPING_KEYS]
         assert copied_meta == original_meta
         assert len(rows(copy.db_path, "diarization_turn")) == 2 * (5 + 1)
+        assert [c.path for c in copy.profile_audio("Bob").clips] == ["/data/audio/enroll/bob.wav"]
         # Derived data is rebuilt: centroids, full text, semantic vectors all work.
         assert centroids(copy.db_path).keys() == centroids(store.db_path).keys()
         assert copy.list_speakers() == store.list_speakers()

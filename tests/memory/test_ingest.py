@@ -343,3 +343,20 @@ def test_reprocess_keeps_a_speaker_nothing_else_matches(
     assert store.identity_history(1)[0].action == "reprocess"
     store.undo()
     assert [s.speaker.label for s in store.list_speakers()] == ["Unknown 1"]
+
+
+def test_a_cluster_mixing_an_enrolled_voice_with_a_stranger_is_only_suggested(
+    store: SpeakerMemory, voices: Voices
+) -> None:
+    sarah = store.enroll("Sarah", voices.clips("sarah", 3), VOICE_MODEL, "sarah.wav", 30.0)
+    clean = make_result(voices, ["sarah", "tom"], 6, seed=5)
+    named = store.ingest(store.create_conversation(title="clean").id, clean).decisions[0]
+    assert named.speaker.id == sarah.speaker.id and named.suggestion is None
+    # Diarization folded a stranger into Sarah's cluster: the mean still sounds like Sarah.
+    result = make_result(voices, ["sarah", "tom"], 6)
+    mixed = voices.clips("sarah", 5) + voices.clips("stranger", 4)
+    result.local_speakers[0] = replace(result.local_speakers[0], vectors=mixed)
+    first = store.ingest(store.create_conversation(title="mixed").id, result).decisions[0]
+    assert first.created and first.speaker.kind == "unknown"  # never silently named
+    assert first.score is not None and first.score >= 0.6
+    assert first.suggestion is not None and first.suggestion.speaker.id == sarah.speaker.id

@@ -11,6 +11,7 @@ from inference.types import Turn
 from memory import SpeakerMemory
 from memory.errors import StoreError
 from memory.migrations import latest_version
+from memory.types import GE2E_MODEL_ID
 from tests.memory.fakes import Voices, make_result
 
 
@@ -82,6 +83,7 @@ def test_older_store_is_migrated_forward(tmp_path: Path, voices: Voices) -> None
     store.close()
     # Make it a version-1 store again, as an older release left it.
     conn = sqlean.connect(str(path))
+    conn.execute("DROP TABLE enrollment_clip")
     conn.execute("DROP TABLE diarization_turn")
     conn.execute("DROP INDEX segment_excluded")
     conn.execute("DELETE FROM schema_version WHERE version > 1")
@@ -96,8 +98,9 @@ def test_older_store_is_migrated_forward(tmp_path: Path, voices: Voices) -> None
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
     conn.close()
-    assert {"segment_excluded", "diarization_turn_conversation"} <= indexes
-    assert versions == [1, 2, 3]
+    assert {"segment_excluded", "diarization_turn_conversation",
+            "enrollment_clip_speaker"} <= indexes
+    assert versions == [1, 2, 3, 4]
 
 
 def test_a_store_from_before_turns_gains_them(tmp_path: Path, voices: Voices) -> None:
@@ -108,6 +111,7 @@ def test_a_store_from_before_turns_gains_them(tmp_path: Path, voices: Voices) ->
     store.close()
     # A version-2 store, as the release before overlapping speech left it.
     conn = sqlean.connect(str(path))
+    conn.execute("DROP TABLE enrollment_clip")
     conn.execute("DROP TABLE diarization_turn")
     conn.execute("DELETE FROM schema_version WHERE version > 2")
     conn.commit()
@@ -125,6 +129,43 @@ def test_a_store_from_before_turns_gains_them(tmp_path: Path, voices: Voices) ->
         assert len(reopened.get_conversation(new.id).turns) == 5
     finally:
         reopened.close()
+
+
+def test_a_store_from_before_enrollment_clips_gains_them(tmp_path: Path, voices: Voices) -> None:
+    path = tmp_path / "db.sqlite"
+    store = SpeakerMemory(path)
+    store.enroll("Ann", voices.clips("ann", 3), GE2E_MODEL_ID, "ann.wav", 12.0)
+    conversation = store.create_conversation(title="old", audio_path=str(tmp_path / "old.wav"))
+    store.ingest(conversation.id, make_result(voices, ["ann", "bob"], 4,
+                                              voice_model_id=GE2E_MODEL_ID))
+    store.identify("Bob", speaker="Unknown 1")
+    store.close()
+    # A version-3 store, as the release before enrollment clips were kept left it.
+    conn = sqlean.connect(str(path))
+    conn.execute("DROP TABLE enrollment_clip")
+    conn.execute("DELETE FROM schema_version WHERE version > 3")
+    conn.commit()
+    conn.close()
+    reopened = SpeakerMemory(path)
+    try:
+        ann = reopened.resolve_speaker("Ann")
+        audio = reopened.profile_audio(ann.id)
+        assert audio.clips == []  # enrolled before clips were kept
+        assert [c.conversation_id for c in audio.conversations] == [conversation.id]
+        # Events recorded before version 4 still undo; new enrollments keep their clip.
+        assert "Bob" in reopened.undo().message
+        assert [s.speaker.label for s in reopened.list_speakers(kind="unknown")] == ["Unknown 1"]
+        enrolled = reopened.enroll("Cy", voices.clips("cy", 2), GE2E_MODEL_ID, "cy.wav",
+                                   10.0, clip_path=str(tmp_path / "cy.wav"), clip_sha256="ab")
+        clips = reopened.profile_audio(enrolled.speaker.id).clips
+        assert [(c.path, c.sha256, c.speech_seconds) for c in clips] == [
+            (str(tmp_path / "cy.wav"), "ab", 10.0)]
+    finally:
+        reopened.close()
+    conn = sqlean.connect(str(path))
+    versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
+    conn.close()
+    assert versions == [1, 2, 3, 4]
 
 
 def test_a_failing_migration_leaves_no_trace(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from inference.types import (
     Word,
 )
 from inference.types import Turn as DiarizedTurn
-from memory.types import EnrolledVoice
+from memory.types import TELEPHONE_CHANNEL, EnrolledVoice, with_channel
 
 VOICE_DIM = 64
 TEXT_DIM = 128
@@ -84,7 +84,12 @@ class FakePipeline:
         self._clip_voices: dict[str, str] = {}
         self.gate: threading.Event | None = None
         """When set to an Event, run() waits for it (to observe a job in progress)."""
+        self.embed_gate: threading.Event | None = None
+        """When set to an Event, embed_voice_segments() waits for it (a rebuild in progress)."""
         self.runs = 0
+        self._span_voices: dict[str, list[tuple[float, float, str]]] = {}
+        self.embedded_spans: list[tuple[Path, list[tuple[float, float]]]] = []
+        """Every embed_voice_segments call: (recording, spans)."""
 
     # ------------------------------------------------------------ scripting
     def recording(self, path: Path, turns: Sequence[Turn], frequency: float = 220.0) -> Path:
@@ -98,6 +103,18 @@ class FakePipeline:
     def script(self, path: Path, turns: Sequence[Turn]) -> None:
         """Script an existing file (e.g. one that failed before)."""
         self._scripts[_file_key(path)] = list(turns)
+
+    def voices_at(self, path: Path, spans: Sequence[tuple[float, float, str]]) -> None:
+        """Say who talks when in an existing recording (start, end, voice), for
+        embed_voice_segments. Recordings made by run() know it from their script."""
+        self._span_voices[_file_key(path)] = list(spans)
+
+    def known_clip(self, path: Path, voice: str) -> Path:
+        """An existing audio file (e.g. a real clip in tests/data) as a clip of `voice`."""
+        from inference.audio import decode
+
+        self._clip_voices[_audio_key(decode(path))] = voice
+        return path
 
     def clip(self, path: Path, voice: str, frequency: float = 330.0) -> Path:
         """A single-voice enrolment clip."""
@@ -148,6 +165,8 @@ class FakePipeline:
                 text_vector=text_vector(turn.text),
             ))
             clock += turn.seconds
+        self._span_voices[str(key)] = [(s.start, s.end, t.voice)
+                                       for t, s in zip(turns, segments, strict=True)]
         for turn, segment in zip(turns, segments, strict=True):
             if turn.interrupted_by is not None:
                 label = labels.setdefault(turn.interrupted_by, f"SPEAKER_{len(labels):02d}")
@@ -182,6 +201,36 @@ class FakePipeline:
 
     def embed_text(self, texts: Sequence[str]) -> list[Vector]:
         return [text_vector(t) for t in texts]
+
+    def embed_voice_segments(
+        self, path: Path, spans: Sequence[tuple[float, float]]
+    ) -> EnrollmentVoice:
+        """As the real one: decodes the spans (so a missing or broken file fails as it would)
+        and tells the channel from their audio; the vectors are those of the voice scripted
+        for most of the spans, with a telephone-band profile beside a wideband one."""
+        from inference.audio import decode_span
+        from inference.channel import is_narrowband
+        from memory.errors import NoSpeech
+
+        self.embedded_spans.append((Path(path), list(spans)))
+        if self.embed_gate is not None and not self.embed_gate.wait(timeout=60):
+            raise TimeoutError("the test never released the fake pipeline")
+        decoded = [decode_span(path, start, end).samples for start, end in spans]
+        samples = np.concatenate(decoded) if decoded else np.zeros(0, np.float32)
+        seconds = float(sum(end - start for start, end in spans))
+        if seconds < 1.0:
+            raise NoSpeech(f"{path} holds {seconds:.1f} s of speech in those spans")
+        heard: dict[str, float] = {}
+        for start, end, voice in self._span_voices.get(_file_key(Path(path)), []):
+            overlap = sum(max(0.0, min(end, b) - max(start, a)) for a, b in spans)
+            heard[voice] = heard.get(voice, 0.0) + overlap
+        voice = max(heard, key=lambda v: heard[v]) if heard else f"unscripted {path}"
+        telephone = with_channel(self.voice_model_id, TELEPHONE_CHANNEL)
+        vectors = [voice_vector(voice, 2000 + i) for i in range(3)]
+        if samples.size and is_narrowband(samples):
+            return EnrollmentVoice(vectors, telephone, seconds)
+        return EnrollmentVoice(vectors, self.voice_model_id, seconds,
+                               {telephone: [voice_vector(f"{voice} by phone", 2000)]})
 
 
 def _match(vectors: list[Vector], enrolled: Sequence[EnrolledVoice]) -> int | None:
