@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from inference.clustering import even_subsample, label_centroids, unit_rows
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
@@ -59,7 +61,7 @@ def cluster_chunk_speakers(
     enough (enough clean speech) to shape the clusters; the others are only assigned.
     """
     cfg = config or ChunkClusteringConfig()
-    x = _unit_rows(np.asarray(vectors, dtype=np.float64))
+    x = unit_rows(np.asarray(vectors, dtype=np.float64))
     chunk_of = np.asarray(chunks, dtype=np.int64).reshape(-1)
     trusted = np.asarray(train, dtype=bool).reshape(-1)
     if not len(x) == len(chunk_of) == len(trusted):
@@ -72,7 +74,7 @@ def cluster_chunk_speakers(
     clustered = _cluster(x[trusted], low, high, cfg)
     preferred = np.full(len(x), UNASSIGNED, dtype=np.int64)
     preferred[trusted] = clustered
-    return assign_within_chunks(x, chunk_of, _centroids_of(x[trusted], clustered), preferred)
+    return assign_within_chunks(x, chunk_of, label_centroids(x[trusted], clustered), preferred)
 
 
 def count_bounds(
@@ -102,7 +104,7 @@ def _cluster(x: FloatArray, low: int, high: int, cfg: ChunkClusteringConfig) -> 
     n = x.shape[0]
     if n == 1:
         return np.zeros(1, dtype=np.int64)
-    sample = _even_subsample(n, cfg.max_points)
+    sample = even_subsample(n, cfg.max_points)
     merges = linkage(x[sample], method=cfg.linkage, metric="euclidean")
     m = len(sample)
     min_size = max(1, min(cfg.min_cluster_size, round(cfg.min_cluster_fraction * m)))
@@ -118,7 +120,7 @@ def _cluster(x: FloatArray, low: int, high: int, cfg: ChunkClusteringConfig) -> 
         labels = _fold_small(x[sample], labels, min_size)
     if m == n:
         return labels
-    return _nearest(x, _centroids_of(x[sample], labels))
+    return _nearest(x, label_centroids(x[sample], labels))
 
 
 def _after_merges(merges: FloatArray, n: int, count: int) -> IntArray:
@@ -165,7 +167,7 @@ def _fold_small(x: FloatArray, labels: IntArray, min_size: int) -> IntArray:
     out = remap[labels]
     small = out == UNASSIGNED
     if small.any():
-        centroids = _centroids_of(x[~small], out[~small])
+        centroids = label_centroids(x[~small], out[~small])
         out[small] = _nearest(x[small], centroids)
     return out
 
@@ -201,25 +203,5 @@ def assign_within_chunks(
 
 # ----------------------------------------------------------------------------- helpers
 
-def _unit_rows(x: FloatArray) -> FloatArray:
-    if x.ndim != 2:
-        raise ValueError(f"expected a 2-D array of vectors, got shape {x.shape}")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.asarray(x / np.where(norms == 0, 1.0, norms))
-
-
-def _centroids_of(x: FloatArray, labels: IntArray) -> FloatArray:
-    k = int(labels.max()) + 1 if len(labels) else 0
-    sums = np.zeros((k, x.shape[1]))
-    np.add.at(sums, labels, x)
-    return _unit_rows(sums)
-
-
 def _nearest(x: FloatArray, centroids: FloatArray) -> IntArray:
     return np.asarray((x @ centroids.T).argmax(axis=1), dtype=np.int64)
-
-
-def _even_subsample(n: int, limit: int) -> IntArray:
-    if n <= limit:
-        return np.arange(n, dtype=np.int64)
-    return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))

@@ -55,7 +55,7 @@ def cluster_speakers(
 ) -> IntArray:
     """Cluster labels 0..k-1 (numbered by first appearance) for the rows of `vectors`."""
     cfg = config or ClusteringConfig()
-    x = _normalise_rows(np.asarray(vectors, dtype=np.float64))
+    x = unit_rows(np.asarray(vectors, dtype=np.float64))
     n = x.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -63,9 +63,9 @@ def cluster_speakers(
     if high <= 1 or n == 1:
         return np.zeros(n, dtype=np.int64)
 
-    sample = _even_subsample(n, cfg.max_spectral_points)
+    sample = even_subsample(n, cfg.max_spectral_points)
     sample_labels = _spectral(x[sample], low, high, cfg)
-    centroids = _centroids(x[sample], sample_labels)
+    centroids = label_centroids(x[sample], sample_labels)
     labels = _nearest(x, centroids)
     labels = _refine(x, labels, low, cfg)
     return _renumber_by_first_appearance(labels)
@@ -73,7 +73,7 @@ def cluster_speakers(
 
 def centroids_of(vectors: npt.ArrayLike, labels: IntArray) -> FloatArray:
     """L2-normalised mean vector of each label 0..max(labels)."""
-    return _centroids(_normalise_rows(np.asarray(vectors, dtype=np.float64)), labels)
+    return label_centroids(unit_rows(np.asarray(vectors, dtype=np.float64)), labels)
 
 
 # --------------------------------------------------------------------------- count bounds
@@ -126,7 +126,7 @@ def _spectral(x: FloatArray, low: int, high: int, cfg: ClusteringConfig) -> IntA
     _, k, _, eigenvectors = best
     if k <= 1:
         return np.zeros(n, dtype=np.int64)
-    embedding = _normalise_rows(eigenvectors[:, :k])
+    embedding = unit_rows(eigenvectors[:, :k])
     return _kmeans(embedding, k, cfg.seed)
 
 
@@ -212,7 +212,7 @@ def _refine(x: FloatArray, labels: IntArray, low: int, cfg: ClusteringConfig) ->
     min_size = max(cfg.min_cluster_windows, int(np.ceil(cfg.min_cluster_fraction * n)))
     labels = _compact(labels)
     for _ in range(cfg.refine_iterations):
-        labels = _compact(_nearest(x, _centroids(x, labels)))
+        labels = _compact(_nearest(x, label_centroids(x, labels)))
         # Merge the most similar pair of clusters while they sound like one voice.
         changed = False
         while labels.max() + 1 > low:
@@ -228,14 +228,15 @@ def _refine(x: FloatArray, labels: IntArray, low: int, cfg: ClusteringConfig) ->
             smallest = int(np.argmin(sizes))
             if sizes[smallest] >= min_size:
                 break
-            centroids = _centroids(x, labels)
+            centroids = label_centroids(x, labels)
             centroids[smallest] = -np.inf
             members = labels == smallest
             labels = labels.copy()
             labels[members] = _nearest(x[members], centroids)
             labels = _compact(labels)
             changed = True
-        if not changed and np.array_equal(labels, _compact(_nearest(x, _centroids(x, labels)))):
+        settled = _compact(_nearest(x, label_centroids(x, labels)))
+        if not changed and np.array_equal(labels, settled):
             break
     return labels
 
@@ -264,18 +265,20 @@ def _between_within_ratios(x: FloatArray, labels: IntArray) -> FloatArray:
 
 # --------------------------------------------------------------------------- helpers
 
-def _normalise_rows(x: FloatArray) -> FloatArray:
+def unit_rows(x: FloatArray) -> FloatArray:
+    """Rows scaled to unit length (zero rows stay zero)."""
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D array of vectors, got shape {x.shape}")
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.asarray(x / np.where(norms == 0, 1.0, norms))
 
 
-def _centroids(x: FloatArray, labels: IntArray) -> FloatArray:
+def label_centroids(x: FloatArray, labels: IntArray) -> FloatArray:
+    """Unit mean of the rows of each label 0..max(labels)."""
     k = int(labels.max()) + 1 if len(labels) else 0
     sums = np.zeros((k, x.shape[1]))
     np.add.at(sums, labels, x)
-    return _normalise_rows(sums)
+    return unit_rows(sums)
 
 
 def _nearest(x: FloatArray, centroids: FloatArray) -> IntArray:
@@ -297,7 +300,8 @@ def _renumber_by_first_appearance(labels: IntArray) -> IntArray:
     return np.asarray([order[int(v)] for v in labels.tolist()], dtype=np.int64)
 
 
-def _even_subsample(n: int, limit: int) -> IntArray:
+def even_subsample(n: int, limit: int) -> IntArray:
+    """At most `limit` indices spread evenly over range(n)."""
     if n <= limit:
         return np.arange(n, dtype=np.int64)
     return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
