@@ -131,13 +131,14 @@ def _app(settings: Settings) -> Any:
 
 
 def _backends_missing(settings: Settings) -> bool:
-    """True (after saying why on stderr) when a configured optional backend is not installed."""
-    from memory.errors import MissingExtra
+    """True (after saying why on stderr) when a configured optional backend or a default
+    model file is not installed."""
+    from memory.errors import MissingExtra, ModelUnavailable
     from tools.pipeline_config import check_optional_backends
 
     try:
         check_optional_backends(settings)
-    except MissingExtra as exc:
+    except (MissingExtra, ModelUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return True
     return False

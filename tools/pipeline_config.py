@@ -20,7 +20,8 @@ def build_pipeline(settings: Settings) -> PipelineLike:
 
 def check_optional_backends(settings: Settings) -> None:
     """Raise MissingExtra at start-up when settings ask for a backend whose extra is missing,
-    rather than on the first recording. Imports no model library."""
+    and ModelUnavailable when the default models' files are not installed, rather than on the
+    first recording. Imports no model library."""
     if "pyannote" in (settings.diarizer, settings.voice_embedder):
         from inference.pyannote_backend import check_available as pyannote_available
 
@@ -29,3 +30,11 @@ def check_optional_backends(settings: Settings) -> None:
         from inference.emotion import check_available as emotion_available
 
         emotion_available()
+    # The default models' files come from set-up, not from a package import: check them too
+    # (ModelUnavailable names the set-up command).
+    from inference.weights import CAMPPLUS, SEGMENTATION, locate
+
+    if settings.diarizer == "neural":
+        locate(SEGMENTATION, settings.weights_dir)
+    if settings.voice_embedder == "campplus":
+        locate(CAMPPLUS, settings.weights_dir)

@@ -98,3 +98,16 @@ def test_a_missing_optional_extra_is_refused_at_start_up(
     assert "'pyannote' extra" in err
     assert "SPEAKER_MEMORY_DIARIZER=builtin" in err
     assert not (tmp_path / "data").exists()  # refused before the store was created
+
+
+@pytest.mark.parametrize("command", ["serve", "mcp"])
+def test_missing_model_files_are_refused_at_start_up_with_the_set_up_command(
+    command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SPEAKER_MEMORY_WEIGHTS_DIR", str(tmp_path / "no-weights"))
+    assert main([command, "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert "pyannote-segmentation-3.0.bin is missing" in err
+    assert "bash scripts/setup.sh" in err
+    assert not (tmp_path / "data").exists()
