@@ -20,7 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from inference.clustering import even_subsample, label_centroids, unit_rows
+from inference.clustering import (
+    even_subsample,
+    label_centroids,
+    speaker_count_bounds,
+    unit_rows,
+)
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -70,29 +75,12 @@ def cluster_chunk_speakers(
         return np.zeros(0, dtype=np.int64)
     if not trusted.any():
         trusted = np.ones(len(x), dtype=bool)  # nothing reliable: let every vector shape them
-    low, high = count_bounds(num_speakers, min_speakers, max_speakers, cfg)
+    low, high = speaker_count_bounds(num_speakers, min_speakers, max_speakers,
+                                     cfg.max_auto_speakers)
     clustered = _cluster(x[trusted], low, high, cfg)
     preferred = np.full(len(x), UNASSIGNED, dtype=np.int64)
     preferred[trusted] = clustered
     return assign_within_chunks(x, chunk_of, label_centroids(x[trusted], clustered), preferred)
-
-
-def count_bounds(
-    num_speakers: int | None, min_speakers: int | None, max_speakers: int | None,
-    cfg: ChunkClusteringConfig,
-) -> tuple[int, int]:
-    """(lowest, highest) speaker count allowed; equal when the count is fixed."""
-    for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
-                        ("max_speakers", max_speakers)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
-    if num_speakers is not None:
-        return num_speakers, num_speakers
-    if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
-        raise ValueError(f"min_speakers ({min_speakers}) exceeds max_speakers ({max_speakers})")
-    low = min_speakers or 1
-    high = max_speakers if max_speakers is not None else max(cfg.max_auto_speakers, low)
-    return low, high
 
 
 # ----------------------------------------------------------------------------- step 1

@@ -78,6 +78,24 @@ def centroids_of(vectors: npt.ArrayLike, labels: IntArray) -> FloatArray:
 
 # --------------------------------------------------------------------------- count bounds
 
+def speaker_count_bounds(
+    num_speakers: int | None, min_speakers: int | None, max_speakers: int | None,
+    max_auto_speakers: int,
+) -> tuple[int, int]:
+    """(lowest, highest) speaker count allowed; equal when the count is fixed."""
+    for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
+                        ("max_speakers", max_speakers)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if num_speakers is not None:
+        return num_speakers, num_speakers
+    if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
+        raise ValueError(f"min_speakers ({min_speakers}) exceeds max_speakers ({max_speakers})")
+    low = min_speakers or 1
+    high = max_speakers if max_speakers is not None else max(max_auto_speakers, low)
+    return low, high
+
+
 def _count_bounds(
     n: int,
     num_speakers: int | None,
@@ -85,18 +103,11 @@ def _count_bounds(
     max_speakers: int | None,
     cfg: ClusteringConfig,
 ) -> tuple[int, int]:
-    for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
-                        ("max_speakers", max_speakers)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
-    if num_speakers is not None:
-        k = min(num_speakers, n)
-        return k, k
-    low = min(min_speakers or 1, n)
-    high = min(max_speakers if max_speakers is not None else cfg.max_auto_speakers, n)
-    if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
-        raise ValueError(f"min_speakers ({min_speakers}) exceeds max_speakers ({max_speakers})")
-    return low, max(low, high)
+    """The allowed count for n windows (no more speakers than windows)."""
+    low, high = speaker_count_bounds(num_speakers, min_speakers, max_speakers,
+                                     cfg.max_auto_speakers)
+    low = min(low, n)
+    return low, max(low, min(high, n))
 
 
 # --------------------------------------------------------------------------- spectral stage
