@@ -505,8 +505,6 @@ def _torch_forward(model: CamPlusPlus, device: torch.device, threads: int | None
     return forward
 
 
-
-
 def _l2_normalise(vector: npt.NDArray[np.floating[Any]]) -> Vector:
     finite = np.nan_to_num(vector.astype(np.float64))
     norm = float(np.linalg.norm(finite))

@@ -28,7 +28,14 @@ from inference.chunk_clustering import (
     cluster_chunk_speakers,
 )
 from inference.protocols import VoiceEmbedder
-from inference.reconstruction import ChunkFrames, ReconstructionConfig, reconstruct, stitch
+from inference.reconstruction import (
+    ChunkFrames,
+    ReconstructionConfig,
+    frame_runs,
+    reconstruct,
+    run_seconds,
+    stitch,
+)
 from inference.types import Audio, Diarization, Turn, Vector
 
 log = logging.getLogger(__name__)
@@ -165,14 +172,12 @@ def local_speech(
 def _sample_spans(
     mask: npt.NDArray[np.bool_], chunk_start: float, frames: ChunkFrames, sample_rate: int
 ) -> list[tuple[int, int]]:
-    """Runs of frames as sample ranges: each frame stands for one step around its centre."""
-    step, centre = frames.frame_step, frames.frame_duration / 2
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    """Runs of frames as sample ranges."""
     spans = []
-    for first, stop in zip(edges[::2], edges[1::2], strict=True):
-        start = chunk_start + first * step + centre - step / 2
-        end = chunk_start + (stop - 1) * step + centre + step / 2
-        spans.append((max(0, int(start * sample_rate)), int(end * sample_rate)))
+    for first, stop in frame_runs(mask):
+        start, end = run_seconds(first, stop, frames)
+        spans.append((max(0, int((chunk_start + start) * sample_rate)),
+                      int((chunk_start + end) * sample_rate)))
     return spans
 
 

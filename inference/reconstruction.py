@@ -173,23 +173,32 @@ def _most_active(active: FloatArray, chosen: npt.NDArray[np.bool_]) -> npt.NDArr
     return exclusive
 
 
+def frame_runs(mask: npt.NDArray[Any]) -> list[tuple[int, int]]:
+    """(first, stop) frame indices of each run of non-zero frames."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], (mask > 0).astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def run_seconds(first: int, stop: int, frames: ChunkFrames) -> tuple[float, float]:
+    """Frames first..stop-1 as seconds from their grid's origin: a frame stands for one step
+    of time around its centre (frame_duration / 2 after its start)."""
+    step, centre = frames.frame_step, frames.frame_duration / 2
+    return first * step + centre - step / 2, (stop - 1) * step + centre + step / 2
+
+
 def _turns(
     binary: npt.NDArray[np.bool_], frames: ChunkFrames, duration: float,
     cfg: ReconstructionConfig,
 ) -> list[Turn]:
-    """Runs of each cluster's frames as turns: a frame stands for one step of time around its
-    centre (frame_duration / 2 after its start)."""
-    step, centre = frames.frame_step, frames.frame_duration / 2
+    """Runs of each cluster's frames as turns."""
     talking = binary.sum(axis=1)
     turns: list[Turn] = []
     for cluster in range(binary.shape[1]):
         runs: list[tuple[float, float]] = []
-        column = np.concatenate([[False], binary[:, cluster], [False]])
-        edges = np.flatnonzero(np.diff(column.astype(np.int8)))
         last_stop = 0
-        for first, stop in zip(edges[::2], edges[1::2], strict=True):
-            start = max(0.0, first * step + centre - step / 2)
-            end = min(duration, (stop - 1) * step + centre + step / 2)
+        for first, stop in frame_runs(binary[:, cluster]):
+            start, end = run_seconds(first, stop, frames)
+            start, end = max(0.0, start), min(duration, end)
             silent = not talking[last_stop:first].any()
             if runs and silent and start - runs[-1][1] < cfg.min_duration_off:
                 runs[-1] = (runs[-1][0], end)

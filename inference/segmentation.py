@@ -354,9 +354,6 @@ class Segmentation:
         """Start of `frame` of `chunk` in the recording, in seconds."""
         return float(self.chunk_starts[chunk]) + frame * self.frame_step
 
-    def frame_centre(self, chunk: int, frame: int) -> float:
-        return self.frame_start(chunk, frame) + self.frame_duration / 2
-
 
 def chunk_starts(num_samples: int, step_samples: int) -> list[int]:
     """First sample of each chunk, as pyannote slides: every `step_samples` while a whole chunk
