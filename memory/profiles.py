@@ -22,6 +22,8 @@ from memory.types import (
     ProfileAudio,
     RebuiltVoice,
     SpeakerSpan,
+    base_model,
+    with_channel,
 )
 from memory.vectors import stack
 from memory.voiceprints import REBUILT_SOURCE, add_voiceprints, profile_prints
@@ -47,7 +49,7 @@ def clip_rows(tx: Tx, speaker_id: int) -> list[tuple[Any, ...]]:
 
 def in_family(column: str, model_id: str) -> tuple[str, list[Any]]:
     """SQL for "`column` is `model_id` or one of its channels" (memory.types.with_channel)."""
-    prefix = f"{model_id}/"
+    prefix = with_channel(model_id, "")
     return f"({column} = ? OR substr({column}, 1, ?) = ?)", [model_id, len(prefix), prefix]
 
 
@@ -105,10 +107,9 @@ def add_rebuilt(
     when there is nothing to do: the speaker is gone, or has such a profile already."""
     if get_row(tx, speaker_id) is None or has_profile(tx, speaker_id, model_id):
         return None
-    family = (model_id, f"{model_id}/")
     added: list[int] = []
     for voice in voices:
-        if not (voice.model_id == family[0] or voice.model_id.startswith(family[1])):
+        if base_model(voice.model_id) != model_id:
             raise ModelMismatch(
                 f"a rebuilt {model_id!r} profile cannot hold vectors of {voice.model_id!r}"
             )

@@ -140,10 +140,18 @@ GE2E_MODEL_ID = "resemblyzer-ge2e-0.1.4"
 TELEPHONE_CHANNEL = "telephone"
 
 
+CHANNEL_SEPARATOR = "/"
+
+
 def with_channel(model_id: str, channel: str) -> str:
     """The model id of one model's vectors of voices heard through `channel`: a voice on a
     phone line is compared only with telephone-band profiles, on thresholds of their own."""
-    return f"{model_id}/{channel}"
+    return f"{model_id}{CHANNEL_SEPARATOR}{channel}"
+
+
+def base_model(model_id: str) -> str:
+    """The voice model of a (possibly channel-specific) model id."""
+    return model_id.split(CHANNEL_SEPARATOR, 1)[0]
 
 
 MODEL_THRESHOLDS: dict[str, Thresholds] = {
@@ -183,7 +191,7 @@ class MatchConfig:
 
     def for_model(self, model_id: str) -> Thresholds:
         base = MODEL_THRESHOLDS.get(model_id) or MODEL_THRESHOLDS.get(
-            model_id.split("/", 1)[0], DEFAULT_THRESHOLDS)
+            base_model(model_id), DEFAULT_THRESHOLDS)
         return Thresholds(
             threshold=base.threshold if self.threshold is None else self.threshold,
             margin=base.margin if self.margin is None else self.margin,
