@@ -1,6 +1,7 @@
-"""The built-in diarizer: who spoke when, from VAD regions, voice vectors and clustering.
+"""Who spoke when, from speech regions, voice vectors and clustering.
 
-VAD speech regions → sliding windows (1.5 s, hop 0.75 s) → voice vectors (one batch) →
+Speech regions (from a VAD in the built-in diarizer; from neural segmentation, cut at speaker
+changes, in the default one) → sliding windows (1.5 s, hop 0.75 s) → voice vectors →
 clustering with an automatic speaker count (inference.clustering) → frame-level labels: each
 50 ms frame takes the cluster whose centroid the windows covering it resemble most. Where the
 long windows of a region disagree, a speaker change lies inside it: short windows (0.75 s, hop
@@ -18,7 +19,8 @@ identification without a second embedding pass.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -61,49 +63,64 @@ class _Window:
     region: int
 
 
-class BuiltinDiarizer:
-    """Diarizer over any VoiceActivityDetector and VoiceEmbedder (default: silero + resemblyzer)."""
+EMBED_BATCH = 256
+"""Windows cut and embedded at a time: hours of audio never hold more than one batch of
+features beside the recording."""
 
-    def __init__(
-        self,
-        vad: VoiceActivityDetector,
-        embedder: VoiceEmbedder,
-        config: DiarizationConfig | None = None,
-    ) -> None:
-        self.vad = vad
+
+class WindowDiarizer:
+    """Who speaks in given speech regions: windows, voice vectors, clustering, frame labels.
+    The regions come from a VAD (BuiltinDiarizer) or from neural segmentation, whose regions
+    also end where the speaker changes (inference.neural_diarization)."""
+
+    def __init__(self, embedder: VoiceEmbedder, config: DiarizationConfig | None = None) -> None:
         self.embedder = embedder
         self.config = config or DiarizationConfig()
 
-    def diarize(
+    def diarize_regions(
         self,
         audio: Audio,
+        regions: list[SpeechRegion],
         num_speakers: int | None = None,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
     ) -> Diarization:
         cfg = self.config
-        regions = [r for r in self.vad.speech_regions(audio) if r.end > r.start]
+        clock = Clock()
+        regions = [r for r in regions if r.end > r.start]
         windows = _windows(regions, cfg)
         if not windows:
             # Nothing long enough to tell voices apart: one speaker over all the speech.
             return self._single_speaker(audio, regions)
 
-        clips = [audio.slice(w.start, w.end) for w in windows]
-        vectors = np.stack(self.embedder.embed(clips)).astype(np.float32)
+        vectors = self._embed(audio, windows)
+        clock.lap("embedding")
         labels = cluster_speakers(vectors, num_speakers, min_speakers, max_speakers, cfg.clustering)
         centroids = _core_centroids(windows, vectors, labels)
+        clock.lap("clustering")
 
         # Short windows only where the long ones disagree: that is where a change lies.
         fine = _fine_windows(regions, cfg, _mixed_regions(windows, labels))
-        fine_vectors = (np.stack(self.embedder.embed([audio.slice(w.start, w.end) for w in fine]))
-                        if fine else np.zeros((0, vectors.shape[1]), dtype=np.float32))
+        fine_vectors = (self._embed(audio, fine) if fine
+                        else np.zeros((0, vectors.shape[1]), dtype=np.float32))
+        clock.lap("fine_embedding")
         frame_labels = self._frame_labels(audio, regions, windows, vectors, centroids,
                                           fine, fine_vectors)
         turns = _turns_from_frames(frame_labels, cfg)
         turns = bridge_turns(turns, cfg.bridge_gap)
+        clock.lap("labelling")
         log.debug("diarized %.1f s: %d windows (+%d short), %d clusters, %d turns",
                   audio.duration, len(windows), len(fine), int(labels.max()) + 1, len(turns))
-        return _named(turns, windows, labels, vectors, self.embedder.model_id)
+        return replace(_named(turns, windows, labels, vectors, self.embedder.model_id),
+                       timings=clock.laps)
+
+    def _embed(self, audio: Audio, windows: list[_Window]) -> npt.NDArray[np.float32]:
+        """Vectors of (at least one) windows, a batch at a time."""
+        vectors: list[Vector] = []
+        for first in range(0, len(windows), EMBED_BATCH):
+            vectors.extend(self.embedder.embed(
+                [audio.slice(w.start, w.end) for w in windows[first : first + EMBED_BATCH]]))
+        return np.stack(vectors).astype(np.float32)
 
     # ------------------------------------------------------------------ frame labelling
     def _frame_labels(
@@ -181,7 +198,49 @@ class BuiltinDiarizer:
                            spans={"SPEAKER_00": [(r.start, r.end) for r in speech]})
 
 
+class BuiltinDiarizer(WindowDiarizer):
+    """Diarizer over any VoiceActivityDetector and VoiceEmbedder (silero + resemblyzer or
+    CAM++): the VAD's speech regions are the regions."""
+
+    def __init__(
+        self,
+        vad: VoiceActivityDetector,
+        embedder: VoiceEmbedder,
+        config: DiarizationConfig | None = None,
+    ) -> None:
+        super().__init__(embedder, config)
+        self.vad = vad
+
+    def diarize(
+        self,
+        audio: Audio,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+    ) -> Diarization:
+        return self.diarize_regions(audio, self.vad.speech_regions(audio), num_speakers,
+                                    min_speakers, max_speakers)
+
+
 # ---------------------------------------------------------------------------- helpers
+
+class Clock:
+    """Seconds per step, for the pipeline's timings and the benchmarks."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._last
+        self._last = now
+
+    def take(self, laps: dict[str, float]) -> None:
+        """The laps of a step that timed itself, up to now."""
+        self.laps.update(laps)
+        self._last = time.perf_counter()
+
 
 def _windows(regions: list[SpeechRegion], cfg: DiarizationConfig) -> list[_Window]:
     windows: list[_Window] = []

@@ -1,24 +1,30 @@
-"""From per-chunk local speakers to the recording's turns, overlaps kept.
+"""From the segmentation's per-chunk local speakers to the recording's regions and turns.
 
-Each 10 s chunk says, per frame, which of its (up to three) local speakers talk; clustering has
-said which recording speaker each local speaker is. Chunks overlap (a sliding window), so every
-frame of the recording is seen by several chunks:
-- a speaker's activity in a frame is the mean of what the chunks covering it say;
+Each 10 s chunk says, per frame, which of its (up to three) local speakers talk. Chunks overlap
+(a sliding window), so every frame of the recording is seen by several chunks:
 - how many people talk in a frame is the (rounded) mean of the chunks' local counts;
-- a frame is given to that many speakers, the most active first.
-Two speakers in one frame are two overlapping turns; the exclusive version keeps only the most
+- `speaker_regions`: the speech, cut where a chunk hears one local speaker give way to another;
+- `with_overlap`: given who speaks when (one at a time), the second speaker of every frame in
+  which the chunks hear two people;
+- `reconstruct`: turns from a given assignment of every local speaker to a recording speaker
+  (a speaker's activity in a frame is the mean of what the chunks covering it say; a frame is
+  given to as many speakers as talk, the most active first), as pyannote's pipeline does
+  after clustering chunk vectors; scripts/diarization_bounds.py maps local speakers to the true
+  speakers with it.
+Two speakers in one frame are two overlapping turns; an exclusive version keeps only the most
 active speaker of each frame (for word alignment, where each word has one speaker).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from inference.types import Turn
+from inference.types import SpeechRegion, Turn
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -84,29 +90,101 @@ def reconstruct(
     )
 
 
-def stitch(
-    frames: ChunkFrames, assignment: IntArray, known: npt.NDArray[np.bool_], num_clusters: int,
-    duration: float,
-) -> IntArray:
-    """Assign the local speakers of the chunks that got no voice vectors (`known` False) by
-    how their activity agrees with the clusters' activity in the known chunks they overlap:
-    voice vectors for every 10th chunk place every chunk in between."""
+def speaker_regions(frames: ChunkFrames, duration: float) -> list[SpeechRegion]:
+    """The recording's speech (frames where the chunks say someone talks), cut wherever the
+    chunk centred nearest a frame hears its one local speaker change into another: regions in
+    which one voice speaks, for voice windows that do not straddle two people. Each frame is
+    read in its most central chunk, where the model has context on both sides."""
+    acts = np.asarray(frames.activations) > 0
+    n_chunks, n_local_frames, n_local = acts.shape
+    _, count = aggregate(frames, np.full((n_chunks, n_local), -1, dtype=np.int64), 0, duration)
+    if len(count) == 0 or n_chunks == 0:
+        return []
+    # Per chunk frame: the one local speaker talking, NOBODY, or OVERLAP.
+    talking = acts.sum(axis=2)
+    state = np.where(talking == 1, acts.argmax(axis=2), np.where(talking == 0, _NOBODY, _OVERLAP))
+    offsets = _offsets(frames)
+    frame = np.arange(len(count))
+    middles = offsets + n_local_frames // 2
+    central = np.clip(np.searchsorted(middles, frame), 0, n_chunks - 1)
+    before = np.clip(central - 1, 0, n_chunks - 1)
+    central = np.where(np.abs(middles[before] - frame) < np.abs(middles[central] - frame),
+                       before, central)
+    local = np.clip(frame - offsets[central], 0, n_local_frames - 1)
+    now = state[central, local]
+    previous = state[central, np.maximum(local - 1, 0)]
+    change = (now != previous) & (now >= 0) & (previous != _NOBODY) & (local > 0)
+    regions: list[SpeechRegion] = []
+    for first, stop in frame_runs(count >= 1):
+        cuts = [first, *(np.flatnonzero(change[first + 1 : stop]) + first + 1).tolist(), stop]
+        for a, b in itertools.pairwise(cuts):
+            start, end = run_seconds(a, b, frames)
+            regions.append(SpeechRegion(max(0.0, start), min(duration, end)))
+    return [r for r in regions if r.end > r.start]
+
+
+_NOBODY = -1
+_OVERLAP = -2
+
+
+def with_overlap(frames: ChunkFrames, turns: list[Turn], duration: float) -> list[Turn]:
+    """`turns` (one speaker at a time) plus the second speaker wherever the chunks hear two
+    people at once. Each chunk's local speakers are matched one-to-one to the turns' labels by
+    the frames where they talk alone (so two local speakers of one chunk are never one
+    speaker); in an overlapped frame, the most active label other than the frame's own talks
+    too."""
     from scipy.optimize import linear_sum_assignment
 
-    filled = assignment.copy()
-    if num_clusters == 0 or known.all():
-        return filled
-    active, _ = aggregate(frames, assignment, num_clusters, duration, only=known)
-    acts = np.asarray(frames.activations, dtype=np.float32)
+    labels = sorted({t.label for t in turns})
+    if not labels:
+        return []
+    acts = np.asarray(frames.activations) > 0
+    n_chunks, n_local_frames, n_local = acts.shape
+    total = _frame_count(duration, frames)
+    primary = np.zeros((total, len(labels)), dtype=np.float64)
+    times = np.arange(total) * frames.frame_step + frames.frame_duration / 2
+    for turn in turns:
+        inside = slice(*np.searchsorted(times, [turn.start, turn.end]))
+        primary[inside, labels.index(turn.label)] = 1.0
+    assignment = np.full((n_chunks, n_local), -1, dtype=np.int64)
     offsets = _offsets(frames)
-    for c in np.flatnonzero(~known):
-        index = offsets[c] + np.arange(acts.shape[1])
-        inside = index < len(active)
-        agreement = acts[c, inside].T.astype(np.float64) @ active[index[inside]]  # (local, k)
+    for c in range(n_chunks):
+        index = offsets[c] + np.arange(n_local_frames)
+        inside = index < total
+        alone = acts[c, inside] & (acts[c, inside].sum(axis=1, keepdims=True) == 1)
+        agreement = alone.T.astype(np.float64) @ primary[index[inside]]  # (local, labels)
         rows, cols = linear_sum_assignment(agreement, maximize=True)
         for s, k in zip(rows.tolist(), cols.tolist(), strict=True):
-            filled[c, s] = k if agreement[s, k] > 0 else -1
-    return filled
+            if agreement[s, k] > 0:
+                assignment[c, s] = k
+    active, count = aggregate(frames, assignment, len(labels), duration)
+    others = np.where(primary > 0, -1.0, active)
+    second = others.argmax(axis=1)
+    wanted = (count >= 2) & primary.any(axis=1) & (others.max(axis=1) > 0)
+    extra = np.zeros_like(primary, dtype=bool)
+    extra[np.flatnonzero(wanted), second[wanted]] = True
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for turn in turns:
+        spans.setdefault(turn.label, []).append((turn.start, turn.end))
+    for k, label in enumerate(labels):
+        for first, stop in frame_runs(extra[:, k]):
+            start, end = run_seconds(first, stop, frames)
+            spans[label].append((max(0.0, start), min(duration, end)))
+    merged = [Turn(round(a, 3), round(b, 3), label)
+              for label, pieces in spans.items() for a, b in _union(pieces, frames.frame_step)]
+    return sorted(merged, key=lambda t: (t.start, t.end, t.label))
+
+
+def _union(spans: list[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
+    """Spans that overlap or lie less than `gap` apart (a frame: a frame-grid edge next to a
+    turn's own edge) joined."""
+    out: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if out and start < out[-1][1] + gap:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
 
 
 def aggregate(

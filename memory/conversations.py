@@ -199,19 +199,26 @@ def ingest(
             raise InvalidOperation(f"segment {i} has invalid times {s.start}..{s.end}")
     turn_rows = turns.checked(result.turns)
 
-    # 1. Decide every cluster against the store as it was before this recording.
-    decided: list[tuple[Cluster, int | None, float | None]] = []
+    # 1. Decide every cluster against the store as it was before this recording. The
+    # diarizer heard the clusters as different people, so one stored speaker takes at most
+    # one of them: the cluster that sounds most like it (two people on one phone line can
+    # both sound like a third voice heard over a phone before).
+    decided: dict[str, tuple[int | None, float | None]] = {}
     suggested: dict[str, Scored] = {}
+    scores: dict[str, list[Scored]] = {}
     for cluster in clusters:
+        query = mean_direction(cluster.vectors) if cluster.vectors.shape[0] > 0 else None
+        scores[cluster.label] = (score_speakers(tx, ctx.cache, cluster.model_id, query, cfg)
+                                 if query is not None else [])
+    taken: set[int] = set()
+    for cluster in sorted(clusters, key=lambda c: _claim_order(c, scores[c.label])):
+        scored = [s for s in scores[cluster.label] if s.speaker_id not in taken]
         speaker_id: int | None = None
         score: float | None = None
-        has_vectors = cluster.vectors.shape[0] > 0
-        query = mean_direction(cluster.vectors) if has_vectors else None
-        scored = (score_speakers(tx, ctx.cache, cluster.model_id, query, cfg)
-                  if query is not None else [])
         if cluster.matched_speaker_id is not None and get_row(tx, cluster.matched_speaker_id):
             speaker_id = cluster.matched_speaker_id
-            score = next((s.score for s in scored if s.speaker_id == speaker_id), None)
+            score = next((s.score for s in scores[cluster.label] if s.speaker_id == speaker_id),
+                         None)
         else:
             best = decide(scored, cfg, cluster.model_id)
             if best is not None and _consistent(tx, cluster, best, cfg):
@@ -220,7 +227,9 @@ def ingest(
                 score = scored[0].score
                 if score >= cfg.for_model(cluster.model_id).suggest_threshold:
                     suggested[cluster.label] = scored[0]
-        decided.append((cluster, speaker_id, score))
+        if speaker_id is not None:
+            taken.add(speaker_id)
+        decided[cluster.label] = (speaker_id, score)
 
     # 2. Segments, text, vectors: one executemany each.
     first_id = int(tx.scalar(
@@ -230,7 +239,8 @@ def ingest(
     segment_ids = list(range(first_id, first_id + len(segments)))
     speaker_of: dict[int, tuple[int, float | None]] = {}
     decisions: list[Decision] = []
-    for cluster, speaker_id, score in decided:
+    for cluster in clusters:
+        speaker_id, score = decided[cluster.label]
         created = speaker_id is None
         if speaker_id is None:
             speaker_id = create_unknown(tx)
@@ -268,7 +278,7 @@ def ingest(
         codes = index.add(tx, result.text_model_id, rows)
 
     # 3. Clusters and voiceprints (bounded per cluster: its mean + a few representatives).
-    for (cluster, _, _), decision in zip(decided, decisions, strict=True):
+    for cluster, decision in zip(clusters, decisions, strict=True):
         _store_cluster(tx, conversation_id, cluster.model_id, cluster)
         if cluster.vectors.shape[0]:
             prints = _cluster_voiceprints(
@@ -291,6 +301,12 @@ def ingest(
          conversation_id),
     )
     return Ingested(segment_ids, decisions, codes)
+
+
+def _claim_order(cluster: Cluster, scored: Sequence[Scored]) -> tuple[int, float]:
+    """Clusters the diarizer already recognised first, then by their best score."""
+    return (0 if cluster.matched_speaker_id is not None else 1,
+            -scored[0].score if scored else 0.0)
 
 
 CONSISTENT_SHARE = 0.7
@@ -404,10 +420,12 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
     recompute_centroids(tx, change.touched)
     ctx.cache.refresh(tx, change.touched)
     decisions: list[Decision] = []
+    taken: set[int] = set()  # one stored speaker per cluster, as at ingest
     for label, model_id, dim, blob, seconds in clusters:
         kept = matrix_from_blob(blob, int(dim))
         query = kept[0]
-        best = decide(score_speakers(tx, ctx.cache, model_id, query, cfg), cfg, model_id)
+        best = decide(score_speakers(tx, ctx.cache, model_id, query, cfg, exclude=taken), cfg,
+                      model_id)
         current = tx.scalar(
             "SELECT speaker_id FROM segment WHERE conversation_id = ? AND local_speaker = ?"
             " AND speaker_id IS NOT NULL AND (assignment_source IS NULL"
@@ -419,6 +437,7 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
         score: float | None = None
         if best is not None:
             speaker_id, score = best.speaker_id, best.score
+            taken.add(speaker_id)
             change.snapshot_speaker(tx, speaker_id)
         elif current is not None:
             # Nothing else matches: the cluster keeps the speaker it had (no relabel).

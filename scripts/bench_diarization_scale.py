@@ -28,7 +28,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "dev"
-STEPS = ("segmentation", "embedding", "clustering", "reconstruction")
+STEPS = (
+    "segmentation", "embedding", "clustering", "fine_embedding", "labelling", "overlap",
+)
 
 
 def long_audio(corpus: Path, seconds: float) -> object:

@@ -18,14 +18,17 @@ of five hypotheses, from the best possible down to the product's:
   pauses as the built-in diarizer joins them: perfect segmentation at the word level;
 - transcript turns, voice labels: the same turns labelled by the voice model as above: short
   turns ("Hello?") are where a voice model fails first;
-- segmentation, true labels: the neural diarizer's segmentation (segmentation-3.0 over sliding
-  chunks, overlap included) with each chunk's local speakers mapped to the true speakers as
-  well as possible, then reconstructed as the diarizer does: what perfect clustering would
-  score with this segmentation;
+- chunk speakers, true labels: the segmentation (segmentation-3.0 over sliding chunks, overlap
+  included) with each chunk's local speakers mapped to the true speakers as well as possible,
+  then reconstructed from chunk activity: what perfect clustering of one vector per (chunk,
+  local speaker), pyannote's design, would score with this segmentation;
+- regions, true labels: the neural diarizer's regions (the segmentation's speech cut at its
+  speaker changes), each given its main true speaker, joined across pauses and with overlaps
+  added as the diarizer does: what perfect voice labels would score with these regions;
 - the diarizer (`--diarizer`, default the product's neural one) as the product runs it.
 
-The gap between the segmentation bound and the diarizer is what its clustering (the voice
-model on chunk vectors) loses; the first figure is the floor without overlap detection.
+The gap between the regions bound and the diarizer is what its voice windows and clustering
+lose; the first figure is the floor without overlap detection.
 """
 
 from __future__ import annotations
@@ -51,7 +54,12 @@ from inference.audio import decode
 from inference.diarization import DiarizationConfig, bridge_turns
 from inference.neural_diarization import NeuralDiarizationConfig
 from inference.protocols import Diarizer, VoiceEmbedder
-from inference.reconstruction import reconstruct
+from inference.reconstruction import (
+    ReconstructionConfig,
+    reconstruct,
+    speaker_regions,
+    with_overlap,
+)
 from inference.types import Audio, Turn
 
 LabelledTurns = list[tuple[float, float, str]]
@@ -62,7 +70,7 @@ CENTROID_MIN_TURN = 1.5
 
 HYPOTHESES = ("exclusive reference", "exclusive reference, voice labels",
               "transcript turns, true labels", "transcript turns, voice labels",
-              "segmentation, true labels", "diarizer")
+              "chunk speakers, true labels", "regions, true labels", "diarizer")
 
 
 def exclusive(reference: Sequence[RefTurn]) -> LabelledTurns:
@@ -115,9 +123,10 @@ def voice_labelled(audio: Audio, turns: Sequence[Turn], embedder: VoiceEmbedder)
 
 
 def segmentation_bound(audio: Audio, reference: Sequence[RefTurn], segmenter: Any,
-                       config: NeuralDiarizationConfig) -> LabelledTurns:
+                       config: NeuralDiarizationConfig,
+                       reconstruction: ReconstructionConfig) -> LabelledTurns:
     """The segmentation's local speakers mapped chunk by chunk to the true speakers (the
-    one-to-one mapping sharing the most active frames), reconstructed as the diarizer does."""
+    one-to-one mapping sharing the most active frames), reconstructed from chunk activity."""
     from scipy.optimize import linear_sum_assignment
 
     frames = segmenter.segment(audio.samples, config.step)
@@ -134,8 +143,26 @@ def segmentation_bound(audio: Audio, reference: Sequence[RefTurn], segmenter: An
         for local, speaker in zip(rows.tolist(), cols.tolist(), strict=True):
             if acts[c, :, local].any():
                 assignment[c, local] = speaker
-    rebuilt = reconstruct(frames, assignment, len(speakers), audio.duration, config.reconstruction)
+    rebuilt = reconstruct(frames, assignment, len(speakers), audio.duration, reconstruction)
     return [(t.start, t.end, speakers[int(t.label)]) for t in rebuilt.turns]
+
+
+def regions_bound(audio: Audio, reference: Sequence[RefTurn], segmenter: Any,
+                  config: NeuralDiarizationConfig) -> LabelledTurns:
+    """The diarizer's regions, each labelled with the true speaker it overlaps most, then
+    joined across pauses and given their overlaps as the diarizer does."""
+    frames = segmenter.segment(audio.samples, config.step)
+    turns = []
+    for region in speaker_regions(frames, audio.duration):
+        shared: dict[str, float] = {}
+        for t in reference:
+            common = min(t.end, region.end) - max(t.start, region.start)
+            if common > 0:
+                shared[t.speaker] = shared.get(t.speaker, 0.0) + common
+        if shared:
+            turns.append(Turn(region.start, region.end, max(shared, key=shared.__getitem__)))
+    joined = bridge_turns(turns, config.windows.bridge_gap)
+    return as_tuples(with_overlap(frames, joined, audio.duration))
 
 
 def as_tuples(turns: Sequence[Turn]) -> LabelledTurns:
@@ -156,8 +183,10 @@ def conversation_bounds(conversation: Conversation, embedder: VoiceEmbedder,
         HYPOTHESES[3]: (as_tuples(bridge_turns(voice_labelled(audio, words, embedder), bridge))
                         if words else None),
         HYPOTHESES[4]: segmentation_bound(audio, conversation.turns, segmenter,
-                                          NeuralDiarizationConfig()),
-        HYPOTHESES[5]: as_tuples(diarizer.diarize(audio).turns),
+                                          NeuralDiarizationConfig(), ReconstructionConfig()),
+        HYPOTHESES[5]: regions_bound(audio, conversation.turns, segmenter,
+                                     NeuralDiarizationConfig()),
+        HYPOTHESES[6]: as_tuples(diarizer.diarize(audio).turns),
     }
     return {name: (None if turns is None
                    else score_turns(conversation.turns, turns, accumulators[name]).der)

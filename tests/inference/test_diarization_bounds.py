@@ -62,8 +62,37 @@ def test_segmentation_bound_maps_each_chunks_local_speakers_to_the_truth() -> No
             return Frames(acts, np.array([0.0, 2.0]))
 
     reference = [RefTurn(0.0, 2.0, "ann"), RefTurn(2.0, 4.0, "bob"), RefTurn(4.0, 6.0, "ann")]
-    config = NeuralDiarizationConfig(reconstruction=ReconstructionConfig(min_duration_off=0.0))
     turns = bounds.segmentation_bound(Audio(np.zeros(96_000, np.float32)), reference,
-                                      TwoChunks(), config)
+                                      TwoChunks(), NeuralDiarizationConfig(),
+                                      ReconstructionConfig(min_duration_off=0.0))
     assert [(round(s, 2), round(e, 2), who) for s, e, who in sorted(turns)] == [
         (0.0, 2.0, "ann"), (2.0, 4.0, "bob"), (4.0, 6.0, "ann")]
+
+
+def test_regions_bound_gives_each_region_its_main_true_speaker() -> None:
+    from dataclasses import dataclass
+
+    from inference.neural_diarization import NeuralDiarizationConfig
+    from inference.types import Audio
+
+    @dataclass(frozen=True)
+    class Frames:
+        activations: np.ndarray
+        chunk_starts: np.ndarray
+        frame_step: float = 0.1
+        frame_duration: float = 0.1
+
+    class OneChunk:
+        """ann 0-2 s, then bob 2-4 s."""
+
+        def segment(self, samples: np.ndarray, step: float) -> Frames:
+            acts = np.zeros((1, 40, 3), np.uint8)
+            acts[0, :20, 0] = 1
+            acts[0, 20:, 1] = 1
+            return Frames(acts, np.array([0.0]))
+
+    reference = [RefTurn(0.0, 1.9, "ann"), RefTurn(1.9, 4.0, "bob")]
+    turns = bounds.regions_bound(Audio(np.zeros(64_000, np.float32)), reference, OneChunk(),
+                                 NeuralDiarizationConfig())
+    assert [(round(s, 2), round(e, 2), who) for s, e, who in sorted(turns)] == [
+        (0.0, 2.0, "ann"), (2.0, 4.0, "bob")]

@@ -76,8 +76,7 @@ def scripted_audio(segmenter: ScriptedSegmenter) -> Audio:
 
 def test_two_voices_with_overlap_give_two_speakers_and_overlapping_turns() -> None:
     segmenter = ScriptedSegmenter(30.0)
-    diarizer = NeuralDiarizer(segmenter, VoiceOfSamples(),
-                              NeuralDiarizationConfig(step=5.0, embed_every=1))
+    diarizer = NeuralDiarizer(segmenter, VoiceOfSamples(), NeuralDiarizationConfig(step=5.0))
     result = diarizer.diarize(scripted_audio(segmenter))
     assert sorted({t.label for t in result.turns}) == ["SPEAKER_00", "SPEAKER_01"]
     # Voice A speaks 0-3 s and overlaps B's first words from 2.5 s.
@@ -88,28 +87,19 @@ def test_two_voices_with_overlap_give_two_speakers_and_overlapping_turns() -> No
     exclusive = sorted(result.exclusive_turns, key=lambda t: t.start)
     for a, b in itertools.pairwise(exclusive):
         assert a.end <= b.start + 1e-6
-    # Every label keeps its (chunk, speaker) vectors with spans, for identification.
+    # Every label keeps its window vectors with spans, for identification.
     for label, vectors in result.vectors.items():
         assert len(vectors) == len(result.spans[label]) > 0
     assert result.model_id == "scripted-voice"
+    assert set(result.timings) == {"segmentation", "embedding", "clustering", "fine_embedding",
+                                   "labelling", "overlap"}
 
 
 def test_a_fixed_speaker_count_is_honoured() -> None:
     segmenter = ScriptedSegmenter(30.0)
-    diarizer = NeuralDiarizer(segmenter, VoiceOfSamples(),
-                              NeuralDiarizationConfig(step=5.0, embed_every=1))
+    diarizer = NeuralDiarizer(segmenter, VoiceOfSamples(), NeuralDiarizationConfig(step=5.0))
     result = diarizer.diarize(scripted_audio(segmenter), num_speakers=1)
     assert {t.label for t in result.turns} == {"SPEAKER_00"}
-
-
-def test_stitched_chunks_follow_their_embedded_neighbours() -> None:
-    segmenter = ScriptedSegmenter(40.0)
-    every = NeuralDiarizer(segmenter, VoiceOfSamples(),
-                           NeuralDiarizationConfig(step=5.0, embed_every=1))
-    sparse = NeuralDiarizer(segmenter, VoiceOfSamples(),
-                            NeuralDiarizationConfig(step=5.0, embed_every=2))
-    audio = scripted_audio(segmenter)
-    assert every.diarize(audio).turns == sparse.diarize(audio).turns
 
 
 def test_silence_gives_no_turns() -> None:
@@ -142,6 +132,6 @@ def test_real_models_on_a_real_telephone_call() -> None:
         hypothesis[Segment(turn.start, turn.end), i] = turn.label
     der = DiarizationErrorRate(collar=0.0)(reference, hypothesis)
     assert len(result.vectors) == 2
-    assert der < 0.12  # 5.9% measured; the built-in GE2E diarizer scored 17.8%
+    assert der < 0.12  # 4.5% measured; the built-in GE2E diarizer scored 17.8%
     assert any(a.label != b.label and a.start < b.end and b.start < a.end
                for a in result.turns for b in result.turns)  # the callers overlap

@@ -360,3 +360,17 @@ def test_a_cluster_mixing_an_enrolled_voice_with_a_stranger_is_only_suggested(
     assert first.created and first.speaker.kind == "unknown"  # never silently named
     assert first.score is not None and first.score >= 0.6
     assert first.suggestion is not None and first.suggestion.speaker.id == sarah.speaker.id
+
+
+def test_one_stored_speaker_takes_one_cluster_of_a_recording(
+    store: SpeakerMemory, voices: Voices
+) -> None:
+    # Two people on one phone line can both sound like a voice heard over a phone before;
+    # the diarizer heard them as two people, so only the closer one is that voice.
+    sarah = store.enroll("Sarah", voices.clips("sarah", 3), VOICE_MODEL, "sarah.wav").speaker
+    result = make_result(voices, ["sarah", "tom"], 6)
+    alike = replace(result.local_speakers[1], vectors=voices.clips("sarah", 8))
+    result = replace(result, local_speakers=[result.local_speakers[0], alike])
+    decisions = store.ingest(store.create_conversation(title="call").id, result).decisions
+    assert [d.speaker.id == sarah.id for d in decisions].count(True) == 1
+    assert [d.created for d in decisions].count(True) == 1
