@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.alignment import normalise
+from inference.clustering import ClusteringConfig
 from inference.diarization import Clock, DiarizationConfig, WindowDiarizer
 from inference.protocols import VoiceEmbedder
 from inference.reconstruction import ChunkFrames, speaker_regions, with_overlap
@@ -46,28 +47,38 @@ class ChunkSegmenter(Protocol):
 
 
 def _window_config() -> DiarizationConfig:
-    return DiarizationConfig(bridge_gap=0.75)
+    # 1.5 s windows 1 s apart, without the built-in diarizer's short windows around changes
+    # (the regions already end at the segmentation's changes): 27% less audio to embed than
+    # 0.75 s apart with short windows, for the same DER (real-dev 8.3%, dev 4.5%).
+    # A voice heard for 1% of a long recording is a speaker (the built-in diarizer's 4% folded
+    # a one-off voice of dev01-05 joined, 9.5 min, into another: DER 10.8% -> 5.0%). The
+    # automatic count stays at most 10: searching up to 20 split a noisy phone call (rdev01)
+    # into 6 speakers; more voices need max_speakers.
+    return DiarizationConfig(
+        window=1.5, hop=1.0, fine_window=0.0, bridge_gap=0.75,
+        clustering=ClusteringConfig(min_cluster_fraction=0.01),
+    )
 
 
 @dataclass(frozen=True)
 class NeuralDiarizationConfig:
-    step: float = 2.5
+    step: float = 5.0
     """Seconds between the starts of two 10 s chunks: every frame is seen by 10/step chunks,
-    which averages out the segmentation's mistakes near chunk edges. Measured (README): 1 s
-    gains ~0.5 DER points on dev and real-dev and costs 2.5x the segmentation time, which on
-    2 cores competes with ASR."""
+    which averages out the segmentation's mistakes near chunk edges. Measured DER pyannote-
+    sample / real-dev / dev: 2.5 s 4.5 / 8.2 / 4.4%, 5 s 5.2 / 8.3 / 4.5% at half the
+    segmentation time, which on 2 cores competes with ASR."""
     windows: DiarizationConfig = field(default_factory=_window_config)
     """Voice windows and clustering inside the regions. Pauses up to 0.75 s join a speaker's
     turn: references differ on this (dev marks whole turns, pauses included; real-dev splits
     turns at pauses of 0.5 s); measured DER dev / real-dev: 0.5 s 5.2 / 6.2%, 0.75 s 4.4 /
     8.2%, 1.0 s 4.3 / 9.3%, the built-in diarizer's 1.5 s 3.7 / 11.7%."""
-    pooled_windows: int = 8
-    """Consecutive windows of one speaker's unbroken speech averaged into one voice vector
-    (8 windows at a 0.75 s hop span 6.75 s) for identification: CAM++ tells voices apart
-    reliably from about 3 s (enrollment profiles are 3 s windows), and single 1.5 s windows on
-    a noisy phone line too often fall below the match bar one by one (memory's consistency
-    rule). Measured on real-dev: 4 windows left a telephone cluster at 64% consistent
-    vectors (named from 70%); 8 windows gave 75% and attribution 90.5%."""
+    pooled_seconds: float = 7.0
+    """Consecutive windows of one speaker's unbroken speech are averaged into one voice vector
+    of up to this span for identification: CAM++ tells voices apart reliably from about 3 s
+    (enrollment profiles are 3 s windows), and single 1.5 s windows on a noisy phone line too
+    often fall below the match bar one by one (memory's consistency rule). Measured on
+    real-dev: 3.75 s left a telephone cluster at 64% consistent vectors (named from 70%);
+    6.75 s gave 75% and attribution 90.5%."""
 
 
 class NeuralDiarizer:
@@ -103,21 +114,23 @@ class NeuralDiarizer:
         log.debug("diarized %.1f s: %d regions, %d speakers, %d turns (%s)", audio.duration,
                   len(regions), len(voices.vectors), len(turns), clock.laps)
         return replace(voices, turns=turns, exclusive=voices.turns, timings=clock.laps,
-                       **pooled(voices, self.config.pooled_windows))
+                       **pooled(voices, self.config.pooled_seconds))
 
 
-def pooled(voices: Diarization, size: int) -> dict[str, Any]:
-    """Per label, runs of up to `size` window vectors whose spans follow on without a gap,
-    each run's mean vector and its span (the `vectors` and `spans` of a Diarization)."""
+def pooled(voices: Diarization, seconds: float) -> dict[str, Any]:
+    """Per label, runs of window vectors whose spans follow on without a gap, each run at
+    most `seconds` long: each run's mean vector and its span (the `vectors` and `spans` of a
+    Diarization)."""
     vectors: dict[str, list[Vector]] = {}
     spans: dict[str, list[tuple[float, float]]] = {}
     for label, own in voices.vectors.items():
         order = sorted(range(len(own)), key=lambda i: voices.spans[label][i])
         groups: list[list[int]] = []
         for i in order:
-            start = voices.spans[label][i][0]
+            start, end = voices.spans[label][i]
             last = groups[-1] if groups else []
-            if last and len(last) < size and start <= voices.spans[label][last[-1]][1]:
+            if (last and start <= voices.spans[label][last[-1]][1]
+                    and end - voices.spans[label][last[0]][0] <= seconds):
                 last.append(i)
             else:
                 groups.append([i])

@@ -311,9 +311,10 @@ def _claim_order(cluster: Cluster, scored: Sequence[Scored]) -> tuple[int, float
 
 CONSISTENT_SHARE = 0.7
 """A cluster is named only when at least this share of its own vectors, one by one, sound like
-the speaker its mean matched (>= the suggest threshold). A cluster that mixes an enrolled voice
-with a stranger's (a diarization error) can still average above the threshold; naming it would
-put the name on the stranger's speech, so it stays an unknown with a suggestion."""
+the speaker its mean matched (>= the model's vector threshold). A cluster that mixes an
+enrolled voice with a stranger's (a diarization error) can still average above the threshold;
+naming it would put the name on the stranger's speech, so it stays an unknown with a
+suggestion."""
 MIN_VECTORS_TO_CHECK = 3
 
 
@@ -325,7 +326,7 @@ def _consistent(tx: Tx, cluster: Cluster, best: Scored, cfg: MatchConfig) -> boo
     if centroid is None:
         return True
     scores = normalize_rows(vectors) @ centroid
-    bar = cfg.for_model(cluster.model_id).suggest_threshold
+    bar = cfg.for_model(cluster.model_id).vector_threshold
     return float(np.mean(scores >= bar)) >= CONSISTENT_SHARE
 
 

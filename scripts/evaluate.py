@@ -316,13 +316,21 @@ class Attribution:
 
 
 def score_attribution(reference: list[RefTurn], segments: Sequence[tuple[float, float, str | None]],
-                      corpus: Corpus, enrolled_names: set[str]) -> Attribution:
-    """Overlap of stored segments (start, end, speaker name) with reference turns, by voice."""
+                      corpus: Corpus, enrolled_names: set[str],
+                      single_speaker: bool = False) -> Attribution:
+    """Overlap of stored segments (start, end, speaker name) with reference turns, by voice.
+    `single_speaker`: only where one reference voice talks; in overlapped speech a segment of
+    either voice is right for one of them and counts against the other."""
     result = Attribution()
+    both = overlapped_spans(reference) if single_speaker else []
     for start, end, name in segments:
         for turn in reference:
             overlap = min(end, turn.end) - max(start, turn.start)
             if overlap <= 0:
+                continue
+            a, b = max(start, turn.start), min(end, turn.end)
+            overlap -= sum(max(0.0, min(b, y) - max(a, x)) for x, y in both)
+            if overlap <= 1e-9:
                 continue
             if turn.speaker in corpus.recurring:
                 result.recurring_total += overlap
@@ -333,6 +341,22 @@ def score_attribution(reference: list[RefTurn], segments: Sequence[tuple[float, 
                 if name is not None and name in enrolled_names:
                     result.one_off_named += overlap
     return result
+
+
+def overlapped_spans(reference: Sequence[RefTurn]) -> list[tuple[float, float]]:
+    """Where two or more reference voices talk at once (disjoint, sorted)."""
+    edges = sorted([(t.start, 1) for t in reference] + [(t.end, -1) for t in reference])
+    spans: list[tuple[float, float]] = []
+    talking, opened = 0, 0.0
+    for time_, step in edges:
+        if talking >= 2 and time_ > opened:
+            if spans and spans[-1][1] >= opened:
+                spans[-1] = (spans[-1][0], time_)
+            else:
+                spans.append((opened, time_))
+        talking += step
+        opened = time_
+    return spans
 
 
 # ----------------------------------------------------------------------------- running
@@ -348,6 +372,8 @@ class Row:
     extra: dict[str, float] = field(default_factory=dict)
     stored: DiarizationScore | None = None
     """DER of the stored segments (full runs)."""
+    single_speaker: Attribution | None = None
+    """Attribution where one reference voice talks at a time (full runs)."""
 
 
 class RecordingDiarizer:
@@ -456,6 +482,8 @@ def run_full(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
             stored = [(s.start, s.end, s.speaker.name if s.speaker else None)
                       for s in detail.segments]
             row.attribution = score_attribution(conversation.turns, stored, corpus, enrolled_names)
+            row.single_speaker = score_attribution(conversation.turns, stored, corpus,
+                                                   enrolled_names, single_speaker=True)
             row.stored = score_turns(conversation.turns, stored_turns(detail.segments),
                                      stored_accumulators)
             reference = normalise_text(conversation.text)
@@ -564,10 +592,12 @@ def print_tables(rows: list[Row], accumulators: dict[str, Any], corpus: Corpus,
         cells.append(f"{row.seconds:.1f}")
         print("| " + " | ".join(cells) + " |")
 
-    total = Attribution()
+    total, single = Attribution(), Attribution()
     for row in rows:
         if row.attribution is not None:
             total.add(row.attribution)
+        if row.single_speaker is not None:
+            single.add(row.single_speaker)
     words = sum(row.extra.get("ref_words", 0) for row in rows)
     wer = (sum((row.wer or 0.0) * row.extra.get("ref_words", 0) for row in rows) / words
            if words else None)
@@ -587,6 +617,8 @@ def print_tables(rows: list[Row], accumulators: dict[str, Any], corpus: Corpus,
         print(f"| WER | {pct(wer)} |")
         print(f"| attribution accuracy | {pct(total.accuracy)} |")
         print(f"| false accept | {pct(total.false_accept)} |")
+        print(f"| attribution, single-speaker speech | {pct(single.accuracy)} |")
+        print(f"| false accept, single-speaker speech | {pct(single.false_accept)} |")
         if speakers_created is not None and corpus.voices:
             print(f"| fragmentation | {speakers_created / len(corpus.voices):.2f} "
                   f"({speakers_created} speakers / {len(corpus.voices)} voices) |")

@@ -50,6 +50,18 @@ def test_recovers_the_number_of_voices(n_voices: int) -> None:
     assert same_partition(labels, truth)
 
 
+def test_a_voice_heard_for_a_small_share_of_a_long_recording_stays_a_speaker() -> None:
+    from inference.neural_diarization import NeuralDiarizationConfig
+
+    # Two voices of 200 windows (about 2.5 min each) and one of 12 windows (9 s), 2.9% of all:
+    # a speaker of its own at the neural diarizer's 1%, folded into another at the default 4%.
+    x, truth = windows_of(voices(3), [200, 200, 12])
+    assert cluster_speakers(x).max() + 1 == 2
+    labels = cluster_speakers(x, config=NeuralDiarizationConfig().windows.clustering)
+    assert labels.max() + 1 == 3
+    assert same_partition(labels, truth)
+
+
 def test_one_voice_stays_one_speaker() -> None:
     x, _ = windows_of(voices(1), [40], noise=0.08)
     assert set(cluster_speakers(x).tolist()) == {0}

@@ -36,3 +36,17 @@ def test_stored_segments_of_one_speaker_join_across_short_pauses_only() -> None:
               SimpleNamespace(start=9.0, end=10.0, speaker=ann)]  # a new turn
     assert evaluate.stored_turns(stored, bridge=1.5) == [
         (0.0, 4.0, "speaker-1"), (9.0, 10.0, "speaker-1")]
+
+
+def test_single_speaker_attribution_leaves_overlapped_speech_out() -> None:
+    # ann (enrolled) 0-4 s, zed (one-off) 3-6 s: both talk 3-4 s.
+    reference = [evaluate.RefTurn(0.0, 4.0, "ann"), evaluate.RefTurn(3.0, 6.0, "zed")]
+    corpus = evaluate.Corpus(root=Path("."), conversations=[], enrollment=[],
+                             recurring={"ann"}, one_off={"zed"})
+    stored = [(0.0, 4.0, "ann"), (4.0, 6.0, None)]
+    everything = evaluate.score_attribution(reference, stored, corpus, {"ann"})
+    assert everything.false_accept == pytest.approx(1 / 3)  # ann's words over zed's 3-4 s
+    alone = evaluate.score_attribution(reference, stored, corpus, {"ann"}, single_speaker=True)
+    assert alone.false_accept == 0.0 and alone.accuracy == 1.0
+    assert evaluate.overlapped_spans([*reference, evaluate.RefTurn(3.5, 5.0, "bob")]) == [
+        (3.0, 5.0)]

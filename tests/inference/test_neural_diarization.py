@@ -135,3 +135,17 @@ def test_real_models_on_a_real_telephone_call() -> None:
     assert der < 0.12  # 4.5% measured; the built-in GE2E diarizer scored 17.8%
     assert any(a.label != b.label and a.start < b.end and b.start < a.end
                for a in result.turns for b in result.turns)  # the callers overlap
+
+
+def test_pooled_vectors_average_unbroken_runs_of_one_speakers_windows() -> None:
+    from inference.neural_diarization import pooled
+    from inference.types import Diarization, Turn
+
+    a, b = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
+    spans = [(0.0, 1.5), (1.0, 2.5), (2.0, 3.5), (3.0, 4.5), (6.0, 7.5)]  # a pause at 4.5-6 s
+    voices = Diarization(turns=[Turn(0.0, 7.5, "S")], vectors={"S": [a, b, a, b, a]},
+                         model_id="m", spans={"S": spans})
+    runs = pooled(voices, seconds=3.0)
+    assert runs["spans"]["S"] == [(0.0, 2.5), (2.0, 4.5), (6.0, 7.5)]
+    assert np.allclose(runs["vectors"]["S"][0], (a + b) / np.sqrt(2))
+    assert np.allclose(runs["vectors"]["S"][2], a)

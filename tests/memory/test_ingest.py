@@ -13,7 +13,13 @@ from memory.errors import (
     InvalidOperation,
     ModelMismatch,
 )
-from memory.types import SearchFilters
+from memory.types import (
+    CAMPPLUS_MODEL_ID,
+    TELEPHONE_CHANNEL,
+    MatchConfig,
+    SearchFilters,
+    with_channel,
+)
 from tests.memory.fakes import VOICE_MODEL, Voices, make_result
 
 
@@ -374,3 +380,23 @@ def test_one_stored_speaker_takes_one_cluster_of_a_recording(
     decisions = store.ingest(store.create_conversation(title="call").id, result).decisions
     assert [d.speaker.id == sarah.id for d in decisions].count(True) == 1
     assert [d.created for d in decisions].count(True) == 1
+
+
+def test_a_phone_voice_is_named_though_its_vectors_scatter_one_by_one(
+    store: SpeakerMemory, voices: Voices
+) -> None:
+    # A real voice on a noisy phone line: each vector alone is weak (under the telephone
+    # suggest threshold), their mean is clear.
+    phone = with_channel(CAMPPLUS_MODEL_ID, TELEPHONE_CHANNEL)
+    sarah = store.enroll("Sarah", voices.clips("sarah", 3), phone, "sarah.wav").speaker
+    noisy = Voices(seed=voices.seed, noise=1.6).clips("sarah", 12)
+    result = make_result(voices, ["sarah"], 4, voice_model_id=CAMPPLUS_MODEL_ID)
+    heard = replace(result.local_speakers[0], vectors=noisy, voice_model_id=phone)
+    result = replace(result, local_speakers=[heard])
+    thresholds = MatchConfig().for_model(phone)
+    alone = [float(v @ voices.voice("sarah")) for v in noisy]
+    assert sum(a >= thresholds.suggest_threshold for a in alone) < 0.7 * len(alone)
+    assert min(alone) >= thresholds.vector_threshold
+    decision = store.ingest(store.create_conversation(title="call").id, result).decisions[0]
+    assert decision.speaker.id == sarah.id
+    assert decision.score is not None and decision.score >= thresholds.threshold
