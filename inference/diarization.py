@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.clustering import ClusteringConfig, centroids_of, cluster_speakers
+from inference.device import one_blas_thread
 from inference.protocols import VoiceActivityDetector, VoiceEmbedder
 from inference.types import Audio, Diarization, SpeechRegion, Turn, Vector
 
@@ -95,7 +96,9 @@ class WindowDiarizer:
 
         vectors = self._embed(audio, windows)
         clock.lap("embedding")
-        labels = cluster_speakers(vectors, num_speakers, min_speakers, max_speakers, cfg.clustering)
+        with one_blas_thread():
+            labels = cluster_speakers(vectors, num_speakers, min_speakers, max_speakers,
+                                      cfg.clustering)
         centroids = _core_centroids(windows, vectors, labels)
         clock.lap("clustering")
 

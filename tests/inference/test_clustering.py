@@ -50,6 +50,16 @@ def test_recovers_the_number_of_voices(n_voices: int) -> None:
     assert same_partition(labels, truth)
 
 
+def test_more_than_ten_voices_with_the_neural_diarizers_settings() -> None:
+    from inference.neural_diarization import NeuralDiarizationConfig
+
+    n_voices = 14
+    x, truth = windows_of(voices(n_voices), [20 + 2 * i for i in range(n_voices)])
+    labels = cluster_speakers(x, config=NeuralDiarizationConfig().windows.clustering)
+    assert labels.max() + 1 == n_voices
+    assert same_partition(labels, truth)
+
+
 def test_a_voice_heard_for_a_small_share_of_a_long_recording_stays_a_speaker() -> None:
     from inference.neural_diarization import NeuralDiarizationConfig
 
