@@ -37,7 +37,7 @@ class AlignmentConfig:
     """Segments shorter than this get no voice vector (too little speech to be reliable)."""
     min_window_inside: float = 0.5
     """A window vector counts for a segment when this share of the shorter of the two (the
-    window, or the segment: a 10 s chunk's vector serves a 3 s sentence in it) overlaps."""
+    window, or the segment: a 7 s pooled vector serves a 3 s sentence in it) overlaps."""
     max_extend_seconds: float = 0.5
     """A segment edge this close to the edge of its speaker's turn moves out to it (0 = off)."""
 

@@ -212,20 +212,23 @@ def ingest(
                                  if query is not None else [])
     taken: set[int] = set()
     for cluster in sorted(clusters, key=lambda c: _claim_order(c, scores[c.label])):
-        scored = [s for s in scores[cluster.label] if s.speaker_id not in taken]
+        scored = scores[cluster.label]
         speaker_id: int | None = None
         score: float | None = None
         if cluster.matched_speaker_id is not None and get_row(tx, cluster.matched_speaker_id):
             speaker_id = cluster.matched_speaker_id
-            score = next((s.score for s in scores[cluster.label] if s.speaker_id == speaker_id),
-                         None)
+            score = next((s.score for s in scored if s.speaker_id == speaker_id), None)
         else:
+            # A speaker another cluster already took is no reason to name the runner-up.
             best = decide(scored, cfg, cluster.model_id)
-            if best is not None and _consistent(tx, cluster, best, cfg):
+            if best is not None and best.speaker_id not in taken and _consistent(
+                tx, cluster, best, cfg
+            ):
                 speaker_id, score = best.speaker_id, best.score
             elif scored:
                 score = scored[0].score
-                if score >= cfg.for_model(cluster.model_id).suggest_threshold:
+                if (score >= cfg.for_model(cluster.model_id).suggest_threshold
+                        and scored[0].speaker_id not in taken):
                     suggested[cluster.label] = scored[0]
         if speaker_id is not None:
             taken.add(speaker_id)
@@ -425,8 +428,9 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
     for label, model_id, dim, blob, seconds in clusters:
         kept = matrix_from_blob(blob, int(dim))
         query = kept[0]
-        best = decide(score_speakers(tx, ctx.cache, model_id, query, cfg, exclude=taken), cfg,
-                      model_id)
+        best = decide(score_speakers(tx, ctx.cache, model_id, query, cfg), cfg, model_id)
+        if best is not None and best.speaker_id in taken:
+            best = None
         current = tx.scalar(
             "SELECT speaker_id FROM segment WHERE conversation_id = ? AND local_speaker = ?"
             " AND speaker_id IS NOT NULL AND (assignment_source IS NULL"
@@ -440,9 +444,10 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
             speaker_id, score = best.speaker_id, best.score
             taken.add(speaker_id)
             change.snapshot_speaker(tx, speaker_id)
-        elif current is not None:
+        elif current is not None and int(current) not in taken:
             # Nothing else matches: the cluster keeps the speaker it had (no relabel).
             speaker_id = int(current)
+            taken.add(speaker_id)
             change.snapshot_speaker(tx, speaker_id)
         else:
             speaker_id = create_unknown(tx)

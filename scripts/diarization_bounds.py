@@ -22,13 +22,13 @@ of five hypotheses, from the best possible down to the product's:
   included) with each chunk's local speakers mapped to the true speakers as well as possible,
   then reconstructed from chunk activity: what perfect clustering of one vector per (chunk,
   local speaker), pyannote's design, would score with this segmentation;
-- regions, true labels: the neural diarizer's regions (the segmentation's speech cut at its
-  speaker changes), each given its main true speaker, joined across pauses and with overlaps
-  added as the diarizer does: what perfect voice labels would score with these regions;
+- regions, main true speaker: the neural diarizer's regions (the segmentation's speech cut at
+  its speaker changes), each given the true speaker it overlaps most, joined across pauses and
+  with overlaps added as the diarizer does: how pure the regions are. Not a bound: where a
+  region holds two voices, the diarizer's windows can still split it;
 - the diarizer (`--diarizer`, default the product's neural one) as the product runs it.
 
-The gap between the regions bound and the diarizer is what its voice windows and clustering
-lose; the first figure is the floor without overlap detection.
+The first figure is the floor without overlap detection.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ CENTROID_MIN_TURN = 1.5
 
 HYPOTHESES = ("exclusive reference", "exclusive reference, voice labels",
               "transcript turns, true labels", "transcript turns, voice labels",
-              "chunk speakers, true labels", "regions, true labels", "diarizer")
+              "chunk speakers, true labels", "regions, main true speaker", "diarizer")
 
 
 def exclusive(reference: Sequence[RefTurn]) -> LabelledTurns:
