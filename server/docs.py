@@ -15,8 +15,8 @@ from tools.settings import Settings
 
 EXTRA_DESCRIPTIONS = {
     "device": "auto, cpu or cuda.",
-    "diarizer": "neural (segmentation-3.0 + clustering, bundled), builtin (VAD windows, GE2E "
-    "era) or pyannote (needs the extra and HF_TOKEN).",
+    "diarizer": "neural (segmentation-3.0 regions + CAM++ windows, bundled), builtin (VAD "
+    "regions + windows, GE2E era) or pyannote (needs the extra and HF_TOKEN).",
     "voice_embedder": "campplus (CAM++, bundled), resemblyzer (GE2E, bundled) or pyannote.",
     "match_threshold": "Cosine score at which a voice joins a stored speaker "
     "(unset: the voice model's measured value).",
