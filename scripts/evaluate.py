@@ -629,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path, help="a corpus split, e.g. ../shared/corpus/dev")
     parser.add_argument("--diarization-only", action="store_true",
-                        help="score the built-in diarizer alone (DER/JER/count), no ASR or store")
+                        help="score the diarizer alone (DER/JER/count), no ASR or store")
     parser.add_argument("--whisper-model", default="tiny.en")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--models-dir", type=Path, default=None,

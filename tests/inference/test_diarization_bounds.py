@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,16 @@ import diarization_bounds as bounds
 from evaluate import RefTurn
 
 from inference.types import Turn
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Scripted segmentation output on a 0.1 s frame grid."""
+
+    activations: np.ndarray
+    chunk_starts: np.ndarray
+    frame_step: float = 0.1
+    frame_duration: float = 0.1
 
 
 def test_exclusive_reference_keeps_overlaps_for_who_spoke_first() -> None:
@@ -37,18 +48,9 @@ def test_nearest_centroid_labels_use_long_turns_for_centroids() -> None:
 
 
 def test_segmentation_bound_maps_each_chunks_local_speakers_to_the_truth() -> None:
-    from dataclasses import dataclass
-
     from inference.neural_diarization import NeuralDiarizationConfig
     from inference.reconstruction import ReconstructionConfig
     from inference.types import Audio
-
-    @dataclass(frozen=True)
-    class Frames:
-        activations: np.ndarray
-        chunk_starts: np.ndarray
-        frame_step: float = 0.1
-        frame_duration: float = 0.1
 
     class TwoChunks:
         """Chunk 0 hears ann as local speaker 1; chunk 1 hears her as local speaker 0."""
@@ -70,17 +72,8 @@ def test_segmentation_bound_maps_each_chunks_local_speakers_to_the_truth() -> No
 
 
 def test_regions_bound_gives_each_region_its_main_true_speaker() -> None:
-    from dataclasses import dataclass
-
     from inference.neural_diarization import NeuralDiarizationConfig
     from inference.types import Audio
-
-    @dataclass(frozen=True)
-    class Frames:
-        activations: np.ndarray
-        chunk_starts: np.ndarray
-        frame_step: float = 0.1
-        frame_duration: float = 0.1
 
     class OneChunk:
         """ann 0-2 s, then bob 2-4 s."""
