@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from inference.diarization import bridge_turns
 from inference.types import SpeechRegion, Turn
 
 IntArray = npt.NDArray[np.int64]
@@ -118,8 +119,7 @@ def speaker_regions(frames: ChunkFrames, duration: float) -> list[SpeechRegion]:
     for first, stop in frame_runs(count >= 1):
         cuts = [first, *(np.flatnonzero(change[first + 1 : stop]) + first + 1).tolist(), stop]
         for a, b in itertools.pairwise(cuts):
-            start, end = run_seconds(a, b, frames)
-            regions.append(SpeechRegion(max(0.0, start), min(duration, end)))
+            regions.append(SpeechRegion(*_clipped(run_seconds(a, b, frames), duration)))
     return [r for r in regions if r.end > r.start]
 
 
@@ -163,28 +163,19 @@ def with_overlap(frames: ChunkFrames, turns: list[Turn], duration: float) -> lis
     wanted = (count >= 2) & primary.any(axis=1) & (others.max(axis=1) > 0)
     extra = np.zeros_like(primary, dtype=bool)
     extra[np.flatnonzero(wanted), second[wanted]] = True
-    spans: dict[str, list[tuple[float, float]]] = {}
-    for turn in turns:
-        spans.setdefault(turn.label, []).append((turn.start, turn.end))
-    for k, label in enumerate(labels):
-        for first, stop in frame_runs(extra[:, k]):
-            start, end = run_seconds(first, stop, frames)
-            spans[label].append((max(0.0, start), min(duration, end)))
-    merged = [Turn(round(a, 3), round(b, 3), label)
-              for label, pieces in spans.items() for a, b in _union(pieces, frames.frame_step)]
-    return sorted(merged, key=lambda t: (t.start, t.end, t.label))
+    extra_turns = [Turn(*_clipped(run_seconds(first, stop, frames), duration), label)
+                   for k, label in enumerate(labels) for first, stop in frame_runs(extra[:, k])]
+    merged: list[Turn] = []
+    for label in labels:
+        # A frame-grid edge next to a turn's own edge: less than a frame apart is touching.
+        own = [t for t in [*turns, *extra_turns] if t.label == label]
+        merged.extend(bridge_turns(own, frames.frame_step))
+    return sorted((Turn(round(t.start, 3), round(t.end, 3), t.label) for t in merged),
+                  key=lambda t: (t.start, t.end, t.label))
 
 
-def _union(spans: list[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
-    """Spans that overlap or lie less than `gap` apart (a frame: a frame-grid edge next to a
-    turn's own edge) joined."""
-    out: list[tuple[float, float]] = []
-    for start, end in sorted(spans):
-        if out and start < out[-1][1] + gap:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        else:
-            out.append((start, end))
-    return out
+def _clipped(span: tuple[float, float], duration: float) -> tuple[float, float]:
+    return max(0.0, span[0]), min(duration, span[1])
 
 
 def aggregate(
