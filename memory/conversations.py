@@ -24,6 +24,7 @@ from memory.types import (
     MatchConfig,
     PipelineResultLike,
     Vector,
+    base_model,
 )
 from memory.vector_index import TextVectorIndex
 from memory.vectors import (
@@ -283,7 +284,7 @@ def ingest(
     # 3. Clusters and voiceprints (bounded per cluster: its mean + a few representatives).
     for cluster, decision in zip(clusters, decisions, strict=True):
         _store_cluster(tx, conversation_id, cluster.model_id, cluster)
-        if cluster.vectors.shape[0]:
+        if cluster.vectors.shape[0] and learns_from(tx, cluster.model_id, decision.speaker_id):
             prints = _cluster_voiceprints(
                 conversation_id, cluster, segment_ids, voice_vectors, segments
             )
@@ -310,6 +311,18 @@ def _claim_order(cluster: Cluster, scored: Sequence[Scored]) -> tuple[int, float
     """Clusters the diarizer already recognised first, then by their best score."""
     return (0 if cluster.matched_speaker_id is not None else 1,
             -scored[0].score if scored else 0.0)
+
+
+def learns_from(tx: Tx, model_id: str, speaker_id: int) -> bool:
+    """Whether a recording's automatically matched cluster adds its voiceprints to the
+    speaker. Not on a phone line (a channel variant of the model) for a named or enrolled
+    speaker: once a profile holds a real call, other callers on a phone line score up to 0.77
+    against it (real-dev), over the telephone threshold. Its telephone profile stays what
+    enrollment made it; an unknown speaker keeps learning, since its calls are all it has."""
+    if model_id == base_model(model_id):
+        return True
+    row = get_row(tx, speaker_id)
+    return row is None or row[3] == "unknown"
 
 
 CONSISTENT_SHARE = 0.7
@@ -461,6 +474,8 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
         ):
             change.edit_segment(tx, int(segment_id), speaker_id=speaker_id,
                                 speaker_confidence=score, assignment_source="auto")
+        if not learns_from(tx, model_id, speaker_id):
+            continue
         prints = [NewVoiceprint(kept[0], f"conversation:{conversation_id}", conversation_id,
                                 None, float(seconds))]
         prints += [NewVoiceprint(kept[i], f"conversation:{conversation_id}", conversation_id,

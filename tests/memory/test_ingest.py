@@ -400,3 +400,21 @@ def test_a_phone_voice_is_named_though_its_vectors_scatter_one_by_one(
     decision = store.ingest(store.create_conversation(title="call").id, result).decisions[0]
     assert decision.speaker.id == sarah.id
     assert decision.score is not None and decision.score >= thresholds.threshold
+
+
+def test_a_named_voice_does_not_learn_from_phone_calls_but_an_unknown_does(
+    store: SpeakerMemory, voices: Voices
+) -> None:
+    # A profile that held a real call drew other callers over the threshold (real-dev): the
+    # named voice's telephone profile stays what enrollment made it.
+    phone = with_channel(CAMPPLUS_MODEL_ID, TELEPHONE_CHANNEL)
+    sarah = store.enroll("Sarah", voices.clips("sarah", 3), phone, "sarah.wav").speaker
+    enrolled = store.list_speakers()[0].voiceprint_count
+    result = make_result(voices, ["sarah", "tom"], 6, voice_model_id=CAMPPLUS_MODEL_ID)
+    result = replace(result, local_speakers=[replace(ls, voice_model_id=phone)
+                                             for ls in result.local_speakers])
+    decisions = store.ingest(store.create_conversation(title="call").id, result).decisions
+    assert decisions[0].speaker.id == sarah.id and decisions[1].created
+    prints = {s.speaker.id: s.voiceprint_count for s in store.list_speakers()}
+    assert prints[sarah.id] == enrolled  # the enrollment's own
+    assert prints[decisions[1].speaker.id] > 0  # the new unknown caller keeps its voice
