@@ -168,7 +168,7 @@ MODEL_THRESHOLDS: dict[str, Thresholds] = {
     ),
     # CAM++ through a telephone band, against telephone-band profiles. Measured with the
     # diarizer's 7 s pooled vectors (scripts/evaluate.py decision tables): recurring voices
-    # 0.69-0.88 on real-dev's phone calls; impostors against profiles made by enrollment at
+    # 0.69-0.80 on real-dev's phone calls; impostors against profiles made by enrollment at
     # most 0.60 (an enrolled voice as runner-up), pyannote-sample's real callers 0.38. A
     # profile that has learned a real call draws other callers up to 0.77, so named profiles
     # do not learn from calls (memory.conversations.learns_from). One 7 s vector of a
