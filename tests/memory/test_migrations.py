@@ -15,6 +15,17 @@ from memory.types import GE2E_MODEL_ID
 from tests.memory.fakes import Voices, make_result
 
 
+def as_version(path: Path, version: int, *undo: str) -> None:
+    """Turn a current store back into schema `version`: run the statements that undo the
+    later migrations and forget those migrations, as an older release left the file."""
+    conn = sqlean.connect(str(path))
+    for statement in undo:
+        conn.execute(statement)
+    conn.execute("DELETE FROM schema_version WHERE version > ?", (version,))
+    conn.commit()
+    conn.close()
+
+
 def test_migrates_from_empty_and_reopens(tmp_path: Path, voices: Voices) -> None:
     path = tmp_path / "nested" / "dir" / "db.sqlite"
     store = SpeakerMemory(path)
@@ -82,13 +93,8 @@ def test_older_store_is_migrated_forward(tmp_path: Path, voices: Voices) -> None
     store.ingest(conversation.id, make_result(voices, ["ann"], 2))
     store.close()
     # Make it a version-1 store again, as an older release left it.
-    conn = sqlean.connect(str(path))
-    conn.execute("DROP TABLE enrollment_clip")
-    conn.execute("DROP TABLE diarization_turn")
-    conn.execute("DROP INDEX segment_excluded")
-    conn.execute("DELETE FROM schema_version WHERE version > 1")
-    conn.commit()
-    conn.close()
+    as_version(path, 1, "DROP TABLE enrollment_clip", "DROP TABLE diarization_turn",
+               "DROP INDEX segment_excluded")
     reopened = SpeakerMemory(path)
     try:
         assert len(reopened.get_conversation(conversation.id).segments) == 2
@@ -110,12 +116,7 @@ def test_a_store_from_before_turns_gains_them(tmp_path: Path, voices: Voices) ->
     store.ingest(old.id, make_result(voices, ["ann", "bob"], 4))
     store.close()
     # A version-2 store, as the release before overlapping speech left it.
-    conn = sqlean.connect(str(path))
-    conn.execute("DROP TABLE enrollment_clip")
-    conn.execute("DROP TABLE diarization_turn")
-    conn.execute("DELETE FROM schema_version WHERE version > 2")
-    conn.commit()
-    conn.close()
+    as_version(path, 2, "DROP TABLE enrollment_clip", "DROP TABLE diarization_turn")
     reopened = SpeakerMemory(path)
     try:
         detail = reopened.get_conversation(old.id)
@@ -141,11 +142,7 @@ def test_a_store_from_before_enrollment_clips_gains_them(tmp_path: Path, voices:
     store.identify("Bob", speaker="Unknown 1")
     store.close()
     # A version-3 store, as the release before enrollment clips were kept left it.
-    conn = sqlean.connect(str(path))
-    conn.execute("DROP TABLE enrollment_clip")
-    conn.execute("DELETE FROM schema_version WHERE version > 3")
-    conn.commit()
-    conn.close()
+    as_version(path, 3, "DROP TABLE enrollment_clip")
     reopened = SpeakerMemory(path)
     try:
         ann = reopened.resolve_speaker("Ann")
