@@ -45,8 +45,24 @@ def test_single_speaker_attribution_leaves_overlapped_speech_out() -> None:
                              recurring={"ann"}, one_off={"zed"})
     stored = [(0.0, 4.0, "ann"), (4.0, 6.0, None)]
     everything = evaluate.score_attribution(reference, stored, corpus, {"ann"})
-    assert everything.false_accept == pytest.approx(1 / 3)  # ann's words over zed's 3-4 s
+    # ann's words over zed's 3-4 s: ann is talking, so her name is no false accept there...
+    assert everything.false_accept == 0.0
+    # ...though the stricter count charges it.
+    assert everything.false_accept_overlap_charged == pytest.approx(1 / 3)
     alone = evaluate.score_attribution(reference, stored, corpus, {"ann"}, single_speaker=True)
     assert alone.false_accept == 0.0 and alone.accuracy == 1.0
     assert evaluate.overlapped_spans([*reference, evaluate.RefTurn(3.5, 5.0, "bob")]) == [
         (3.0, 5.0)]
+
+
+def test_a_false_accept_is_an_enrolled_name_on_speech_its_voice_does_not_make() -> None:
+    # ann (enrolled) 0-4 s, zed (one-off) 3-6 s; ann's name runs on to 5 s over zed alone.
+    reference = [evaluate.RefTurn(0.0, 4.0, "ann"), evaluate.RefTurn(3.0, 6.0, "zed")]
+    corpus = evaluate.Corpus(root=Path("."), conversations=[], enrollment=[],
+                             recurring={"ann"}, one_off={"zed"})
+    stored = [(0.0, 5.0, "ann"), (5.0, 6.0, None)]
+    scored = evaluate.score_attribution(reference, stored, corpus, {"ann"})
+    assert scored.false_accept == pytest.approx(1 / 3)  # zed's 4-5 s, ann silent
+    assert scored.false_accept_overlap_charged == pytest.approx(2 / 3)
+    alone = evaluate.score_attribution(reference, stored, corpus, {"ann"}, single_speaker=True)
+    assert alone.false_accept == pytest.approx(1 / 2)  # of zed's 2 s alone, 4-5 s
