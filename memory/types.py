@@ -20,6 +20,10 @@ T = TypeVar("T")
 Vector = npt.NDArray[np.float32]
 """A 1-D float32 vector. Voice vectors are L2-normalised by the store before use."""
 
+MAX_ID = 2**63 - 1
+"""The largest row id the store can hold (SQLite integers are signed 64-bit): the bound on
+every id an agent or a URL gives."""
+
 SpeakerKind = Literal["enrolled", "unknown"]
 AssignmentSource = Literal["auto", "manual", "enrollment"]
 ConversationStatus = Literal["queued", "processing", "done", "failed"]

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(env SPEAKER_MEMORY_TOKEN; required off loopback)")
     serve.add_argument("--allowed-host", action="append", dest="allowed_hosts",
                        metavar="HOST", help="extra Host header accepted (repeatable)")
+    serve.add_argument("--allowed-origin", action="append", dest="allowed_origins",
+                       metavar="ORIGIN", help="web page origin besides the server's own that "
+                       "may call it, e.g. https://notes.example.com (repeatable)")
     serve.set_defaults(run=run_serve)
 
     process = sub.add_parser("process", parents=[common],
@@ -110,7 +113,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Environment first, then flags that were given."""
     overrides: dict[str, Any] = {}
     for name in ("data_dir", "whisper_model", "device", "log_level", "host", "port", "token",
-                 "allowed_hosts", "allowed_roots", "language"):
+                 "allowed_hosts", "allowed_origins", "allowed_roots", "language"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

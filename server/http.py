@@ -34,7 +34,7 @@ def create_http_app(app: App) -> Starlette:
     body_cap = max(MIN_MCP_BODY, settings.max_upload_bytes * 4 // 3 + (1 << 16))
     mcp_app = mcp.streamable_http_app(
         streamable_http_path="/mcp",
-        transport_security=transport_security(host_names),
+        transport_security=transport_security(host_names, settings.allowed_origins),
         max_request_body_size=body_cap,
         host=settings.host,
     )
@@ -59,6 +59,7 @@ def create_http_app(app: App) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(AccessGuard, token=settings.token, host_names=host_names)],
+        middleware=[Middleware(AccessGuard, token=settings.token, host_names=host_names,
+                               origins=settings.allowed_origins)],
         lifespan=lifespan,
     )

@@ -26,6 +26,7 @@ from mcp_types import INVALID_PARAMS, CallToolResult, InputRequiredResult, ToolA
 from pydantic import Field, ValidationError
 
 from memory.errors import NotFoundError, SpeakerMemoryError
+from memory.types import MAX_ID
 from server.jobs import ProgressSink, follow_job
 from tools import exports, identity, processing, queries, rebuild
 from tools.context import App
@@ -81,15 +82,19 @@ Speaker arguments accept an id, a name, or an 'Unknown N' label.
 """
 
 # ---------------------------------------------------------------- parameter types
-ConversationId = Annotated[int, Field(description="Conversation id (from list_conversations).")]
-SegmentId = Annotated[int, Field(description="Segment id (from a transcript or search hit).")]
+RowId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+"""A stored row's id: a whole number the store can hold; strict, so true is not id 1."""
+ConversationId = Annotated[RowId, Field(description="Conversation id (from list_conversations).")]
+SegmentId = Annotated[RowId, Field(description="Segment id (from a transcript or search hit).")]
 Speaker = Annotated[
-    int | str, Field(description="Speaker id, name (case-insensitive) or 'Unknown N' label.")
+    RowId | str, Field(description="Speaker id, name (case-insensitive) or 'Unknown N' label.")
 ]
 Limit = Annotated[
-    int, Field(ge=1, le=queries.MAX_LIMIT, description="Maximum number of items to return.")
+    int, Field(strict=True, ge=1, le=queries.MAX_LIMIT,
+               description="Maximum number of items to return.")
 ]
-Offset = Annotated[int, Field(ge=0, description="Items to skip, for paging.")]
+Offset = Annotated[int, Field(strict=True, ge=0, le=MAX_ID,
+                              description="Items to skip, for paging.")]
 Since = Annotated[
     datetime | None, Field(description="Only conversations recorded at or after (ISO 8601).")
 ]
@@ -239,8 +244,9 @@ def build_server(app: App) -> MCPServer:
     @tool(annotations=READ_ONLY)
     async def list_conversations(
         limit: Limit = 20, offset: Offset = 0,
-        speaker: Annotated[int | str | None, Field(description="Only conversations this speaker "
-                                                   "(id, name or 'Unknown N') took part in.")]
+        speaker: Annotated[RowId | str | None, Field(
+            description="Only conversations this speaker (id, name or 'Unknown N') took part "
+                        "in.")]
         = None,
         since: Since = None, until: Until = None,
     ) -> ConversationList:
@@ -264,7 +270,8 @@ def build_server(app: App) -> MCPServer:
     @tool(annotations=READ_ONLY)
     async def get_latest_segments(
         limit: Limit = 20,
-        conversation_id: Annotated[int | None, Field(description="Only this conversation.")]
+        conversation_id: Annotated[RowId | None, Field(
+            description="Only this conversation.")]
         = None,
     ) -> SegmentList:
         """The most recent transcript segments (newest first), e.g. 'what was just said?'."""
@@ -277,9 +284,10 @@ def build_server(app: App) -> MCPServer:
         mode: Annotated[Literal["hybrid", "keyword", "semantic"], Field(
             description="'keyword': exact words; 'semantic': by meaning; 'hybrid': both "
                         "(best default).")] = "hybrid",
-        speaker: Annotated[int | str | None, Field(description="Only what this speaker "
-                                                   "said (id, name or 'Unknown N').")] = None,
-        conversation_id: Annotated[int | None, Field(description="Only this conversation.")]
+        speaker: Annotated[RowId | str | None, Field(
+            description="Only what this speaker said (id, name or 'Unknown N').")] = None,
+        conversation_id: Annotated[RowId | None, Field(
+            description="Only this conversation.")]
         = None,
         since: Since = None, until: Until = None, limit: Limit = 20,
     ) -> SearchResults:
@@ -350,8 +358,9 @@ def build_server(app: App) -> MCPServer:
 
     @tool(annotations=CHANGES)
     async def merge_speakers(
-        source: Annotated[int | str, Field(description="The speaker to fold in (it disappears).")],
-        target: Annotated[int | str, Field(description="The speaker that remains.")],
+        source: Annotated[RowId | str, Field(description="The speaker to fold in (it "
+                                             "disappears).")],
+        target: Annotated[RowId | str, Field(description="The speaker that remains.")],
     ) -> IdentityChangeOut:
         """Two labels are one person: move every segment and voice sample of source to target."""
         return await run_tool(app, identity.merge_speakers, app, source, target)
@@ -359,7 +368,7 @@ def build_server(app: App) -> MCPServer:
     @tool(annotations=CHANGES)
     async def mark_segment_misidentified(
         segment_id: SegmentId,
-        correct_speaker: Annotated[int | str | None, Field(
+        correct_speaker: Annotated[RowId | str | None, Field(
             description="Who really spoke (id, name or 'Unknown N'); omit if not known.")]
         = None,
     ) -> IdentityChangeOut:
@@ -382,8 +391,9 @@ def build_server(app: App) -> MCPServer:
 
     @tool(annotations=CHANGES)
     async def undo_identity_change(
-        event_id: Annotated[int | None, Field(description="The change to undo (event_id from its "
-                                              "result); omit for the last one.")] = None,
+        event_id: Annotated[RowId | None, Field(
+            description="The change to undo (event_id from its result); omit for the last "
+                        "one.")] = None,
     ) -> IdentityChangeOut:
         """Reverse an identity change (identify, enroll, rename, merge, misidentify, delete)."""
         return await run_tool(app, identity.undo_identity_change, app, event_id)
@@ -427,8 +437,11 @@ def build_server(app: App) -> MCPServer:
                      description="A conversation's transcript, one '[mm:ss] Speaker: text' line "
                                  "per segment.")
     async def conversation_transcript(conversation_id: str) -> str:
-        if not conversation_id.isdigit():
-            raise ResourceNotFoundError(f"no conversation {conversation_id!r}; ids are numbers.")
+        digits = conversation_id.isascii() and conversation_id.isdigit()
+        if not digits or len(conversation_id) > 19 or not 1 <= int(conversation_id) <= MAX_ID:
+            raise ResourceNotFoundError(
+                f"no conversation {conversation_id[:40]!r}: ids are whole numbers from 1 to "
+                f"{MAX_ID}; speaker-memory://conversations lists them.")
         try:
             result = await run_tool(app, queries.get_conversation, app, int(conversation_id),
                                     "text")

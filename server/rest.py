@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -25,18 +26,21 @@ from memory.errors import (
     SpeakerMemoryError,
     UndoConflict,
 )
+from memory.types import MAX_ID
 from server.jobs import follow_job
 from tools import exports, identity, processing, queries, rebuild
 from tools.clips import segment_wav
 from tools.context import App
 from tools.errors import explain
-from tools.inputs import AudioFile, UploadWriter
+from tools.inputs import AudioFile, UploadWriter, require_id
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]
 
+MAX_JSON_BODY_BYTES = 1 << 20
+"""JSON bodies (names, titles, flags) are small; audio comes as multipart uploads."""
 MULTIPART_OVERHEAD = 1 << 20
 """Room for form fields and boundaries on top of the audio size cap."""
 
@@ -119,7 +123,7 @@ def rest_routes(app: App) -> list[Route]:
     async def latest_segments(request: Request) -> Response:
         q = request.query_params
         return _json(await call(queries.get_latest_segments, app, _int(q, "limit", 20),
-                                _opt_int(q.get("conversation_id"), "conversation_id")))
+                                _opt_id(q.get("conversation_id"), "conversation_id")))
 
     async def segment_audio(request: Request) -> Response:
         wav = await call(segment_wav, app, _id(request))
@@ -136,7 +140,7 @@ def rest_routes(app: App) -> list[Route]:
             raise InvalidInput("mode must be 'hybrid', 'keyword' or 'semantic'.")
         return _json(await call(
             queries.search_conversations, app, q.get("query") or q.get("q") or "", mode,
-            q.get("speaker"), _opt_int(q.get("conversation_id"), "conversation_id"),
+            q.get("speaker"), _opt_id(q.get("conversation_id"), "conversation_id"),
             _time(q, "since"), _time(q, "until"), _int(q, "limit", 20)))
 
     async def list_speakers(request: Request) -> Response:
@@ -162,8 +166,8 @@ def rest_routes(app: App) -> list[Route]:
     async def undo(request: Request) -> Response:
         body = await _body(request, allow_empty=True)
         event_id = body.get("event_id")
-        if event_id is not None and not isinstance(event_id, int):
-            raise InvalidInput("event_id must be an integer.")
+        if event_id is not None:
+            require_id(event_id, "event_id")
         return _json(await call(identity.undo_identity_change, app, event_id))
 
     async def rebuild_profiles(request: Request) -> Response:
@@ -212,7 +216,7 @@ def _json(model: BaseModel, status: int = 200) -> JSONResponse:
 
 def _id(request: Request) -> int:
     value: int = request.path_params["id"]
-    return value
+    return require_id(value, "the id in the URL")
 
 
 def _int(params: Any, name: str, default: int) -> int:
@@ -224,10 +228,14 @@ def _opt_int(raw: Any, name: str) -> int | None:
     text = _text(raw)
     if text is None:
         return None
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidInput(f"{name} must be an integer (got {text!r}).") from None
+    if re.fullmatch(r"-?[0-9]{1,19}", text) is None or abs(int(text)) > MAX_ID:
+        raise InvalidInput(f"{name} must be a whole number (got {text[:40]!r}).")
+    return int(text)
+
+
+def _opt_id(raw: Any, name: str) -> int | None:
+    value = _opt_int(raw, name)
+    return None if value is None else require_id(value, name)
 
 
 def _text(raw: Any) -> str | None:
@@ -256,9 +264,15 @@ async def _string_field(request: Request, field: str) -> str:
 
 
 async def _body(request: Request, allow_empty: bool = False) -> dict[str, Any]:
-    raw = await request.body()
+    # Only application/json: a web page can send text/plain or a form to any address without
+    # asking first, but not JSON (that needs a CORS preflight, which this server never grants).
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await _capped_body(request, MAX_JSON_BODY_BYTES)
     if not raw and allow_empty:
         return {}
+    if media_type != "application/json":
+        raise InvalidInput("send the body as JSON with 'Content-Type: application/json' "
+                           f"(got {media_type or 'no content type'!r}).")
     try:
         import json
 
@@ -268,6 +282,22 @@ async def _body(request: Request, allow_empty: bool = False) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object.")
     return body
+
+
+async def _capped_body(request: Request, cap: int) -> bytes:
+    """The request body, read no further than `cap` bytes (InputTooLarge beyond): a declared
+    length is checked first, and a chunked body is cut off as soon as it passes the cap."""
+    too_large = InputTooLarge(f"the JSON body is over the {cap:,}-byte limit; these calls take "
+                              "a few fields, and audio goes to the upload endpoints.")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > cap:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            raise too_large
+    return bytes(body)
 
 
 async def _form(request: Request, app: App) -> Any:

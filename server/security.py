@@ -31,13 +31,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+MIN_TOKEN_LENGTH = 16
+"""Characters a token needs before the server listens beyond loopback: 16 random characters
+from `secrets.token_urlsafe` carry about 96 bits, beyond guessing over the network."""
+
+
 def check_bind(host: str, token: str | None) -> None:
-    """Refuse a non-loopback address without a token (raised before anything listens)."""
-    if not is_loopback(host) and not token:
+    """Refuse a non-loopback address without a token, or with a guessable one (raised before
+    anything listens)."""
+    if is_loopback(host):
+        return
+    if not token:
         raise UnsafeBind(
             f"refusing to listen on {host} without a token: anyone who can reach this address "
             "could read and change the speaker memory. Set SPEAKER_MEMORY_TOKEN (or --token) to "
             "a long random secret, or listen on 127.0.0.1."
+        )
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise UnsafeBind(
+            f"refusing to listen on {host} with a {len(token)}-character token: it could be "
+            f"guessed. Use at least {MIN_TOKEN_LENGTH} random characters, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(24))'."
         )
 
 
@@ -50,10 +64,17 @@ def allowed_host_names(bind_host: str, extra: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def transport_security(names: list[str]) -> TransportSecuritySettings:
-    """The SDK's own guard on /mcp, fed the same list (kept on: defence in depth)."""
+def normalise_origin(origin: str) -> str:
+    """An Origin as browsers send it: lower case, no trailing slash."""
+    return origin.strip().rstrip("/").lower()
+
+
+def transport_security(names: list[str], extra_origins: Iterable[str] = ()) -> (
+        TransportSecuritySettings):
+    """The SDK's own guard on /mcp, fed the same lists (kept on: defence in depth; AccessGuard
+    is the stricter of the two on origins)."""
     hosts: list[str] = []
-    origins: list[str] = []
+    origins: list[str] = [normalise_origin(o) for o in extra_origins if o.strip()]
     for name in names:
         hosts += [name, f"{name}:*"] if not _has_port(name) else [name]
         for scheme in ("http", "https"):
@@ -65,12 +86,19 @@ def transport_security(names: list[str]) -> TransportSecuritySettings:
 
 
 class AccessGuard:
-    """ASGI middleware in front of every HTTP route: Host, Origin, then the bearer token."""
+    """ASGI middleware in front of every HTTP route: Host, Origin, then the bearer token.
 
-    def __init__(self, app: ASGIApp, *, token: str | None, host_names: list[str]) -> None:
+    A browser sends Origin with every cross-site request that can change something, and any
+    page on this machine can make one: so an Origin is accepted only when it is this server's
+    own (the Host the request was sent to) or one the settings list. Requests without an
+    Origin (agents, curl) are not from a web page and go on to the token check."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None, host_names: list[str],
+                 origins: Iterable[str] = ()) -> None:
         self.app = app
         self.token = token
         self.host_names = [n.lower() for n in host_names]
+        self.origins = {normalise_origin(o) for o in origins if o.strip()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,9 +113,11 @@ class AccessGuard:
                           scope, receive, send)
             return
         origin = headers.get("origin")
-        if origin and not self._origin_ok(origin):
+        if origin and not self._origin_ok(origin, host):
             log.warning("refused request with Origin %r", origin)
-            await _refuse(403, f"Origin {origin!r} is not allowed.", scope, receive, send)
+            await _refuse(403, f"Origin {origin!r} is not allowed: only pages served by this "
+                          "server may call it. Add the origin to SPEAKER_MEMORY_ALLOWED_ORIGINS "
+                          "if that page should.", scope, receive, send)
             return
         if self.token and not self._token_ok(headers.get("authorization", "")):
             await _refuse(401, "missing or wrong bearer token: send 'Authorization: Bearer "
@@ -104,9 +134,12 @@ class AccessGuard:
                 return True
         return False
 
-    def _origin_ok(self, origin: str) -> bool:
+    def _origin_ok(self, origin: str, host: str) -> bool:
+        origin = normalise_origin(origin)
+        if origin in self.origins:
+            return True
         scheme, _, rest = origin.partition("://")
-        return scheme in ("http", "https") and self._host_ok(rest.rstrip("/"))
+        return scheme in ("http", "https") and rest == host.lower()
 
     def _token_ok(self, header: str) -> bool:
         scheme, _, value = header.partition(" ")

@@ -14,10 +14,22 @@ from pathlib import Path
 
 from inference.audio import sha256 as file_sha256
 from memory.errors import InputTooLarge, InvalidInput, PathNotAllowed
+from memory.types import MAX_ID
 from tools.context import App
 
 SpeakerArg = int | str
 """A speaker id, name (case-insensitive) or 'Unknown N' label."""
+
+
+def require_id(value: int, name: str) -> int:
+    """`value` as a row id: a whole number from 1 to MAX_ID (no booleans), else InvalidInput
+    naming where valid ids come from."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        raise InvalidInput(
+            f"{name} must be a whole number from 1 to {MAX_ID} (got {value!r}); take ids from "
+            "list_conversations, list_speakers, a transcript or a search hit."
+        )
+    return value
 
 
 def speaker_arg(speaker: SpeakerArg) -> SpeakerArg:
@@ -26,8 +38,10 @@ def speaker_arg(speaker: SpeakerArg) -> SpeakerArg:
         text = speaker.strip()
         if not text:
             raise InvalidInput("speaker is empty; give a speaker id, name or 'Unknown N' label.")
-        return int(text) if text.isdigit() else text
-    return speaker
+        if text.isascii() and text.isdigit():
+            return require_id(int(text), "speaker id")
+        return text
+    return require_id(speaker, "speaker id")
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,9 @@ def resolve_path(app: App, raw: str) -> Path:
     """
     if not raw.strip():
         raise InvalidInput("path is empty; give the audio file's path or use audio_base64.")
+    if "\0" in raw:
+        raise InvalidInput("path contains a NUL character, which no file name can hold; give "
+                           "the audio file's path as plain text, or use audio_base64.")
     roots = app.allowed_roots
     given = Path(raw).expanduser()
     candidates = [given] if given.is_absolute() else [root / given for root in roots]

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Extra Host header values accepted (DNS-rebinding guard), comma-separated.",
     )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Web page origins besides this server's own that may call it "
+        "(e.g. 'https://notes.example.com'), comma-separated. CORS stays closed.",
+    )
     allowed_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Where tool 'path' arguments may point, comma-separated. "
@@ -77,7 +82,7 @@ class Settings(BaseSettings):
         1, ge=1, description="Audio files processed at once (each holds the CPU; reads never wait)."
     )
 
-    @field_validator("allowed_hosts", "allowed_roots", mode="before")
+    @field_validator("allowed_hosts", "allowed_origins", "allowed_roots", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         # Env values are plain text: accept "a,b" as well as a JSON list.

@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.http import create_http_app
-from server.security import UnsafeBind, check_bind, is_loopback
+from server.security import MIN_TOKEN_LENGTH, UnsafeBind, check_bind, is_loopback
 from tests.tools.fake_pipeline import FakePipeline, Turn
 from tools.context import App
 
@@ -70,8 +70,45 @@ def test_foreign_host_and_origin_are_refused(client: TestClient, app: App) -> No
                        ).status_code == 421
     origin = client.get("/healthz", headers={"origin": "http://attacker.example"})
     assert origin.status_code == 403
+    # The server's own pages may call it; another page on this machine may not.
     assert client.get("/healthz", headers={"host": "localhost:8000",
-                                           "origin": "http://localhost:5173"}).status_code == 200
+                                           "origin": "http://localhost:8000"}).status_code == 200
+    other_port = client.get("/healthz", headers={"host": "localhost:8000",
+                                                 "origin": "http://localhost:5173"})
+    assert other_port.status_code == 403
+    assert "SPEAKER_MEMORY_ALLOWED_ORIGINS" in other_port.json()["error"]
+
+
+def test_another_local_page_cannot_change_data(client: TestClient, fake: FakePipeline,
+                                               tmp_path: Path) -> None:
+    # A page on localhost:3000 posting text/plain (no CORS preflight) used to relabel segments.
+    _upload(client, fake.recording(tmp_path / "meeting.wav", TURNS))
+    segment = client.get("/api/v1/segments").json()["segments"][0]
+    before = segment["speaker"]["label"]
+    forged = client.post(f"/api/v1/segments/{segment['id']}/identify",
+                         content=b'{"speaker_name": "Mallory"}',
+                         headers={"origin": "http://localhost:3000",
+                                  "content-type": "text/plain"})
+    assert forged.status_code == 403
+    # Without an Origin (curl, an agent) text/plain is still refused: JSON endpoints take JSON.
+    plain = client.post(f"/api/v1/segments/{segment['id']}/identify",
+                        content=b'{"speaker_name": "Mallory"}',
+                        headers={"content-type": "text/plain"})
+    assert plain.status_code == 400 and "application/json" in plain.json()["error"]
+    after = client.get("/api/v1/segments").json()["segments"][0]
+    assert after["speaker"]["label"] == before != "Mallory"
+
+
+def test_listed_origins_are_accepted(app: App) -> None:
+    app.settings.allowed_origins = ["https://Notes.example.com/"]
+    with TestClient(create_http_app(app), base_url=BASE) as client:
+        ok = client.get("/healthz", headers={"origin": "https://notes.example.com"})
+        assert ok.status_code == 200
+        mcp = client.post("/mcp", json=_mcp_initialize(),
+                          headers={**MCP_HEADERS, "origin": "https://notes.example.com"})
+        assert mcp.status_code == 200
+        assert client.get("/healthz", headers={"origin": "https://evil.example.com"}
+                          ).status_code == 403
 
 
 def test_extra_allowed_hosts_are_accepted(app: App) -> None:
@@ -91,7 +128,16 @@ def test_non_loopback_binding_needs_a_token(app: App) -> None:
     with pytest.raises(UnsafeBind):
         create_http_app(app)
     app.settings.token = "t"
-    create_http_app(app)  # with a token it may listen anywhere
+    with pytest.raises(UnsafeBind, match="16"):
+        create_http_app(app)  # a guessable token is no protection
+    app.settings.token = "x" * (MIN_TOKEN_LENGTH - 1)
+    with pytest.raises(UnsafeBind, match="token_urlsafe"):
+        create_http_app(app)
+    app.settings.token = "x" * MIN_TOKEN_LENGTH
+    create_http_app(app)  # with a long enough token it may listen anywhere
+    app.settings.host = "127.0.0.1"
+    app.settings.token = "t"
+    create_http_app(app)  # on loopback any token is extra protection
 
 
 def _upload(client: TestClient, path: Path, **fields: str) -> dict[str, object]:
@@ -173,3 +219,30 @@ def test_rest_errors_are_json_with_status(client: TestClient, app: App) -> None:
     not_form = client.post("/api/v1/conversations", content=b"x",
                            headers={"content-type": "audio/wav"})
     assert not_form.status_code == 400 and "multipart" in not_form.json()["error"]
+
+
+def test_rest_refuses_ids_and_bodies_out_of_range(client: TestClient) -> None:
+    for path in ("/api/v1/conversations/9223372036854775808",
+                 "/api/v1/conversations/0", "/api/v1/segments/99999999999999999999/audio"):
+        response = client.get(path)
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["error"].startswith("the id in the URL must be a whole number")
+    for value in ("9223372036854775808", "1" * 5000, "²", "-1"):
+        response = client.get("/api/v1/segments", params={"conversation_id": value})
+        assert response.status_code == 400, (value, response.text)
+    for event_id in (True, 2**63, 0, "1"):
+        response = client.post("/api/v1/undo", json={"event_id": event_id})
+        assert response.status_code == 400, (event_id, response.text)
+        assert "event_id must be a whole number" in response.json()["error"]
+    speaker = client.get("/api/v1/speakers/9223372036854775808/conversations")
+    assert speaker.status_code == 400 and "speaker id" in speaker.json()["error"]
+    # A JSON body is read no further than its cap, declared length or not.
+    huge = b'{"speaker_name": "' + b"a" * (2 << 20) + b'"}'
+    for headers in ({"content-type": "application/json"},
+                    {"content-type": "application/json", "transfer-encoding": "chunked"}):
+        response = client.post("/api/v1/segments/1/identify",
+                               content=iter([huge[i:i + 65536]
+                                             for i in range(0, len(huge), 65536)])
+                               if "transfer-encoding" in headers else huge, headers=headers)
+        assert response.status_code == 413, response.text
+        assert "limit" in response.json()["error"]

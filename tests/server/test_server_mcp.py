@@ -389,3 +389,30 @@ async def test_recording_time_filters_conversations(
         hits = await ok(client, "search_conversations", query="travel", mode="keyword",
                         until="2025-03-01T00:00:00Z")
         assert hits["hits"] == []
+
+
+async def test_ids_out_of_range_and_odd_paths_get_actionable_errors(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    # 2^63 and over used to reach SQLite (a bare "Error executing tool"), and true was id 1.
+    path = fake.recording(inbox / "meeting.wav", MEETING)
+    async with Client(build_server(app)) as client:
+        await _process(client, path)
+        for tool, arguments in [
+            ("get_conversation", {"conversation_id": 2**63}),
+            ("get_conversation", {"conversation_id": 0}),
+            ("get_conversation", {"conversation_id": True}),
+            ("identify_speaker_in_segment", {"segment_id": 2**64, "speaker_name": "Zed"}),
+            ("undo_identity_change", {"event_id": True}),
+            ("list_conversations", {"offset": 2**63}),
+            ("merge_speakers", {"source": True, "target": "Unknown 1"}),
+        ]:
+            with pytest.raises(MCPError, match=rf"invalid arguments for {tool}: \w+"):
+                await client.call_tool(tool, arguments)
+        message = await fails(client, "rename_speaker", speaker=str(2**63), new_name="X")
+        assert "speaker id must be a whole number from 1 to 9223372036854775807" in message
+        message = await fails(client, "process_audio", path="meet\0ing.wav")
+        assert "NUL" in message and "audio_base64" in message
+        for bad in (str(2**63), "0", "9" * 40, "²"):
+            with pytest.raises(MCPError, match="speaker-memory://conversations lists them"):
+                await client.read_resource(f"speaker-memory://conversations/{bad}")
