@@ -55,6 +55,7 @@ from memory.types import (
 from memory.vector_index import TextVectorIndex
 from memory.vectors import from_blob, mean_direction, normalize, stack
 from memory.voiceprints import CentroidCache, score_speakers
+from memory.wording import counted, segments_in_conversations
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ class SpeakerMemory:
             sid, summary, segments, convs = identity.rename(ctx, change, speaker, new_name)
             event_id = events.record(ctx.tx, "rename", summary, change)
             ctx.cache.refresh(ctx.tx, [sid])
-            message = f"{summary}; {segments} segments in {convs} conversations now show the name"
+            message = f"{summary}; {segments_in_conversations(segments, convs)} now show the name"
             return IdentityChange(event_id, "rename", [get_info(ctx.tx, sid)], segments, convs,
                                   message)
 
@@ -301,7 +302,7 @@ class SpeakerMemory:
             row = resolve_row(ctx.tx, speaker)
             before = info(row)
             segments, convs = identity.delete_speaker(ctx, change, int(row[0]))
-            summary = (f"Deleted {before.label}; {segments} segments in {convs} conversations "
+            summary = (f"Deleted {before.label}; {segments_in_conversations(segments, convs)} "
                        "kept, now without a speaker")
             event_id = events.record(ctx.tx, "delete", summary, change)
             ctx.cache.refresh(ctx.tx, change.touched)
@@ -321,8 +322,9 @@ class SpeakerMemory:
                 segments += identity.delete_speaker(ctx, change, int(row[0]))[0]
             # The segments' conversations, as collected while moving them.
             conversations = len(change.conversations)
-            summary = (f"Deleted {len(rows)} unknown speakers; {segments} segments in "
-                       f"{conversations} conversations kept, now without a speaker")
+            summary = (f"Deleted {counted(len(rows), 'unknown speaker')}; "
+                       f"{segments_in_conversations(segments, conversations)} kept, now "
+                       "without a speaker")
             event_id = events.record(ctx.tx, "delete_unknown", summary, change)
             ctx.cache.refresh(ctx.tx, change.touched)
             return IdentityChange(event_id, "delete_unknown", [info(r) for r in rows], segments,
@@ -333,10 +335,13 @@ class SpeakerMemory:
             undone = events.undo(ctx.tx, event_id)
             ctx.cache.refresh(ctx.tx, undone.speakers)
             affected = infos(ctx.tx, undone.speakers)
+            counts = segments_in_conversations(undone.segments_changed,
+                                               undone.conversations_changed)
             return IdentityChange(
                 undone.event_id, "undo", [affected[k] for k in sorted(affected)],
                 undone.segments_changed, undone.conversations_changed,
-                f"Undid event {undone.event_id} ({undone.action}): {undone.summary}",
+                f"Undid event {undone.event_id} ({undone.action}): {counts} show their earlier "
+                f"speaker again. The change was: {undone.summary}",
             )
 
     def identity_history(self, limit: int = 20) -> list[IdentityEventView]:

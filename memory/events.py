@@ -241,7 +241,11 @@ def undo(tx: Tx, event_id: int | None) -> Undone:
                 f"({later_action}) changed the same speakers; undo event {later_id} first"
             )
     payload: dict[str, Any] = json.loads(row[4])
-    segments, conversations = _reverse(tx, eid, payload)
+    shown_before = _shown_labels(tx, [int(b[0]) for b in payload["speakers_before"]])
+    touched = _reverse(tx, eid, payload)
+    renamed = [sid for sid, shown in shown_before.items()
+               if _shown_labels(tx, [sid]).get(sid) != shown]
+    segments, conversations = _segments_shown_differently(tx, touched, renamed)
     recompute_centroids(
         tx, [s for s in speakers if tx.one("SELECT 1 FROM speaker WHERE id = ?", (s,))]
     )
@@ -253,7 +257,32 @@ def _conflict(eid: int, what: str) -> UndoConflict:
     return UndoConflict(f"event {eid} cannot be undone exactly: {what} changed since")
 
 
-def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> tuple[int, int]:
+def _shown_labels(tx: Tx, speaker_ids: list[int]) -> dict[int, tuple[Any, ...]]:
+    """What a segment of each speaker shows: its name, or its kind and Unknown number."""
+    found: dict[int, tuple[Any, ...]] = {}
+    for sid in speaker_ids:
+        row = tx.one("SELECT name, kind, unknown_number FROM speaker WHERE id = ?", (sid,))
+        if row is not None:
+            found[sid] = tuple(row)
+    return found
+
+
+def _segments_shown_differently(tx: Tx, moved: set[int], renamed: list[int]) -> tuple[int, int]:
+    """(segments, conversations) whose shown speaker an undo changed: the segments it moved
+    or edited, and every segment of a speaker whose name or label it put back. An undone
+    identify of an Unknown moves no segment, yet every segment of that voice changes name."""
+    row = tx.one(
+        "SELECT COUNT(*), COUNT(DISTINCT conversation_id) FROM segment"
+        " WHERE id IN (SELECT value FROM json_each(?))"
+        " OR speaker_id IN (SELECT value FROM json_each(?))",
+        (json.dumps(sorted(moved)), json.dumps(sorted(renamed))),
+    )
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> set[int]:
+    """Put back what event `eid` changed; returns the ids of the segments it moved or edited."""
     columns = SPEAKER_COLUMNS.split(", ")
     placeholders = ", ".join("?" for _ in columns)
     # 1. Speakers as they were: re-create deleted ones first (segments will point at them).
@@ -283,7 +312,7 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> tuple[int, int]:
             raise _conflict(eid, f"segment {segment_id}")
         sets = ", ".join(f"{c} = ?" for c in SEGMENT_STATE.split(", "))
         tx.run(f"UPDATE segment SET {sets} WHERE id = ?", (*before, segment_id))
-    moved = 0
+    touched = {int(edit[0]) for edit in payload["segment_edits"]}
     for move in reversed(payload["segment_moves"]):
         ids = unpack_ids(move["ids"])
         id_json = "[" + ",".join(map(str, ids)) + "]"
@@ -296,8 +325,7 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> tuple[int, int]:
         )
         if still != len(ids):
             raise _conflict(eid, f"{len(ids) - still} of the segments it moved")
-        moved += len(ids)
-    conversations = len(payload["extra"].get("conversations", []))
+        touched.update(ids)
 
     # 3. Voiceprints: drop the added, move back the moved, re-insert the deleted. Ingest may
     # have pruned some since (prints are bounded per speaker): those stay gone; a later
@@ -355,7 +383,7 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> tuple[int, int]:
             raise _conflict(eid, f"speaker {sid} (created by it) has voiceprints that")
         tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (sid,))
         tx.run("DELETE FROM speaker WHERE id = ?", (sid,))
-    return moved + len(payload["segment_edits"]), conversations
+    return touched
 
 
 def _audio_speakers(payload: dict[str, Any]) -> set[int]:

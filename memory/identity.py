@@ -41,6 +41,7 @@ from memory.voiceprints import (
     recompute_centroids,
     score_speakers,
 )
+from memory.wording import segments_in_conversations
 
 PROPAGATION_CANDIDATES = 64
 
@@ -246,7 +247,7 @@ def identify(
     propagate(ctx, change, target, relabel)
     if relabel.merged:
         summary += "; merged " + ", ".join(label for _, label in relabel.merged)
-    summary += f" ({relabel.segments} segments in {relabel.conversations} conversations relabelled)"
+    summary += f" ({segments_in_conversations(relabel.segments, relabel.conversations)} relabelled)"
     return IdentifyOutcome(target, relabel, summary)
 
 
@@ -326,7 +327,7 @@ def merge(ctx: Ctx, change: Change, source_ref: object, target_ref: object) -> t
         set_name(tx, target, str(source_row[1]))
     return target, (
         f"Merged {_label(source_row)} into {_label(target_row)}"
-        f" ({segments} segments in {conversations} conversations)"
+        f" ({segments_in_conversations(segments, conversations)})"
     ), segments, conversations
 
 

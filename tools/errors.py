@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def explain(app: App, exc: SpeakerMemoryError) -> str:
-    """The error's own message, plus a hint drawn from the store when it helps the next call."""
+    """The error's own message, plus where to look next. The store's not-found messages already
+    give the latest id (memory.db.latest_id_hint); this adds the tool that lists the others."""
     message = str(exc) or (type(exc).__doc__ or type(exc).__name__).strip()
     try:
         hint = _hint(app, exc)
@@ -26,27 +27,22 @@ def explain(app: App, exc: SpeakerMemoryError) -> str:
         hint = None
     if hint and hint.lower() not in message.lower():
         message = f"{message.rstrip('.')}; {hint}"
-    return message
+    return message if message.endswith(".") else f"{message}."
 
 
 def _hint(app: App, exc: SpeakerMemoryError) -> str | None:
     if isinstance(exc, SegmentNotFound):
-        latest = app.memory.latest_segments(limit=1)
-        if not latest:
-            return "no segments are stored yet: process a recording first."
-        return f"the latest segment id is {latest[0].id} (get_latest_segments lists recent ones)"
+        if not app.memory.latest_segments(limit=1):
+            return "process a recording first"
+        return "get_latest_segments lists recent segments"
     if isinstance(exc, ConversationNotFound):
-        page = app.memory.list_conversations(limit=1)
-        if not page.items:
-            return "no conversations are stored yet: call process_audio first."
-        return (
-            f"the latest conversation id is {page.items[0].conversation.id} "
-            "(list_conversations lists them)"
-        )
+        if not app.memory.list_conversations(limit=1).items:
+            return "call process_audio first"
+        return "list_conversations lists them"
     if isinstance(exc, SpeakerNotFound):
         speakers = app.memory.list_speakers()
         if not speakers:
-            return "no speakers are stored yet."
+            return "no speakers are stored yet"
         labels = ", ".join(s.speaker.label for s in speakers[:12])
         more = f" and {len(speakers) - 12} more" if len(speakers) > 12 else ""
         return f"known speakers: {labels}{more}"

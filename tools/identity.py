@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from memory.errors import InvalidInput
+from memory.wording import segments_in_conversations
 from tools.context import App
 from tools.inputs import AudioFile, SpeakerArg, speaker_arg
 from tools.models import (
@@ -30,10 +31,10 @@ def identify_speaker_in_segment(app: App, segment_id: int, speaker_name: str) ->
     if not result.changed:
         message = f"Segment {segment_id} was already {result.speaker.label}; nothing changed."
     else:
+        counts = segments_in_conversations(result.segments_relabelled,
+                                           result.conversations_relabelled)
         message = (
-            f"Segment {segment_id}'s voice is now {result.speaker.label}: "
-            f"{result.segments_relabelled} segments in {result.conversations_relabelled} "
-            f"conversations relabelled"
+            f"Segment {segment_id}'s voice is now {result.speaker.label}: {counts} relabelled"
             + (f" (merged {merged})" if merged else "")
             + f". undo_identity_change(event_id={result.event_id}) reverses this."
         )
@@ -42,7 +43,7 @@ def identify_speaker_in_segment(app: App, segment_id: int, speaker_name: str) ->
             f"{s.speaker.label} ({s.score:.2f})" for s in result.suggestions
         ) + "; confirm with the user before naming them."
     return IdentifyOut(
-        event_id=result.event_id, speaker=speaker_ref(result.speaker),
+        event_id=result.event_id if result.changed else None, speaker=speaker_ref(result.speaker),
         segments_relabelled=result.segments_relabelled,
         conversations_relabelled=result.conversations_relabelled,
         speakers_merged=[speaker_ref(s) for s in result.speakers_merged],

@@ -74,9 +74,26 @@ class SuggestionOut(BaseModel):
     score: float
 
 
+EXAMPLE_TEXT_CHARS = 160
+"""How much of a speaker's example segment a process_audio result quotes."""
+
+
+class SegmentExample(BaseModel):
+    """One segment that shows a voice well: what to play or quote when asking who it is."""
+
+    segment_id: int = Field(description="Pass to identify_speaker_in_segment to name the voice.")
+    start: float
+    end: float
+    text: str = Field(description=f"The segment's words (at most {EXAMPLE_TEXT_CHARS} "
+                      "characters).")
+
+
 class SpeakerFound(BaseModel):
     speaker: SpeakerRef
     segment_count: int
+    example: SegmentExample | None = Field(
+        None, description="The speaker's longest segment with nobody talking over it (else its "
+        "longest): name this voice with identify_speaker_in_segment(example.segment_id, ...).")
     new: bool = Field(description="True when this voice was heard for the first time.")
     maybe: SuggestionOut | None = Field(
         None,
@@ -155,7 +172,8 @@ class SpeakerList(BaseModel):
 
 
 class IdentifyOut(BaseModel):
-    event_id: int = Field(description="Pass to undo_identity_change to reverse this.")
+    event_id: int | None = Field(description="Pass to undo_identity_change to reverse this; "
+                                 "null when nothing changed (nothing to undo).")
     speaker: SpeakerRef
     segments_relabelled: int
     conversations_relabelled: int
@@ -177,7 +195,8 @@ class EnrollOut(BaseModel):
 
 
 class IdentityChangeOut(BaseModel):
-    event_id: int
+    event_id: int | None = Field(description="The change's id (for undo_identity_change); "
+                                 "null when nothing changed.")
     action: str
     speakers: list[SpeakerRef]
     segments_changed: int
@@ -282,7 +301,7 @@ def hit_out(hit: SearchHit) -> SearchHitOut:
 
 def change_out(change: IdentityChange) -> IdentityChangeOut:
     return IdentityChangeOut(
-        event_id=change.event_id, action=change.action,
+        event_id=change.event_id or None, action=change.action,  # the store's 0: no event
         speakers=[speaker_ref(s) for s in change.speakers],
         segments_changed=change.segments_changed,
         conversations_changed=change.conversations_changed, message=change.message,

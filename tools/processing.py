@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from memory.errors import DuplicateAudio, InvalidInput, SpeakerMemoryError
-from memory.types import ConversationInfo
+from memory.types import ConversationInfo, SegmentView
+from memory.wording import counted
 from tools.context import App, Job
 from tools.inputs import AudioFile
 from tools.models import (
+    EXAMPLE_TEXT_CHARS,
     ProcessAudioResult,
     ProcessingStatus,
+    SegmentExample,
     SpeakerFound,
     SuggestionOut,
     speaker_ref,
@@ -125,9 +128,16 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
 
 
 def processing_status(app: App, conversation_id: int) -> ProcessingStatus:
-    info = app.memory.get_conversation_info(conversation_id)
-    job = app.jobs.get(conversation_id)
+    return _status_of(app, app.memory.get_conversation_info(conversation_id))
+
+
+def _status_of(app: App, info: ConversationInfo) -> ProcessingStatus:
+    """Status, stage and message from one reading of the conversation (the job moves on
+    meanwhile; the answer must not mix two moments)."""
+    job = app.jobs.get(info.id)
     stage = job.stage if job and info.status in ("queued", "processing") else None
+    if stage is not None and info.status == "queued":
+        stage = "queued"  # the job may have begun since the status was read: say what was read
     progress = round(job.fraction, 3) if stage is not None and job is not None else None
     return ProcessingStatus(
         conversation_id=info.id, status=info.status, stage=stage, progress=progress,
@@ -139,7 +149,7 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
     """What a finished (or still running) conversation holds: speakers with segment counts."""
     info = app.memory.get_conversation_info(conversation_id)
     if info.status != "done":
-        status = processing_status(app, conversation_id)
+        status = _status_of(app, info)
         prefix = (
             f"This audio was already processed as conversation {info.id}. "
             if duplicate else ""
@@ -151,19 +161,24 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
     detail = app.memory.get_conversation(conversation_id)
     counts: Counter[int] = Counter()
     speakers = {}
+    examples: dict[int, SegmentView] = {}
     for segment in detail.segments:
         if segment.speaker is not None:
-            counts[segment.speaker.id] += 1
-            speakers[segment.speaker.id] = segment.speaker
+            sid = segment.speaker.id
+            counts[sid] += 1
+            speakers[sid] = segment.speaker
+            if sid not in examples or _shows_voice_better(segment, examples[sid]):
+                examples[sid] = segment
     job = app.jobs.get(conversation_id)
-    decisions = job.ingest.decisions if job and job.ingest else []
+    # A duplicate found nothing new, whatever the run that stored it once created.
+    decisions = job.ingest.decisions if job and job.ingest and not duplicate else []
     created = {d.speaker.id for d in decisions if d.created}
     maybe = {d.speaker.id: SuggestionOut(speaker=speaker_ref(d.suggestion.speaker),
                                          score=round(d.suggestion.score, 4))
              for d in decisions if d.suggestion is not None}
     found = [
-        SpeakerFound(speaker=speaker_ref(speakers[sid]), segment_count=n, new=sid in created,
-                     maybe=maybe.get(sid))
+        SpeakerFound(speaker=speaker_ref(speakers[sid]), segment_count=n,
+                     example=_example(examples[sid]), new=sid in created, maybe=maybe.get(sid))
         for sid, n in counts.most_common()
     ]
     named = [f for f in found if f.speaker.kind == "enrolled"]
@@ -177,8 +192,10 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
         parts.append("recognised " + ", ".join(f.speaker.label for f in named))
     if unknown:
         parts.append(
-            f"{len(unknown)} unknown voice{'s' if len(unknown) != 1 else ''} ("
-            + ", ".join(f.speaker.label + (f", maybe {f.maybe.speaker.label}" if f.maybe else "")
+            f"{counted(len(unknown), 'unknown voice')} ("
+            + ", ".join(f.speaker.label + (f" e.g. segment {f.example.segment_id}"
+                                           if f.example else "")
+                        + (f", maybe {f.maybe.speaker.label}" if f.maybe else "")
                         for f in unknown)
             + "); ask the user who they are and call identify_speaker_in_segment"
         )
@@ -189,6 +206,22 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
         duration=info.duration, speakers=found, named_speakers=len(named),
         unknown_speakers=len(unknown), message=lead + "; ".join(parts) + ".",
     )
+
+
+def _shows_voice_better(segment: SegmentView, than: SegmentView) -> bool:
+    """Alone beats overlapped; then longer beats shorter."""
+    def key(s: SegmentView) -> tuple[bool, float]:
+        return not s.overlapped_by, s.end - s.start
+
+    return key(segment) > key(than)
+
+
+def _example(segment: SegmentView) -> SegmentExample:
+    text = segment.text.strip()
+    if len(text) > EXAMPLE_TEXT_CHARS:
+        text = text[: EXAMPLE_TEXT_CHARS - 1].rstrip() + "…"
+    return SegmentExample(segment_id=segment.id, start=round(segment.start, 2),
+                          end=round(segment.end, 2), text=text)
 
 
 def reprocess(app: App, conversation_id: int) -> ProcessAudioResult:
@@ -206,7 +239,8 @@ def _status_message(info: ConversationInfo, stage: str | None, progress: float |
         return f"Conversation {info.id} is processed; get_conversation returns the transcript."
     if info.status == "failed":
         return (
-            f"Processing conversation {info.id} failed: {info.error or 'unknown reason'}. "
+            f"Processing conversation {info.id} failed: "
+            f"{(info.error or 'unknown reason').rstrip('.')}. "
             "Sending the same audio again retries it."
         )
     if stage is None:
@@ -214,6 +248,9 @@ def _status_message(info: ConversationInfo, stage: str | None, progress: float |
             f"Conversation {info.id} is {info.status} but no job runs in this server process "
             "(it was interrupted); process the audio again."
         )
+    if info.status == "queued":
+        return (f"Conversation {info.id} is queued behind other work. "
+                "Call get_processing_status again in a little while.")
     done = f" ({progress:.0%})" if progress is not None else ""
     return (
         f"Conversation {info.id} is {info.status}: {stage}{done}. "

@@ -292,17 +292,25 @@ async def test_paths_outside_the_roots_are_refused(
 async def test_errors_name_what_exists(app: App, fake: FakePipeline, inbox: Path) -> None:
     path = fake.recording(inbox / "meeting.wav", MEETING)
     async with Client(build_server(app)) as client:
-        assert "no conversations are stored yet" in await fails(
-            client, "get_conversation", conversation_id=5)
+        # Whole messages: the hint is said once (the store and the tools both added it).
+        assert await fails(client, "get_conversation", conversation_id=5) == (
+            "Error executing tool get_conversation: no conversation 5; the store has no "
+            "conversations yet; call process_audio first.")
         cid = (await _process(client, path))["conversation_id"]
         latest = (await ok(client, "get_latest_segments", limit=1))["segments"][0]["id"]
         message = await fails(client, "identify_speaker_in_segment", segment_id=99999,
                               speaker_name="Zed")
-        assert "99999" in message and f"latest segment id is {latest}" in message
+        assert message == (
+            "Error executing tool identify_speaker_in_segment: no segment 99999; the latest "
+            f"segment id is {latest}; get_latest_segments lists recent segments.")
         message = await fails(client, "get_conversation", conversation_id=cid + 50)
-        assert f"latest conversation id is {cid}" in message
+        assert message == (
+            f"Error executing tool get_conversation: no conversation {cid + 50}; the latest "
+            f"conversation id is {cid}; list_conversations lists them.")
         message = await fails(client, "rename_speaker", speaker="Nobody", new_name="X")
-        assert "known speakers: Unknown" in message
+        assert message == ("Error executing tool rename_speaker: no speaker named 'Nobody'; no "
+                           "speaker has a name yet; "
+                           "known speakers: Unknown 1, Unknown 2.")
         # Malformed calls are protocol errors, not tool results.
         with pytest.raises(MCPError, match=r"invalid arguments for list_conversations: limit"):
             await client.call_tool("list_conversations", {"limit": 0})
@@ -322,6 +330,9 @@ async def test_wait_false_returns_at_once_and_reads_do_not_block(
     async with Client(build_server(app)) as client:
         started = await ok(client, "process_audio", path=str(path), wait=False)
         assert started["status"] in ("queued", "processing")
+        # The message tells the same moment as the status (it once said "queued" beside
+        # "processing: decoding (0%)").
+        assert f"is {started['status']}" in started["message"]
         cid = started["conversation_id"]
         # The job is blocked inside the pipeline; read-only tools still answer.
         listed = await ok(client, "list_conversations")
@@ -362,6 +373,7 @@ async def test_a_failed_job_is_an_error_and_can_be_retried(
     async with Client(build_server(app)) as client:
         message = await fails(client, "process_audio", path=str(unscripted))
         assert "not a scripted test recording" in message and "retries" in message
+        assert ".." not in message
         listed = (await ok(client, "list_conversations"))["conversations"]
         assert [c["status"] for c in listed] == ["failed"]
         status = await ok(client, "get_processing_status", conversation_id=listed[0]["id"])
@@ -416,3 +428,43 @@ async def test_ids_out_of_range_and_odd_paths_get_actionable_errors(
         for bad in (str(2**63), "0", "9" * 40, "²"):
             with pytest.raises(MCPError, match="speaker-memory://conversations lists them"):
                 await client.read_resource(f"speaker-memory://conversations/{bad}")
+
+
+async def test_results_report_what_changed_and_where_to_start(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    first = fake.recording(inbox / "meeting.wav", MEETING)
+    second = fake.recording(inbox / "follow-up.wav", FOLLOW_UP, frequency=440)
+    async with Client(build_server(app)) as client:
+        processed = await _process(client, first)
+        # Each speaker comes with a segment to name it by: its longest one, quoted.
+        transcript = (await ok(client, "get_conversation",
+                               conversation_id=processed["conversation_id"]))["segments"]
+        for found in processed["speakers"]:
+            own = [t for t in transcript if t["speaker"]["id"] == found["speaker"]["id"]]
+            longest = max(own, key=lambda t: t["end"] - t["start"])
+            assert found["example"]["segment_id"] == longest["id"]
+            assert found["example"]["text"] == longest["text"].strip()
+            assert f"e.g. segment {longest['id']}" in processed["message"]
+        assert "2 unknown voices" in processed["message"]
+
+        again = await _process(client, first)
+        assert again["duplicate"] is True
+        assert [s["new"] for s in again["speakers"]] == [False, False]
+
+        bob = transcript[1]
+        named = await ok(client, "identify_speaker_in_segment", segment_id=bob["id"],
+                         speaker_name="Nick")
+        assert named["message"].count("2 segments in 1 conversation relabelled") == 1
+        same = await ok(client, "identify_speaker_in_segment", segment_id=bob["id"],
+                        speaker_name="Nick")
+        assert same["changed"] is False and same["event_id"] is None
+        assert "nothing changed" in same["message"]
+
+        await _process(client, second)  # Nick talks once more, in a second conversation
+        undone = await ok(client, "undo_identity_change", event_id=named["event_id"])
+        # Nothing moved (the Unknown was renamed), but 3 segments in 2 conversations show
+        # their earlier label again.
+        assert (undone["segments_changed"], undone["conversations_changed"]) == (3, 2)
+        assert "3 segments in 2 conversations show their earlier speaker again" in (
+            undone["message"])

@@ -50,7 +50,7 @@ async def test_stdio_subprocess_serves_every_tool(tmp_path: Path) -> None:
         assert not speakers.is_error and speakers.structured_content == {"speakers": []}
         missing = await client.call_tool("get_conversation", {"conversation_id": 3})
         assert missing.is_error
-        assert "no conversations are stored yet" in missing.content[0].text  # type: ignore[union-attr]
+        assert "call process_audio first" in missing.content[0].text  # type: ignore[union-attr]
     assert (tmp_path / "data" / "speaker_memory.db").exists()
 
 
