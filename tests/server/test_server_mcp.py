@@ -468,3 +468,18 @@ async def test_results_report_what_changed_and_where_to_start(
         assert (undone["segments_changed"], undone["conversations_changed"]) == (3, 2)
         assert "3 segments in 2 conversations show their earlier speaker again" in (
             undone["message"])
+
+
+async def test_text_content_is_the_structured_result_as_compact_json(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    # The SDK's indented copy cost agents 2.5x the tokens on a 1-hour transcript.
+    import json
+
+    path = fake.recording(inbox / "meeting.wav", MEETING)
+    async with Client(build_server(app)) as client:
+        await _process(client, path)
+        result = await client.call_tool("get_conversation", {"conversation_id": 1})
+        text = result.content[0].text  # type: ignore[union-attr]
+        assert json.loads(text) == result.structured_content
+        assert "\n" not in text and '": ' not in text
