@@ -55,6 +55,10 @@ class InvalidOperation(SpeakerMemoryError):
     """The operation does not apply to this state (merge a speaker into itself, undo twice...)."""
 
 
+class ConversationNotReady(InvalidOperation):
+    """The conversation has no finished transcript (still processing, failed, interrupted)."""
+
+
 class UndoConflict(SpeakerMemoryError):
     """The event cannot be undone exactly because later changes touched the same rows."""
 

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from memory.errors import (
     AudioError,
+    ConversationNotReady,
     DuplicateAudio,
     ImportNotEmpty,
     InputTooLarge,
@@ -50,7 +51,8 @@ def status_for(exc: SpeakerMemoryError) -> int:
         return 404
     if isinstance(exc, InputTooLarge):
         return 413
-    if isinstance(exc, NameTaken | DuplicateAudio | UndoConflict | ImportNotEmpty):
+    if isinstance(exc, NameTaken | DuplicateAudio | UndoConflict | ImportNotEmpty
+                  | ConversationNotReady):
         return 409
     if isinstance(exc, AudioError):
         return 422

@@ -16,6 +16,7 @@ from tools.models import (
     segment_out,
     speaker_ref,
 )
+from tools.processing import require_transcript
 
 MIME_TYPES: dict[str, str] = {
     "srt": "application/x-subrip",
@@ -27,6 +28,7 @@ MIME_TYPES: dict[str, str] = {
 
 
 def export_conversation(app: App, conversation_id: int, format: ExportFormat = "srt") -> ExportOut:
+    require_transcript(app, conversation_id)
     detail = app.memory.get_conversation(conversation_id)
     render = {"srt": to_srt, "vtt": to_vtt, "rttm": to_rttm, "json": to_json, "txt": to_txt}
     stem = _stem(detail)

@@ -19,7 +19,9 @@ from memory.types import (
     SpeakerSummary,
 )
 
-JobStatus = Literal["queued", "processing", "done", "failed"]
+JobStatus = Literal["queued", "processing", "done", "failed", "interrupted"]
+"""A conversation's processing state as tools show it. 'interrupted': stored as queued or
+processing, but no job of this server process runs it (the server stopped mid-way)."""
 
 
 class SpeakerRef(BaseModel):

@@ -9,13 +9,19 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from memory.errors import DuplicateAudio, InvalidInput, SpeakerMemoryError
+from memory.errors import (
+    ConversationNotReady,
+    DuplicateAudio,
+    InvalidInput,
+    SpeakerMemoryError,
+)
 from memory.types import ConversationInfo, SegmentView
 from memory.wording import counted
 from tools.context import App, Job
 from tools.inputs import AudioFile
 from tools.models import (
     EXAMPLE_TEXT_CHARS,
+    JobStatus,
     ProcessAudioResult,
     ProcessingStatus,
     SegmentExample,
@@ -71,11 +77,31 @@ def start_processing(app: App, audio: AudioFile, options: ProcessOptions) -> Sta
 
 
 def _needs_a_run(app: App, existing: ConversationInfo) -> bool:
-    """A failed earlier attempt, or one a stopped server left queued/processing (no job of this
-    process runs it), is run again on the same conversation."""
-    if existing.status == "failed":
-        return True
-    return existing.status in ("queued", "processing") and app.jobs.get(existing.id) is None
+    """A failed or interrupted earlier attempt is run again on the same conversation."""
+    return shown_status(app, existing.id, existing.status) in ("failed", "interrupted")
+
+
+def shown_status(app: App, conversation_id: int, stored: JobStatus) -> JobStatus:
+    """The stored status, except that queued/processing with no job of this process running
+    it is 'interrupted' (a stopped server left it so)."""
+    if stored in ("queued", "processing") and app.jobs.get(conversation_id) is None:
+        return "interrupted"
+    return stored
+
+
+def require_transcript(app: App, conversation_id: int) -> None:
+    """Raise ConversationNotReady, saying what to do, unless the conversation is processed."""
+    info = app.memory.get_conversation_info(conversation_id)
+    status = shown_status(app, info.id, info.status)
+    if status == "done":
+        return
+    what = {
+        "interrupted": "its processing was interrupted (the server stopped); send the same "
+                       "audio again with process_audio to finish it",
+        "failed": f"its processing failed ({(info.error or 'unknown reason').rstrip('.')}); "
+                  "send the same audio again with process_audio to retry",
+    }.get(status, "it is still being processed; call get_processing_status until it is done")
+    raise ConversationNotReady(f"conversation {conversation_id} has no transcript yet: {what}")
 
 
 MAX_SPEAKERS = 20
@@ -135,13 +161,14 @@ def _status_of(app: App, info: ConversationInfo) -> ProcessingStatus:
     """Status, stage and message from one reading of the conversation (the job moves on
     meanwhile; the answer must not mix two moments)."""
     job = app.jobs.get(info.id)
-    stage = job.stage if job and info.status in ("queued", "processing") else None
+    status = shown_status(app, info.id, info.status)
+    stage = job.stage if job and status in ("queued", "processing") else None
     if stage is not None and info.status == "queued":
         stage = "queued"  # the job may have begun since the status was read: say what was read
     progress = round(job.fraction, 3) if stage is not None and job is not None else None
     return ProcessingStatus(
-        conversation_id=info.id, status=info.status, stage=stage, progress=progress,
-        error=info.error, message=_status_message(info, stage, progress),
+        conversation_id=info.id, status=status, stage=stage, progress=progress,
+        error=info.error, message=_status_message(info, status, stage, progress),
     )
 
 
@@ -155,7 +182,7 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
             if duplicate else ""
         )
         return ProcessAudioResult(
-            conversation_id=info.id, status=info.status, duplicate=duplicate,
+            conversation_id=info.id, status=status.status, duplicate=duplicate,
             duration=info.duration, message=prefix + status.message,
         )
     detail = app.memory.get_conversation(conversation_id)
@@ -226,6 +253,7 @@ def _example(segment: SegmentView) -> SegmentExample:
 
 def reprocess(app: App, conversation_id: int) -> ProcessAudioResult:
     """Re-match a stored conversation's voices against the current profiles."""
+    require_transcript(app, conversation_id)
     app.memory.reprocess(conversation_id)
     result = summarise(app, conversation_id)
     return result.model_copy(update={
@@ -234,26 +262,27 @@ def reprocess(app: App, conversation_id: int) -> ProcessAudioResult:
     })
 
 
-def _status_message(info: ConversationInfo, stage: str | None, progress: float | None) -> str:
-    if info.status == "done":
+def _status_message(info: ConversationInfo, status: JobStatus, stage: str | None,
+                    progress: float | None) -> str:
+    if status == "done":
         return f"Conversation {info.id} is processed; get_conversation returns the transcript."
-    if info.status == "failed":
+    if status == "failed":
         return (
             f"Processing conversation {info.id} failed: "
             f"{(info.error or 'unknown reason').rstrip('.')}. "
             "Sending the same audio again retries it."
         )
-    if stage is None:
+    if status == "interrupted":
         return (
-            f"Conversation {info.id} is {info.status} but no job runs in this server process "
-            "(it was interrupted); process the audio again."
+            f"Processing conversation {info.id} was interrupted (the server stopped before it "
+            "finished); send the same audio again with process_audio to finish it."
         )
-    if info.status == "queued":
+    if status == "queued":
         return (f"Conversation {info.id} is queued behind other work. "
                 "Call get_processing_status again in a little while.")
     done = f" ({progress:.0%})" if progress is not None else ""
     return (
-        f"Conversation {info.id} is {info.status}: {stage}{done}. "
+        f"Conversation {info.id} is {status}: {stage}{done}. "
         "Call get_processing_status again in a little while."
     )
 

@@ -12,6 +12,7 @@ from tools.exports import transcript_text
 from tools.inputs import SpeakerArg, speaker_arg
 from tools.models import (
     ConversationList,
+    ConversationOut,
     SearchResults,
     SegmentList,
     SpeakerConversations,
@@ -24,6 +25,7 @@ from tools.models import (
     speaker_ref,
     summary_out,
 )
+from tools.processing import shown_status
 
 MAX_LIMIT = 500
 
@@ -37,7 +39,7 @@ def list_conversations(
         until=until,
     )
     return ConversationList(
-        conversations=[summary_out(s) for s in page.items], total=page.total,
+        conversations=[_shown(app, summary_out(s)) for s in page.items], total=page.total,
         limit=page.limit, offset=page.offset,
     )
 
@@ -46,7 +48,7 @@ def get_conversation(
     app: App, conversation_id: int, format: Literal["json", "text"] = "json"
 ) -> Transcript:
     detail = app.memory.get_conversation(conversation_id)
-    conversation = detail_out(detail)
+    conversation = _shown(app, detail_out(detail))
     if format == "text":
         return Transcript(conversation=conversation, text=transcript_text(detail))
     return Transcript(conversation=conversation, segments=[segment_out(s) for s in detail.segments])
@@ -121,3 +123,9 @@ def _offset(offset: int) -> int:
     if offset < 0:
         raise InvalidInput(f"offset must be 0 or more (got {offset}).")
     return offset
+
+
+def _shown(app: App, conversation: ConversationOut) -> ConversationOut:
+    """The conversation with its status as tools show it ('interrupted' included)."""
+    return conversation.model_copy(
+        update={"status": shown_status(app, conversation.id, conversation.status)})

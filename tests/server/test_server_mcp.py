@@ -483,3 +483,33 @@ async def test_text_content_is_the_structured_result_as_compact_json(
         text = result.content[0].text  # type: ignore[union-attr]
         assert json.loads(text) == result.structured_content
         assert "\n" not in text and '": ' not in text
+
+
+
+async def test_an_interrupted_conversation_says_so_and_refuses_what_needs_a_transcript(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    # A server stopped mid-job leaves the conversation 'processing' with no job behind it.
+    from inference.audio import sha256
+
+    path = fake.recording(inbox / "meeting.wav", MEETING)
+    info = app.memory.create_conversation(title="meeting", source_name="meeting.wav",
+                                          sha256=sha256(path), audio_path=str(path))
+    app.memory.set_conversation_status(info.id, "processing")
+    async with Client(build_server(app)) as client:
+        listed = (await ok(client, "list_conversations"))["conversations"]
+        assert [c["status"] for c in listed] == ["interrupted"]
+        status = await ok(client, "get_processing_status", conversation_id=info.id)
+        assert status["status"] == "interrupted" and "send the same audio again" in (
+            status["message"])
+        for tool, arguments in [("reprocess_conversation", {"conversation_id": info.id}),
+                                ("export_conversation", {"conversation_id": info.id})]:
+            message = await fails(client, tool, **arguments)
+            assert message.endswith(
+                f"conversation {info.id} has no transcript yet: its processing was interrupted "
+                "(the server stopped); send the same audio again with process_audio to "
+                "finish it.")
+        finished = await _process(client, path)
+        assert finished["conversation_id"] == info.id and finished["status"] == "done"
+        exported = await ok(client, "export_conversation", conversation_id=info.id)
+        assert exported["content"]
