@@ -263,6 +263,7 @@ class SpeakerMemory:
                 suggestions=[Suggestion(suggested[sid], score)
                              for sid, score in relabel.suggestions if sid in suggested],
                 changed=not change.empty,
+                speakers_removed=list(relabel.removed),
             )
 
     def rename(self, speaker: SpeakerRef, new_name: str) -> IdentityChange:

@@ -62,6 +62,8 @@ class Relabel:
     merged: list[tuple[int, str]] = field(default_factory=list)
     """(speaker id, label it had) of speakers folded into the target."""
     suggestions: list[tuple[int, float]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    """Labels of speakers the change left empty and removed."""
 
     def add(self, segments: int, conversations: int) -> None:
         self.segments += segments
@@ -226,6 +228,9 @@ def identify(
             summary = f"Segment {segment_id} was already {name}"
         else:
             target, summary = _identify_segment(ctx, change, segment, name, target, relabel)
+            if source_row is not None and _drop_if_empty(ctx, change, int(source_row[0])):
+                relabel.removed.append(_label(source_row))
+                summary += f"; {_label(source_row)} had nothing left and was removed"
     else:
         source_row = resolve_row(tx, speaker_ref)
         source = int(source_row[0])
@@ -298,6 +303,20 @@ def _identify_segment(
     touch(tx, target)
     relabel.add(len(mates), 1)
     return target, f"Moved {len(mates)} segments of conversation {conversation_id} to {name}"
+
+
+def _drop_if_empty(ctx: Ctx, change: Change, speaker_id: int) -> bool:
+    """Delete a speaker left with no segment, voiceprint or enrollment clip (a name given by
+    mistake and then corrected): it would linger as an empty name. One enrolled on purpose
+    keeps its enrollment prints and clips, so it stays. Undo brings it back."""
+    tx = ctx.tx
+    for table in ("segment", "voiceprint", "enrollment_clip"):
+        if tx.one(f"SELECT 1 FROM {table} WHERE speaker_id = ? LIMIT 1", (speaker_id,)):
+            return False
+    change.snapshot_speaker(tx, speaker_id)
+    tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (speaker_id,))
+    tx.run("DELETE FROM speaker WHERE id = ?", (speaker_id,))
+    return True
 
 
 def rename(ctx: Ctx, change: Change, ref: object, new_name: str) -> tuple[int, str, int, int]:

@@ -386,6 +386,9 @@ class IdentifyResult:
     """Weaker matches to confirm, strongest first."""
     changed: bool
     """False when nothing had to change (identify is idempotent)."""
+    speakers_removed: list[str] = field(default_factory=list)
+    """Labels of named speakers the change left with nothing (a name given by mistake and
+    corrected), which were removed; undo brings them back."""
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ def identify_speaker_in_segment(app: App, segment_id: int, speaker_name: str) ->
         message = (
             f"Segment {segment_id}'s voice is now {result.speaker.label}: {counts} relabelled"
             + (f" (merged {merged})" if merged else "")
+            + "".join(f"; {label} had nothing left and was removed"
+                      for label in result.speakers_removed)
             + f". undo_identity_change(event_id={result.event_id}) reverses this."
         )
     if result.suggestions:

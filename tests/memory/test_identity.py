@@ -89,6 +89,29 @@ def test_identify_moves_segment_from_wrong_named_speaker(
     assert summary.segment_count == 0 and summary.voiceprint_count > 0
 
 
+def test_naming_a_voice_again_leaves_no_empty_name_behind(
+    store: SpeakerMemory, voices: Voices
+) -> None:
+    # "That was Sarah" ... "no, Sara": the first name kept nothing and used to linger, empty.
+    result = ingest(store, voices, ["ann", "bob"], 4)
+    first = store.identify("Sarah", segment_id=result.segment_ids[0])
+    again = store.identify("Sara", segment_id=result.segment_ids[0])
+    assert again.changed and again.speaker.name == "Sara"
+    assert again.speakers_removed == ["Sarah"]
+    assert sorted(s.speaker.label for s in store.list_speakers()) == ["Sara", "Unknown 2"]
+    with pytest.raises(SpeakerNotFound):
+        store.resolve_speaker("Sarah")
+    # Undo brings Sarah back with her segments, in one step.
+    store.undo()
+    assert store.resolve_speaker("Sarah").id == first.speaker.id
+    assert labels(store, result.conversation_id) == ["Sarah", "Unknown 2"] * 2
+    # An enrolled speaker stays even when a segment moves off it and leaves it without any.
+    store.enroll("Bob", voices.clips("bob", 2), VOICE_MODEL, "bob")
+    later = ingest(store, voices, ["bob"], 2, seed=5)
+    store.identify("Carla", segment_id=later.segment_ids[0])
+    assert store.resolve_speaker("Bob").name == "Bob"
+
+
 def test_identify_unassigned_segment(store: SpeakerMemory, voices: Voices) -> None:
     result = ingest(store, voices, ["ann"], 3)
     store.delete_speaker(result.decisions[0].speaker.id)
