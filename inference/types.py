@@ -96,6 +96,10 @@ class EnrollmentVoice:
     speech_seconds: float
     channel_vectors: dict[str, list[Vector]] = field(default_factory=dict)
     """The same speech as other channels carry it: model id → vectors (memory.enroll)."""
+    voice_seconds: list[float] = field(default_factory=list)
+    """Seconds of speech of each voice the diarizer hears in a clip, most first: more than
+    one means the clip is not one person alone. Empty when not checked (profile rebuilds from
+    a speaker's own segments)."""
 
 
 @dataclass(frozen=True)

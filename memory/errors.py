@@ -59,6 +59,10 @@ class ConversationNotReady(InvalidOperation):
     """The conversation has no finished transcript (still processing, failed, interrupted)."""
 
 
+class StillRunning(SpeakerMemoryError):
+    """The work was accepted and goes on in the background; its result is not ready yet."""
+
+
 class UndoConflict(SpeakerMemoryError):
     """The event cannot be undone exactly because later changes touched the same rows."""
 

@@ -360,10 +360,13 @@ def build_server(app: App) -> MCPServer:
         name: Annotated[str, Field(min_length=1, description="The person's name.")],
         path: AudioPath = None, audio_base64: AudioBase64 = None, filename: Filename = None,
     ) -> EnrollOut:
-        """Teach a voice up front from a clean 10-30 s clip of one person speaking alone. Adds
-        samples when the name exists already."""
+        """Teach a voice up front from a clean 10-30 s clip of one person speaking alone (at
+        most 5 min; a clip with a second voice is refused). Adds samples when the name exists
+        already."""
         audio = await run_tool(app, audio_argument, app, path, audio_base64, filename)
-        return await run_tool(app, identity.enroll_speaker, app, name, audio)
+        job = await run_tool(app, identity.start_enrollment, app, name, audio)
+        await follow_job(job, app.settings.wait_seconds)
+        return await run_tool(app, identity.enrollment_result, job)
 
     @tool(annotations=CHANGES)
     async def rename_speaker(

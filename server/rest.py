@@ -25,6 +25,7 @@ from memory.errors import (
     NameTaken,
     NotFoundError,
     SpeakerMemoryError,
+    StillRunning,
     UndoConflict,
 )
 from memory.types import MAX_ID
@@ -56,6 +57,8 @@ def status_for(exc: SpeakerMemoryError) -> int:
         return 409
     if isinstance(exc, AudioError):
         return 422
+    if isinstance(exc, StillRunning):
+        return 202
     return 400
 
 
@@ -157,7 +160,9 @@ def rest_routes(app: App) -> list[Route]:
         if not name:
             raise InvalidInput("send the speaker's name in the 'name' form field.")
         audio = await _upload(form, app)
-        return _json(await call(identity.enroll_speaker, app, name, audio), 201)
+        job = await call(identity.start_enrollment, app, name, audio)
+        await follow_job(job, app.settings.wait_seconds)
+        return _json(await call(identity.enrollment_result, job), 201)
 
     async def speaker_conversations(request: Request) -> Response:
         q = request.query_params

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
+from concurrent.futures import wait
 from pathlib import Path
 
-from memory.errors import InvalidInput
-from memory.wording import segments_in_conversations
-from tools.context import App
+from memory.errors import InvalidInput, StillRunning
+from memory.wording import counted, segments_in_conversations
+from tools.context import App, Job
 from tools.inputs import AudioFile, SpeakerArg, speaker_arg
 from tools.models import (
     ConversationOut,
@@ -57,7 +58,47 @@ def identify_speaker_in_segment(app: App, segment_id: int, speaker_name: str) ->
     )
 
 
+SECOND_VOICE_SHARE = 0.2
+"""An enrollment clip in which a second voice talks alone for this share of the diarized
+speech (and at least MIN_SECOND_VOICE_SECONDS) is refused: its profile would learn two people."""
+MIN_SECOND_VOICE_SECONDS = 2.0
+
+
 def enroll_speaker(app: App, name: str, audio: AudioFile) -> EnrollOut:
+    """Enroll and wait for it (the CLI's way; async transports follow the job themselves)."""
+    job = start_enrollment(app, name, audio)
+    assert job.future is not None
+    wait([job.future])
+    return enrollment_result(job)
+
+
+def start_enrollment(app: App, name: str, audio: AudioFile) -> Job:
+    """Queue the enrollment on the processing job queue: embedding a clip is model work, and
+    like a recording it waits its turn instead of competing for the CPU with every other call."""
+    if not name.strip():
+        raise InvalidInput("the speaker's name is empty; give the person's name.")
+    key = f"enrollment of {name.strip()!r} from {audio.sha256[:12]}"
+
+    def work(job: Job) -> None:
+        job.report(0.0, "learning the voice")
+        job.outcome = _enroll(app, name, audio)
+        job.report(1.0, "done")
+
+    return app.jobs.submit(key, work)
+
+
+def enrollment_result(job: Job) -> EnrollOut:
+    """The finished enrollment's result; its domain error when it failed."""
+    if job.future is None or not job.future.done():
+        raise StillRunning(
+            "the enrollment is queued behind other processing and finishes in the background; "
+            "list_speakers shows the speaker once it is done.")
+    job.future.result()  # re-raises the enrollment's error
+    assert isinstance(job.outcome, EnrollOut)
+    return job.outcome
+
+
+def _enroll(app: App, name: str, audio: AudioFile) -> EnrollOut:
     """Embed a clean clip of one person's voice and store it under `name`. A copy of the clip
     is kept under DATA_DIR/audio/enroll, so that the profile can be rebuilt when the voice
     model changes (tools.rebuild)."""
@@ -68,6 +109,7 @@ def enroll_speaker(app: App, name: str, audio: AudioFile) -> EnrollOut:
             f"{audio.source_name} holds too little speech to learn a voice from "
             f"({speech_seconds:.1f} s); send 10-30 s of the person speaking alone."
         )
+    _check_one_voice(audio.source_name, voice.voice_seconds)
     kept, created = _keep_clip(app, audio)
     try:
         result = app.memory.enroll(
@@ -86,6 +128,20 @@ def enroll_speaker(app: App, name: str, audio: AudioFile) -> EnrollOut:
         message=f"{verb} {result.speaker.label} from {audio.source_name} "
         f"({speech_seconds:.1f} s of speech); future recordings will recognise this voice.",
     )
+
+
+def _check_one_voice(source_name: str, voice_seconds: list[float]) -> None:
+    if len(voice_seconds) < 2:
+        return
+    second, total = voice_seconds[1], sum(voice_seconds)
+    if second >= MIN_SECOND_VOICE_SECONDS and second >= SECOND_VOICE_SHARE * total:
+        heard = ", ".join(f"{s:.0f} s" for s in voice_seconds)
+        raise InvalidInput(
+            f"{source_name} holds {counted(len(voice_seconds), 'voice')} ({heard} of speech "
+            "each), not one person alone; enrolling it would teach the profile several people. "
+            "Send 10-30 s of only that person, or process_audio the recording and name the "
+            "voice with identify_speaker_in_segment."
+        )
 
 
 MAX_KEPT_CLIP_BYTES = 64 * 1024 * 1024

@@ -170,6 +170,47 @@ def test_a_clip_from_a_phone_line_is_the_telephone_profile_itself() -> None:
     assert voice.channel_vectors == {} and len(voice.vectors) == 4
 
 
+def test_embed_voice_counts_the_voices_a_clip_holds() -> None:
+    # The scripted diarizer hears labels A (3.6 s), B (3.6 s) and C (3.3 s) in the clip; C is
+    # alice's voice again, as A: one voice split in two clusters counts once.
+    pipeline, _ = make_pipeline()
+    voice = pipeline.embed_voice(Audio(tone_audio(10.5).samples))
+    assert voice.voice_seconds == pytest.approx([6.9, 3.6])
+    alone, _ = make_pipeline(turns=[Turn(0.0, 10.5, "A")])
+    assert alone.embed_voice(Audio(tone_audio(10.5).samples)).voice_seconds == pytest.approx(
+        [10.5])
+    # A profile rebuilt from one speaker's own segments is not checked again.
+    assert alone._voice_of(Audio(tone_audio(10.5).samples), count_voices=False).voice_seconds \
+        == []
+
+
+def test_an_enrollment_clip_of_hours_is_refused_after_five_minutes_of_decoding(
+    tmp_path: Path
+) -> None:
+    # Silence compresses to almost nothing: a small file can hold hours. Decoding stops at
+    # the enrollment cap instead of holding all of it (3.6 GB for 3 h 50 min before).
+    import av
+
+    from inference.pipeline import MAX_ENROLL_SECONDS
+    from memory.errors import AudioTooLong
+
+    path = tmp_path / "silence.flac"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("flac", rate=16_000, layout="mono")
+        second = np.zeros((1, 16_000), np.int16)
+        for _ in range(int(MAX_ENROLL_SECONDS) + 60):
+            frame = av.AudioFrame.from_ndarray(second, format="s16", layout="mono")
+            frame.sample_rate = 16_000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    assert path.stat().st_size < 1_000_000
+    pipeline, _ = make_pipeline()
+    with pytest.raises(AudioTooLong, match="enrollment clip lasts more than 300 s"):
+        pipeline.embed_voice(path)
+
+
 def test_embed_voice_refuses_a_clip_without_speech() -> None:
     pipeline, _ = make_pipeline()
     with pytest.raises(NoSpeech):
@@ -408,3 +449,25 @@ def test_a_broken_progress_callback_does_not_fail_the_recording() -> None:
         raise OSError("the terminal went away")
 
     assert len(pipeline.run(tone_audio(10.5), progress=broken).segments) == 3
+
+
+@pytest.mark.models
+def test_real_models_count_the_voices_of_an_enrollment_clip() -> None:
+    # Segmentation-3.0 + CAM++ split this one-person clip in two (parts scoring 0.74); the
+    # real call holds two people. Only the call may count as two voices.
+    from inference.campplus import CamppEmbedder
+    from inference.neural_diarization import NeuralDiarizer
+    from inference.segmentation import SegmentationModel
+    from inference.vad import SileroVAD
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    embedder = CamppEmbedder(device="cpu")
+    pipeline = Pipeline(backends=Backends(
+        vad=SileroVAD(), transcriber=ScriptedTranscriber([]),
+        diarizer=NeuralDiarizer(SegmentationModel(device="cpu"), embedder),
+        voice_embedder=embedder, text_embedder=None,
+    ))
+    one = pipeline.embed_voice(data / "ls_3080_enroll.wav").voice_seconds
+    assert len(one) == 1 and one[0] > 8.0
+    call = pipeline.embed_voice(data / "sample_call.wav").voice_seconds
+    assert len(call) == 2 and min(call) > 0.3 * sum(call)

@@ -513,3 +513,34 @@ async def test_an_interrupted_conversation_says_so_and_refuses_what_needs_a_tran
         assert finished["conversation_id"] == info.id and finished["status"] == "done"
         exported = await ok(client, "export_conversation", conversation_id=info.id)
         assert exported["content"]
+
+
+async def test_enrolment_waits_its_turn_and_refuses_a_clip_of_two_people(
+    app: App, fake: FakePipeline, inbox: Path
+) -> None:
+    import threading
+
+    duo = fake.clip(inbox / "duo.wav", "bob", voice_seconds=(40.0, 30.0))
+    async with Client(build_server(app)) as client:
+        message = await fails(client, "enroll_speaker", name="Bob", path=str(duo))
+        assert "holds 2 voices (40 s, 30 s of speech each), not one person alone" in message
+        assert (await ok(client, "list_speakers"))["speakers"] == []
+        # A short interjection of someone else is no reason to refuse.
+        mostly = fake.clip(inbox / "mostly.wav", "bob", frequency=350,
+                           voice_seconds=(25.0, 1.5))
+        assert (await ok(client, "enroll_speaker", name="Bob", path=str(mostly)))["created"]
+
+        # Enrolment runs on the processing queue: behind a running recording, it waits.
+        fake.gate = threading.Event()
+        meeting = fake.recording(inbox / "meeting.wav", MEETING)
+        await ok(client, "process_audio", path=str(meeting), wait=False)
+        carol = fake.clip(inbox / "carol.wav", "carol", frequency=370)
+        app.settings.wait_seconds = 0.3
+        message = await fails(client, "enroll_speaker", name="Carol", path=str(carol))
+        assert "queued behind other processing" in message
+        assert [s["label"] for s in (await ok(client, "list_speakers"))["speakers"]] == ["Bob"]
+        fake.gate.set()
+        with anyio.fail_after(30):
+            while "Carol" not in [s["label"] for s in
+                                  (await ok(client, "list_speakers"))["speakers"]]:
+                await anyio.sleep(0.05)

@@ -88,6 +88,7 @@ class FakePipeline:
         """When set to an Event, embed_voice_segments() waits for it (a rebuild in progress)."""
         self.runs = 0
         self._span_voices: dict[str, list[tuple[float, float, str]]] = {}
+        self._clip_voice_seconds: dict[str, list[float]] = {}
         self.embedded_spans: list[tuple[Path, list[tuple[float, float]]]] = []
         """Every embed_voice_segments call: (recording, spans)."""
 
@@ -116,12 +117,16 @@ class FakePipeline:
         self._clip_voices[_audio_key(decode(path))] = voice
         return path
 
-    def clip(self, path: Path, voice: str, frequency: float = 330.0) -> Path:
-        """A single-voice enrolment clip."""
+    def clip(self, path: Path, voice: str, frequency: float = 330.0,
+             voice_seconds: Sequence[float] = (12.0,)) -> Path:
+        """An enrolment clip of `voice`; `voice_seconds`: what the diarizer hears in it (more
+        than one entry: other people talk too)."""
         write_tone(path, 1.0, frequency)
         from inference.audio import decode
 
-        self._clip_voices[_audio_key(decode(path))] = voice
+        key = _audio_key(decode(path))
+        self._clip_voices[key] = voice
+        self._clip_voice_seconds[key] = list(voice_seconds)
         return path
 
     # ------------------------------------------------------------ PipelineLike
@@ -193,11 +198,13 @@ class FakePipeline:
         from inference.audio import decode
 
         audio = audio_or_path if isinstance(audio_or_path, Audio) else decode(audio_or_path)
-        voice = self._clip_voices.get(_audio_key(audio))
+        key = _audio_key(audio)
+        voice = self._clip_voices.get(key)
         if voice is None:
             return EnrollmentVoice([], self.voice_model_id, 0.0)
         return EnrollmentVoice([voice_vector(voice, 1000 + i) for i in range(3)],
-                               self.voice_model_id, 12.0)
+                               self.voice_model_id, 12.0,
+                               voice_seconds=self._clip_voice_seconds.get(key, [12.0]))
 
     def embed_text(self, texts: Sequence[str]) -> list[Vector]:
         return [text_vector(t) for t in texts]
