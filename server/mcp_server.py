@@ -531,11 +531,11 @@ def build_server(app: App) -> SpeakerMemoryServer:
     async def complete(
         ref: PromptReference | ResourceTemplateReference, argument: CompletionArgument,
         context: CompletionContext | None,
-    ) -> Completion | None:
+    ) -> Completion:
         name = ref.uri if isinstance(ref, ResourceTemplateReference) else ref.name
         values = completable.get((ref.type, name, argument.name))
-        if values is None:  # nothing to offer: the protocol's answer is an empty completion
-            return None
+        if values is None:  # an argument without values to offer: an empty completion
+            return Completion(values=[], total=0, has_more=False)
         found = await run_tool(app, values, app, argument.value)
         return Completion(values=found.values, total=found.total, has_more=found.has_more)
 
