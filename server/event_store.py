@@ -4,8 +4,9 @@ what it missed — the progress of a long process_audio and its result.
 
 The events live in their own small SQLite file in the data folder (Settings.event_store_path),
 apart from the memory's database: they are transient, so the file needs no migration — a file of
-another layout is recreated empty. Being on disk, they outlive a server restart; bounded by count
-and age (settings), the oldest go first.
+another layout is recreated empty. Being on disk, they outlive a server restart: a client that
+resumes a stream of a session from before it gets what was stored, then is told its request was
+interrupted (server.after_restart). Bounded by count and age (settings), the oldest go first.
 
 Event ids are the rows' integer ids, one sequence for the whole file; every event also names its
 MCP session, because the SDK's stream ids are JSON-RPC request ids, which every client starts
@@ -61,6 +62,8 @@ class EventLog:
         self.max_events = max_events
         self.max_age_seconds = max_age_seconds
         self._clock = clock
+        self.opened_at = clock()
+        """Events stored before this are from an earlier server process (server.after_restart)."""
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -89,13 +92,19 @@ class EventLog:
             self._prune()
         return event_id
 
-    def stream_of(self, session: str, event_id: int) -> str | None:
-        """The stream of one of this session's events; None when unknown or dropped."""
+    def stream_of(
+        self, session: str, event_id: int, *, before_open: bool = False
+    ) -> str | None:
+        """The stream of one of this session's events; None when unknown or dropped, or, with
+        `before_open`, stored by this server process."""
         with self._lock:
             row = self._db.execute(
-                "SELECT stream FROM event WHERE id = ? AND session = ?", (event_id, session)
+                "SELECT stream, created FROM event WHERE id = ? AND session = ?",
+                (event_id, session),
             ).fetchone()
-        return None if row is None else str(row[0])
+        if row is None or (before_open and float(row[1]) >= self.opened_at):
+            return None
+        return str(row[0])
 
     def after(self, session: str, stream: str, event_id: int) -> list[tuple[int, str | None]]:
         """(id, message) of the stream's events after `event_id`, oldest first."""

@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -16,7 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from server.event_store import EventLog
 from server.mcp_server import build_server
 from server.rest import rest_routes
-from server.resumable import ResumableSessionManager
+from server.resumable import ResumableEndpoint, ResumableSessionManager
 from server.security import AccessGuard, allowed_host_names, check_bind, transport_security
 from tools import rebuild
 from tools.context import App
@@ -60,7 +59,7 @@ def create_http_app(app: App) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/api/v1", routes=rest_routes(app)),
-        Route("/mcp", StreamableHTTPASGIApp(session_manager)),
+        Route("/mcp", ResumableEndpoint(session_manager)),
     ]
     return Starlette(
         routes=routes,

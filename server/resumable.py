@@ -11,6 +11,9 @@ Two departures from the SDK, each small:
   The priming event is an SSE event with an id and empty data, which current SDK clients pass
   over; a client too old to know it sees one message it cannot parse before the real ones.
 
+And one addition: ResumableEndpoint answers a client resuming a session from before a server
+restart, which the SDK, whose sessions live in memory, would answer 404 (server.after_restart).
+
 The overridden methods are private SDK methods: pyproject pins the SDK's minor version, and
 tests/server/test_server_resumable.py and the conformance run check the behaviour.
 """
@@ -27,8 +30,11 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCRequest, RequestId
+from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
+from server.after_restart import replay_after_restart
 from server.event_store import EventLog
 
 RETRY_MILLISECONDS = 2000
@@ -85,3 +91,22 @@ class ResumableSessionManager(StreamableHTTPSessionManager):
             self._session_owners[session_id] = requestor
         self._server_instances[session_id] = transport
         return transport
+
+
+class ResumableEndpoint:
+    """The /mcp ASGI endpoint. A GET resuming a stream of a session from before a server
+    restart is answered from the event file (server.after_restart); all else is the manager's."""
+
+    def __init__(self, manager: ResumableSessionManager) -> None:
+        self.manager = manager
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        session = headers.get("mcp-session-id")
+        last_event_id = headers.get("last-event-id")
+        if scope.get("method") == "GET" and session and last_event_id:
+            answer = replay_after_restart(self.manager.events, session, last_event_id)
+            if answer is not None:
+                await answer(scope, receive, send)
+                return
+        await self.manager.handle_request(scope, receive, send)
