@@ -1,8 +1,10 @@
 """The resumable-stream event store on a real SQLite file: bounds, sessions kept apart, a
-replay that follows its stream to the response, and events that outlive a restart."""
+replay that follows its stream to the response, and events that outlive a restart (and what a
+client resuming across one is answered)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import anyio
@@ -10,6 +12,7 @@ import pytest
 from mcp.server.streamable_http import GET_STREAM_KEY, EventMessage
 from mcp_types import JSONRPCMessage, JSONRPCNotification, JSONRPCResponse
 
+from server.after_restart import INTERRUPTED, replay_after_restart
 from server.event_store import EventLog
 
 pytestmark = pytest.mark.anyio
@@ -183,3 +186,35 @@ async def test_a_file_of_another_layout_is_recreated(tmp_path: Path) -> None:
     seen = Received()
     assert await events.replay_events_after(start, seen) is None
     assert seen.messages == [answer(1)]
+
+
+async def test_after_a_restart_a_stream_ends_with_what_was_stored_or_interrupted(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.db"
+    clock = Clock()
+    before = open_log(path, clock)
+    events = before.for_session("old")
+    finished = await events.store_event("1", None)
+    await events.store_event("1", answer(1))
+    cut = await events.store_event("2", None)
+    await events.store_event("2", progress(5))
+    before.close()
+
+    clock.now += 1  # the server comes back
+    after = open_log(path, clock)
+    assert replay_after_restart(after, "old", "nonsense") is None
+    assert replay_after_restart(after, "other", finished) is None  # not that session's event
+    current = await after.for_session("new").store_event("1", None)
+    assert replay_after_restart(after, "new", current) is None  # this process's: the SDK's
+
+    done = replay_after_restart(after, "old", finished)
+    assert done is not None and done.media_type == "text/event-stream"
+    assert bytes(done.body).decode().count("data: ") == 1  # the stored answer, nothing added
+    interrupted = replay_after_restart(after, "old", cut)
+    assert interrupted is not None
+    lines = [line for line in bytes(interrupted.body).decode().splitlines()
+             if line.startswith("data: ")]
+    assert len(lines) == 2 and '"progress":5' in lines[0]
+    ending = json.loads(lines[1].removeprefix("data: "))
+    assert ending["id"] == 2 and ending["error"]["message"] == INTERRUPTED

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.tests_support import serve_subprocess
+from server.after_restart import INTERRUPTED
+from tests.server.tests_support import running_server, serve_subprocess
 
 pytestmark = pytest.mark.models
 
@@ -78,6 +79,21 @@ def sse_events(response: httpx.Response) -> Iterator[Event]:
             fields[name] = value
 
 
+def call_tool(http: httpx.Client, base: str, headers: dict[str, str], name: str,
+              **arguments: Any) -> dict[str, Any]:
+    """A tool's structured result, read from the call's SSE stream."""
+    call = {"jsonrpc": "2.0", "id": 99, "method": "tools/call",
+            "params": {"name": name, "arguments": arguments}}
+    with http.stream("POST", f"{base}/mcp", headers=headers, json=call) as response:
+        for event in sse_events(response):
+            if event.data and event.message.get("id") == 99:
+                result: dict[str, Any] = event.message["result"]
+                assert not result.get("isError"), result
+                structured: dict[str, Any] = result["structuredContent"]
+                return structured
+    raise AssertionError(f"no result for {name}")
+
+
 def open_session(http: httpx.Client, base: str) -> dict[str, str]:
     headers = {"accept": "application/json, text/event-stream",
                "content-type": "application/json"}
@@ -95,13 +111,15 @@ def open_session(http: httpx.Client, base: str) -> dict[str, str]:
     return headers
 
 
-def stored_events(data_dir: Path, session: str) -> list[tuple[str, dict[str, Any]]]:
+def stored_events(
+    data_dir: Path, session: str, after: str = "0"
+) -> list[tuple[str, dict[str, Any]]]:
     """What the server kept for the call: (event id, message), priming events left out."""
     db = sqlite3.connect(f"file:{data_dir / 'mcp_events.db'}?mode=ro", uri=True)
     try:
         rows = db.execute(
             "SELECT id, message FROM event WHERE session = ? AND stream = ? AND message IS NOT"
-            " NULL ORDER BY id", (session, str(CALL_ID)),
+            " NULL AND id > ? ORDER BY id", (session, str(CALL_ID), int(after)),
         ).fetchall()
     finally:
         db.close()
@@ -159,3 +177,47 @@ def test_every_notification_and_the_result_arrive_exactly_once(
     if cut:  # the connection was cut while the job ran: events came on both connections
         after = [e for e in received[before_cut:] if e.data]
         assert any("notifications/progress" in e.data for e in after)
+
+
+def test_a_stream_cut_by_a_server_restart_ends_with_what_was_stored_then_interrupted(
+    tmp_path: Path,
+) -> None:
+    """The server dies mid-job (SIGKILL) and comes back on the same data folder: the client
+    that resumes gets the events stored before the crash and an error saying the request was
+    interrupted; the conversation is reported as interrupted and sending the audio again
+    finishes it."""
+    audio = long_recording(tmp_path / "data" / "inbox", "restart.wav", ["rdev01_first30s.wav"])
+    received: list[Event] = []
+    with httpx.Client(timeout=httpx.Timeout(30, read=600)) as http:
+        with running_server(tmp_path, token=None) as (process, base):
+            headers = open_session(http, base)
+            call = {"jsonrpc": "2.0", "id": CALL_ID, "method": "tools/call", "params": {
+                "name": "process_audio", "arguments": {"path": str(audio)},
+                "_meta": {"progressToken": "p1"}}}
+            with http.stream("POST", f"{base}/mcp", headers=headers, json=call) as response:
+                for event in sse_events(response):
+                    received.append(event)
+                    if sum("notifications/progress" in e.data for e in received) == 2:
+                        process.kill()  # a crash, in the middle of the job
+                        process.wait()
+                        break
+        last_id = next(e.id for e in reversed(received) if e.id)
+        assert last_id is not None
+
+        with running_server(tmp_path, token=None) as (_, base):
+            resume = headers | {"accept": "text/event-stream", "last-event-id": last_id}
+            with http.stream("GET", f"{base}/mcp", headers=resume) as response:
+                assert response.status_code == 200
+                replayed = [(e.id, e.message) for e in sse_events(response) if e.data]
+            *stored, (_, ending) = replayed
+            assert stored == stored_events(tmp_path / "data", headers["mcp-session-id"], last_id)
+            assert ending["id"] == CALL_ID and ending["error"]["message"] == INTERRUPTED
+
+            fresh = open_session(http, base)
+            listed = call_tool(http, base, fresh, "list_conversations")
+            conversation_id = listed["conversations"][0]["id"]
+            status = call_tool(http, base, fresh, "get_processing_status",
+                               conversation_id=conversation_id)
+            assert status["status"] == "processing" and "interrupted" in status["message"]
+            again = call_tool(http, base, fresh, "process_audio", path=str(audio))
+            assert again["status"] == "done" and again["conversation_id"] == conversation_id
