@@ -73,6 +73,9 @@ class Settings(BaseSettings):
         "Default: DATA_DIR/inbox and the start directory.",
     )
     log_level: str = "INFO"
+    processing_workers: int = Field(
+        1, ge=1, description="Audio files processed at once (each holds the CPU; reads never wait)."
+    )
     event_store_max_events: int = Field(
         10_000, ge=1, description="Streamable HTTP events kept for resuming dropped streams "
         "(Last-Event-ID); the oldest go first.",
@@ -84,9 +87,6 @@ class Settings(BaseSettings):
     conformance_tools: bool = Field(
         False, description="Adds test_reconnection, the tool the official MCP conformance suite "
         "calls to check that a dropped stream resumes. For testing only.",
-    )
-    processing_workers: int = Field(
-        1, ge=1, description="Audio files processed at once (each holds the CPU; reads never wait)."
     )
 
     @field_validator("allowed_hosts", "allowed_roots", mode="before")
