@@ -1,5 +1,5 @@
-"""Waiting on a processing job from an async transport, relaying its progress, its stages and
-its warnings as it goes."""
+"""Waiting on a processing job from an async transport, relaying its progress and its notes
+(stages, warnings) as it goes."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ ProgressSink = Callable[[float, str], Awaitable[None]]
 """Receives (fraction 0-1, stage) whenever either changes."""
 
 LogSink = Callable[[str, str], Awaitable[None]]
-"""Receives (level, message): 'info' for each stage the job enters, then the level of each
-warning the job logged (Job.notes)."""
+"""Receives each of the job's notes once, in order (level, message): 'info' for each stage it
+entered, 'warning' (or worse) for each warning it logged."""
 
 POLL_SECONDS = 0.2
 
@@ -30,14 +30,10 @@ async def follow_job(
     """Wait up to `seconds` for the job (it goes on in the background after that)."""
     deadline = time.monotonic() + max(0.0, seconds)
     last: tuple[str, float] | None = None
-    last_stage: str | None = None
     told = 0
     while True:
         finished = job.done
         state = (job.stage, round(job.fraction, 2))
-        if on_log is not None and state[0] != last_stage:
-            last_stage = state[0]
-            await _tell(on_log("info", f"{_name(job)}: {last_stage}"))
         if on_log is not None:
             while told < len(job.notes):
                 level, message = job.notes[told]

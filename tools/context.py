@@ -87,10 +87,10 @@ class Job:
     """Set to ask the job to stop at its next safe point (jobs that can stop check it)."""
     future: Future[None] | None = field(default=None, repr=False)
     notes: list[tuple[str, str]] = field(default_factory=list, repr=False)
-    """(level, message) of the warnings logged while the job ran, oldest first (tools.joblog);
-    at most MAX_NOTES."""
+    """(level, message), oldest first: each stage the job entered ('info'), and the warnings
+    logged while it ran (tools.joblog); at most MAX_NOTES. What a waiting client is told."""
 
-    MAX_NOTES = 100
+    MAX_NOTES = 1000
 
     def note(self, level: str, message: str) -> None:
         # Called from worker threads; appending to a list is atomic in CPython.
@@ -99,6 +99,8 @@ class Job:
 
     def report(self, fraction: float, stage: str) -> None:
         # Called from the worker thread; plain attribute writes are atomic enough for a display.
+        if stage != self.stage:
+            self.note("info", stage)  # kept: a stage may be over before anyone looks
         self.stage = stage
         self.fraction = max(0.0, min(1.0, fraction))
 
