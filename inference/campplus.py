@@ -451,8 +451,9 @@ class CamppEmbedder:
                 session = _onnx_session(export_onnx(self._weights_dir), self._cpu_threads)
             except Exception as exc:  # any failure: torch gives the same vectors, slower
                 locate(CAMPPLUS, self._weights_dir)  # a missing model is not a fallback case
-                log.info("CAM++ runs on torch (no ONNX export: %s: %s)",
-                         type(exc).__name__, exc)
+                # A warning: processing is slower, and a client waiting for a job is told.
+                log.warning("CAM++ falls back to torch, slower (no ONNX export: %s: %s)",
+                            type(exc).__name__, exc)
             else:
                 log.info("CAM++ runs on onnxruntime")
                 return "onnxruntime", _onnx_forward(session)

@@ -9,6 +9,7 @@ VAD regions. Models load lazily, once per process (see `shared_pipeline`).
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import queue
@@ -148,10 +149,12 @@ class Pipeline:
 
         segments: list[PipelineSegment] = []
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipeline") as pool:
-            asr = pool.submit(transcribe)
+            # The helpers run in this thread's context, so what the caller keeps there (the
+            # running job, which its warnings are told to) follows the work.
+            asr = pool.submit(contextvars.copy_context().run, transcribe)
             if backends.text_embedder is not None:
                 # Load the text model while the CPU-heavy stages run (once per process).
-                pool.submit(_warm_up_text, backends)
+                pool.submit(contextvars.copy_context().run, _warm_up_text, backends)
             try:
                 diarization = self._diarize(audio, regions, num_speakers,
                                                       min_speakers, max_speakers, timings)

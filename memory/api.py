@@ -457,6 +457,11 @@ class SpeakerMemory:
                 tx, limit=limit, offset=offset, speaker_id=speaker_id, since=since, until=until
             )
 
+    def conversation_titles(self) -> list[tuple[int, str]]:
+        """(id, title) of every conversation, newest first."""
+        with self._db.read() as tx:
+            return queries.conversation_titles(tx)
+
     def get_conversation(self, conversation_id: int) -> ConversationDetail:
         with self._db.read() as tx:
             return queries.get_conversation(tx, conversation_id)

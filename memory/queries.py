@@ -132,6 +132,12 @@ def list_conversations(
     return Page(items=[summary(tx, r) for r in rows], total=total, limit=limit, offset=offset)
 
 
+def conversation_titles(tx: Tx) -> list[tuple[int, str]]:
+    """(id, title) of every conversation, newest first (two columns: cheap even for many)."""
+    rows = tx.all(f"SELECT id, title FROM conversation ORDER BY {CONVERSATION_TIME} DESC, id DESC")
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
 def summary(tx: Tx, row: Sequence[Any]) -> ConversationSummary:
     conversation = conversation_info(row)
     stats = tx.all(

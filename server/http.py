@@ -12,8 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from server.event_store import EventLog
 from server.mcp_server import build_server
 from server.rest import rest_routes
+from server.resumable import ResumableEndpoint, ResumableSessionManager
 from server.security import AccessGuard, allowed_host_names, check_bind, transport_security
 from tools import rebuild
 from tools.context import App
@@ -32,30 +34,33 @@ def create_http_app(app: App) -> Starlette:
     mcp = build_server(app)
     # base64 audio travels inside JSON-RPC bodies: let them be as large as the upload cap allows.
     body_cap = max(MIN_MCP_BODY, settings.max_upload_bytes * 4 // 3 + (1 << 16))
-    mcp_app = mcp.streamable_http_app(
-        streamable_http_path="/mcp",
-        transport_security=transport_security(host_names, settings.allowed_origins),
+    events = EventLog(settings.event_store_path, max_events=settings.event_store_max_events,
+                      max_age_seconds=settings.event_store_max_age_seconds)
+    session_manager = ResumableSessionManager(
+        mcp.protocol_server, events,
+        security_settings=transport_security(host_names, settings.allowed_origins),
         max_request_body_size=body_cap,
-        host=settings.host,
     )
-    session_manager = mcp.session_manager
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "server": "speaker-memory"})
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with session_manager.run():
-            log.info("speaker-memory HTTP ready: /mcp, /api/v1, /healthz")
-            # Speakers without a profile of the voice model get one, in the background.
-            check = rebuild.start_in_background(app)
-            yield
-            check.join(timeout=30)
+        try:
+            async with session_manager.run():
+                log.info("speaker-memory HTTP ready: /mcp, /api/v1, /healthz")
+                # Speakers without a profile of the voice model get one, in the background.
+                check = rebuild.start_in_background(app)
+                yield
+                check.join(timeout=30)
+        finally:
+            events.close()
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/api/v1", routes=rest_routes(app)),
-        *mcp_app.routes,
+        Route("/mcp", ResumableEndpoint(session_manager)),
     ]
     return Starlette(
         routes=routes,

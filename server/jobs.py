@@ -1,4 +1,5 @@
-"""Waiting on a processing job from an async transport, relaying its progress as it goes."""
+"""Waiting on a processing job from an async transport, relaying its progress and its notes
+(stages, warnings) as it goes."""
 
 from __future__ import annotations
 
@@ -15,22 +16,43 @@ log = logging.getLogger(__name__)
 ProgressSink = Callable[[float, str], Awaitable[None]]
 """Receives (fraction 0-1, stage) whenever either changes."""
 
+LogSink = Callable[[str, str], Awaitable[None]]
+"""Receives each of the job's notes once, in order (level, message): 'info' for each stage it
+entered, 'warning' (or worse) for each warning it logged."""
+
 POLL_SECONDS = 0.2
 
 
-async def follow_job(job: Job, seconds: float, on_progress: ProgressSink | None = None) -> None:
+async def follow_job(
+    job: Job, seconds: float, on_progress: ProgressSink | None = None,
+    on_log: LogSink | None = None,
+) -> None:
     """Wait up to `seconds` for the job (it goes on in the background after that)."""
     deadline = time.monotonic() + max(0.0, seconds)
     last: tuple[str, float] | None = None
+    told = 0
     while True:
         finished = job.done
         state = (job.stage, round(job.fraction, 2))
+        if on_log is not None:
+            while told < len(job.notes):
+                level, message = job.notes[told]
+                told += 1
+                await _tell(on_log(level, f"{_name(job)}: {message}"))
         if on_progress is not None and state != last:
             last = state
-            try:
-                await on_progress(state[1], state[0])
-            except Exception:  # the client may not accept progress; the work goes on
-                log.debug("progress report failed", exc_info=True)
+            await _tell(on_progress(state[1], state[0]))
         if finished or time.monotonic() >= deadline:
             return
         await anyio.sleep(POLL_SECONDS)
+
+
+async def _tell(report: Awaitable[None]) -> None:
+    try:
+        await report
+    except Exception:  # the client may not accept progress or logs; the work goes on
+        log.debug("progress or log report failed", exc_info=True)
+
+
+def _name(job: Job) -> str:
+    return f"conversation {job.key}" if isinstance(job.key, int) else str(job.key)

@@ -10,23 +10,33 @@ No `from __future__ import annotations` here: the SDK reads parameter annotation
 import inspect
 import json
 import logging
+import warnings
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 import anyio
 from mcp.server import MCPServer
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import (
     ResourceNotFoundError,
     ToolError,
     UnexpectedToolError,
 )
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import (
     INVALID_PARAMS,
     CallToolResult,
+    Completion,
+    CompletionArgument,
+    CompletionContext,
+    EmptyResult,
     InputRequiredResult,
+    PromptReference,
+    ResourceTemplateReference,
+    SetLevelRequestParams,
     TextContent,
     ToolAnnotations,
 )
@@ -34,8 +44,9 @@ from pydantic import Field, ValidationError
 
 from memory.errors import NotFoundError, SpeakerMemoryError
 from memory.types import MAX_ID
-from server.jobs import ProgressSink, follow_job
-from tools import exports, identity, processing, queries, rebuild
+from server.client_log import ClientLogLevels, as_level, session_of
+from server.jobs import LogSink, ProgressSink, follow_job
+from tools import completions, exports, identity, processing, queries, rebuild
 from tools.context import App
 from tools.errors import explain
 from tools.inputs import audio_argument
@@ -58,6 +69,12 @@ from tools.models import (
 )
 
 log = logging.getLogger(__name__)
+
+# logging/setLevel and log notifications are the handshake-era logging this server implements on
+# purpose (clients of 2025 protocol versions use it); the SDK warns on each use because the
+# 2026-07-28 protocol replaces it with a per-request opt-in, which the SDK handles by itself.
+warnings.filterwarnings("ignore", message="The logging capability is deprecated",
+                        category=MCPDeprecationWarning)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -149,10 +166,30 @@ def _progress_to(ctx: Context | None) -> ProgressSink | None:
     return report
 
 
+def _log_to(ctx: Context | None, levels: ClientLogLevels) -> LogSink | None:
+    """A job's stages and warnings as MCP log notifications, at the level the session set."""
+    if ctx is None:
+        return None
+    context = ctx
+    session = session_of(ctx.headers)
+
+    async def send(level: str, message: str) -> None:
+        if levels.allows(session, as_level(level)):
+            await context.log(as_level(level), message, logger_name=SERVER_NAME)
+
+    return send
+
+
 class SpeakerMemoryServer(MCPServer):
     """MCPServer, except that a malformed call (an unknown tool, or arguments that do not fit
     the tool's schema) is a JSON-RPC protocol error (-32602), as the MCP specification classes
     it. Failures while a tool runs stay `isError` results the agent reads and acts on."""
+
+    @property
+    def protocol_server(self) -> Server[Any]:
+        """The low-level server MCPServer wraps: it takes the handlers MCPServer has no
+        decorator for (logging/setLevel), and is what a session manager serves."""
+        return self._lowlevel_server
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context | None = None
@@ -186,10 +223,22 @@ def compact(result: CallToolResult | InputRequiredResult) -> CallToolResult | In
     return result.model_copy(update={"content": [TextContent(type="text", text=text)]})
 
 
-def build_server(app: App) -> MCPServer:
-    server: MCPServer = SpeakerMemoryServer(
+def build_server(app: App) -> SpeakerMemoryServer:
+    server = SpeakerMemoryServer(
         SERVER_NAME, title="Speaker memory", instructions=INSTRUCTIONS, version="0.1.0",
         log_level=_sdk_log_level(app.settings.log_level),
+    )
+    levels = ClientLogLevels()
+
+    async def set_log_level(
+        ctx: ServerRequestContext[Any], params: SetLevelRequestParams
+    ) -> EmptyResult:
+        headers = ctx.request.headers if ctx.request is not None else None
+        levels.set(session_of(headers), params.level)
+        return EmptyResult()
+
+    server.protocol_server.add_request_handler(
+        "logging/setLevel", SetLevelRequestParams, set_log_level
     )
 
     def tool(annotations: ToolAnnotations) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -236,7 +285,8 @@ def build_server(app: App) -> MCPServer:
             return await run_tool(app, processing.summarise, app, started.conversation_id,
                                   duplicate=True)
         if wait:
-            await follow_job(started.job, app.settings.wait_seconds, _progress_to(ctx))
+            await follow_job(started.job, app.settings.wait_seconds, _progress_to(ctx),
+                             _log_to(ctx, levels))
         result = await run_tool(app, processing.summarise, app, started.conversation_id)
         if result.status == "failed":
             # A failed run is a tool failure; the conversation stays (status 'failed') and
@@ -439,7 +489,8 @@ def build_server(app: App) -> MCPServer:
             return await run_tool(app, rebuild.cancel_rebuild, app)
         job = await run_tool(app, rebuild.start_rebuild, app)
         if wait:
-            await follow_job(job, app.settings.wait_seconds, _progress_to(ctx))
+            await follow_job(job, app.settings.wait_seconds, _progress_to(ctx),
+                             _log_to(ctx, levels))
         return await run_tool(app, rebuild.rebuild_status, app)
 
     @tool(annotations=CHANGES)
@@ -488,13 +539,47 @@ def build_server(app: App) -> MCPServer:
     @server.prompt(name="name_unknown_speakers",
                    description="Walk through naming the unknown voices of a conversation "
                                "with the user.")
-    async def name_unknown_speakers(conversation_id: str = "") -> str:
-        return await anyio.to_thread.run_sync(_naming_prompt, app, conversation_id)
+    async def name_unknown_speakers(
+        conversation_id: Annotated[str, Field(description="Conversation id; default: the latest "
+                                              "segments of every conversation.")] = "",
+        speaker: Annotated[str, Field(description="Only this voice ('Unknown N' label); "
+                                      "default: every unknown voice.")] = "",
+    ) -> str:
+        return await anyio.to_thread.run_sync(_naming_prompt, app, conversation_id, speaker)
+
+    # ------------------------------------------------------------ completions
+    # Which values each completable argument takes, by prompt or resource template.
+    completable = {
+        ("ref/resource", TRANSCRIPT_URI, "conversation_id"): completions.conversation_ids,
+        ("ref/prompt", "name_unknown_speakers", "conversation_id"): completions.conversation_ids,
+        ("ref/prompt", "name_unknown_speakers", "speaker"): completions.speakers,
+    }
+
+    @server.completion()
+    async def complete(
+        ref: PromptReference | ResourceTemplateReference, argument: CompletionArgument,
+        context: CompletionContext | None,
+    ) -> Completion:
+        name = ref.uri if isinstance(ref, ResourceTemplateReference) else ref.name
+        values = completable.get((ref.type, name, argument.name))
+        if values is None:  # an argument without values to offer: an empty completion
+            return Completion(values=[], total=0, has_more=False)
+        found = await run_tool(app, values, app, argument.value)
+        return Completion(values=found.values, total=found.total, has_more=found.has_more)
+
+    if app.settings.conformance_tools:
+        @server.tool(name="test_reconnection", description="Conformance test: closes this "
+                     "call's SSE stream, then answers while the client reconnects.")
+        async def test_reconnection(ctx: Context) -> str:
+            await ctx.close_sse_stream()
+            # The answer is sent while the client is away: it arrives only by the replay.
+            await anyio.sleep(0.1)
+            return "Reconnection test completed successfully"
 
     return server
 
 
-def _naming_prompt(app: App, conversation_id: str) -> str:
+def _naming_prompt(app: App, conversation_id: str, speaker: str = "") -> str:
     steps = (
         "Help the user name the unknown voices.\n"
         "For each 'Unknown N' speaker below: quote one or two of their lines and ask the user who "
@@ -517,13 +602,19 @@ def _naming_prompt(app: App, conversation_id: str) -> str:
         return steps + f"\n(Could not load {conversation_id!r}: {explain(app, exc)})"
     examples: dict[int, list[str]] = {}
     labels: dict[int, str] = {}
+    wanted = speaker.strip().casefold()
     for segment in segments:
         if segment.speaker is None or segment.speaker.kind != "unknown":
+            continue
+        if wanted and segment.speaker.label.casefold() != wanted:
             continue
         labels[segment.speaker.id] = segment.speaker.label
         lines = examples.setdefault(segment.speaker.id, [])
         if len(lines) < 2 and len(segment.text.split()) >= 3:
             lines.append(f'  - segment {segment.id} at {segment.start:.0f}s: "{segment.text}"')
+    if not labels and wanted:
+        return steps + f"\n{speaker.strip()!r} is not an unknown speaker in {scope}: nothing " \
+            "to name."
     if not labels:
         return steps + f"\nThere are no unknown speakers in {scope}: nothing to name."
     listing = "\n".join(

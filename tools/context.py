@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from inference.types import EnrollmentVoice, PipelineResult, Vector
 from memory.api import SpeakerMemory
 from memory.types import EnrolledVoice, IngestResult
+from tools.joblog import capture_job_warnings, running_job
 from tools.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,21 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     """Set to ask the job to stop at its next safe point (jobs that can stop check it)."""
     future: Future[None] | None = field(default=None, repr=False)
+    notes: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    """(level, message), oldest first: each stage the job entered ('info'), and the warnings
+    logged while it ran (tools.joblog); at most MAX_NOTES. What a waiting client is told."""
+
+    MAX_NOTES = 1000
+
+    def note(self, level: str, message: str) -> None:
+        # Called from worker threads; appending to a list is atomic in CPython.
+        if len(self.notes) < self.MAX_NOTES:
+            self.notes.append((level, message))
 
     def report(self, fraction: float, stage: str) -> None:
         # Called from the worker thread; plain attribute writes are atomic enough for a display.
+        if stage != self.stage:
+            self.note("info", stage)  # kept: a stage may be over before anyone looks
         self.stage = stage
         self.fraction = max(0.0, min(1.0, fraction))
 
@@ -132,7 +145,11 @@ class JobRunner:
                     if other.future is not None and not other.future.done():
                         job.report(0.0, f"waiting for the {other.key}")
                         wait_for([other.future])
-                work(job)
+                token = running_job.set(job)  # its warnings become the job's notes
+                try:
+                    work(job)
+                finally:
+                    running_job.reset(token)
 
             job.future = self._pool.submit(run, job)
         return job
@@ -162,6 +179,7 @@ class App:
         start_dir: Path | None = None,
     ) -> None:
         self.settings = settings
+        capture_job_warnings()
         for folder in (settings.data_dir, settings.inbox_dir, settings.audio_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.start_dir = (start_dir or Path.cwd()).resolve()

@@ -220,6 +220,12 @@ class ExportOut(BaseModel):
 RebuildStatus = Literal["idle", "queued", "running", "done", "cancelled", "failed"]
 
 
+class CompletionOut(BaseModel):
+    values: list[str] = Field(description="Matching values, best first (at most 100).")
+    total: int = Field(description="How many values match in all.")
+    has_more: bool = Field(description="More values match than were returned.")
+
+
 class RebuildOut(BaseModel):
     status: RebuildStatus = Field(
         description="idle: none ran in this server process; queued/running: in the background; "

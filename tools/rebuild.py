@@ -141,7 +141,8 @@ def _embed(embed: Callable[[], EnrollmentVoice], what: str) -> EnrollmentVoice |
     try:
         return embed()
     except AudioError as exc:  # unreadable now, or too little speech: other audio may do
-        log.info("rebuilding a voice profile: %s not used: %s", what, exc)
+        # A warning: audio skipped is a reason a profile may come out thin or not at all.
+        log.warning("rebuilding a voice profile: %s skipped: %s", what, exc)
         return None
 
 

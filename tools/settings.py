@@ -81,6 +81,18 @@ class Settings(BaseSettings):
     processing_workers: int = Field(
         1, ge=1, description="Audio files processed at once (each holds the CPU; reads never wait)."
     )
+    event_store_max_events: int = Field(
+        10_000, ge=1, description="Streamable HTTP events kept for resuming dropped streams "
+        "(Last-Event-ID); the oldest go first.",
+    )
+    event_store_max_age_seconds: float = Field(
+        24 * 3600, gt=0, description="Streamable HTTP events older than this are dropped: a "
+        "client that reconnects later re-reads the result with get_processing_status.",
+    )
+    conformance_tools: bool = Field(
+        False, description="Adds test_reconnection, the tool the official MCP conformance suite "
+        "calls to check that a dropped stream resumes. For testing only.",
+    )
 
     @field_validator("allowed_hosts", "allowed_origins", "allowed_roots", mode="before")
     @classmethod
@@ -98,6 +110,11 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "speaker_memory.db"
+
+    @property
+    def event_store_path(self) -> Path:
+        """Resumable-stream events: their own small SQLite file (not the memory's schema)."""
+        return self.data_dir / "mcp_events.db"
 
     @property
     def inbox_dir(self) -> Path:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -36,12 +37,22 @@ def serve_subprocess(
     folder: Path, token: str | None, **extra_env: str
 ) -> Iterator[tuple[str, str | None]]:
     """`speaker-memory serve` on an ephemeral loopback port; yields (base URL, token)."""
+    with running_server(folder, token, **extra_env) as (_, base):
+        yield base, token
+
+
+@contextmanager
+def running_server(
+    folder: Path, token: str | None, **extra_env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`speaker-memory serve` on an ephemeral loopback port, data in folder/data, its output
+    appended to folder/server.log; yields (process, base URL) once it answers."""
     port = free_port()
     args = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
     if token:
         args += ["--token", token]
     log_path = folder / "server.log"
-    with log_path.open("w") as log:
+    with log_path.open("a") as log:
         process = subprocess.Popen(args, cwd=REPO, env=child_env(folder / "data", **extra_env),
                                    stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
@@ -59,7 +70,7 @@ def serve_subprocess(
                 if time.monotonic() > deadline:
                     pytest.fail(f"server did not start: {log_path.read_text()}")
                 time.sleep(0.2)
-            yield base, token
+            yield process, base
         finally:
             process.terminate()
             try:
