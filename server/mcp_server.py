@@ -555,7 +555,6 @@ def build_server(app: App) -> SpeakerMemoryServer:
         ("ref/prompt", "name_unknown_speakers", "speaker"): completions.speakers,
     }
 
-    @server.completion()
     async def complete(
         ref: PromptReference | ResourceTemplateReference, argument: CompletionArgument,
         context: CompletionContext | None,
@@ -566,6 +565,9 @@ def build_server(app: App) -> SpeakerMemoryServer:
             return Completion(values=[], total=0, has_more=False)
         found = await run_tool(app, values, app, argument.value)
         return Completion(values=found.values, total=found.total, has_more=found.has_more)
+
+    # Registered by a call, not as a decorator: the SDK's completion() has no annotations.
+    server.completion()(complete)  # type: ignore[no-untyped-call]
 
     if app.settings.conformance_tools:
         @server.tool(name="test_reconnection", description="Conformance test: closes this "

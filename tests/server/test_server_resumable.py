@@ -218,6 +218,8 @@ def test_a_stream_cut_by_a_server_restart_ends_with_what_was_stored_then_interru
             conversation_id = listed["conversations"][0]["id"]
             status = call_tool(http, base, fresh, "get_processing_status",
                                conversation_id=conversation_id)
-            assert status["status"] == "processing" and "interrupted" in status["message"]
+            assert listed["conversations"][0]["status"] == "interrupted"
+            assert status["status"] == "interrupted" and "send the same audio again" in (
+                status["message"])
             again = call_tool(http, base, fresh, "process_audio", path=str(audio))
             assert again["status"] == "done" and again["conversation_id"] == conversation_id
