@@ -1,11 +1,9 @@
-"""Shared fixtures of the inference tests: the corpus, short real clips, and the bundled models
-loaded once per test session (model tests are marked `models`)."""
+"""Shared fixtures of the inference tests: a short real clip from tests/data, and the bundled
+models loaded once per test session (model tests are marked `models`)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -16,36 +14,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from inference.audio import decode
 from inference.types import Audio
-
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
-
-
-@pytest.fixture(scope="session")
-def corpus_dir() -> Path:
-    if not (CORPUS / "dev" / "manifest.json").is_file():
-        pytest.skip(f"the evaluation corpus is not at {CORPUS.resolve()}")
-    return CORPUS
+from tests.testdata import dev_conversation
 
 
 @pytest.fixture(scope="session")
-def dev_audio(corpus_dir: Path) -> Callable[[str], Audio]:
-    """Decoded dev conversations by id ('dev01'), decoded once per session."""
-    cache: dict[str, Audio] = {}
-
-    def load(conversation_id: str) -> Audio:
-        if conversation_id not in cache:
-            path = corpus_dir / "dev" / "conversations" / f"{conversation_id}.wav"
-            cache[conversation_id] = decode(path)
-        return cache[conversation_id]
-
-    return load
-
-
-@pytest.fixture(scope="session")
-def short_clip(dev_audio: Callable[[str], Audio]) -> Audio:
-    """The first 20 s of dev01: two speakers (af_heart, then am_fenrir from 8.9 s)."""
-    audio = dev_audio("dev01")
-    return Audio(samples=audio.samples[: 20 * audio.sample_rate].copy())
+def short_clip() -> Audio:
+    """dev01's first 19.6 s: two speakers (af_heart, then am_fenrir from 8.9 s, then af_heart
+    from 16.7 s), cut in the pause before am_fenrir's second turn."""
+    return decode(dev_conversation("dev01-start"))
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ FORMATS = [
 
 @pytest.fixture(scope="module")
 def clip(short_clip: Audio) -> np.ndarray:
-    """4 s of real speech from the corpus."""
+    """4 s of real speech (the opening of dev01, from tests/data)."""
     return short_clip.samples[: int(CLIP_SECONDS * SAMPLE_RATE)]
 
 

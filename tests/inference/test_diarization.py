@@ -1,10 +1,9 @@
 """The built-in diarizer: frame-level logic with deterministic fakes, then real models on a
-short corpus clip scored with pyannote.metrics."""
+short real clip from tests/data scored with pyannote.metrics."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +11,7 @@ import pytest
 
 from inference.diarization import BuiltinDiarizer
 from inference.types import Audio, Diarization, SpeechRegion, Vector
+from tests.testdata import dev_conversation, enrollment_clip
 
 RATE = 16_000
 # The fake "voices": speaker i speaks with constant amplitude LEVELS[i].
@@ -125,8 +125,8 @@ def assert_well_formed(result: Diarization) -> None:
 
 
 @pytest.mark.models
-def test_two_speakers_on_a_real_clip(builtin_diarizer: BuiltinDiarizer, short_clip: Audio,
-                                     corpus_dir: Path) -> None:
+def test_two_speakers_on_a_real_clip(builtin_diarizer: BuiltinDiarizer,
+                                     short_clip: Audio) -> None:
     from pyannote.core import Annotation, Segment
     from pyannote.metrics.diarization import DiarizationErrorRate
 
@@ -136,7 +136,7 @@ def test_two_speakers_on_a_real_clip(builtin_diarizer: BuiltinDiarizer, short_cl
     assert result.model_id == "resemblyzer-ge2e-0.1.4"
 
     reference = Annotation()
-    for line in (corpus_dir / "dev" / "conversations" / "dev01.rttm").read_text().splitlines():
+    for line in dev_conversation("dev01-start", ".rttm").read_text().splitlines():
         parts = line.split()
         start, end = float(parts[3]), float(parts[3]) + float(parts[4])
         if start < short_clip.duration:
@@ -160,10 +160,9 @@ def test_silence_gives_no_turns_with_the_real_models(builtin_diarizer: BuiltinDi
 
 @pytest.mark.models
 @pytest.mark.parametrize("voice", ["am_fenrir", "bf_emma"])
-def test_one_voice_is_one_speaker(builtin_diarizer: BuiltinDiarizer, corpus_dir: Path,
-                                  voice: str) -> None:
+def test_one_voice_is_one_speaker(builtin_diarizer: BuiltinDiarizer, voice: str) -> None:
     from inference.audio import decode
 
-    result = builtin_diarizer.diarize(decode(corpus_dir / "dev" / "enroll" / f"{voice}.wav"))
+    result = builtin_diarizer.diarize(decode(enrollment_clip(voice)))
     assert {t.label for t in result.turns} == {"SPEAKER_00"}
     assert sum(t.end - t.start for t in result.turns) > 8.0

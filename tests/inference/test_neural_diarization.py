@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,8 @@ import pytest
 from inference.audio import decode
 from inference.neural_diarization import NeuralDiarizationConfig, NeuralDiarizer
 from inference.types import Audio
+from tests.testdata import DATA
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 STEP = 0.1  # frame step of the scripted segmentation
 
 

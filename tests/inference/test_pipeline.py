@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from inference.pipeline import Pipeline
 from inference.types import Audio, EmotionResult, Turn
 from memory.errors import EmptyAudio, NoSpeech, NotAudio
 from memory.types import TELEPHONE_CHANNEL, EnrolledVoice, SpeakerInfo, with_channel
+from tests.testdata import enrollment_clip
 
 CONVERSATION = [
     segment("good morning everyone shall we start", 0.5),  # A, 0.5-3.4
@@ -368,17 +368,14 @@ def test_real_models_on_silence_give_no_segments(real_pipeline: Pipeline) -> Non
 
 @pytest.mark.models
 def test_real_enrollment_vectors_recognise_the_voice(
-    real_pipeline: Pipeline, corpus_dir: Path, dev_audio: Callable[[str], Audio],
-    voice_embedder: Any,
+    real_pipeline: Pipeline, short_clip: Audio, voice_embedder: Any,
 ) -> None:
-    voice = real_pipeline.embed_voice(corpus_dir / "dev" / "enroll" / "af_heart.wav")
+    voice = real_pipeline.embed_voice(enrollment_clip("af_heart"))
     assert voice.model_id == "resemblyzer-ge2e-0.1.4" and 10.0 < voice.speech_seconds < 14.0
     assert len(voice.vectors) >= 5
     centroid = np.mean(voice.vectors, axis=0)
     centroid /= np.linalg.norm(centroid)
-    audio = dev_audio("dev01")
-    embedder = voice_embedder
-    heart, fenrir = embedder.embed([audio.slice(1.0, 8.0), audio.slice(9.0, 16.0)])
+    heart, fenrir = voice_embedder.embed([short_clip.slice(1.0, 8.0), short_clip.slice(9.0, 16.0)])
     assert float(centroid @ heart) > float(centroid @ fenrir) + 0.05
 
 

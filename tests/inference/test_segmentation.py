@@ -35,8 +35,8 @@ from inference.segmentation import (
 )
 from inference.weights import SEGMENTATION, SETUP_COMMAND, default_dir
 from memory.errors import ModelUnavailable
+from tests.testdata import DATA
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 SR = 16_000
 
 

@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from server.cli import build_parser, main, settings_from
+from tests.testdata import dev_conversation, enrollment_clip
 from tests.tools.fake_pipeline import FakePipeline, Turn
 from tools import processing
 from tools.context import App
 from tools.inputs import local_audio
 from tools.settings import Settings
-
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "dev"
 
 
 def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -71,12 +70,12 @@ def test_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
 def test_enroll_then_process_prints_named_transcript(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if not (CORPUS / "conversations" / "dev08.wav").exists():
-        pytest.skip(f"the evaluation corpus is not at {CORPUS.resolve()}")
     data = ["--data-dir", str(tmp_path / "data")]
-    assert main(["enroll", "Emma", str(CORPUS / "enroll" / "bf_emma.wav"), *data]) == 0
+    assert main(["enroll", "Emma", str(enrollment_clip("bf_emma")), *data]) == 0
     assert "Emma" in capsys.readouterr().out
-    assert main(["process", str(CORPUS / "conversations" / "dev08.wav"), "--title", "Debrief",
+    # The opening of dev08, a hiring debrief: bf_emma thanks am_fenrir for interviewing "the
+    # final two candidates".
+    assert main(["process", str(dev_conversation("dev08-start")), "--title", "Debrief",
                  *data]) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()

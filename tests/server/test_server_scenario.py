@@ -1,18 +1,17 @@
 """The issue's end-to-end scenario with the real bundled models: `speaker-memory serve` (as
 the README's Quick start runs it, plus a token) driven by the SDK client over Streamable HTTP.
 
-dev08 (hiring debrief) has two voices, bf_emma and am_fenrir, both new to the store. We name
-bf_emma "Nick" from one of her segments; dev04 (the half-year budget review) is a later
-conversation where bf_emma opens with "...we're about six percent over budget...", so the
-search for "budget" said by Nick must find her segment there. Ground truth comes from the
-corpus transcript JSON (speaker turns with start/end).
+The opening of dev08 (hiring debrief, 29.5 s) has two voices, bf_emma and am_fenrir, both new
+to the store. We name bf_emma "Nick" from one of her segments; the opening of dev04 (the
+half-year budget review, 15.9 s) is a later conversation where bf_emma opens with "...we're
+about six percent over budget...", so the search for "budget" said by Nick must find her
+segment there. Both are excerpts in tests/data; ground truth comes from their transcript JSON
+(speaker turns with start/end).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -21,12 +20,11 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.server.tests_support import serve_subprocess
+from tests.testdata import dev_conversation, reference_speaker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.models, pytest.mark.slow]
 
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "dev"
-CONVERSATIONS = CORPUS / "conversations"
-FIRST, LATER, VOICE = "dev08", "dev04", "bf_emma"
+FIRST, LATER, VOICE = "dev08-start", "dev04-start", "bf_emma"
 
 
 @pytest.fixture
@@ -36,17 +34,9 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str | None]]:
-    if not (CONVERSATIONS / f"{FIRST}.wav").exists():
-        pytest.skip(f"the evaluation corpus is not at {CORPUS.resolve()}")
+    conversations = dev_conversation(FIRST).parent
     yield from serve_subprocess(tmp_path_factory.mktemp("scenario"), token="scenario-token",
-                                SPEAKER_MEMORY_ALLOWED_ROOTS=str(CONVERSATIONS.resolve()))
-
-
-def truth_speaker(conversation: str, start: float, end: float) -> str | None:
-    """The reference voice that speaks at the segment's midpoint."""
-    turns = json.loads((CONVERSATIONS / f"{conversation}.json").read_text())["turns"]
-    middle = (start + end) / 2
-    return next((t["speaker"] for t in turns if t["start"] <= middle <= t["end"]), None)
+                                SPEAKER_MEMORY_ALLOWED_ROOTS=str(conversations))
 
 
 async def ok(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
@@ -71,7 +61,7 @@ async def test_name_a_voice_once_and_find_it_everywhere(
         Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
     ):
         # 1. A conversation with two voices the store has never heard.
-        result = await client.call_tool("process_audio", {"path": f"{FIRST}.wav"},
+        result = await client.call_tool("process_audio", {"path": dev_conversation(FIRST).name},
                                         progress_callback=on_progress)
         assert not result.is_error, result.content
         first = result.structured_content
@@ -81,7 +71,7 @@ async def test_name_a_voice_once_and_find_it_everywhere(
 
         segments = (await ok(client, "get_conversation",
                              conversation_id=first["conversation_id"]))["segments"]
-        hers = [s for s in segments if truth_speaker(FIRST, s["start"], s["end"]) == VOICE]
+        hers = [s for s in segments if reference_speaker(FIRST, s["start"], s["end"]) == VOICE]
         chosen = max(hers, key=lambda s: len(s["text"]))
         unknown = chosen["speaker"]
         assert unknown["kind"] == "unknown"
@@ -102,7 +92,7 @@ async def test_name_a_voice_once_and_find_it_everywhere(
             1 for v in before.values() if v == unknown["id"])
 
         # 3. A later conversation where the same voice speaks: it comes back named.
-        later = await ok(client, "process_audio", path=f"{LATER}.wav")
+        later = await ok(client, "process_audio", path=dev_conversation(LATER).name)
         assert later["status"] == "done", later
         assert "Nick" in [s["speaker"]["label"] for s in later["speakers"]]
 
@@ -114,7 +104,7 @@ async def test_name_a_voice_once_and_find_it_everywhere(
         segment = budget[0]["segment"]
         assert segment["conversation_id"] == later["conversation_id"]
         assert segment["speaker"]["label"] == "Nick"
-        assert truth_speaker(LATER, segment["start"], segment["end"]) == VOICE
+        assert reference_speaker(LATER, segment["start"], segment["end"]) == VOICE
 
         # 5. Undo: the voice is unknown again, under its old label.
         undone = await ok(client, "undo_identity_change")

@@ -20,6 +20,7 @@ from inference.types import LocalSpeaker, PipelineResult, PipelineSegment, Turn,
 from memory.types import CAMPPLUS_MODEL_ID, GE2E_MODEL_ID, TELEPHONE_CHANNEL, with_channel
 from tests.memory.fakes import Voices
 from tests.memory.state import rows
+from tests.testdata import DATA
 from tests.tools.fake_pipeline import FakePipeline
 from tests.tools.fake_pipeline import Turn as ScriptTurn
 from tools import identity, processing, rebuild
@@ -27,7 +28,6 @@ from tools.context import App
 from tools.inputs import audio_from_path, local_audio
 from tools.settings import Settings
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 TELEPHONE = with_channel(CAMPPLUS_MODEL_ID, TELEPHONE_CHANNEL)
 READERS = {"ls_3080": "ann", "ls_2033": "bob"}
 
