@@ -27,7 +27,7 @@ from inference.pipeline import Pipeline
 from inference.types import Audio, EmotionResult, Turn
 from memory.errors import EmptyAudio, NoSpeech, NotAudio
 from memory.types import TELEPHONE_CHANNEL, EnrolledVoice, SpeakerInfo, with_channel
-from tests.testdata import enrollment_clip
+from tests.testdata import DATA, enrollment_clip
 
 CONVERSATION = [
     segment("good morning everyone shall we start", 0.5),  # A, 0.5-3.4
@@ -457,14 +457,13 @@ def test_real_models_count_the_voices_of_an_enrollment_clip() -> None:
     from inference.segmentation import SegmentationModel
     from inference.vad import SileroVAD
 
-    data = Path(__file__).resolve().parents[1] / "data"
     embedder = CamppEmbedder(device="cpu")
     pipeline = Pipeline(backends=Backends(
         vad=SileroVAD(), transcriber=ScriptedTranscriber([]),
         diarizer=NeuralDiarizer(SegmentationModel(device="cpu"), embedder),
         voice_embedder=embedder, text_embedder=None,
     ))
-    one = pipeline.embed_voice(data / "ls_3080_enroll.wav").voice_seconds
+    one = pipeline.embed_voice(enrollment_clip("ls_3080")).voice_seconds
     assert len(one) == 1 and one[0] > 8.0
-    call = pipeline.embed_voice(data / "sample_call.wav").voice_seconds
+    call = pipeline.embed_voice(DATA / "sample_call.wav").voice_seconds
     assert len(call) == 2 and min(call) > 0.3 * sum(call)

@@ -20,10 +20,10 @@ import pytest
 
 from server.after_restart import INTERRUPTED
 from tests.server.tests_support import running_server, serve_subprocess
+from tests.testdata import DATA
 
 pytestmark = pytest.mark.models
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 PROTOCOL = "2025-11-25"
 CALL_ID = 2
 
