@@ -170,6 +170,7 @@ def run_mcp(args: argparse.Namespace, settings: Settings) -> int:
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from server.connections import with_deadline
     from server.http import create_http_app
     from server.security import UnsafeBind, check_bind
 
@@ -185,7 +186,8 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"speaker-memory: MCP at http://{_url_host(settings.host)}:{settings.port}/mcp "
               f"(data in {settings.data_dir.resolve()})", file=sys.stderr)
         uvicorn.run(http_app, host=settings.host, port=settings.port,
-                    log_level=settings.log_level.lower(), lifespan="on")
+                    log_level=settings.log_level.lower(), lifespan="on",
+                    http=with_deadline(settings.header_timeout_seconds))
     return 0
 
 

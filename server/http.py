@@ -19,6 +19,7 @@ from server.resumable import ResumableEndpoint, ResumableSessionManager
 from server.security import AccessGuard, allowed_host_names, check_bind, transport_security
 from tools import rebuild
 from tools.context import App
+from tools.inputs import base64_audio_cap
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,16 @@ def create_http_app(app: App) -> Starlette:
     check_bind(settings.host, settings.token)
     host_names = allowed_host_names(settings.host, settings.allowed_hosts)
     mcp = build_server(app)
-    # base64 audio travels inside JSON-RPC bodies: let them be as large as the upload cap allows.
-    body_cap = max(MIN_MCP_BODY, settings.max_upload_bytes * 4 // 3 + (1 << 16))
+    # base64 audio travels inside JSON-RPC bodies: room for it, and no more (the SDK parses a
+    # body whole, on the event loop).
+    body_cap = max(MIN_MCP_BODY, base64_audio_cap(settings) * 4 // 3 + (1 << 16))
     events = EventLog(settings.event_store_path, max_events=settings.event_store_max_events,
                       max_age_seconds=settings.event_store_max_age_seconds)
     session_manager = ResumableSessionManager(
         mcp.protocol_server, events,
         security_settings=transport_security(host_names, settings.allowed_origins),
         max_request_body_size=body_cap,
+        session_idle_timeout=settings.session_idle_seconds,
     )
 
     async def healthz(request: Request) -> Response:

@@ -14,6 +14,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Message
 
 from memory.errors import (
     AudioError,
@@ -292,32 +293,42 @@ async def _body(request: Request, allow_empty: bool = False) -> dict[str, Any]:
 
 
 async def _capped_body(request: Request, cap: int) -> bytes:
-    """The request body, read no further than `cap` bytes (InputTooLarge beyond): a declared
-    length is checked first, and a chunked body is cut off as soon as it passes the cap."""
+    """The request body, read no further than `cap` bytes (InputTooLarge beyond)."""
     too_large = InputTooLarge(f"the JSON body is over the {cap:,}-byte limit; these calls take "
                               "a few fields, and audio goes to the upload endpoints.")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > cap:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > cap:
-            raise too_large
-    return bytes(body)
+    return await _capped(request, cap, too_large).body()
 
 
 async def _form(request: Request, app: App) -> Any:
     cap = app.settings.max_upload_bytes
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > cap + MULTIPART_OVERHEAD:
-        raise InputTooLarge(
-            f"the upload is {int(length):,} bytes, over the {cap:,}-byte limit "
-            "(SPEAKER_MEMORY_MAX_UPLOAD_BYTES)."
-        )
+    too_large = InputTooLarge(
+        f"the upload is over the {cap:,}-byte limit (SPEAKER_MEMORY_MAX_UPLOAD_BYTES); put the "
+        "file into the data inbox and process it by path instead.")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInput("send the audio as multipart/form-data with a 'file' field.")
-    return await request.form(max_files=1, max_fields=20)
+    return await _capped(request, cap + MULTIPART_OVERHEAD, too_large).form(
+        max_files=1, max_fields=20)
+
+
+def _capped(request: Request, cap: int, too_large: InputTooLarge) -> Request:
+    """The request, reading no more than `cap` bytes of body. A declared length over the cap
+    is refused before anything is read; a chunked body (no declared length) is cut off as soon
+    as it passes the cap, so at most `cap` bytes ever reach memory or a spool file."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > cap:
+        raise too_large
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > cap:
+                raise too_large
+        return message
+
+    return Request(request.scope, receive)
 
 
 async def _upload(form: Any, app: App) -> AudioFile:

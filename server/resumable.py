@@ -65,10 +65,12 @@ class ResumableSessionManager(StreamableHTTPSessionManager):
     def __init__(
         self, app: Server[Any], events: EventLog, *,
         security_settings: TransportSecuritySettings, max_request_body_size: int,
+        session_idle_timeout: float,
     ) -> None:
         super().__init__(
             app, security_settings=security_settings, retry_interval=RETRY_MILLISECONDS,
             max_request_body_size=max_request_body_size,
+            session_idle_timeout=session_idle_timeout,
         )
         self.events = events
 

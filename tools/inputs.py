@@ -16,6 +16,7 @@ from inference.audio import sha256 as file_sha256
 from memory.errors import InputTooLarge, InvalidInput, PathNotAllowed
 from memory.types import MAX_ID
 from tools.context import App
+from tools.settings import Settings
 
 SpeakerArg = int | str
 """A speaker id, name (case-insensitive) or 'Unknown N' label."""
@@ -110,14 +111,25 @@ def audio_from_path(app: App, raw: str) -> AudioFile:
                      recorded_at=_mtime(path))
 
 
+MAX_BASE64_AUDIO_BYTES = 32 * 1024 * 1024
+"""Audio sent inside a JSON-RPC call is parsed whole, in memory, several times over (a 400 MB
+argument cost 3.9 GB): base64 is for clips and short recordings; larger files go by path or
+as a REST upload, which stream to disk."""
+
+
+def base64_audio_cap(settings: Settings) -> int:
+    """Bytes of audio one audio_base64 argument may carry."""
+    return min(settings.max_upload_bytes, MAX_BASE64_AUDIO_BYTES)
+
+
 def audio_from_base64(app: App, data: str, filename: str | None) -> AudioFile:
-    cap = app.settings.max_upload_bytes
+    cap = base64_audio_cap(app.settings)
     # 4 base64 characters carry 3 bytes: refuse before decoding anything large.
     if len(data) * 3 // 4 > cap + 3:
         raise InputTooLarge(
             f"audio_base64 decodes to about {len(data) * 3 // 4:,} bytes, over the "
-            f"{cap:,}-byte limit (SPEAKER_MEMORY_MAX_UPLOAD_BYTES); put the file into "
-            f"{app.allowed_roots[0]} and pass its path instead."
+            f"{cap:,}-byte limit for audio inside a call; put the file into "
+            f"{app.allowed_roots[0]} and pass its path, or upload it to /api/v1/conversations."
         )
     try:
         content = base64.b64decode("".join(data.split()), validate=True)

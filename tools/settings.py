@@ -89,6 +89,14 @@ class Settings(BaseSettings):
         24 * 3600, gt=0, description="Streamable HTTP events older than this are dropped: a "
         "client that reconnects later re-reads the result with get_processing_status.",
     )
+    header_timeout_seconds: float = Field(
+        30, gt=0, description="An HTTP connection that has not sent a request's headers within "
+        "this long is closed (idle and half-open connections would otherwise be held for ever).",
+    )
+    session_idle_seconds: float = Field(
+        30 * 60, gt=0, description="An MCP HTTP session with no request for this long is "
+        "closed; its client starts a new one.",
+    )
     conformance_tools: bool = Field(
         False, description="Adds test_reconnection, the tool the official MCP conformance suite "
         "calls to check that a dropped stream resumes. For testing only.",

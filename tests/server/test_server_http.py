@@ -11,6 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.http import create_http_app
+from server.rest import MULTIPART_OVERHEAD
 from server.security import MIN_TOKEN_LENGTH, UnsafeBind, check_bind, is_loopback
 from tests.tools.fake_pipeline import FakePipeline, Turn
 from tools.context import App
@@ -246,3 +247,59 @@ def test_rest_refuses_ids_and_bodies_out_of_range(client: TestClient) -> None:
                                if "transfer-encoding" in headers else huge, headers=headers)
         assert response.status_code == 413, response.text
         assert "limit" in response.json()["error"]
+
+
+def test_a_chunked_upload_is_cut_off_at_the_cap(client: TestClient, app: App) -> None:
+    # No declared length: the body used to be spooled in full (2 GiB) before the 413.
+    cap = app.settings.max_upload_bytes
+    boundary = "cut"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"big.wav\"\r\nContent-Type: audio/wav\r\n\r\n").encode()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        for _ in range(2 * (cap + MULTIPART_OVERHEAD) // 16384):
+            yield b"\0" * 16384
+
+    response = client.post("/api/v1/conversations", content=body(),
+                           headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+    assert not list(app.settings.audio_dir.glob("*")), "nothing of it is kept"
+
+
+def test_the_body_reader_stops_pulling_once_past_the_cap() -> None:
+    import anyio
+    from starlette.requests import Request
+
+    from memory.errors import InputTooLarge
+    from server.rest import _capped
+
+    pulled = 0
+
+    async def receive() -> dict[str, object]:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"x" * 16384, "more_body": pulled < 100}
+
+    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+
+    async def read() -> None:
+        with pytest.raises(InputTooLarge):
+            await _capped(request, 65536, InputTooLarge("too large")).body()
+
+    anyio.run(read)
+    assert pulled == 5  # 4 x 16 KiB fit; the 5th passes the cap and nothing more is read
+
+
+def test_mcp_bodies_are_capped_at_what_base64_audio_needs(app: App) -> None:
+    # The cap used to follow the 512 MB upload limit: a 400 MB argument cost 3.9 GB.
+    from tools.inputs import MAX_BASE64_AUDIO_BYTES
+
+    app.settings.max_upload_bytes = 512 * 1024 * 1024
+    with TestClient(create_http_app(app), base_url=BASE) as client:
+        def body() -> Iterator[bytes]:
+            for _ in range(2 * MAX_BASE64_AUDIO_BYTES // (1 << 20)):
+                yield b" " * (1 << 20)
+
+        response = client.post("/mcp", content=body(), headers=MCP_HEADERS)
+        assert response.status_code == 413

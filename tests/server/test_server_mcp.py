@@ -269,7 +269,7 @@ async def test_base64_audio_and_its_size_cap(app: App, fake: FakePipeline, tmp_p
         assert out["status"] == "done" and out["unknown_speakers"] == 2
         huge = base64.b64encode(b"\0" * (app.settings.max_upload_bytes + 10)).decode()
         message = await fails(client, "process_audio", audio_base64=huge, filename="x.wav")
-        assert "limit" in message and "SPEAKER_MEMORY_MAX_UPLOAD_BYTES" in message
+        assert "limit for audio inside a call" in message and "/api/v1/conversations" in message
         assert "not valid base64" in await fails(client, "process_audio",
                                                  audio_base64="@@@not base64@@@")
         assert "exactly one" in await fails(client, "process_audio")
