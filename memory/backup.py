@@ -28,6 +28,8 @@ TABLES = (
 BOOKKEEPING_KEYS = ("text_index_generation", "write_generation")
 NOT_BOOKKEEPING = "key NOT IN (" + ", ".join(f"'{k}'" for k in BOOKKEEPING_KEYS) + ")"
 """meta rows that count writes for in-RAM caches: process state, not data."""
+EXPORT_BATCH = 256
+"""Rows read at a time while exporting (a text-vector row is ~3.5 KB once encoded)."""
 CONTENT_TABLES = ("speaker", "conversation", "segment", "voiceprint", "identity_event")
 
 
@@ -48,22 +50,34 @@ def _columns(tx: Tx, table: str) -> list[str]:
 
 
 def export(tx: Tx, path: Path, schema_version: int) -> None:
-    tables: dict[str, Any] = {}
-    for table in TABLES:
-        columns = _columns(tx, table)
-        order = "name" if table == "sqlite_sequence" else ("key" if table == "meta" else "rowid")
-        if table in ("voice_model", "text_model"):
-            order = "model_id"
-        quoted = ", ".join(f'"{c}"' for c in columns)
-        where = f" WHERE {NOT_BOOKKEEPING}" if table == "meta" else ""
-        if table == "sqlite_sequence":  # ours only, not the vec0 index's shadow tables
-            where = " WHERE name IN (" + ", ".join(f"'{t}'" for t in TABLES) + ")"
-        rows = tx.all(f"SELECT {quoted} FROM {table}{where} ORDER BY {order}")
-        tables[table] = {"columns": columns, "rows": [[_encode(v) for v in r] for r in rows]}
-    document = {"format": FORMAT, "schema_version": schema_version, "tables": tables}
+    """Write the backup document row by row: memory stays that of a batch of rows, not of the
+    store (building the document first took 4.6x the store's size)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+    with tmp.open("w", encoding="utf-8") as out:
+        out.write(f'{{"format":{json.dumps(FORMAT)},"schema_version":{schema_version},'
+                  '"tables":{')
+        for t, table in enumerate(TABLES):
+            columns = _columns(tx, table)
+            out.write(("," if t else "") + f'{json.dumps(table)}:{{"columns":'
+                      f'{json.dumps(columns, separators=(",", ":"))},"rows":[')
+            for r, row in enumerate(tx.each(_select_all(table, columns), batch=EXPORT_BATCH)):
+                out.write(("," if r else "")
+                          + json.dumps([_encode(v) for v in row], separators=(",", ":")))
+            out.write("]}")
+        out.write("}}")
     tmp.replace(path)
+
+
+def _select_all(table: str, columns: list[str]) -> str:
+    """Every exported row of `table`, in a stable order."""
+    order = "name" if table == "sqlite_sequence" else ("key" if table == "meta" else "rowid")
+    if table in ("voice_model", "text_model"):
+        order = "model_id"
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    where = f" WHERE {NOT_BOOKKEEPING}" if table == "meta" else ""
+    if table == "sqlite_sequence":  # ours only, not the vec0 index's shadow tables
+        where = " WHERE name IN (" + ", ".join(f"'{t}'" for t in TABLES) + ")"
+    return f"SELECT {quoted} FROM {table}{where} ORDER BY {order}"
 
 
 def read(path: Path, schema_version: int) -> dict[str, Any]:

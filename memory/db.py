@@ -71,6 +71,12 @@ class Tx:
         row: tuple[Any, ...] | None = self._raw.execute(sql, tuple(params)).fetchone()
         return row
 
+    def each(self, sql: str, params: Params = (), batch: int = 1000) -> Iterator[tuple[Any, ...]]:
+        """The rows one at a time, fetched `batch` at a time: for reads too large to hold."""
+        cursor = self._raw.execute(sql, tuple(params))
+        while rows := cursor.fetchmany(batch):
+            yield from rows
+
     def scalar(self, sql: str, params: Params = ()) -> Any:
         row = self._raw.execute(sql, tuple(params)).fetchone()
         return None if row is None else row[0]
