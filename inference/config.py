@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 DiarizerName = Literal["neural", "builtin", "pyannote"]
 VoiceEmbedderName = Literal["campplus", "resemblyzer", "pyannote"]
@@ -36,21 +36,3 @@ class PipelineConfig:
     """CTranslate2 threads on CPU; 0 = its default."""
     torch_threads: int = 0
     """torch threads for the models beside ASR (on CPU); 0 = half the cores."""
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> PipelineConfig:
-        """Build from tools.settings.Settings (read by attribute name; no import of tools)."""
-        return cls(
-            whisper_model=settings.whisper_model,
-            language=settings.language,
-            device=settings.device,
-            compute_type=settings.compute_type,
-            diarizer=settings.diarizer,
-            voice_embedder=settings.voice_embedder,
-            emotion=settings.emotion,
-            hf_token=settings.hf_token,
-            models_dir=Path(settings.models_dir),
-            weights_dir=None if settings.weights_dir is None else Path(settings.weights_dir),
-            max_audio_seconds=float(settings.max_audio_seconds),
-            match_margin=settings.match_margin,
-        )

@@ -137,7 +137,7 @@ def _backends_missing(settings: Settings) -> bool:
     """True (after saying why on stderr) when a configured optional backend or a default
     model file is not installed."""
     from memory.errors import MissingExtra, ModelUnavailable
-    from tools.pipeline_config import check_optional_backends
+    from tools.pipeline import check_optional_backends
 
     try:
         check_optional_backends(settings)

@@ -6,63 +6,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from inference.types import EnrollmentVoice, PipelineResult, Vector
 from memory.api import SpeakerMemory
-from memory.types import EnrolledVoice, IngestResult
+from memory.types import IngestResult
 from tools.joblog import capture_job_warnings, running_job
+from tools.pipeline import PipelineLike, build_pipeline
 from tools.settings import Settings
 
 log = logging.getLogger(__name__)
-
-ProgressFn = Callable[[float, str], None]
-"""(fraction 0..1 of the whole job, stage) — inference.pipeline.Progress."""
-
-
-class PipelineLike(Protocol):
-    """What tools need from inference.pipeline.Pipeline (a fake implements it in tests)."""
-
-    @property
-    def voice_model_id(self) -> str: ...
-
-    @property
-    def text_model_id(self) -> str | None:
-        """None when no text embedding model is available (semantic search is then off)."""
-        ...
-
-    def run(
-        self,
-        audio_or_path: Path,
-        *,
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
-        language: str | None = None,
-        enrolled: Sequence[EnrolledVoice] = (),
-        progress: ProgressFn | None = None,
-    ) -> PipelineResult: ...
-
-    def embed_voice(self, audio_or_path: Path) -> EnrollmentVoice:
-        """L2-normalised vectors (per channel), voice model id, seconds of speech of a
-        one-voice clip."""
-        ...
-
-    def embed_text(self, texts: Sequence[str]) -> list[Vector]: ...
-
-    def embed_voice_segments(
-        self, path: Path, spans: Sequence[tuple[float, float]]
-    ) -> EnrollmentVoice:
-        """One voice's vectors from these (start, end) seconds of a stored recording, as
-        embed_voice gives them for a clip: labelled with the telephone channel when the speech
-        came through one. Raises NoSpeech when the spans hold too little speech."""
-        ...
-
 
 JobKey = int | str
 """A processing job's conversation id, or the name of a job over the whole store."""
@@ -206,7 +163,7 @@ class App:
         if self._pipeline is None:
             with self._pipeline_lock:
                 if self._pipeline is None:
-                    factory = self._pipeline_factory or default_pipeline_factory
+                    factory = self._pipeline_factory or build_pipeline
                     self._pipeline = factory(self.settings)
         return self._pipeline
 
@@ -219,10 +176,3 @@ class App:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def default_pipeline_factory(settings: Settings) -> PipelineLike:
-    # Imported here: inference pulls in torch and friends, which only processing needs.
-    from tools.pipeline_config import build_pipeline
-
-    return build_pipeline(settings)

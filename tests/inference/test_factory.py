@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -49,27 +48,6 @@ def test_torch_gets_the_cores_asr_leaves(tmp_path: Path, torch_threads: int) -> 
 
     build_backends(PipelineConfig(models_dir=tmp_path, device="cpu", torch_threads=3))
     assert torch.get_num_threads() == 3
-
-
-def test_config_from_settings_reads_the_settings_fields(tmp_path: Path) -> None:
-    settings = SimpleNamespace(
-        whisper_model="base", language="de", device="cpu", compute_type="int8",
-        diarizer="builtin", voice_embedder="resemblyzer", emotion=False, hf_token=None,
-        models_dir=tmp_path / "models", max_audio_seconds=60, match_margin=0.1,
-        weights_dir=None,
-    )
-    config = PipelineConfig.from_settings(settings)
-    assert (config.whisper_model, config.language, config.models_dir) == (
-        "base", "de", tmp_path / "models")
-    assert config.max_audio_seconds == 60.0 and config.match_margin == 0.1
-
-
-def test_the_real_settings_convert(tmp_path: Path) -> None:
-    settings_module = pytest.importorskip("tools.settings")
-    settings = settings_module.Settings(data_dir=tmp_path)
-    config = PipelineConfig.from_settings(settings)
-    assert config.models_dir == tmp_path / "models"
-    assert config.whisper_model == settings.whisper_model
 
 
 def test_one_shared_pipeline_per_configuration(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_base64_is_decoded_saved_once_and_capped(app: App) -> None:
     with pytest.raises(InvalidInput, match="not valid base64"):
         audio_from_base64(app, "%%%", None)
     too_big = base64.b64encode(b"\0" * (app.settings.max_upload_bytes + 100)).decode()
-    with pytest.raises(InputTooLarge, match="SPEAKER_MEMORY_MAX_UPLOAD_BYTES"):
+    with pytest.raises(InputTooLarge, match="limit for audio inside a call"):
         audio_from_base64(app, too_big, None)
     with pytest.raises(InputTooLarge):
         save_audio_bytes(app, b"\0" * (app.settings.max_upload_bytes + 1), "a.wav")
