@@ -61,12 +61,14 @@ log = logging.getLogger(__name__)
 
 SpeakerRef = int | str
 RRF_K = 60
-MAX_PAGE = 1000
+MAX_PAGE = 500
+"""Most items one call returns (conversations, segments, hits): the one page limit."""
 
 
 def _page(limit: int, offset: int) -> tuple[int, int]:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise InvalidOperation(f"limit must be between 1 and {MAX_PAGE}, got {limit!r}")
+        raise InvalidOperation(f"limit must be between 1 and {MAX_PAGE}, got {limit!r}; page "
+                               "through more with offset")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise InvalidOperation(f"offset must be 0 or more, got {offset!r}")
     return limit, offset

@@ -42,6 +42,7 @@ from mcp_types import (
 )
 from pydantic import Field, ValidationError
 
+from memory.api import MAX_PAGE
 from memory.errors import NotFoundError, SpeakerMemoryError
 from memory.types import MAX_ID
 from server.client_log import ClientLogLevels, as_level, session_of
@@ -114,7 +115,7 @@ Speaker = Annotated[
     RowId | str, Field(description="Speaker id, name (case-insensitive) or 'Unknown N' label.")
 ]
 Limit = Annotated[
-    int, Field(strict=True, ge=1, le=queries.MAX_LIMIT,
+    int, Field(strict=True, ge=1, le=MAX_PAGE,
                description="Maximum number of items to return.")
 ]
 Offset = Annotated[int, Field(strict=True, ge=0, le=MAX_ID,

@@ -27,15 +27,13 @@ from tools.models import (
 )
 from tools.processing import shown_status
 
-MAX_LIMIT = 500
-
 
 def list_conversations(
     app: App, limit: int = 20, offset: int = 0, speaker: SpeakerArg | None = None,
     since: datetime | None = None, until: datetime | None = None,
 ) -> ConversationList:
     page = app.memory.list_conversations(
-        limit=_limit(limit), offset=_offset(offset), speaker=_ref(speaker), since=since,
+        limit=limit, offset=offset, speaker=_ref(speaker), since=since,
         until=until,
     )
     return ConversationList(
@@ -58,7 +56,7 @@ def get_latest_segments(
     app: App, limit: int = 20, conversation_id: int | None = None
 ) -> SegmentList:
     # A wrong conversation id raises ConversationNotFound in memory.latest_segments.
-    segments = app.memory.latest_segments(limit=_limit(limit), conversation_id=conversation_id)
+    segments = app.memory.latest_segments(limit=limit, conversation_id=conversation_id)
     return SegmentList(segments=[segment_out(s) for s in segments])
 
 
@@ -76,7 +74,6 @@ def search_conversations(
     filters = SearchFilters(
         speaker_id=speaker_id, conversation_id=conversation_id, since=since, until=until
     )
-    limit = _limit(limit)
     text_model_id = app.pipeline.text_model_id if mode != "keyword" else None
     if mode == "semantic" and text_model_id is None:
         raise InvalidInput(
@@ -98,7 +95,7 @@ def search_conversations_by_speaker(
     app: App, speaker: SpeakerArg, limit: int = 20, offset: int = 0
 ) -> SpeakerConversations:
     info = app.memory.resolve_speaker(speaker_arg(speaker))
-    page = app.memory.conversations_by_speaker(info.id, limit=_limit(limit), offset=_offset(offset))
+    page = app.memory.conversations_by_speaker(info.id, limit=limit, offset=offset)
     return SpeakerConversations(
         speaker=speaker_ref(info), conversations=[summary_out(s) for s in page.items],
         total=page.total, limit=page.limit, offset=page.offset,
@@ -111,18 +108,6 @@ def list_speakers(app: App, kind: SpeakerKind | None = None) -> SpeakerList:
 
 def _ref(speaker: SpeakerArg | None) -> SpeakerArg | None:
     return None if speaker is None else speaker_arg(speaker)
-
-
-def _limit(limit: int) -> int:
-    if limit < 1:
-        raise InvalidInput(f"limit must be at least 1 (got {limit}).")
-    return min(limit, MAX_LIMIT)
-
-
-def _offset(offset: int) -> int:
-    if offset < 0:
-        raise InvalidInput(f"offset must be 0 or more (got {offset}).")
-    return offset
 
 
 def _shown(app: App, conversation: ConversationOut) -> ConversationOut:

@@ -43,6 +43,7 @@ from hypothesis.stateful import (
 )
 
 from memory import SpeakerMemory
+from memory.api import MAX_PAGE
 from memory.errors import SpeakerMemoryError
 from memory.types import IdentifyResult, IdentityChange, MatchConfig, RebuiltVoice
 from tests.memory.fakes import VOICE_MODEL, Vec, Voices, make_result, unit
@@ -372,7 +373,7 @@ class MemoryMachine(RuleBasedStateMachine):
         assert stored.keys() == self.content.keys(), "segments appeared or vanished"
         for sid, content in self.content.items():
             assert stored[sid] == content, f"segment {sid} changed its transcript"
-        assert len(self.memory.latest_segments(limit=1000)) == min(1000, len(self.content))
+        assert len(self.memory.latest_segments(limit=MAX_PAGE)) == min(MAX_PAGE, len(self.content))
 
     @invariant()
     def unknown_labels_are_stable_and_never_reused(self) -> None:

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memory import SpeakerMemory
+from memory.api import MAX_PAGE
 from memory.errors import (
     ConversationNotFound,
     InvalidOperation,
@@ -133,7 +134,7 @@ def test_search_errors(searchable: SpeakerMemory) -> None:
         searchable.search_keyword("budget", SearchFilters(conversation_id=42))
     with pytest.raises(InvalidOperation, match="'since' is after 'until'"):
         searchable.search_keyword("budget", SearchFilters(since=T0 + DAY, until=T0))
-    with pytest.raises(InvalidOperation, match="limit must be between 1 and 1000"):
+    with pytest.raises(InvalidOperation, match=f"limit must be between 1 and {MAX_PAGE}"):
         searchable.search_keyword("budget", limit=0)
     with pytest.raises(InvalidOperation, match="offset must be 0 or more"):
         searchable.search_keyword("budget", offset=-1)

@@ -303,3 +303,13 @@ def test_mcp_bodies_are_capped_at_what_base64_audio_needs(app: App) -> None:
 
         response = client.post("/mcp", content=body(), headers=MCP_HEADERS)
         assert response.status_code == 413
+
+
+def test_the_page_limit_is_one_limit_on_every_surface(client: TestClient) -> None:
+    # It was 500 in the MCP schema, clamped to 500 in tools and refused above 1000 in memory.
+    from memory.api import MAX_PAGE
+
+    assert client.get("/api/v1/conversations", params={"limit": MAX_PAGE}).status_code == 200
+    over = client.get("/api/v1/conversations", params={"limit": MAX_PAGE + 1})
+    assert over.status_code == 400
+    assert over.json()["error"].startswith(f"limit must be between 1 and {MAX_PAGE}")
