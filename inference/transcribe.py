@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from inference.device import choose_device
 from inference.protocols import VoiceActivityDetector
 from inference.types import Audio, SpeechRegion, Transcript, TranscriptSegment, Word
@@ -253,6 +256,26 @@ class WhisperTranscriber:
             if on_segment is not None:
                 on_segment(segment)
         return Transcript(segments=converted, language=info.language, model_id=self.model_id)
+
+
+class WhisperWindow:
+    """One Whisper pass over a live buffer (inference.streaming.WindowTranscriber): the whole
+    window, no VAD cut (the buffer is short and its end is still being spoken), the confirmed
+    text as prompt so that the pass continues it."""
+
+    def __init__(self, transcriber: WhisperTranscriber, language: str | None = None) -> None:
+        self.transcriber = transcriber
+        self.language = language
+
+    def transcribe_window(self, samples: npt.NDArray[np.float32], prompt: str) -> list[Word]:
+        if len(samples) == 0:
+            return []
+        segments, _ = self.transcriber.load().transcribe(
+            samples, language=self.language, beam_size=self.transcriber.options.beam_size,
+            word_timestamps=True, vad_filter=False, condition_on_previous_text=False,
+            initial_prompt=prompt or None,
+        )
+        return [word for segment in iter_segments(segments) for word in segment.words]
 
 
 def _reporting(

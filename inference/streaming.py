@@ -1,0 +1,202 @@
+"""Streaming transcription: audio arrives in chunks, words are confirmed as they settle.
+
+Whisper sees the whole of a growing buffer each time (it needs context to transcribe well) and
+its newest words change from one pass to the next. A word is confirmed when two successive
+passes agree on it and on every word before it (LocalAgreement-2, the policy of
+whisper_streaming, Macháček et al. 2023): what is confirmed is never taken back.
+
+The buffer is cut where confirmed speech ends a sentence (or, failing that, at the last
+confirmed word) once it grows past `trim_seconds`, so each pass stays short; `max_seconds`
+bounds it whatever the speech. Confirmed words are grouped into segments at sentence ends and
+at pauses: each closed segment is a `Final`; the words not yet confirmed are the `Partial`.
+
+This module knows no transport and no store: a live session (tools/) feeds it audio and turns
+its events into stored segments with speakers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.types import SAMPLE_RATE, Word
+
+SENTENCE_END = re.compile(r"[.?!…]$")
+
+
+class WindowTranscriber(Protocol):
+    """Words of a stretch of audio, times relative to its start (a Whisper pass)."""
+
+    def transcribe_window(self, samples: npt.NDArray[np.float32], prompt: str) -> list[Word]: ...
+
+
+@dataclass(frozen=True)
+class Partial:
+    """Words heard but not confirmed yet: they may still change."""
+
+    text: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Final:
+    """A confirmed segment: its words will not change."""
+
+    start: float
+    end: float
+    text: str
+    words: list[Word]
+
+
+StreamEvent = Partial | Final
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    min_step_seconds: float = 1.0
+    """New audio needed before another Whisper pass (each pass costs the whole buffer)."""
+    trim_seconds: float = 15.0
+    """Past this, the buffer is cut at the last confirmed sentence end."""
+    max_seconds: float = 30.0
+    """Whisper's window: past this, the buffer is cut at the last confirmed word, sentence or
+    not."""
+    pause_seconds: float = 1.0
+    """A silence this long between confirmed words closes a segment even without a full stop."""
+
+
+def _key(word: str) -> str:
+    """Words compare without case or punctuation: passes disagree on those more than on words."""
+    return re.sub(r"[^\w']", "", word.lower())
+
+
+@dataclass
+class LocalAgreement:
+    """Confirms the words on which two successive hypotheses agree (LocalAgreement-2)."""
+
+    confirmed_end: float = 0.0
+    """End time of the last confirmed word."""
+    _previous: list[Word] = field(default_factory=list)
+    _confirmed_tail: list[str] = field(default_factory=list)
+
+    def insert(self, hypothesis: Sequence[Word]) -> list[Word]:
+        """Take a pass's words (absolute times); return the words it newly confirms."""
+        fresh = [w for w in hypothesis if w.end > self.confirmed_end + 0.05]
+        fresh = self._without_repeated_tail(fresh)
+        agreed: list[Word] = []
+        for old, new in zip(self._previous, fresh, strict=False):
+            if _key(old.word) != _key(new.word) or not _key(new.word):
+                break
+            agreed.append(new)
+        self._previous = fresh[len(agreed):]
+        if agreed:
+            self.confirmed_end = agreed[-1].end
+            self._confirmed_tail = (self._confirmed_tail + [_key(w.word) for w in agreed])[-5:]
+        return agreed
+
+    @property
+    def pending(self) -> list[Word]:
+        """The newest pass's words that are not confirmed (what a Partial shows)."""
+        return list(self._previous)
+
+    def _without_repeated_tail(self, words: list[Word]) -> list[Word]:
+        """A pass over audio that starts before the last confirmed word may repeat the last
+        few confirmed words: drop the longest such repeat (up to 5 words) from its start."""
+        keys = [_key(w.word) for w in words]
+        for n in range(min(5, len(self._confirmed_tail), len(keys)), 0, -1):
+            if keys[:n] == self._confirmed_tail[-n:]:
+                return words[n:]
+        return words
+
+
+class StreamingTranscription:
+    """Audio in (any chunk size, 16 kHz mono float32), StreamEvents out."""
+
+    def __init__(self, transcriber: WindowTranscriber, config: StreamConfig | None = None) -> None:
+        self.transcriber = transcriber
+        self.config = config or StreamConfig()
+        self.agreement = LocalAgreement()
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._buffer_start = 0.0
+        """Stream time (seconds) of the buffer's first sample."""
+        self._unprocessed = 0
+        """Samples received since the last pass."""
+        self._open: list[Word] = []
+        """Confirmed words of the segment not closed yet."""
+        self._confirmed_text: list[str] = []
+
+    @property
+    def buffer_seconds(self) -> float:
+        return len(self._buffer) / SAMPLE_RATE
+
+    def feed(self, samples: npt.NDArray[np.float32]) -> list[StreamEvent]:
+        """Add audio; run a pass when enough new audio arrived. Returns the new events."""
+        self._buffer = np.concatenate([self._buffer, np.asarray(samples, dtype=np.float32)])
+        self._unprocessed += len(samples)
+        if self._unprocessed < self.config.min_step_seconds * SAMPLE_RATE:
+            return []
+        return self._pass()
+
+    def finish(self) -> list[StreamEvent]:
+        """The stream ended: a last pass, then everything still heard is confirmed."""
+        events = self._pass() if self._unprocessed else []
+        events += self._confirm(self.agreement.pending, final=True)
+        return events
+
+    # ------------------------------------------------------------------ internals
+    def _pass(self) -> list[StreamEvent]:
+        self._unprocessed = 0
+        prompt = " ".join(self._confirmed_text[-40:])
+        words = [Word(w.word, w.start + self._buffer_start, w.end + self._buffer_start,
+                      w.probability)
+                 for w in self.transcriber.transcribe_window(self._buffer, prompt)]
+        events = self._confirm(self.agreement.insert(words), final=False)
+        pending = self.agreement.pending
+        if pending:
+            events.append(Partial(" ".join(w.word for w in pending).strip(),
+                                  pending[0].start, pending[-1].end))
+        self._trim()
+        return events
+
+    def _confirm(self, words: Sequence[Word], final: bool) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        for word in words:
+            if self._open and word.start - self._open[-1].end >= self.config.pause_seconds:
+                events.append(self._close())
+            self._open.append(word)
+            self._confirmed_text.append(word.word.strip())
+            if SENTENCE_END.search(word.word.strip()):
+                events.append(self._close())
+        if final and self._open:
+            events.append(self._close())
+        return events
+
+    def _close(self) -> Final:
+        words, self._open = self._open, []
+        return Final(words[0].start, words[-1].end, " ".join(w.word.strip() for w in words),
+                     words)
+
+    def _trim(self) -> None:
+        """Cut the buffer at confirmed speech once it is long: at the last closed segment's end
+        past `trim_seconds`, at the last confirmed word past `max_seconds`."""
+        if self.buffer_seconds <= min(self.config.trim_seconds, self.config.max_seconds):
+            return
+        closed_end = self.agreement.confirmed_end if not self._open else self._open[0].start
+        cut = closed_end
+        if self.buffer_seconds > self.config.max_seconds:
+            cut = max(cut, self.agreement.confirmed_end)
+        drop = round((cut - self._buffer_start) * SAMPLE_RATE)
+        if drop <= 0:
+            if self.buffer_seconds > self.config.max_seconds:
+                # Nothing confirmed in a whole window (noise, or no speech): keep the newest.
+                drop = len(self._buffer) - int(self.config.max_seconds * SAMPLE_RATE)
+            else:
+                return
+        drop = min(drop, len(self._buffer))
+        self._buffer = self._buffer[drop:]
+        self._buffer_start += drop / SAMPLE_RATE
