@@ -198,12 +198,11 @@ def run_process(args: argparse.Namespace, settings: Settings) -> int:
         options = processing.ProcessOptions(title=args.title, num_speakers=args.num_speakers,
                                             language=args.language)
         started = processing.start_processing(app, audio, options)
-        if started.job is None:
-            print(f"already processed as conversation {started.conversation_id}",
-                  file=sys.stderr)
-        else:
+        if started.job is not None:
             _progress_bar(started.job)
-        summary = processing.summarise(app, started.conversation_id)
+        # A duplicate's summary says so itself (and claims no new voices).
+        summary = processing.summarise(app, started.conversation_id,
+                                       duplicate=started.job is None)
         print(summary.message, file=sys.stderr)
         if summary.status != "done":
             return 1

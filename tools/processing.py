@@ -15,6 +15,7 @@ from memory.errors import (
     InvalidInput,
     SpeakerMemoryError,
 )
+from memory.speakers import UNKNOWN_LABEL
 from memory.types import ConversationInfo, SegmentView
 from memory.wording import counted
 from tools.context import App, Job
@@ -209,7 +210,8 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
         for sid, n in counts.most_common()
     ]
     named = [f for f in found if f.speaker.kind == "enrolled"]
-    unknown = [f for f in found if f.speaker.kind == "unknown"]
+    # Listed by number, so the message reads in the order the labels were given.
+    unknown = sorted((f for f in found if f.speaker.kind == "unknown"), key=_unknown_number)
     if duplicate:
         lead = f"This audio was already processed as conversation {info.id} ('{info.title}'). "
     else:
@@ -233,6 +235,12 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
         duration=info.duration, speakers=found, named_speakers=len(named),
         unknown_speakers=len(unknown), message=lead + "; ".join(parts) + ".",
     )
+
+
+def _unknown_number(found: SpeakerFound) -> int:
+    """N of an 'Unknown N' label: 'Unknown 2' sorts before 'Unknown 10'."""
+    label = UNKNOWN_LABEL.match(found.speaker.label)
+    return int(label.group(1)) if label else 0
 
 
 def _shows_voice_better(segment: SegmentView, than: SegmentView) -> bool:

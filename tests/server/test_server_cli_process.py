@@ -1,0 +1,43 @@
+"""`speaker-memory process` as a user meets it: what it says on stderr, on the fake pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server import cli
+from tests.tools.fake_pipeline import FakePipeline, Turn
+from tools.context import App
+from tools.settings import Settings
+
+TURNS = [
+    Turn("ann", "Hello there, this is a test of the command line."),
+    Turn("ben", "And this is the answer to that test."),
+]
+
+
+@pytest.fixture
+def on_fake(monkeypatch: pytest.MonkeyPatch, fake: FakePipeline) -> Iterator[FakePipeline]:
+    """The CLI's App runs the fake pipeline."""
+    def app_with_fake(settings: Settings) -> App:
+        return App(settings, pipeline=fake)
+
+    monkeypatch.setattr(cli, "_app", app_with_fake)
+    yield fake
+
+
+def test_a_duplicate_says_so_once_and_nothing_contradicts_it(
+    tmp_path: Path, on_fake: FakePipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recording = on_fake.recording(tmp_path / "talk.wav", TURNS)
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert cli.main(["process", str(recording), *data]) == 0
+    assert "Processed conversation 1" in capsys.readouterr().err
+    assert cli.main(["process", str(recording), *data]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("already processed") == 1
+    assert "Processed conversation" not in captured.err
+    assert "Hello there" in captured.out  # the transcript is still printed
+    assert on_fake.runs == 1
