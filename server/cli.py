@@ -7,12 +7,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from memory.errors import SpeakerMemoryError
+from server.cli_progress import follow
 from tools.settings import Settings
 
 log = logging.getLogger("speaker_memory")
@@ -199,7 +199,7 @@ def run_process(args: argparse.Namespace, settings: Settings) -> int:
                                             language=args.language)
         started = processing.start_processing(app, audio, options)
         if started.job is not None:
-            _progress_bar(started.job)
+            follow(started.job, sys.stderr)
         # A duplicate's summary says so itself (and claims no new voices).
         summary = processing.summarise(app, started.conversation_id,
                                        duplicate=started.job is None)
@@ -227,11 +227,11 @@ def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     with _app(settings) as app:
         job = rebuild.start_rebuild(app)
         try:
-            _progress_bar(job)
+            follow(job, sys.stderr)
         except KeyboardInterrupt:
             job.cancel.set()
             print("stopping after the current speaker...", file=sys.stderr)
-            _progress_bar(job)
+            follow(job, sys.stderr)
         status = rebuild.rebuild_status(app)
         print(status.message)
     return {"done": 0, "cancelled": 130}.get(status.status, 1)
@@ -265,26 +265,6 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
         app.memory.import_json(args.backup)
     print(f"restored {args.backup} into {settings.db_path}", file=sys.stderr)
     return 0
-
-
-def _progress_bar(job: Any) -> None:
-    """A bar on stderr while the job runs (one line per stage when stderr is not a terminal)."""
-    tty = sys.stderr.isatty()
-    last_stage = None
-    while not job.done:
-        if tty:
-            filled = int(job.fraction * 30)
-            sys.stderr.write(f"\r[{'#' * filled}{' ' * (30 - filled)}] "
-                             f"{job.fraction:4.0%} {job.stage:<24}")
-            sys.stderr.flush()
-        elif job.stage != last_stage:
-            print(f"... {job.stage}", file=sys.stderr)
-        last_stage = job.stage
-        time.sleep(0.2)
-    if tty:
-        sys.stderr.write("\r" + " " * 64 + "\r")
-    elif job.stage != last_stage:
-        print(f"... {job.stage}", file=sys.stderr)
 
 
 def _url_host(host: str) -> str:

@@ -134,10 +134,9 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
             max_speakers=options.max_speakers,
             language=options.language,  # None: the pipeline uses settings.language
             enrolled=enrolled,
-            # The pipeline's 0..1 is most of the job; storing the result is the rest.
-            progress=lambda fraction, stage: job.report(0.95 * fraction, stage),
+            progress=lambda fraction, stage: _pipeline_progress(job, fraction, stage),
         )
-        job.report(0.97, "storing")
+        job.report(PIPELINE_SHARE, "storing")
         job.ingest = memory.ingest(conversation_id, result)
         job.report(1.0, "done")
     except Exception as exc:
@@ -152,6 +151,16 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
             memory.set_conversation_status(conversation_id, "failed", error=reason)
         except Exception:
             log.exception("could not mark conversation %d failed", conversation_id)
+
+
+PIPELINE_SHARE = 0.95
+"""The pipeline's part of a processing job; storing its result is the rest."""
+
+
+def _pipeline_progress(job: Job, fraction: float, stage: str) -> None:
+    # The pipeline's own end is not the job's ('storing' follows): the job says 'done' once.
+    if fraction < 1.0:
+        job.report(PIPELINE_SHARE * fraction, stage)
 
 
 def processing_status(app: App, conversation_id: int) -> ProcessingStatus:

@@ -41,3 +41,14 @@ def test_a_duplicate_says_so_once_and_nothing_contradicts_it(
     assert "Processed conversation" not in captured.err
     assert "Hello there" in captured.out  # the transcript is still printed
     assert on_fake.runs == 1
+
+
+def test_progress_on_a_pipe_goes_by_ten_percent_steps_to_100(
+    tmp_path: Path, on_fake: FakePipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recording = on_fake.recording(tmp_path / "talk.wav", TURNS)
+    assert cli.main(["process", str(recording), "--data-dir", str(tmp_path / "data")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("... ")]
+    percents = [int(line.split()[1].rstrip("%")) for line in lines]
+    assert percents == sorted(set(percents)) and all(p % 10 == 0 for p in percents)
+    assert lines[-1] == "... 100% done"

@@ -146,3 +146,11 @@ def test_unknown_voices_are_listed_by_their_number(app: App, fake: FakePipeline)
     message = processing.summarise(app, cid).message
     numbers = [int(n) for n in re.findall(r"Unknown (\d+)", message)]
     assert len(numbers) == 11 and numbers == sorted(numbers)
+
+
+def test_a_jobs_stages_go_forward_and_end_once_at_done(app: App, fake: FakePipeline) -> None:
+    cid = _run(app, fake.recording(app.settings.inbox_dir / "call.wav", TURNS))
+    job = app.jobs.get(cid)
+    assert job is not None and (job.fraction, job.stage) == (1.0, "done")
+    stages = [message for level, message in job.notes if level == "info"]
+    assert stages == ["loading models", "transcribing", "storing", "done"]
