@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from server import cli
 from tests.tools.fake_pipeline import FakePipeline, Turn
-from tools.context import App
-from tools.settings import Settings
 
 TURNS = [
     Turn("ann", "Hello there, this is a test of the command line."),
     Turn("ben", "And this is the answer to that test."),
 ]
-
-
-@pytest.fixture
-def on_fake(monkeypatch: pytest.MonkeyPatch, fake: FakePipeline) -> Iterator[FakePipeline]:
-    """The CLI's App runs the fake pipeline."""
-    def app_with_fake(settings: Settings) -> App:
-        return App(settings, pipeline=fake)
-
-    monkeypatch.setattr(cli, "_app", app_with_fake)
-    yield fake
 
 
 def test_a_duplicate_says_so_once_and_nothing_contradicts_it(
