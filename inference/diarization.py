@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -85,7 +86,10 @@ class WindowDiarizer:
         num_speakers: int | None = None,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
+        progress: Callable[[float], None] | None = None,
     ) -> Diarization:
+        """`progress` receives the share of the recording whose windows are embedded (the
+        bulk of the work) after each batch."""
         cfg = self.config
         clock = Clock()
         regions = [r for r in regions if r.end > r.start]
@@ -94,7 +98,7 @@ class WindowDiarizer:
             # Nothing long enough to tell voices apart: one speaker over all the speech.
             return self._single_speaker(audio, regions)
 
-        vectors = self._embed(audio, windows)
+        vectors = self._embed(audio, windows, progress)
         clock.lap("embedding")
         with one_blas_thread():
             labels = cluster_speakers(vectors, num_speakers, min_speakers, max_speakers,
@@ -117,12 +121,17 @@ class WindowDiarizer:
         return replace(_named(turns, windows, labels, vectors, self.embedder.model_id),
                        timings=clock.laps)
 
-    def _embed(self, audio: Audio, windows: list[_Window]) -> npt.NDArray[np.float32]:
+    def _embed(
+        self, audio: Audio, windows: list[_Window],
+        progress: Callable[[float], None] | None = None,
+    ) -> npt.NDArray[np.float32]:
         """Vectors of (at least one) windows, a batch at a time."""
         vectors: list[Vector] = []
         for first in range(0, len(windows), EMBED_BATCH):
-            vectors.extend(self.embedder.embed(
-                [audio.slice(w.start, w.end) for w in windows[first : first + EMBED_BATCH]]))
+            batch = windows[first : first + EMBED_BATCH]
+            vectors.extend(self.embedder.embed([audio.slice(w.start, w.end) for w in batch]))
+            if progress is not None and audio.duration > 0:
+                progress(min(1.0, batch[-1].end / audio.duration))
         return np.stack(vectors).astype(np.float32)
 
     # ------------------------------------------------------------------ frame labelling
@@ -205,6 +214,8 @@ class BuiltinDiarizer(WindowDiarizer):
     """Diarizer over any VoiceActivityDetector and VoiceEmbedder (silero + resemblyzer or
     CAM++): the VAD's speech regions are the regions."""
 
+    reports_progress = True
+
     def __init__(
         self,
         vad: VoiceActivityDetector,
@@ -220,9 +231,10 @@ class BuiltinDiarizer(WindowDiarizer):
         num_speakers: int | None = None,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
+        progress: Callable[[float], None] | None = None,
     ) -> Diarization:
         return self.diarize_regions(audio, self.vad.speech_regions(audio), num_speakers,
-                                    min_speakers, max_speakers)
+                                    min_speakers, max_speakers, progress)
 
 
 # ---------------------------------------------------------------------------- helpers

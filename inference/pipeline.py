@@ -37,7 +37,7 @@ from inference.channel import MAX_ANALYSIS_SECONDS, is_narrowband, telephone_ban
 from inference.config import PipelineConfig
 from inference.enrolled import ClusterMatch, match_clusters, merge_matched, speech_by_label
 from inference.factory import Backends, build_backends
-from inference.protocols import StreamingTranscriber
+from inference.protocols import ReportingDiarizer, StreamingTranscriber
 from inference.types import (
     SAMPLE_RATE,
     Audio,
@@ -58,6 +58,12 @@ from memory.types import TELEPHONE_CHANNEL, EnrolledVoice, MatchConfig, with_cha
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
+"""(fraction 0..1 of the run, stage)."""
+
+PREPARE_SHARE = 0.05
+"""Decoding and speech detection, before any audio is transcribed."""
+FINISH_SHARE = 0.05
+"""What follows ASR and diarization: aligning the last segments, emotions."""
 
 
 ENROLL_WINDOW_SECONDS = 3.0
@@ -125,11 +131,12 @@ class Pipeline:
         with _timed(timings, "decode"):
             audio = self._audio(audio_or_path)
 
-        report(0.05, "detecting speech")
+        report(PREPARE_SHARE / 2, "detecting speech")
         with _timed(timings, "vad"):
             regions = backends.vad.speech_regions(audio)
 
-        report(0.1, "transcribing and diarizing")
+        tracks = _Tracks(report, PREPARE_SHARE, 1.0 - FINISH_SHARE)
+        tracks.start()
         # ASR streams its segments into `pending`; once diarization is done, this thread aligns
         # and embeds them while ASR goes on, so little but ASR is left at the end.
         pending: queue.Queue[TranscriptSegment | None] = queue.Queue()
@@ -142,8 +149,10 @@ class Pipeline:
 
         def transcribe() -> Transcript:
             try:
-                return self._transcribe(audio, language or self.config.language, report,
-                                        timings, on_segment)
+                transcript = self._transcribe(audio, language or self.config.language,
+                                              tracks.transcribed, timings, on_segment)
+                tracks.transcribed(1.0)  # a transcriber that does not stream reports only here
+                return transcript
             finally:
                 pending.put(None)
 
@@ -156,8 +165,8 @@ class Pipeline:
                 # Load the text model while the CPU-heavy stages run (once per process).
                 pool.submit(contextvars.copy_context().run, _warm_up_text, backends)
             try:
-                diarization = self._diarize(audio, regions, num_speakers,
-                                                      min_speakers, max_speakers, timings)
+                diarization = self._diarize(audio, regions, num_speakers, min_speakers,
+                                            max_speakers, timings, tracks.diarized)
                 with _timed(timings, "match_enrolled"):
                     channels = label_channels(diarization, audio)
                     # Enrolled centroids are comparable only with vectors of the same model,
@@ -188,11 +197,11 @@ class Pipeline:
         if streamed != len(transcript.segments):  # a transcriber that does not stream
             segments = self._finish(transcript.segments, diarization, windows, audio, timings)
 
-        report(0.9, "finishing")
+        report(1.0 - FINISH_SHARE, "finishing")
         extend_to_turns(segments, diarization.exclusive_turns,
                         self._alignment.max_extend_seconds)
         if backends.emotion is not None:
-            report(0.95, "recognising emotion")
+            report(1.0 - FINISH_SHARE / 2, "recognising emotion")
             with _timed(timings, "emotion"):
                 self._attach_emotions(segments, audio)
 
@@ -226,18 +235,16 @@ class Pipeline:
         return source
 
     def _transcribe(
-        self, audio: Audio, language: str | None, report: Progress, timings: dict[str, float],
-        on_segment: Callable[[TranscriptSegment], None],
+        self, audio: Audio, language: str | None, progress: Callable[[float], None],
+        timings: dict[str, float], on_segment: Callable[[TranscriptSegment], None],
     ) -> Transcript:
+        """`progress` receives the share of the audio transcribed (streaming transcribers
+        report it as they go; the others are done at the end)."""
         transcriber = self.backends.transcriber
         with _timed(timings, "asr"):
             if isinstance(transcriber, StreamingTranscriber):
-                # ASR is most of the wall time: map its progress onto 10%..90%.
-                return transcriber.transcribe(
-                    audio, language,
-                    progress=lambda done: report(0.1 + 0.8 * done, "transcribing"),
-                    on_segment=on_segment,
-                )
+                return transcriber.transcribe(audio, language, progress=progress,
+                                              on_segment=on_segment)
             return transcriber.transcribe(audio, language)
 
     def _finish(
@@ -263,15 +270,24 @@ class Pipeline:
     def _diarize(
         self, audio: Audio, regions: list[SpeechRegion], num_speakers: int | None,
         min_speakers: int | None, max_speakers: int | None, timings: dict[str, float],
+        progress: Callable[[float], None],
     ) -> Diarization:
+        """`progress` receives the share of the audio diarized (as the diarizer goes when it
+        reports it, else at the end)."""
         model_id = self.backends.voice_embedder.model_id
+        diarizer = self.backends.diarizer
         if not regions:  # silence: nothing to diarize (and no model to wake up)
+            progress(1.0)
             return Diarization(turns=[], vectors={}, model_id=model_id)
         with _timed(timings, "diarize"):
-            diarization = self.backends.diarizer.diarize(
-                audio, num_speakers=num_speakers, min_speakers=min_speakers,
-                max_speakers=max_speakers,
-            )
+            if isinstance(diarizer, ReportingDiarizer):
+                diarization = diarizer.diarize(audio, num_speakers, min_speakers, max_speakers,
+                                               progress=progress)
+            else:
+                diarization = diarizer.diarize(audio, num_speakers=num_speakers,
+                                               min_speakers=min_speakers,
+                                               max_speakers=max_speakers)
+        progress(1.0)
         timings.update({f"diarize.{step}": s for step, s in diarization.timings.items()})
         return diarization
 
@@ -503,6 +519,36 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
 
 def _no_progress(fraction: float, stage: str) -> None:
     return None
+
+
+class _Tracks:
+    """ASR and diarization run side by side over the same audio: the run's fraction between
+    `low` and `high` is the share of the audio both have got through (each counts half), and
+    the stage names what is still running."""
+
+    def __init__(self, report: Progress, low: float, high: float) -> None:
+        self._report = report
+        self._low, self._high = low, high
+        self._done = {"transcribing": 0.0, "diarizing": 0.0}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._update("transcribing", 0.0)
+
+    def transcribed(self, share: float) -> None:
+        self._update("transcribing", share)
+
+    def diarized(self, share: float) -> None:
+        self._update("diarizing", share)
+
+    def _update(self, track: str, share: float) -> None:
+        with self._lock:
+            self._done[track] = max(self._done[track], min(1.0, share))
+            running = [name for name, done in self._done.items() if done < 1.0]
+            fraction = self._low + (self._high - self._low) * sum(self._done.values()) / 2
+            stage = " and ".join(running) or "finishing"
+            # Reported under the lock: two tracks' reports cannot overtake each other.
+            self._report(fraction, stage)
 
 
 def _monotonic(progress: Progress) -> Progress:

@@ -68,6 +68,23 @@ class Diarizer(Protocol):
     ) -> Diarization: ...
 
 
+@runtime_checkable
+class ReportingDiarizer(Protocol):
+    """A Diarizer that can also report how far it got: `progress` receives the share (0..1)
+    of the recording diarized so far (NeuralDiarizer, BuiltinDiarizer)."""
+
+    reports_progress: bool
+
+    def diarize(
+        self,
+        audio: Audio,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> Diarization: ...
+
+
 class TextEmbedder(Protocol):
     model_id: str
     dimension: int

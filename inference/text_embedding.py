@@ -48,7 +48,11 @@ class MiniLMTextEmbedder:
 
     def _create(self) -> Any:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        # transformers draws a "Loading weights" tqdm bar straight to stderr whatever the log
+        # level; the model is bundled (nothing downloads), so no bar of theirs is worth showing.
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         path = bundled_model_path()
         log.info("loading text embedder %s on %s", MODEL_ID, self._device)
         return SentenceTransformer(str(path), device=self._device, local_files_only=True)

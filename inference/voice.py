@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
+
+# resemblyzer imports webrtcvad, whose first line imports pkg_resources: setuptools then warns
+# on every run that pkg_resources is deprecated, which is webrtcvad's business, not the user's.
+# Only that warning, raised from that module, is dropped.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning,
+                        module="webrtcvad")
 
 MODEL_ID = "resemblyzer-ge2e-0.1.4"
 DIMENSION = 256

@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from memory.errors import SpeakerMemoryError
+from server.cli_commands import Command, add_commands
+from server.cli_progress import follow
 from tools.settings import Settings
 
 log = logging.getLogger("speaker_memory")
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=run_serve)
 
     process = sub.add_parser("process", parents=[common],
-                             help="process an audio file and print its transcript")
+                             help="process an audio file and print its transcript (process_audio)")
     process.add_argument("file", type=Path)
     process.add_argument("--title")
     process.add_argument("--num-speakers", type=int)
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     process.set_defaults(run=run_process)
 
     enroll = sub.add_parser("enroll", parents=[common],
-                            help="learn a voice from a clean clip of one person")
+                            help="learn a voice from a clean clip of one person (enroll_speaker)")
     enroll.add_argument("name")
     enroll.add_argument("file", type=Path)
     enroll.set_defaults(run=run_enroll)
@@ -91,12 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = sub.add_parser(
         "rebuild-profiles", parents=[common],
         help="give every speaker a profile of the current voice model from stored audio "
-        "(progress on stderr; Ctrl-C stops after the current speaker, run it again to continue)")
+        "(progress on stderr; Ctrl-C stops after the current speaker, run it again to continue; "
+        "rebuild_voice_profiles)")
     rebuild.set_defaults(run=run_rebuild)
-
-    speakers = sub.add_parser("speakers", parents=[common], help="list known speakers")
-    speakers.add_argument("--kind", choices=["enrolled", "unknown"])
-    speakers.set_defaults(run=run_speakers)
 
     export = sub.add_parser("export", parents=[common], help="back up the memory to JSON")
     export.add_argument("backup", type=Path)
@@ -106,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="restore a JSON backup into an empty memory")
     imp.add_argument("backup", type=Path)
     imp.set_defaults(run=run_import)
+
+    # The other MCP tools, one command each (server/cli_commands.py).
+    add_commands(sub, [common], run_tool_command)
     return parser
 
 
@@ -200,12 +201,11 @@ def run_process(args: argparse.Namespace, settings: Settings) -> int:
         options = processing.ProcessOptions(title=args.title, num_speakers=args.num_speakers,
                                             language=args.language)
         started = processing.start_processing(app, audio, options)
-        if started.job is None:
-            print(f"already processed as conversation {started.conversation_id}",
-                  file=sys.stderr)
-        else:
-            _progress_bar(started.job)
-        summary = processing.summarise(app, started.conversation_id)
+        if started.job is not None:
+            follow(started.job, sys.stderr)
+        # A duplicate's summary says so itself (and claims no new voices).
+        summary = processing.summarise(app, started.conversation_id,
+                                       duplicate=started.job is None)
         print(summary.message, file=sys.stderr)
         if summary.status != "done":
             return 1
@@ -230,26 +230,29 @@ def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     with _app(settings) as app:
         job = rebuild.start_rebuild(app)
         try:
-            _progress_bar(job)
+            follow(job, sys.stderr)
         except KeyboardInterrupt:
             job.cancel.set()
             print("stopping after the current speaker...", file=sys.stderr)
-            _progress_bar(job)
+            follow(job, sys.stderr)
         status = rebuild.rebuild_status(app)
         print(status.message)
     return {"done": 0, "cancelled": 130}.get(status.status, 1)
 
 
-def run_speakers(args: argparse.Namespace, settings: Settings) -> int:
-    from tools.queries import list_speakers
+def run_tool_command(args: argparse.Namespace, settings: Settings) -> int:
+    """A command of server/cli_commands.py: the tool's text, or its result with --json; a
+    refused call exits with 2 and the message the MCP tool gives."""
+    from tools.errors import explain
 
+    command: Command = args.tool_command
     with _app(settings) as app:
-        speakers = list_speakers(app, args.kind).speakers
-        if not speakers:
-            print("no speakers yet", file=sys.stderr)
-        for s in speakers:
-            print(f"{s.id:>5}  {s.label:<24} {s.kind:<9} {s.segment_count:>6} segments  "
-                  f"{s.conversation_count:>4} conversations  {s.speech_seconds:>8.1f} s")
+        try:
+            result = command.call(app, args)
+        except SpeakerMemoryError as exc:
+            print(f"error: {explain(app, exc)}", file=sys.stderr)
+            return 2
+    print(result.model_dump_json(indent=2) if args.json else command.text(result))
     return 0
 
 
@@ -268,26 +271,6 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
         app.memory.import_json(args.backup)
     print(f"restored {args.backup} into {settings.db_path}", file=sys.stderr)
     return 0
-
-
-def _progress_bar(job: Any) -> None:
-    """A bar on stderr while the job runs (one line per stage when stderr is not a terminal)."""
-    tty = sys.stderr.isatty()
-    last_stage = None
-    while not job.done:
-        if tty:
-            filled = int(job.fraction * 30)
-            sys.stderr.write(f"\r[{'#' * filled}{' ' * (30 - filled)}] "
-                             f"{job.fraction:4.0%} {job.stage:<24}")
-            sys.stderr.flush()
-        elif job.stage != last_stage:
-            print(f"... {job.stage}", file=sys.stderr)
-        last_stage = job.stage
-        time.sleep(0.2)
-    if tty:
-        sys.stderr.write("\r" + " " * 64 + "\r")
-    elif job.stage != last_stage:
-        print(f"... {job.stage}", file=sys.stderr)
 
 
 def _url_host(host: str) -> str:

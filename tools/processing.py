@@ -15,6 +15,7 @@ from memory.errors import (
     InvalidInput,
     SpeakerMemoryError,
 )
+from memory.speakers import UNKNOWN_LABEL
 from memory.types import ConversationInfo, SegmentView
 from memory.wording import counted
 from tools.context import App, Job
@@ -133,10 +134,9 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
             max_speakers=options.max_speakers,
             language=options.language,  # None: the pipeline uses settings.language
             enrolled=enrolled,
-            # The pipeline's 0..1 is most of the job; storing the result is the rest.
-            progress=lambda fraction, stage: job.report(0.95 * fraction, stage),
+            progress=lambda fraction, stage: _pipeline_progress(job, fraction, stage),
         )
-        job.report(0.97, "storing")
+        job.report(PIPELINE_SHARE, "storing")
         job.ingest = memory.ingest(conversation_id, result)
         job.report(1.0, "done")
     except Exception as exc:
@@ -151,6 +151,16 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
             memory.set_conversation_status(conversation_id, "failed", error=reason)
         except Exception:
             log.exception("could not mark conversation %d failed", conversation_id)
+
+
+PIPELINE_SHARE = 0.95
+"""The pipeline's part of a processing job; storing its result is the rest."""
+
+
+def _pipeline_progress(job: Job, fraction: float, stage: str) -> None:
+    # The pipeline's own end is not the job's ('storing' follows): the job says 'done' once.
+    if fraction < 1.0:
+        job.report(PIPELINE_SHARE * fraction, stage)
 
 
 def processing_status(app: App, conversation_id: int) -> ProcessingStatus:
@@ -209,7 +219,8 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
         for sid, n in counts.most_common()
     ]
     named = [f for f in found if f.speaker.kind == "enrolled"]
-    unknown = [f for f in found if f.speaker.kind == "unknown"]
+    # Listed by number, so the message reads in the order the labels were given.
+    unknown = sorted((f for f in found if f.speaker.kind == "unknown"), key=_unknown_number)
     if duplicate:
         lead = f"This audio was already processed as conversation {info.id} ('{info.title}'). "
     else:
@@ -233,6 +244,12 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
         duration=info.duration, speakers=found, named_speakers=len(named),
         unknown_speakers=len(unknown), message=lead + "; ".join(parts) + ".",
     )
+
+
+def _unknown_number(found: SpeakerFound) -> int:
+    """N of an 'Unknown N' label: 'Unknown 2' sorts before 'Unknown 10'."""
+    label = UNKNOWN_LABEL.match(found.speaker.label)
+    return int(label.group(1)) if label else 0
 
 
 def _shows_voice_better(segment: SegmentView, than: SegmentView) -> bool:

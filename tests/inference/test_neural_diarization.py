@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 from inference.audio import decode
-from inference.neural_diarization import NeuralDiarizationConfig, NeuralDiarizer
+from inference.neural_diarization import (
+    SEGMENTATION_SHARE,
+    NeuralDiarizationConfig,
+    NeuralDiarizer,
+)
 from inference.types import Audio
 from tests.testdata import DATA
 
@@ -99,6 +103,18 @@ def test_a_fixed_speaker_count_is_honoured() -> None:
     diarizer = NeuralDiarizer(segmenter, VoiceOfSamples(), NeuralDiarizationConfig(step=5.0))
     result = diarizer.diarize(scripted_audio(segmenter), num_speakers=1)
     assert {t.label for t in result.turns} == {"SPEAKER_00"}
+
+
+def test_progress_follows_the_windows_embedded_through_the_recording(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("inference.diarization.EMBED_BATCH", 8)  # several batches
+    segmenter = ScriptedSegmenter(60.0)
+    diarizer = NeuralDiarizer(segmenter, VoiceOfSamples(), NeuralDiarizationConfig(step=5.0))
+    shares: list[float] = []
+    diarizer.diarize(scripted_audio(segmenter), progress=shares.append)
+    assert shares[0] == SEGMENTATION_SHARE and shares == sorted(shares)
+    assert len(shares) > 5 and shares[-1] == pytest.approx(1.0, abs=0.05)
 
 
 def test_silence_gives_no_turns() -> None:

@@ -400,6 +400,50 @@ def test_streamed_segments_give_the_same_result_as_a_finished_transcript() -> No
     assert reports == sorted(reports) and reports[-1] == 1.0
 
 
+class DiarizerAfterASR(ScriptedDiarizer):
+    """Diarizes only once ASR is through the whole recording (the reports say so), then reports
+    half the recording diarized, then all of it."""
+
+    reports_progress = True
+
+    def __init__(self, reports: list[tuple[float, str]]) -> None:
+        super().__init__(TURNS, VOICES)
+        self.reports = reports
+
+    def diarize(self, audio: Audio, num_speakers: int | None = None,  # type: ignore[override]
+                min_speakers: int | None = None, max_speakers: int | None = None,
+                progress: Any = None) -> Any:
+        import time
+
+        deadline = time.monotonic() + 30
+        while not any(stage == "diarizing" for _, stage in self.reports):
+            assert time.monotonic() < deadline, f"ASR never finished: {self.reports}"
+            time.sleep(0.01)
+        progress(0.5)
+        result = super().diarize(audio, num_speakers, min_speakers, max_speakers)
+        progress(1.0)
+        return result
+
+
+def test_progress_counts_the_audio_both_asr_and_diarization_got_through() -> None:
+    reports: list[tuple[float, str]] = []
+    backends = Backends(vad=ScriptedVAD(),
+                        transcriber=StreamingScriptedTranscriber(CONVERSATION),
+                        diarizer=DiarizerAfterASR(reports),
+                        voice_embedder=CountingVoiceEmbedder(),
+                        text_embedder=WordHashTextEmbedder())
+    Pipeline(backends=backends).run(tone_audio(10.5), progress=lambda f, s: reports.append((f, s)))
+    shares = {stage: [f for f, s in reports if s == stage] for _, stage in reports}
+    # ASR through the whole recording counts for half of the middle 90%, not all of it.
+    assert shares["diarizing"] == pytest.approx([0.5, 0.725])
+    assert max(shares["transcribing and diarizing"]) < 0.5
+    fractions = [f for f, _ in reports]
+    assert fractions == sorted(fractions) and reports[-1] == (1.0, "done")
+    # The stage never goes back to one it left.
+    stages = [s for i, (_, s) in enumerate(reports) if i == 0 or reports[i - 1][1] != s]
+    assert len(stages) == len(set(stages)), stages
+
+
 def test_a_failing_diarizer_stops_the_transcription_and_raises() -> None:
     many = [segment(f"sentence number {i} here", i * 2.0) for i in range(30)]
     asr = StreamingScriptedTranscriber(many, pause=0.02)

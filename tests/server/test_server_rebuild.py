@@ -98,6 +98,6 @@ def test_the_command_line_reports_speakers_without_audio(
     captured = capsys.readouterr()
     assert captured.out.startswith("None of the 1 speakers without a campplus")
     assert "no stored audio left (Ann)" in captured.out
-    assert "... done" in captured.err
+    assert "... 100% done" in captured.err
     assert main(["rebuild-profiles", "--data-dir", str(tmp_path / "data")]) == 0
     assert "no stored audio left (Ann)" in capsys.readouterr().out  # still none: reported again

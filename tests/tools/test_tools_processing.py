@@ -135,3 +135,22 @@ def test_a_segment_clip_is_that_stretch_of_the_recording(app: App, fake: FakePip
     expected = decode(path).slice(segment.start - PAD_SECONDS, segment.end + PAD_SECONDS)
     assert len(pcm) == len(expected)
     assert np.allclose(pcm, expected, atol=1e-3)
+
+
+def test_unknown_voices_are_listed_by_their_number(app: App, fake: FakePipeline) -> None:
+    # Eleven new voices; the last one talks most, so by segment count it would come first,
+    # and by text 'Unknown 10' would come before 'Unknown 2'.
+    turns = [Turn(f"voice {n}", f"Sentence number {n} of the meeting.") for n in range(1, 12)]
+    turns += [Turn("voice 11", "And I have more to say than anyone.")] * 2
+    cid = _run(app, fake.recording(app.settings.inbox_dir / "crowd.wav", turns))
+    message = processing.summarise(app, cid).message
+    numbers = [int(n) for n in re.findall(r"Unknown (\d+)", message)]
+    assert len(numbers) == 11 and numbers == sorted(numbers)
+
+
+def test_a_jobs_stages_go_forward_and_end_once_at_done(app: App, fake: FakePipeline) -> None:
+    cid = _run(app, fake.recording(app.settings.inbox_dir / "call.wav", TURNS))
+    job = app.jobs.get(cid)
+    assert job is not None and (job.fraction, job.stage) == (1.0, "done")
+    stages = [message for level, message in job.notes if level == "info"]
+    assert stages == ["loading models", "transcribing", "storing", "done"]
