@@ -176,6 +176,17 @@ class SpeakerMemory:
                 conversations.get_conversation_row(ctx.tx, conversation_id)
             )
 
+    def retry_conversation(self, conversation_id: int, audio_path: str | None) -> ConversationInfo:
+        """Queue a failed or interrupted conversation again, made from the audio as given now
+        (a failed upload's stored copy may be gone; the retry brings the bytes again)."""
+        with self._write() as ctx:
+            conversations.set_status(ctx.tx, conversation_id, "queued", None)
+            ctx.tx.run("UPDATE conversation SET audio_path = ? WHERE id = ?",
+                       (audio_path, conversation_id))
+            return conversations.conversation_info(
+                conversations.get_conversation_row(ctx.tx, conversation_id)
+            )
+
     def update_conversation_title(self, conversation_id: int, title: str) -> ConversationInfo:
         with self._write() as ctx:
             conversations.get_conversation_row(ctx.tx, conversation_id)

@@ -185,6 +185,23 @@ class UploadWriter:
         self._partial.unlink(missing_ok=True)
 
 
+def discard_stored_copy(app: App, path: str | Path | None) -> bool:
+    """Delete `path` if it is a copy this server made of uploaded or base64 bytes (they are
+    kept directly in DATA_DIR/audio); returns whether a file was deleted. A file the user
+    pointed to by path lies elsewhere and is never touched, nor are the enrollment clips kept
+    in a folder below."""
+    if path is None:
+        return False
+    stored = Path(path)
+    if stored.parent.resolve() != app.settings.audio_dir.resolve():
+        return False
+    try:
+        stored.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def safe_filename(name: str) -> str:
     """The base name only, without characters that mean something to a shell or a path."""
     base = Path(name.replace("\\", "/")).name

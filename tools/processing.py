@@ -18,7 +18,7 @@ from memory.errors import (
 from memory.types import ConversationInfo, SegmentView
 from memory.wording import counted
 from tools.context import App, Job
-from tools.inputs import AudioFile
+from tools.inputs import AudioFile, discard_stored_copy
 from tools.models import (
     EXAMPLE_TEXT_CHARS,
     JobStatus,
@@ -59,7 +59,7 @@ def start_processing(app: App, audio: AudioFile, options: ProcessOptions) -> Sta
     _check_speaker_counts(options)
     existing = app.memory.find_conversation_by_sha256(audio.sha256)
     if existing is not None and _needs_a_run(app, existing):
-        app.memory.set_conversation_status(existing.id, "queued")
+        app.memory.retry_conversation(existing.id, str(audio.path))
         job = app.jobs.submit(existing.id, lambda job: _run_job(app, job, audio, options))
         return Started(existing.id, job)
     if existing is not None:
@@ -151,6 +151,10 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
             memory.set_conversation_status(conversation_id, "failed", error=reason)
         except Exception:
             log.exception("could not mark conversation %d failed", conversation_id)
+        # A failed upload's bytes would otherwise stay for good (hundreds of MB each); sending
+        # the same audio again brings them back for the retry.
+        if not app.settings.keep_failed_audio and discard_stored_copy(app, audio.path):
+            log.info("deleted the stored audio of failed conversation %d", conversation_id)
 
 
 def processing_status(app: App, conversation_id: int) -> ProcessingStatus:
