@@ -46,11 +46,12 @@ from memory.errors import NotFoundError, SpeakerMemoryError
 from memory.types import MAX_ID
 from server.client_log import ClientLogLevels, as_level, session_of
 from server.jobs import LogSink, ProgressSink, follow_job
-from tools import completions, exports, identity, processing, queries, rebuild
+from tools import completions, deletion, exports, identity, processing, queries, rebuild
 from tools.context import App
 from tools.errors import explain
 from tools.inputs import audio_argument
 from tools.models import (
+    ConversationDeletedOut,
     ConversationList,
     ConversationOut,
     EnrollOut,
@@ -98,7 +99,8 @@ How to use it:
    speaker) and search_conversations_by_speaker.
 4. Corrections: rename_speaker, merge_speakers (two labels are one person),
    mark_segment_misidentified (one segment is someone else), and undo_identity_change reverses
-   the last identity change.
+   the last identity change. delete_conversation removes a recording for good (final: no
+   undo); ask the user first.
 A clean 10-30 s clip of one person can be enrolled up front with enroll_speaker.
 When the voice model changed, rebuild_voice_profiles (started by itself at start-up) gives
 every speaker a profile of the new model from stored audio.
@@ -503,6 +505,15 @@ def build_server(app: App) -> SpeakerMemoryServer:
         return await run_tool(app, identity.update_conversation_title, app, conversation_id,
                               title)
 
+    @tool(annotations=DESTRUCTIVE)
+    async def delete_conversation(conversation_id: ConversationId) -> ConversationDeletedOut:
+        """Delete a conversation for good: its transcript, the voice samples learnt from it,
+        the unknown voices heard only there, and the server's copy of uploaded audio (a file
+        given by path stays). FINAL: undo_identity_change cannot bring it back, so confirm
+        with the user first. Refused while the conversation is still being processed. Use it
+        to clear failed conversations too."""
+        return await run_tool(app, deletion.delete_conversation, app, conversation_id)
+
     # ------------------------------------------------------------ resource & prompt
     @server.resource(TRANSCRIPT_URI, name="conversation-transcript", mime_type="text/plain",
                      description="A conversation's transcript, one '[mm:ss] Speaker: text' line "
@@ -640,5 +651,6 @@ TOOL_NAMES = (
     "merge_speakers", "mark_segment_misidentified", "delete_speaker",
     "delete_all_unknown_speakers", "undo_identity_change", "update_conversation_title",
     "reprocess_conversation", "export_conversation", "rebuild_voice_profiles",
+    "delete_conversation",
 )
 """The issues' tool names, exactly (tests compare them with what the server lists)."""

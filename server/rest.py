@@ -30,7 +30,7 @@ from memory.errors import (
 )
 from memory.types import MAX_ID
 from server.jobs import follow_job
-from tools import exports, identity, processing, queries, rebuild
+from tools import deletion, exports, identity, processing, queries, rebuild
 from tools.clips import segment_wav
 from tools.context import App
 from tools.errors import explain
@@ -110,6 +110,9 @@ def rest_routes(app: App) -> list[Route]:
     async def patch_conversation(request: Request) -> Response:
         title = await _string_field(request, "title")
         return _json(await call(identity.update_conversation_title, app, _id(request), title))
+
+    async def delete_conversation(request: Request) -> Response:
+        return _json(await call(deletion.delete_conversation, app, _id(request)))
 
     async def conversation_status(request: Request) -> Response:
         return _json(await call(processing.processing_status, app, _id(request)))
@@ -198,6 +201,7 @@ def rest_routes(app: App) -> list[Route]:
         ("/conversations", upload_conversation, ["POST"]),
         ("/conversations/{id:int}", get_conversation, ["GET"]),
         ("/conversations/{id:int}", patch_conversation, ["PATCH"]),
+        ("/conversations/{id:int}", delete_conversation, ["DELETE"]),
         ("/conversations/{id:int}/status", conversation_status, ["GET"]),
         ("/conversations/{id:int}/reprocess", reprocess, ["POST"]),
         ("/conversations/{id:int}/export", export, ["GET"]),

@@ -110,3 +110,29 @@ def test_missing_model_files_are_refused_at_start_up_with_the_set_up_command(
     assert "pyannote-segmentation-3.0.bin is missing" in err
     assert "bash scripts/setup.sh" in err
     assert not (tmp_path / "data").exists()
+
+
+def test_delete_conversation_asks_first_and_is_final(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakePipeline()
+    recording = fake.recording(tmp_path / "talk.wav", [
+        Turn("ann", "Hello there, this is a test of the command line."),
+    ])
+    settings = Settings(data_dir=tmp_path / "data")
+    with App(settings, pipeline=fake) as app:
+        started = processing.start_processing(app, local_audio(recording),
+                                              processing.ProcessOptions())
+        assert started.job is not None and started.job.future is not None
+        started.job.future.result(timeout=30)
+    cid = str(started.conversation_id)
+    data = ["--data-dir", str(tmp_path / "data")]
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert main(["delete-conversation", cid, *data]) == 2  # not confirmed: nothing deleted
+    assert "add --yes" in capsys.readouterr().err
+    assert main(["delete-conversation", cid, "--yes", *data]) == 0
+    out = capsys.readouterr().out
+    assert f"Deleted conversation {cid}" in out and "final" in out
+    assert recording.is_file()  # a file named on the command line is the user's
+    assert main(["delete-conversation", cid, "--yes", *data]) == 1
+    assert f"no conversation {cid}" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -246,3 +247,35 @@ def test_rest_refuses_ids_and_bodies_out_of_range(client: TestClient) -> None:
                                if "transfer-encoding" in headers else huge, headers=headers)
         assert response.status_code == 413, response.text
         assert "limit" in response.json()["error"]
+
+
+def test_rest_deletes_a_conversation_for_good(
+    client: TestClient, app: App, fake: FakePipeline, tmp_path: Path
+) -> None:
+    path = fake.recording(tmp_path / "offsite.wav", TURNS)
+    cid = _upload(client, path)["conversation_id"]
+    deleted = client.delete(f"/api/v1/conversations/{cid}")
+    assert deleted.status_code == 200, deleted.text
+    body = deleted.json()
+    assert body["conversation_id"] == cid and body["final"] and body["audio_deleted"]
+    assert list(app.settings.audio_dir.glob("*.wav")) == []
+    assert client.get(f"/api/v1/conversations/{cid}").status_code == 404
+    assert client.delete(f"/api/v1/conversations/{cid}").status_code == 404
+
+
+def test_rest_refuses_to_delete_a_conversation_being_processed(
+    client: TestClient, fake: FakePipeline, tmp_path: Path
+) -> None:
+    fake.gate = threading.Event()
+    try:
+        path = fake.recording(tmp_path / "offsite.wav", TURNS)
+        with path.open("rb") as handle:
+            started = client.post("/api/v1/conversations",
+                                  files={"file": (path.name, handle, "audio/wav")})
+        assert started.status_code == 202, started.text
+        cid = started.json()["conversation_id"]
+        busy = client.delete(f"/api/v1/conversations/{cid}")
+        assert busy.status_code == 409 and "still being processed" in busy.json()["error"]
+    finally:
+        fake.gate.set()
+

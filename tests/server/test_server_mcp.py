@@ -544,3 +544,32 @@ async def test_enrolment_waits_its_turn_and_refuses_a_clip_of_two_people(
             while "Carol" not in [s["label"] for s in
                                   (await ok(client, "list_speakers"))["speakers"]]:
                 await anyio.sleep(0.05)
+
+
+async def test_delete_conversation_is_destructive_final_and_leaves_no_trace(
+    app: App, fake: FakePipeline, tmp_path: Path
+) -> None:
+    recording = fake.recording(tmp_path / "meeting.wav", MEETING)
+    data = base64.b64encode(recording.read_bytes()).decode()
+    async with Client(build_server(app)) as client:
+        tool = next(t for t in (await client.list_tools()).tools
+                    if t.name == "delete_conversation")
+        assert tool.annotations is not None and tool.annotations.destructive_hint is True
+        assert tool.description and "FINAL" in tool.description
+        out = await ok(client, "process_audio", audio_base64=data, filename="meeting.wav")
+        cid = out["conversation_id"]
+        stored = list(app.settings.audio_dir.glob("*.wav"))
+        assert len(stored) == 1
+
+        deleted = await ok(client, "delete_conversation", conversation_id=cid)
+        assert deleted["final"] is True and deleted["audio_deleted"] is True
+        assert deleted["segments_deleted"] == 4
+        assert "cannot bring it back" in deleted["message"]
+        assert not stored[0].exists()
+        assert (await ok(client, "list_conversations"))["conversations"] == []
+        assert (await ok(client, "list_speakers"))["speakers"] == []
+        again = await fails(client, "delete_conversation", conversation_id=cid)
+        assert f"no conversation {cid}" in again
+        # The same audio is new again: it is processed, not reported as a duplicate.
+        redo = await ok(client, "process_audio", audio_base64=data, filename="meeting.wav")
+        assert redo["duplicate"] is False and redo["conversation_id"] != cid
