@@ -33,6 +33,7 @@ from memory.db import Database, Tx
 from memory.errors import InvalidOperation, ModelMismatch, StoreError
 from memory.events import Change
 from memory.identity import Ctx
+from memory.limits import MAX_TITLE_LENGTH, bounded
 from memory.migrations import latest_version, migrate
 from memory.speakers import SPEAKER_COLUMNS, get_info, info, infos, resolve_row
 from memory.timeutil import from_db_required
@@ -188,6 +189,7 @@ class SpeakerMemory:
             )
 
     def update_conversation_title(self, conversation_id: int, title: str) -> ConversationInfo:
+        bounded(title, "title", MAX_TITLE_LENGTH)
         with self._write() as ctx:
             conversations.get_conversation_row(ctx.tx, conversation_id)
             ctx.tx.run("UPDATE conversation SET title = ? WHERE id = ?", (title, conversation_id))

@@ -85,12 +85,13 @@ def rest_routes(app: App) -> list[Route]:
 
     async def upload_conversation(request: Request) -> Response:
         form = await _form(request, app)
-        audio = await _upload(form, app)
         options = processing.ProcessOptions(
             title=_text(form.get("title")), num_speakers=_opt_int(form.get("num_speakers"),
                                                                   "num_speakers"),
             language=_text(form.get("language")), recorded_at=_time(form, "recorded_at"),
         )
+        processing.check_options(options)  # before the upload is kept: a refusal leaves none
+        audio = await _upload(form, app)
         started = await call(processing.start_processing, app, audio, options)
         if started.job is None:
             result = await call(processing.summarise, app, started.conversation_id, duplicate=True)

@@ -15,6 +15,7 @@ from memory.errors import (
     InvalidInput,
     SpeakerMemoryError,
 )
+from memory.limits import MAX_LANGUAGE_LENGTH, MAX_TITLE_LENGTH, bounded
 from memory.types import ConversationInfo, SegmentView
 from memory.wording import counted
 from tools.context import App, Job
@@ -56,7 +57,7 @@ def start_processing(app: App, audio: AudioFile, options: ProcessOptions) -> Sta
     is not processed again: the existing conversation id comes back, with job None — unless
     that earlier attempt failed or was interrupted, in which case the same conversation is
     tried again."""
-    _check_speaker_counts(options)
+    check_options(options)
     existing = app.memory.find_conversation_by_sha256(audio.sha256)
     if existing is not None and _needs_a_run(app, existing):
         app.memory.retry_conversation(existing.id, str(audio.path))
@@ -105,6 +106,16 @@ def require_transcript(app: App, conversation_id: int) -> None:
 
 
 MAX_SPEAKERS = 20
+
+
+def check_options(options: ProcessOptions) -> None:
+    """Refuse options that cannot be used (InvalidInput), before anything is stored; an edge
+    that saves uploaded bytes calls it first, so that a refusal leaves no copy behind."""
+    _check_speaker_counts(options)
+    if options.title is not None:
+        bounded(options.title.strip(), "title", MAX_TITLE_LENGTH)
+    if options.language is not None:
+        bounded(options.language, "language code", MAX_LANGUAGE_LENGTH)
 
 
 def _check_speaker_counts(options: ProcessOptions) -> None:

@@ -279,3 +279,19 @@ def test_rest_refuses_to_delete_a_conversation_being_processed(
     finally:
         fake.gate.set()
 
+
+def test_rest_bounds_titles_and_search_text(
+    client: TestClient, app: App, fake: FakePipeline, tmp_path: Path
+) -> None:
+    path = fake.recording(tmp_path / "offsite.wav", TURNS)
+    with path.open("rb") as handle:
+        refused = client.post("/api/v1/conversations", data={"title": "t" * 600},
+                              files={"file": (path.name, handle, "audio/wav")})
+    assert refused.status_code == 400 and "at most 500 are allowed" in refused.json()["error"]
+    assert list(app.settings.audio_dir.glob("*")) == []  # the refused upload was not kept
+    cid = _upload(client, path)["conversation_id"]
+    renamed = client.patch(f"/api/v1/conversations/{cid}", json={"title": "t" * 100_000})
+    assert renamed.status_code == 400 and len(renamed.json()["error"]) < 300
+    search = client.get("/api/v1/search", params={"query": "w" * 5000})
+    assert search.status_code == 400 and "query is 5,000 characters" in search.json()["error"]
+

@@ -573,3 +573,35 @@ async def test_delete_conversation_is_destructive_final_and_leaves_no_trace(
         # The same audio is new again: it is processed, not reported as a duplicate.
         redo = await ok(client, "process_audio", audio_base64=data, filename="meeting.wav")
         assert redo["duplicate"] is False and redo["conversation_id"] != cid
+
+
+async def test_free_text_arguments_carry_their_limits(app: App, fake: FakePipeline) -> None:
+    from memory.limits import MAX_LANGUAGE_LENGTH, MAX_TITLE_LENGTH
+    from memory.speakers import MAX_NAME_LENGTH
+    from tools.inputs import MAX_PATH_LENGTH
+    from tools.queries import MAX_QUERY_LENGTH
+
+    expected = {
+        ("process_audio", "title"): MAX_TITLE_LENGTH,
+        ("process_audio", "language"): MAX_LANGUAGE_LENGTH,
+        ("process_audio", "filename"): MAX_PATH_LENGTH,
+        ("process_audio", "path"): MAX_PATH_LENGTH,
+        ("update_conversation_title", "title"): MAX_TITLE_LENGTH,
+        ("search_conversations", "query"): MAX_QUERY_LENGTH,
+        ("identify_speaker_in_segment", "speaker_name"): MAX_NAME_LENGTH,
+        ("rename_speaker", "new_name"): MAX_NAME_LENGTH,
+        ("enroll_speaker", "name"): MAX_NAME_LENGTH,
+    }
+    async with Client(build_server(app)) as client:
+        schemas = {t.name: t.input_schema for t in (await client.list_tools()).tools}
+        for (tool, argument), limit in expected.items():
+            prop = schemas[tool]["properties"][argument]
+            lengths = [prop.get("maxLength")] + [o.get("maxLength") for o in prop.get("anyOf", [])]
+            assert limit in lengths, (tool, argument, prop)
+        with pytest.raises(MCPError, match="title"):
+            await client.call_tool("process_audio", {
+                "audio_base64": base64.b64encode(b"RIFF....").decode(),
+                "title": "t" * (MAX_TITLE_LENGTH + 1)})
+        assert list(app.settings.audio_dir.glob("*")) == []
+        listed = await ok(client, "list_conversations")
+        assert listed["conversations"] == []
