@@ -3,7 +3,6 @@ by path, and waits for a running job."""
 
 from __future__ import annotations
 
-import base64
 import threading
 from pathlib import Path
 
@@ -11,9 +10,10 @@ import pytest
 
 from memory.errors import ConversationNotFound, ConversationNotReady
 from tests.tools.fake_pipeline import FakePipeline, Turn
+from tests.tools.runs import run_to_end, unscripted, upload
 from tools import deletion, processing, queries
 from tools.context import App
-from tools.inputs import AudioFile, audio_from_base64, audio_from_path
+from tools.inputs import audio_from_path
 
 TURNS = [
     Turn("uma", "Can everyone hear me on the call?"),
@@ -22,29 +22,9 @@ TURNS = [
 ]
 
 
-def _run(app: App, audio: AudioFile) -> int:
-    started = processing.start_processing(app, audio, processing.ProcessOptions())
-    if started.job is not None:
-        assert started.job.future is not None
-        started.job.future.result(timeout=30)
-    return started.conversation_id
-
-
-def _upload(app: App, path: Path, filename: str | None = None) -> AudioFile:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return audio_from_base64(app, data, filename or path.name)
-
-
-def _unscripted(tmp_path: Path) -> Path:
-    """Bytes the fake pipeline refuses (NotAudio) until a test scripts them."""
-    path = tmp_path / "noise.wav"
-    path.write_bytes(b"RIFF....not really audio")
-    return path
-
-
 def test_a_file_given_by_path_is_never_deleted(app: App, fake: FakePipeline) -> None:
-    mine = _unscripted(app.settings.inbox_dir)
-    cid = _run(app, audio_from_path(app, str(mine)))  # fails: a failed conversation to clear
+    mine = unscripted(app.settings.inbox_dir)
+    cid = run_to_end(app, audio_from_path(app, str(mine)))  # fails: a failed conversation to clear
     result = deletion.delete_conversation(app, cid)
     assert mine.is_file() and result.audio_deleted is False
     assert f"the audio file {mine} was left where it is" in result.message
@@ -53,13 +33,13 @@ def test_a_file_given_by_path_is_never_deleted(app: App, fake: FakePipeline) -> 
 def test_deleting_a_conversation_takes_its_uploaded_audio(
     app: App, fake: FakePipeline, tmp_path: Path
 ) -> None:
-    upload = _upload(app, fake.recording(tmp_path / "call.wav", TURNS))
-    cid = _run(app, upload)
+    sent = upload(app, fake.recording(tmp_path / "call.wav", TURNS))
+    cid = run_to_end(app, sent)
     kept = fake.recording(app.settings.inbox_dir / "other.wav", TURNS, frequency=440)
-    other = _run(app, audio_from_path(app, str(kept)))
+    other = run_to_end(app, audio_from_path(app, str(kept)))
 
     result = deletion.delete_conversation(app, cid)
-    assert result.final and result.audio_deleted and not upload.path.exists()
+    assert result.final and result.audio_deleted and not sent.path.exists()
     assert result.segments_deleted == 3 and result.voiceprints_deleted > 0
     assert result.message.startswith(f"Deleted conversation {cid} ('call') with 3 segments")
     assert "its uploaded audio was deleted too" in result.message
@@ -75,7 +55,7 @@ def test_deleting_a_conversation_takes_its_uploaded_audio(
 def test_unknown_voices_heard_only_there_go_with_it(
     app: App, fake: FakePipeline, tmp_path: Path
 ) -> None:
-    cid = _run(app, audio_from_path(app, str(fake.recording(
+    cid = run_to_end(app, audio_from_path(app, str(fake.recording(
         app.settings.inbox_dir / "call.wav", TURNS))))
     result = deletion.delete_conversation(app, cid)
     assert sorted(s.label for s in result.speakers_removed) == ["Unknown 1", "Unknown 2"]
