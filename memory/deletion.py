@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from memory import text_index
 from memory.conversations import conversation_info, get_conversation_row
-from memory.identity import Ctx
+from memory.identity import Ctx, holds_nothing
 from memory.speakers import SpeakerRow, get_row
 from memory.types import ConversationInfo
 from memory.vector_index import TextVectorIndex
@@ -66,7 +66,8 @@ def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
     removed: list[SpeakerRow] = []
     for speaker_id in sorted(affected):
         row = get_row(tx, speaker_id)
-        if row is not None and row[3] == "unknown" and _nothing_left(ctx, speaker_id):
+        # An unknown left with nothing was heard only in this conversation.
+        if row is not None and row[3] == "unknown" and holds_nothing(tx, speaker_id):
             removed.append(row)
             tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (speaker_id,))
             tx.run("DELETE FROM speaker WHERE id = ?", (speaker_id,))
@@ -75,11 +76,3 @@ def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
     ctx.cache.refresh(tx, affected)
     return Removed(conversation, len(segment_rows), voiceprints, removed, changed)
 
-
-def _nothing_left(ctx: Ctx, speaker_id: int) -> bool:
-    """An unknown with no segment, voice sample or clip was only ever heard in the deleted
-    conversation: its 'Unknown N' label would name nothing."""
-    return not any(
-        ctx.tx.one(f"SELECT 1 FROM {table} WHERE speaker_id = ? LIMIT 1", (speaker_id,))
-        for table in ("segment", "voiceprint", "enrollment_clip")
-    )

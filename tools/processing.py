@@ -163,7 +163,8 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
         except Exception:
             log.exception("could not mark conversation %d failed", conversation_id)
         # A failed upload's bytes would otherwise stay for good (hundreds of MB each); sending
-        # the same audio again brings them back for the retry.
+        # the same audio again brings them back for the retry. (A retry whose upload lands in
+        # the instant between the failure and this deletion fails again, and says so.)
         if not app.settings.keep_failed_audio and discard_stored_copy(app, audio.path):
             log.info("deleted the stored audio of failed conversation %d", conversation_id)
 
