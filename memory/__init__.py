@@ -8,6 +8,7 @@ entry point. Modules, one job each:
     migrations.py     versioned schema, each migration one transaction with its record
     speakers.py       names, 'Unknown N' labels, resolving a speaker reference
     conversations.py  create, ingest (cluster matching), reprocess
+    deletion.py       deleting a conversation for good (final, not an identity event)
     voiceprints.py    voiceprints, per-speaker centroids, the RAM mirror, voice matching
     identity.py       identify (+ propagation), rename, merge, misidentify, delete, enroll
     events.py         before-state of identity changes; exact undo

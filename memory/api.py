@@ -1,7 +1,8 @@
 """`SpeakerMemory`: the memory layer's one public entry point (a facade over the store).
 
 CONTRACT — signatures here are what tools/ and scripts/ code against. Every method that
-changes identity runs in one transaction and records an identity event that undo can reverse.
+changes identity runs in one transaction and records an identity event that undo can reverse
+(delete_conversation, which is final, records none).
 Speaker arguments take an id (int, or a decimal string) or a name (case-insensitive), or an
 'Unknown N' label.
 """
@@ -18,11 +19,21 @@ import numpy as np
 import sqlean
 from sqlalchemy.exc import DBAPIError
 
-from memory import backup, conversations, events, identity, profiles, queries, text_index
+from memory import (
+    backup,
+    conversations,
+    deletion,
+    events,
+    identity,
+    profiles,
+    queries,
+    text_index,
+)
 from memory.db import Database, Tx
 from memory.errors import InvalidOperation, ModelMismatch, StoreError
 from memory.events import Change
 from memory.identity import Ctx
+from memory.limits import MAX_TITLE_LENGTH, bounded
 from memory.migrations import latest_version, migrate
 from memory.speakers import SPEAKER_COLUMNS, get_info, info, infos, resolve_row
 from memory.timeutil import from_db_required
@@ -31,6 +42,7 @@ from memory.types import (
     ConversationInfo,
     ConversationStatus,
     ConversationSummary,
+    DeletedConversation,
     EnrolledVoice,
     EnrollResult,
     IdentifyResult,
@@ -167,13 +179,41 @@ class SpeakerMemory:
                 conversations.get_conversation_row(ctx.tx, conversation_id)
             )
 
+    def retry_conversation(self, conversation_id: int, audio_path: str | None) -> ConversationInfo:
+        """Queue a failed or interrupted conversation again, made from the audio as given now
+        (a failed upload's stored copy may be gone; the retry brings the bytes again)."""
+        with self._write() as ctx:
+            conversations.set_status(ctx.tx, conversation_id, "queued", None)
+            ctx.tx.run("UPDATE conversation SET audio_path = ? WHERE id = ?",
+                       (audio_path, conversation_id))
+            return conversations.conversation_info(
+                conversations.get_conversation_row(ctx.tx, conversation_id)
+            )
+
     def update_conversation_title(self, conversation_id: int, title: str) -> ConversationInfo:
+        bounded(title, "title", MAX_TITLE_LENGTH)
         with self._write() as ctx:
             conversations.get_conversation_row(ctx.tx, conversation_id)
             ctx.tx.run("UPDATE conversation SET title = ? WHERE id = ?", (title, conversation_id))
             return conversations.conversation_info(
                 conversations.get_conversation_row(ctx.tx, conversation_id)
             )
+
+    def delete_conversation(self, conversation_id: int) -> DeletedConversation:
+        """Delete a conversation for good, in one transaction: its segments and what hangs off
+        them, the voice samples learnt from it (its speakers' centroids are recomputed), and
+        the unknown speakers heard only there. Final: not an identity event, nothing restores
+        it; undoing an earlier event that needs its rows raises UndoConflict. The audio file
+        is the caller's to remove (audio_path of the result)."""
+        with self._write() as ctx:
+            removed = deletion.delete_conversation(ctx, conversation_id)
+            changed = infos(ctx.tx, removed.speakers_changed)
+        return DeletedConversation(
+            conversation=removed.conversation, segments=removed.segments,
+            voiceprints=removed.voiceprints,
+            speakers_removed=[info(row) for row in removed.speakers_removed],
+            speakers_changed=[changed[k] for k in sorted(changed)],
+        )
 
     def ingest(self, conversation_id: int, result: PipelineResultLike) -> IngestResult:
         """Store the pipeline's segments and match its per-recording speakers against stored

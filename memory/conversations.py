@@ -16,6 +16,14 @@ from memory.db import Tx, latest_id_hint
 from memory.errors import ConversationNotFound, DuplicateAudio, InvalidOperation, ModelMismatch
 from memory.events import Change
 from memory.identity import Ctx
+from memory.limits import (
+    MAX_ERROR_LENGTH,
+    MAX_LANGUAGE_LENGTH,
+    MAX_SOURCE_NAME_LENGTH,
+    MAX_TITLE_LENGTH,
+    bounded,
+    cut,
+)
 from memory.speakers import create_unknown, get_row
 from memory.timeutil import from_db, from_db_required, now_db, to_db
 from memory.types import (
@@ -80,6 +88,9 @@ def create(
     tx: Tx, *, title: str, source_name: str | None, sha256: str | None,
     recorded_at: datetime | None, audio_path: str | None,
 ) -> int:
+    bounded(title, "title", MAX_TITLE_LENGTH)
+    if source_name is not None:
+        bounded(source_name, "file name", MAX_SOURCE_NAME_LENGTH)
     if sha256 is not None:
         existing = tx.one("SELECT id, title FROM conversation WHERE sha256 = ?", (sha256,))
         if existing is not None:
@@ -101,7 +112,7 @@ def set_status(tx: Tx, conversation_id: int, status: ConversationStatus, error: 
         raise InvalidOperation(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     tx.run(
         "UPDATE conversation SET status = ?, error = ? WHERE id = ?",
-        (status, error if status == "failed" else None, conversation_id),
+        (status, cut(error, MAX_ERROR_LENGTH) if status == "failed" else None, conversation_id),
     )
 
 
@@ -199,6 +210,8 @@ def ingest(
         if not (s.end >= s.start >= 0):
             raise InvalidOperation(f"segment {i} has invalid times {s.start}..{s.end}")
     turn_rows = turns.checked(result.turns)
+    if result.language is not None:
+        bounded(result.language, "language code", MAX_LANGUAGE_LENGTH)
 
     # 1. Decide every cluster against the store as it was before this recording. The
     # diarizer heard the clusters as different people, so one stored speaker takes at most

@@ -33,6 +33,7 @@ from memory.voiceprints import (
     recompute_centroids,
     voiceprint_rows,
 )
+from memory.wording import counted
 
 SEGMENT_STATE = "speaker_id, speaker_confidence, assignment_source, excluded_from_profile"
 
@@ -257,6 +258,23 @@ def _conflict(eid: int, what: str) -> UndoConflict:
     return UndoConflict(f"event {eid} cannot be undone exactly: {what} changed since")
 
 
+def _gone(eid: int, what: str) -> UndoConflict:
+    return UndoConflict(f"event {eid} cannot be undone: it needs {what}, which deleting a "
+                        "conversation removed since (that is final); nothing was changed")
+
+
+def _check_source_kept(tx: Tx, eid: int, voiceprint: list[Any]) -> None:
+    """A voice sample can be put back only while the conversation and segment it was learnt
+    from exist: one from a deleted conversation would point at nothing."""
+    conversation_id, segment_id = voiceprint[5], voiceprint[6]
+    if conversation_id is not None and not tx.one(
+        "SELECT 1 FROM conversation WHERE id = ?", (conversation_id,)
+    ):
+        raise _gone(eid, f"conversation {conversation_id}")
+    if segment_id is not None and not tx.one("SELECT 1 FROM segment WHERE id = ?", (segment_id,)):
+        raise _gone(eid, f"segment {segment_id}")
+
+
 def _shown_labels(tx: Tx, speaker_ids: list[int]) -> dict[int, tuple[Any, ...]]:
     """What a segment of each speaker shows: its name, or its kind and Unknown number."""
     found: dict[int, tuple[Any, ...]] = {}
@@ -308,7 +326,9 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> set[int]:
     for edit in reversed(payload["segment_edits"]):
         segment_id, before, after = edit
         current = tx.one(f"SELECT {SEGMENT_STATE} FROM segment WHERE id = ?", (segment_id,))
-        if current is None or list(current) != after:
+        if current is None:
+            raise _gone(eid, f"segment {segment_id}")
+        if list(current) != after:
             raise _conflict(eid, f"segment {segment_id}")
         sets = ", ".join(f"{c} = ?" for c in SEGMENT_STATE.split(", "))
         tx.run(f"UPDATE segment SET {sets} WHERE id = ?", (*before, segment_id))
@@ -324,6 +344,12 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> set[int]:
             (move["from"], id_json, move["to"]),
         )
         if still != len(ids):
+            kept = int(tx.scalar(
+                "SELECT count(*) FROM segment WHERE id IN (SELECT value FROM json_each(?))",
+                (id_json,),
+            ))
+            if kept != len(ids):
+                raise _gone(eid, f"{counted(len(ids) - kept, 'segment')} it moved")
             raise _conflict(eid, f"{len(ids) - still} of the segments it moved")
         touched.update(ids)
 
@@ -343,6 +369,7 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> set[int]:
     for values in payload["voiceprints_deleted"]:
         restored = list(values)
         restored[3] = unb64(restored[3])
+        _check_source_kept(tx, eid, restored)
         tx.run(
             f"INSERT INTO voiceprint({vp_columns}) VALUES ({', '.join('?' for _ in restored)})",
             restored,

@@ -305,14 +305,21 @@ def _identify_segment(
     return target, f"Moved {len(mates)} segments of conversation {conversation_id} to {name}"
 
 
+def holds_nothing(tx: Tx, speaker_id: int) -> bool:
+    """No segment, voiceprint or enrollment clip is the speaker's: its label names nothing."""
+    return not any(
+        tx.one(f"SELECT 1 FROM {table} WHERE speaker_id = ? LIMIT 1", (speaker_id,))
+        for table in ("segment", "voiceprint", "enrollment_clip")
+    )
+
+
 def _drop_if_empty(ctx: Ctx, change: Change, speaker_id: int) -> bool:
     """Delete a speaker left with no segment, voiceprint or enrollment clip (a name given by
     mistake and then corrected): it would linger as an empty name. One enrolled on purpose
     keeps its enrollment prints and clips, so it stays. Undo brings it back."""
     tx = ctx.tx
-    for table in ("segment", "voiceprint", "enrollment_clip"):
-        if tx.one(f"SELECT 1 FROM {table} WHERE speaker_id = ? LIMIT 1", (speaker_id,)):
-            return False
+    if not holds_nothing(tx, speaker_id):
+        return False
     change.snapshot_speaker(tx, speaker_id)
     tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (speaker_id,))
     tx.run("DELETE FROM speaker WHERE id = ?", (speaker_id,))

@@ -111,6 +111,11 @@ def resolve_row(tx: Tx, ref: object) -> SpeakerRow:
         if row is None:
             raise SpeakerNotFound(f"no speaker labelled {text!r}; list_speakers shows the labels")
         return row
+    if len(text) > MAX_NAME_LENGTH:  # no such name can exist; and never echo it back
+        raise SpeakerNotFound(
+            f"no speaker has a name of {len(text):,} characters (names have at most "
+            f"{MAX_NAME_LENGTH}); give a speaker id, name or 'Unknown N' label"
+        )
     row = find_by_name(tx, text)
     if row is None:
         names = [r[0] for r in tx.all(

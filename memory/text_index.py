@@ -56,3 +56,13 @@ def search(
     )
     rows.sort(key=lambda r: (r[1], -r[0]))
     return [(int(r[0]), -float(r[1])) for r in rows[:wanted]]
+
+
+def remove(tx: Tx, segment_ids_json: str) -> None:
+    """Drop these segments (a JSON list of ids) from the index. An external-content FTS5
+    table forgets a row only when told its indexed text: run this before the text goes."""
+    tx.run(
+        "INSERT INTO segment_fts(segment_fts, rowid, text) SELECT 'delete', segment_id, text"
+        " FROM segment_content WHERE segment_id IN (SELECT value FROM json_each(?))",
+        (segment_ids_json,),
+    )

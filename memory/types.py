@@ -407,6 +407,22 @@ class IdentityChange:
 
 
 @dataclass(frozen=True)
+class DeletedConversation:
+    """Result of delete_conversation: what went with it. Final: no identity event records it
+    and nothing restores it."""
+
+    conversation: ConversationInfo
+    """The conversation as it was (audio_path: the file it was made from, still on disk)."""
+    segments: int
+    voiceprints: int
+    """Voice samples learnt from the conversation, gone from their speakers' profiles."""
+    speakers_removed: list[SpeakerInfo]
+    """Unknown speakers heard only there (no segment or voice sample left), as they were."""
+    speakers_changed: list[SpeakerInfo]
+    """Remaining speakers who lost segments or voice samples, as they are now."""
+
+
+@dataclass(frozen=True)
 class IdentityEventView:
     id: int
     action: IdentityAction

@@ -192,6 +192,30 @@ class TextVectorIndex:
         _bump_generation(tx)
         return [(dim, sid, code) for sid, code in bits]
 
+    @staticmethod
+    def remove(tx: Tx, segment_ids_json: str) -> None:
+        """Drop these segments' (a JSON list of ids) vectors and codes. Every process's RAM
+        codes are reloaded on their next search (the generation moves on)."""
+        rows = tx.all(
+            "SELECT v.segment_id, m.dim FROM segment_text_vector v"
+            " JOIN text_model m ON m.model_id = v.model_id"
+            " WHERE v.segment_id IN (SELECT value FROM json_each(?))",
+            (segment_ids_json,),
+        )
+        if not rows:
+            return
+        by_dim: dict[int, list[tuple[int]]] = {}
+        for segment_id, dim in rows:
+            by_dim.setdefault(int(dim), []).append((int(segment_id),))
+        for dim, ids in by_dim.items():
+            # One rowid at a time: vec0 finds a rowid directly, an IN list it would scan.
+            tx.many(f"DELETE FROM {bits_table(dim)} WHERE rowid = ?", ids)
+        tx.run(
+            "DELETE FROM segment_text_vector WHERE segment_id IN (SELECT value FROM json_each(?))",
+            (segment_ids_json,),
+        )
+        _bump_generation(tx)
+
     def publish(self, tx_generation: int, added: Sequence[tuple[int, int, bytes]]) -> None:
         """After a commit in this process: append its codes, unless RAM is already stale."""
         with self._lock:

@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
         "rebuild_voice_profiles)")
     rebuild.set_defaults(run=run_rebuild)
 
+    delete = sub.add_parser(
+        "delete-conversation", parents=[common],
+        help="delete a conversation for good (final: no undo), with its transcript, the voice "
+        "samples learnt from it and the server's copy of uploaded audio")
+    delete.add_argument("conversation_id", type=int, metavar="ID")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.set_defaults(run=run_delete_conversation)
+
     export = sub.add_parser("export", parents=[common], help="back up the memory to JSON")
     export.add_argument("backup", type=Path)
     export.set_defaults(run=run_export)
@@ -238,6 +246,23 @@ def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
         status = rebuild.rebuild_status(app)
         print(status.message)
     return {"done": 0, "cancelled": 130}.get(status.status, 1)
+
+
+def run_delete_conversation(args: argparse.Namespace, settings: Settings) -> int:
+    from tools.deletion import delete_conversation
+
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("error: deleting a conversation is final; add --yes to confirm",
+                  file=sys.stderr)
+            return 2
+        answer = input(f"Delete conversation {args.conversation_id} for good? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted", file=sys.stderr)
+            return 1
+    with _app(settings) as app:
+        print(delete_conversation(app, args.conversation_id).message)
+    return 0
 
 
 def run_tool_command(args: argparse.Namespace, settings: Settings) -> int:

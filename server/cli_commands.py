@@ -266,9 +266,11 @@ COMMAND_OF_TOOL: dict[str, str] = {
     "process_audio": "process",
     "enroll_speaker": "enroll",
     "rebuild_voice_profiles": "rebuild-profiles",
+    "delete_conversation": "delete-conversation",
     **{command.tool: command.name for command in COMMANDS},
 }
-"""Every MCP tool's command; the first three are written out in server/cli.py."""
+"""Every MCP tool's command; the first four are written out in server/cli.py (deleting a
+conversation asks for confirmation first)."""
 
 
 def add_commands(sub: Any, parents: list[argparse.ArgumentParser], run: Callable[..., int]

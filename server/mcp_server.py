@@ -44,14 +44,17 @@ from pydantic import Field, ValidationError
 
 from memory.api import MAX_PAGE
 from memory.errors import NotFoundError, SpeakerMemoryError
+from memory.limits import MAX_LANGUAGE_LENGTH, MAX_TITLE_LENGTH
+from memory.speakers import MAX_NAME_LENGTH
 from memory.types import MAX_ID
 from server.client_log import ClientLogLevels, as_level, session_of
 from server.jobs import LogSink, ProgressSink, follow_job
-from tools import completions, exports, identity, processing, queries, rebuild
+from tools import completions, deletion, exports, identity, processing, queries, rebuild
 from tools.context import App
 from tools.errors import explain
-from tools.inputs import audio_argument
+from tools.inputs import MAX_PATH_LENGTH, audio_argument
 from tools.models import (
+    ConversationDeletedOut,
     ConversationList,
     ConversationOut,
     EnrollOut,
@@ -99,7 +102,8 @@ How to use it:
    speaker) and search_conversations_by_speaker.
 4. Corrections: rename_speaker, merge_speakers (two labels are one person),
    mark_segment_misidentified (one segment is someone else), and undo_identity_change reverses
-   the last identity change.
+   the last identity change. delete_conversation removes a recording for good (final: no
+   undo); ask the user first.
 A clean 10-30 s clip of one person can be enrolled up front with enroll_speaker.
 When the voice model changed, rebuild_voice_profiles (started by itself at start-up) gives
 every speaker a profile of the new model from stored audio.
@@ -128,7 +132,8 @@ Until = Annotated[
 ]
 AudioPath = Annotated[
     str | None,
-    Field(description="Path of an audio/video file on the server's machine, inside the allowed "
+    Field(max_length=MAX_PATH_LENGTH,
+          description="Path of an audio/video file on the server's machine, inside the allowed "
           "folders (the data inbox and the server's start folder). Give this or audio_base64."),
 ]
 AudioBase64 = Annotated[
@@ -136,7 +141,8 @@ AudioBase64 = Annotated[
     Field(description="The file's bytes, base64-encoded (size-capped). Give this or path."),
 ]
 Filename = Annotated[
-    str | None, Field(description="Original file name for audio_base64 (e.g. 'standup.m4a').")
+    str | None, Field(max_length=MAX_PATH_LENGTH,
+                      description="Original file name for audio_base64 (e.g. 'standup.m4a').")
 ]
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True)
@@ -257,12 +263,14 @@ def build_server(app: App) -> SpeakerMemoryServer:
         path: AudioPath = None,
         audio_base64: AudioBase64 = None,
         filename: Filename = None,
-        title: Annotated[str | None, Field(description="Conversation title; default: the "
+        title: Annotated[str | None, Field(max_length=MAX_TITLE_LENGTH,
+                                           description="Conversation title; default: the "
                                            "file name.")] = None,
         num_speakers: Annotated[int | None, Field(
             ge=1, le=processing.MAX_SPEAKERS, description="Exact number of speakers, when known."
         )] = None,
-        language: Annotated[str | None, Field(description="ISO language code; default: "
+        language: Annotated[str | None, Field(max_length=MAX_LANGUAGE_LENGTH,
+                                              description="ISO language code; default: "
                                               "detected.")] = None,
         wait: Annotated[bool, Field(description="Wait for the result (progress is reported). "
                                     "false: return at once and poll get_processing_status.")]
@@ -347,8 +355,8 @@ def build_server(app: App) -> SpeakerMemoryServer:
 
     @tool(annotations=READ_ONLY)
     async def search_conversations(
-        query: Annotated[str, Field(min_length=1, description="Words or a question to look "
-                                                              "for.")],
+        query: Annotated[str, Field(min_length=1, max_length=queries.MAX_QUERY_LENGTH,
+                                    description="Words or a question to look for.")],
         mode: Annotated[Literal["hybrid", "keyword", "semantic"], Field(
             description="'keyword': exact words; 'semantic': by meaning; 'hybrid': both "
                         "(best default).")] = "hybrid",
@@ -396,8 +404,9 @@ def build_server(app: App) -> SpeakerMemoryServer:
     @tool(annotations=CHANGES)
     async def identify_speaker_in_segment(
         segment_id: SegmentId,
-        speaker_name: Annotated[str, Field(min_length=1, description="The person's name, as the "
-                                           "user gave it.")],
+        speaker_name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH,
+                                           description="The person's name, as the user gave "
+                                           "it.")],
     ) -> IdentifyOut:
         """Name the voice of a segment ("that was Sarah"). Every segment of that voice, in every
         conversation, is relabelled; the voice is recognised in future recordings. Returns how
@@ -408,7 +417,8 @@ def build_server(app: App) -> SpeakerMemoryServer:
 
     @tool(annotations=CHANGES)
     async def enroll_speaker(
-        name: Annotated[str, Field(min_length=1, description="The person's name.")],
+        name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH,
+                                   description="The person's name.")],
         path: AudioPath = None, audio_base64: AudioBase64 = None, filename: Filename = None,
     ) -> EnrollOut:
         """Teach a voice up front from a clean 10-30 s clip of one person speaking alone (at
@@ -422,7 +432,8 @@ def build_server(app: App) -> SpeakerMemoryServer:
     @tool(annotations=CHANGES)
     async def rename_speaker(
         speaker: Speaker,
-        new_name: Annotated[str, Field(min_length=1, description="The new name.")],
+        new_name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH,
+                                       description="The new name.")],
     ) -> IdentityChangeOut:
         """Give a speaker a (new) name; an 'Unknown N' speaker becomes a named one."""
         return await run_tool(app, identity.rename_speaker, app, speaker, new_name)
@@ -497,12 +508,22 @@ def build_server(app: App) -> SpeakerMemoryServer:
     @tool(annotations=CHANGES)
     async def update_conversation_title(
         conversation_id: ConversationId,
-        title: Annotated[str, Field(min_length=1, description="The new title.")],
+        title: Annotated[str, Field(min_length=1, max_length=MAX_TITLE_LENGTH,
+                                    description="The new title.")],
     ) -> ConversationOut:
         """Give a conversation a new title (e.g. after the user says what the meeting was);
         returns the updated conversation."""
         return await run_tool(app, identity.update_conversation_title, app, conversation_id,
                               title)
+
+    @tool(annotations=DESTRUCTIVE)
+    async def delete_conversation(conversation_id: ConversationId) -> ConversationDeletedOut:
+        """Delete a conversation for good: its transcript, the voice samples learnt from it,
+        the unknown voices heard only there, and the server's copy of uploaded audio (a file
+        given by path stays). FINAL: undo_identity_change cannot bring it back, so confirm
+        with the user first. Refused while the conversation is still being processed. Use it
+        to clear failed conversations too."""
+        return await run_tool(app, deletion.delete_conversation, app, conversation_id)
 
     # ------------------------------------------------------------ resource & prompt
     @server.resource(TRANSCRIPT_URI, name="conversation-transcript", mime_type="text/plain",
@@ -641,5 +662,6 @@ TOOL_NAMES = (
     "merge_speakers", "mark_segment_misidentified", "delete_speaker",
     "delete_all_unknown_speakers", "undo_identity_change", "update_conversation_title",
     "reprocess_conversation", "export_conversation", "rebuild_voice_profiles",
+    "delete_conversation",
 )
 """The issues' tool names, exactly (tests compare them with what the server lists)."""

@@ -31,7 +31,7 @@ from memory.errors import (
 )
 from memory.types import MAX_ID
 from server.jobs import follow_job
-from tools import exports, identity, processing, queries, rebuild
+from tools import deletion, exports, identity, processing, queries, rebuild
 from tools.clips import segment_wav
 from tools.context import App
 from tools.errors import explain
@@ -86,12 +86,13 @@ def rest_routes(app: App) -> list[Route]:
 
     async def upload_conversation(request: Request) -> Response:
         form = await _form(request, app)
-        audio = await _upload(form, app)
         options = processing.ProcessOptions(
             title=_text(form.get("title")), num_speakers=_opt_int(form.get("num_speakers"),
                                                                   "num_speakers"),
             language=_text(form.get("language")), recorded_at=_time(form, "recorded_at"),
         )
+        processing.check_options(options)  # before the upload is kept: a refusal leaves none
+        audio = await _upload(form, app)
         started = await call(processing.start_processing, app, audio, options)
         if started.job is None:
             result = await call(processing.summarise, app, started.conversation_id, duplicate=True)
@@ -111,6 +112,9 @@ def rest_routes(app: App) -> list[Route]:
     async def patch_conversation(request: Request) -> Response:
         title = await _string_field(request, "title")
         return _json(await call(identity.update_conversation_title, app, _id(request), title))
+
+    async def delete_conversation(request: Request) -> Response:
+        return _json(await call(deletion.delete_conversation, app, _id(request)))
 
     async def conversation_status(request: Request) -> Response:
         return _json(await call(processing.processing_status, app, _id(request)))
@@ -199,6 +203,7 @@ def rest_routes(app: App) -> list[Route]:
         ("/conversations", upload_conversation, ["POST"]),
         ("/conversations/{id:int}", get_conversation, ["GET"]),
         ("/conversations/{id:int}", patch_conversation, ["PATCH"]),
+        ("/conversations/{id:int}", delete_conversation, ["DELETE"]),
         ("/conversations/{id:int}/status", conversation_status, ["GET"]),
         ("/conversations/{id:int}/reprocess", reprocess, ["POST"]),
         ("/conversations/{id:int}/export", export, ["GET"]),

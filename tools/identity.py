@@ -9,6 +9,7 @@ from concurrent.futures import wait
 from pathlib import Path
 
 from memory.errors import InvalidInput, StillRunning
+from memory.speakers import clean_name
 from memory.wording import counted, segments_in_conversations
 from tools.context import App, Job
 from tools.inputs import AudioFile, SpeakerArg, speaker_arg
@@ -77,7 +78,9 @@ def start_enrollment(app: App, name: str, audio: AudioFile) -> Job:
     like a recording it waits its turn instead of competing for the CPU with every other call."""
     if not name.strip():
         raise InvalidInput("the speaker's name is empty; give the person's name.")
-    key = f"enrollment of {name.strip()!r} from {audio.sha256[:12]}"
+    # The store's own rules (length above all), before the job is queued under that name.
+    name = clean_name(name)
+    key = f"enrollment of {name!r} from {audio.sha256[:12]}"
 
     def work(job: Job) -> None:
         job.report(0.0, "learning the voice")

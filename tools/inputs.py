@@ -14,9 +14,13 @@ from pathlib import Path
 
 from inference.audio import sha256 as file_sha256
 from memory.errors import InputTooLarge, InvalidInput, PathNotAllowed
+from memory.limits import MAX_SOURCE_NAME_LENGTH, bounded
 from memory.types import MAX_ID
 from tools.context import App
 from tools.settings import Settings
+
+MAX_PATH_LENGTH = 4096
+"""A path argument (or a file name that carries one): Linux's PATH_MAX."""
 
 SpeakerArg = int | str
 """A speaker id, name (case-insensitive) or 'Unknown N' label."""
@@ -64,6 +68,7 @@ def resolve_path(app: App, raw: str) -> Path:
     """
     if not raw.strip():
         raise InvalidInput("path is empty; give the audio file's path or use audio_base64.")
+    bounded(raw, "path", MAX_PATH_LENGTH)
     if "\0" in raw:
         raise InvalidInput("path contains a NUL character, which no file name can hold; give "
                            "the audio file's path as plain text, or use audio_base64.")
@@ -123,6 +128,8 @@ def base64_audio_cap(settings: Settings) -> int:
 
 
 def audio_from_base64(app: App, data: str, filename: str | None) -> AudioFile:
+    if filename:
+        filename = safe_filename(filename)  # refused before decoding, when it is absurd
     cap = base64_audio_cap(app.settings)
     # 4 base64 characters carry 3 bytes: refuse before decoding anything large.
     if len(data) * 3 // 4 > cap + 3:
@@ -197,11 +204,30 @@ class UploadWriter:
         self._partial.unlink(missing_ok=True)
 
 
+def discard_stored_copy(app: App, path: str | Path | None) -> bool:
+    """Delete `path` if it is a copy this server made of uploaded or base64 bytes (they are
+    kept directly in DATA_DIR/audio); returns whether a file was deleted. A file the user
+    pointed to by path lies elsewhere and is never touched, nor are the enrollment clips kept
+    in a folder below."""
+    if path is None:
+        return False
+    stored = Path(path)
+    if stored.parent.resolve() != app.settings.audio_dir.resolve():
+        return False
+    try:
+        stored.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def safe_filename(name: str) -> str:
-    """The base name only, without characters that mean something to a shell or a path."""
+    """The base name only, without characters that mean something to a shell or a path.
+    InvalidInput when `name` is longer than any path (it may carry the client's folders)."""
+    bounded(name, "file name", MAX_PATH_LENGTH)
     base = Path(name.replace("\\", "/")).name
     cleaned = re.sub(r"[^A-Za-z0-9._ -]+", "_", base).strip(" .")
-    return cleaned[:120] or "audio"
+    return cleaned[:MAX_SOURCE_NAME_LENGTH] or "audio"
 
 
 def _mtime(path: Path) -> datetime:

@@ -206,6 +206,24 @@ class IdentityChangeOut(BaseModel):
     message: str
 
 
+class ConversationDeletedOut(BaseModel):
+    conversation_id: int
+    title: str
+    segments_deleted: int
+    voiceprints_deleted: int = Field(
+        description="Voice samples learnt from the conversation, gone from their speakers' "
+        "profiles (which were recomputed from what is left).")
+    speakers_removed: list[SpeakerRef] = Field(
+        default_factory=list,
+        description="Unknown voices heard only in this conversation; their labels are gone.")
+    audio_deleted: bool = Field(
+        description="True when the server's own copy of the audio (an upload or base64) was "
+        "deleted. A file given by path is never deleted.")
+    final: bool = Field(True, description="Always true: a deleted conversation cannot be "
+                        "restored, not even by undo_identity_change.")
+    message: str
+
+
 ExportFormat = Literal["srt", "vtt", "rttm", "json", "txt"]
 
 

@@ -15,11 +15,12 @@ from memory.errors import (
     InvalidInput,
     SpeakerMemoryError,
 )
+from memory.limits import MAX_LANGUAGE_LENGTH, MAX_TITLE_LENGTH, bounded
 from memory.speakers import UNKNOWN_LABEL
 from memory.types import ConversationInfo, SegmentView
 from memory.wording import counted
 from tools.context import App, Job
-from tools.inputs import AudioFile
+from tools.inputs import AudioFile, discard_stored_copy
 from tools.models import (
     EXAMPLE_TEXT_CHARS,
     JobStatus,
@@ -57,10 +58,10 @@ def start_processing(app: App, audio: AudioFile, options: ProcessOptions) -> Sta
     is not processed again: the existing conversation id comes back, with job None — unless
     that earlier attempt failed or was interrupted, in which case the same conversation is
     tried again."""
-    _check_speaker_counts(options)
+    check_options(options)
     existing = app.memory.find_conversation_by_sha256(audio.sha256)
     if existing is not None and _needs_a_run(app, existing):
-        app.memory.set_conversation_status(existing.id, "queued")
+        app.memory.retry_conversation(existing.id, str(audio.path))
         job = app.jobs.submit(existing.id, lambda job: _run_job(app, job, audio, options))
         return Started(existing.id, job)
     if existing is not None:
@@ -108,6 +109,16 @@ def require_transcript(app: App, conversation_id: int) -> None:
 MAX_SPEAKERS = 20
 
 
+def check_options(options: ProcessOptions) -> None:
+    """Refuse options that cannot be used (InvalidInput), before anything is stored; an edge
+    that saves uploaded bytes calls it first, so that a refusal leaves no copy behind."""
+    _check_speaker_counts(options)
+    if options.title is not None:
+        bounded(options.title.strip(), "title", MAX_TITLE_LENGTH)
+    if options.language is not None:
+        bounded(options.language, "language code", MAX_LANGUAGE_LENGTH)
+
+
 def _check_speaker_counts(options: ProcessOptions) -> None:
     """Checked here, before anything is stored, for every edge (MCP, REST, CLI)."""
     for name in ("num_speakers", "min_speakers", "max_speakers"):
@@ -151,6 +162,11 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
             memory.set_conversation_status(conversation_id, "failed", error=reason)
         except Exception:
             log.exception("could not mark conversation %d failed", conversation_id)
+        # A failed upload's bytes would otherwise stay for good (hundreds of MB each); sending
+        # the same audio again brings them back for the retry. (A retry whose upload lands in
+        # the instant between the failure and this deletion fails again, and says so.)
+        if not app.settings.keep_failed_audio and discard_stored_copy(app, audio.path):
+            log.info("deleted the stored audio of failed conversation %d", conversation_id)
 
 
 PIPELINE_SHARE = 0.95

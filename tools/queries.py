@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Literal
 
 from memory.errors import InvalidInput
+from memory.limits import bounded
 from memory.types import SearchFilters, SpeakerKind
 from tools.context import App
 from tools.exports import transcript_text
@@ -26,6 +27,9 @@ from tools.models import (
     summary_out,
 )
 from tools.processing import shown_status
+
+MAX_QUERY_LENGTH = 1000
+"""Search text: a question or a few sentences. FTS5 and the text model get no more."""
 
 
 def list_conversations(
@@ -67,6 +71,7 @@ def search_conversations(
 ) -> SearchResults:
     if not query.strip():
         raise InvalidInput("query is empty; give words to look for.")
+    bounded(query, "query", MAX_QUERY_LENGTH)
     memory = app.memory
     speaker_id = memory.resolve_speaker(speaker_arg(speaker)).id if speaker is not None else None
     if conversation_id is not None:

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     # ---- limits
     max_audio_seconds: float = Field(4 * 3600, description="Longer audio is refused.")
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="Cap on uploads and base64 audio.")
+    keep_failed_audio: bool = Field(
+        False, description="Keep the server's copy of an uploaded (or base64) recording whose "
+        "processing failed. Default: it is deleted (sending the same audio again retries). A "
+        "file given by path is never deleted.",
+    )
     wait_seconds: float = Field(
         600, description="process_audio(wait=true) returns a queued job after this long."
     )

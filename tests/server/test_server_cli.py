@@ -10,7 +10,7 @@ import pytest
 from server.cli import build_parser, main, settings_from
 from tests.testdata import dev_conversation, enrollment_clip
 from tests.tools.fake_pipeline import FakePipeline, Turn
-from tools import processing
+from tests.tools.runs import run_to_end
 from tools.context import App
 from tools.inputs import local_audio
 from tools.settings import Settings
@@ -39,11 +39,7 @@ def test_speakers_export_and_import_round_trip(
     ])
     source = Settings(data_dir=tmp_path / "a")
     with App(source, pipeline=fake) as app:
-        started = processing.start_processing(app, local_audio(recording),
-                                              processing.ProcessOptions())
-        assert started.job is not None and started.job.future is not None
-        started.job.future.result(timeout=30)
-        first = app.memory.get_conversation(started.conversation_id).segments[0]
+        first = app.memory.get_conversation(run_to_end(app, local_audio(recording))).segments[0]
         app.memory.identify("Ann", segment_id=first.id)
 
     assert main(["speakers", "--data-dir", str(tmp_path / "a")]) == 0
@@ -110,3 +106,25 @@ def test_missing_model_files_are_refused_at_start_up_with_the_set_up_command(
     assert "pyannote-segmentation-3.0.bin is missing" in err
     assert "bash scripts/setup.sh" in err
     assert not (tmp_path / "data").exists()
+
+
+def test_delete_conversation_asks_first_and_is_final(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakePipeline()
+    recording = fake.recording(tmp_path / "talk.wav", [
+        Turn("ann", "Hello there, this is a test of the command line."),
+    ])
+    settings = Settings(data_dir=tmp_path / "data")
+    with App(settings, pipeline=fake) as app:
+        cid = str(run_to_end(app, local_audio(recording)))
+    data = ["--data-dir", str(tmp_path / "data")]
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert main(["delete-conversation", cid, *data]) == 2  # not confirmed: nothing deleted
+    assert "add --yes" in capsys.readouterr().err
+    assert main(["delete-conversation", cid, "--yes", *data]) == 0
+    out = capsys.readouterr().out
+    assert f"Deleted conversation {cid}" in out and "final" in out
+    assert recording.is_file()  # a file named on the command line is the user's
+    assert main(["delete-conversation", cid, "--yes", *data]) == 1
+    assert f"no conversation {cid}" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -313,3 +314,51 @@ def test_the_page_limit_is_one_limit_on_every_surface(client: TestClient) -> Non
     over = client.get("/api/v1/conversations", params={"limit": MAX_PAGE + 1})
     assert over.status_code == 400
     assert over.json()["error"].startswith(f"limit must be between 1 and {MAX_PAGE}")
+
+
+def test_rest_deletes_a_conversation_for_good(
+    client: TestClient, app: App, fake: FakePipeline, tmp_path: Path
+) -> None:
+    path = fake.recording(tmp_path / "offsite.wav", TURNS)
+    cid = _upload(client, path)["conversation_id"]
+    deleted = client.delete(f"/api/v1/conversations/{cid}")
+    assert deleted.status_code == 200, deleted.text
+    body = deleted.json()
+    assert body["conversation_id"] == cid and body["final"] and body["audio_deleted"]
+    assert list(app.settings.audio_dir.glob("*.wav")) == []
+    assert client.get(f"/api/v1/conversations/{cid}").status_code == 404
+    assert client.delete(f"/api/v1/conversations/{cid}").status_code == 404
+
+
+def test_rest_refuses_to_delete_a_conversation_being_processed(
+    client: TestClient, fake: FakePipeline, tmp_path: Path
+) -> None:
+    fake.gate = threading.Event()
+    try:
+        path = fake.recording(tmp_path / "offsite.wav", TURNS)
+        with path.open("rb") as handle:
+            started = client.post("/api/v1/conversations",
+                                  files={"file": (path.name, handle, "audio/wav")})
+        assert started.status_code == 202, started.text
+        cid = started.json()["conversation_id"]
+        busy = client.delete(f"/api/v1/conversations/{cid}")
+        assert busy.status_code == 409 and "still being processed" in busy.json()["error"]
+    finally:
+        fake.gate.set()
+
+
+def test_rest_bounds_titles_and_search_text(
+    client: TestClient, app: App, fake: FakePipeline, tmp_path: Path
+) -> None:
+    path = fake.recording(tmp_path / "offsite.wav", TURNS)
+    with path.open("rb") as handle:
+        refused = client.post("/api/v1/conversations", data={"title": "t" * 600},
+                              files={"file": (path.name, handle, "audio/wav")})
+    assert refused.status_code == 400 and "at most 500 are allowed" in refused.json()["error"]
+    assert list(app.settings.audio_dir.glob("*")) == []  # the refused upload was not kept
+    cid = _upload(client, path)["conversation_id"]
+    renamed = client.patch(f"/api/v1/conversations/{cid}", json={"title": "t" * 100_000})
+    assert renamed.status_code == 400 and len(renamed.json()["error"]) < 300
+    search = client.get("/api/v1/search", params={"query": "w" * 5000})
+    assert search.status_code == 400 and "query is 5,000 characters" in search.json()["error"]
+

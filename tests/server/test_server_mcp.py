@@ -544,3 +544,64 @@ async def test_enrolment_waits_its_turn_and_refuses_a_clip_of_two_people(
             while "Carol" not in [s["label"] for s in
                                   (await ok(client, "list_speakers"))["speakers"]]:
                 await anyio.sleep(0.05)
+
+
+async def test_delete_conversation_is_destructive_final_and_leaves_no_trace(
+    app: App, fake: FakePipeline, tmp_path: Path
+) -> None:
+    recording = fake.recording(tmp_path / "meeting.wav", MEETING)
+    data = base64.b64encode(recording.read_bytes()).decode()
+    async with Client(build_server(app)) as client:
+        tool = next(t for t in (await client.list_tools()).tools
+                    if t.name == "delete_conversation")
+        assert tool.annotations is not None and tool.annotations.destructive_hint is True
+        assert tool.description and "FINAL" in tool.description
+        out = await ok(client, "process_audio", audio_base64=data, filename="meeting.wav")
+        cid = out["conversation_id"]
+        stored = list(app.settings.audio_dir.glob("*.wav"))
+        assert len(stored) == 1
+
+        deleted = await ok(client, "delete_conversation", conversation_id=cid)
+        assert deleted["final"] is True and deleted["audio_deleted"] is True
+        assert deleted["segments_deleted"] == 4
+        assert "cannot bring it back" in deleted["message"]
+        assert not stored[0].exists()
+        assert (await ok(client, "list_conversations"))["conversations"] == []
+        assert (await ok(client, "list_speakers"))["speakers"] == []
+        again = await fails(client, "delete_conversation", conversation_id=cid)
+        assert f"no conversation {cid}" in again
+        # The same audio is new again: it is processed, not reported as a duplicate.
+        redo = await ok(client, "process_audio", audio_base64=data, filename="meeting.wav")
+        assert redo["duplicate"] is False and redo["conversation_id"] != cid
+
+
+async def test_free_text_arguments_carry_their_limits(app: App, fake: FakePipeline) -> None:
+    from memory.limits import MAX_LANGUAGE_LENGTH, MAX_TITLE_LENGTH
+    from memory.speakers import MAX_NAME_LENGTH
+    from tools.inputs import MAX_PATH_LENGTH
+    from tools.queries import MAX_QUERY_LENGTH
+
+    expected = {
+        ("process_audio", "title"): MAX_TITLE_LENGTH,
+        ("process_audio", "language"): MAX_LANGUAGE_LENGTH,
+        ("process_audio", "filename"): MAX_PATH_LENGTH,
+        ("process_audio", "path"): MAX_PATH_LENGTH,
+        ("update_conversation_title", "title"): MAX_TITLE_LENGTH,
+        ("search_conversations", "query"): MAX_QUERY_LENGTH,
+        ("identify_speaker_in_segment", "speaker_name"): MAX_NAME_LENGTH,
+        ("rename_speaker", "new_name"): MAX_NAME_LENGTH,
+        ("enroll_speaker", "name"): MAX_NAME_LENGTH,
+    }
+    async with Client(build_server(app)) as client:
+        schemas = {t.name: t.input_schema for t in (await client.list_tools()).tools}
+        for (tool, argument), limit in expected.items():
+            prop = schemas[tool]["properties"][argument]
+            lengths = [prop.get("maxLength")] + [o.get("maxLength") for o in prop.get("anyOf", [])]
+            assert limit in lengths, (tool, argument, prop)
+        with pytest.raises(MCPError, match="title"):
+            await client.call_tool("process_audio", {
+                "audio_base64": base64.b64encode(b"RIFF....").decode(),
+                "title": "t" * (MAX_TITLE_LENGTH + 1)})
+        assert list(app.settings.audio_dir.glob("*")) == []
+        listed = await ok(client, "list_conversations")
+        assert listed["conversations"] == []

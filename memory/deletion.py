@@ -1,0 +1,78 @@
+"""Deleting a conversation for good: its segments and everything hanging off them (text
+index rows, text and voice vectors, diarization turns, clusters), the voice samples learnt from
+it, and the unknown speakers heard only there.
+
+Final, not an identity event: the rows are gone (a failed upload's 512 MB and a conversation
+the user wants forgotten should not linger for an undo). Speakers who lose voice samples get
+their centroids recomputed, as after any identity change. Earlier identity events whose undo
+would need the deleted rows refuse it with UndoConflict (memory.events), so nothing points at a
+deleted row afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memory import text_index
+from memory.conversations import conversation_info, get_conversation_row
+from memory.identity import Ctx, holds_nothing
+from memory.speakers import SpeakerRow, get_row
+from memory.types import ConversationInfo
+from memory.vector_index import TextVectorIndex
+from memory.voiceprints import recompute_centroids
+
+
+@dataclass(frozen=True)
+class Removed:
+    conversation: ConversationInfo
+    segments: int
+    voiceprints: int
+    speakers_removed: list[SpeakerRow]
+    """Speaker rows, as they were, of the unknowns deleted with the conversation."""
+    speakers_changed: list[int]
+
+
+def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
+    """Delete the conversation and what hangs off it, in the caller's transaction."""
+    tx = ctx.tx
+    conversation = conversation_info(get_conversation_row(tx, conversation_id))
+    segment_rows = tx.all(
+        "SELECT id, speaker_id FROM segment WHERE conversation_id = ? ORDER BY id",
+        (conversation_id,),
+    )
+    ids_json = "[" + ",".join(str(int(r[0])) for r in segment_rows) + "]"
+    print_owners = tx.all(
+        "SELECT DISTINCT speaker_id FROM voiceprint WHERE conversation_id = ?"
+        " OR segment_id IN (SELECT value FROM json_each(?))",
+        (conversation_id, ids_json),
+    )
+    affected = {int(r[1]) for r in segment_rows if r[1] is not None}
+    affected |= {int(r[0]) for r in print_owners}
+
+    voiceprints = tx.run(
+        "DELETE FROM voiceprint WHERE conversation_id = ?"
+        " OR segment_id IN (SELECT value FROM json_each(?))",
+        (conversation_id, ids_json),
+    )
+    text_index.remove(tx, ids_json)  # needs segment_content's text: before it goes
+    TextVectorIndex.remove(tx, ids_json)
+    for table in ("segment_voice", "segment_content"):
+        tx.run(f"DELETE FROM {table} WHERE segment_id IN (SELECT value FROM json_each(?))",
+               (ids_json,))
+    for table in ("segment", "local_cluster", "diarization_turn"):
+        tx.run(f"DELETE FROM {table} WHERE conversation_id = ?", (conversation_id,))
+    tx.run("DELETE FROM conversation WHERE id = ?", (conversation_id,))
+
+    removed: list[SpeakerRow] = []
+    for speaker_id in sorted(affected):
+        row = get_row(tx, speaker_id)
+        # An unknown left with nothing was heard only in this conversation.
+        if row is not None and row[3] == "unknown" and holds_nothing(tx, speaker_id):
+            removed.append(row)
+            tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (speaker_id,))
+            tx.run("DELETE FROM speaker WHERE id = ?", (speaker_id,))
+    changed = sorted(affected - {int(r[0]) for r in removed})
+    recompute_centroids(tx, changed)
+    ctx.cache.refresh(tx, affected)
+    return Removed(conversation, len(segment_rows), voiceprints, removed, changed)
+
