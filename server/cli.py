@@ -9,12 +9,17 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from memory.errors import SpeakerMemoryError
 from server.cli_commands import Command, add_commands
 from server.cli_progress import follow
 from tools.settings import Settings
+
+if TYPE_CHECKING:
+    from tools.context import Job
 
 log = logging.getLogger("speaker_memory")
 
@@ -208,16 +213,11 @@ def run_process(args: argparse.Namespace, settings: Settings) -> int:
         audio = local_audio(args.file)
         options = processing.ProcessOptions(title=args.title, num_speakers=args.num_speakers,
                                             language=args.language)
-        started = processing.start_processing(app, audio, options)
-        if started.job is not None:
-            follow(started.job, sys.stderr)
-        # A duplicate's summary says so itself (and claims no new voices).
-        summary = processing.summarise(app, started.conversation_id,
-                                       duplicate=started.job is None)
+        summary = anyio.run(processing.process_audio, app, audio, options, _follow_here)
         print(summary.message, file=sys.stderr)
         if summary.status != "done":
             return 1
-        exported = exports.export_conversation(app, started.conversation_id, args.format)
+        exported = exports.export_conversation(app, summary.conversation_id, args.format)
         sys.stdout.write(exported.content)
     return 0
 
@@ -227,9 +227,14 @@ def run_enroll(args: argparse.Namespace, settings: Settings) -> int:
     from tools.inputs import local_audio
 
     with _app(settings) as app:
-        result = enroll_speaker(app, args.name, local_audio(args.file))
+        result = anyio.run(enroll_speaker, app, args.name, local_audio(args.file), _follow_here)
         print(result.message)
     return 0
+
+
+async def _follow_here(job: Job) -> None:
+    """The CLI follows a job to its end, its progress on stderr."""
+    await anyio.to_thread.run_sync(follow, job, sys.stderr)
 
 
 def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:

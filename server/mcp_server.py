@@ -11,7 +11,7 @@ import inspect
 import json
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
@@ -50,7 +50,7 @@ from memory.types import MAX_ID
 from server.client_log import ClientLogLevels, as_level, session_of
 from server.jobs import LogSink, ProgressSink, follow_job
 from tools import completions, deletion, exports, identity, processing, queries, rebuild
-from tools.context import App
+from tools.context import App, Job
 from tools.errors import explain
 from tools.inputs import MAX_PATH_LENGTH, audio_argument
 from tools.models import (
@@ -159,6 +159,16 @@ async def run_tool(app: App, fn: Callable[P, R], *args: P.args, **kwargs: P.kwar
             raise ToolError(explain(app, exc)) from exc
 
     return await anyio.to_thread.run_sync(call)
+
+
+async def run_flow(app: App, flow: Awaitable[R]) -> R:
+    """Await a use case written as a flow in tools/ (it runs its store calls on worker
+    threads itself); domain errors become isError results, as in run_tool."""
+    try:
+        return await flow
+    except SpeakerMemoryError as exc:
+        message = await anyio.to_thread.run_sync(explain, app, exc)
+        raise ToolError(message) from exc
 
 
 def _progress_to(ctx: Context | None) -> ProgressSink | None:
@@ -289,14 +299,13 @@ def build_server(app: App) -> SpeakerMemoryServer:
         audio = await run_tool(app, audio_argument, app, path, audio_base64, filename)
         options = processing.ProcessOptions(title=title, num_speakers=num_speakers,
                                             language=language, recorded_at=recorded_at)
-        started = await run_tool(app, processing.start_processing, app, audio, options)
-        if started.job is None:
-            return await run_tool(app, processing.summarise, app, started.conversation_id,
-                                  duplicate=True)
-        if wait:
-            await follow_job(started.job, app.settings.wait_seconds, _progress_to(ctx),
-                             _log_to(ctx, levels))
-        result = await run_tool(app, processing.summarise, app, started.conversation_id)
+
+        async def follow(job: Job) -> None:
+            if wait:
+                await follow_job(job, app.settings.wait_seconds, _progress_to(ctx),
+                                 _log_to(ctx, levels))
+
+        result = await run_flow(app, processing.process_audio(app, audio, options, follow))
         if result.status == "failed":
             # A failed run is a tool failure; the conversation stays (status 'failed') and
             # sending the same audio again retries it.
@@ -425,9 +434,11 @@ def build_server(app: App) -> SpeakerMemoryServer:
         most 5 min; a clip with a second voice is refused). Adds samples when the name exists
         already."""
         audio = await run_tool(app, audio_argument, app, path, audio_base64, filename)
-        job = await run_tool(app, identity.start_enrollment, app, name, audio)
-        await follow_job(job, app.settings.wait_seconds)
-        return await run_tool(app, identity.enrollment_result, job)
+
+        async def follow(job: Job) -> None:
+            await follow_job(job, app.settings.wait_seconds)
+
+        return await run_flow(app, identity.enroll_speaker(app, name, audio, follow))
 
     @tool(annotations=CHANGES)
     async def rename_speaker(

@@ -33,7 +33,7 @@ from memory.types import MAX_ID
 from server.jobs import follow_job
 from tools import deletion, exports, identity, processing, queries, rebuild
 from tools.clips import segment_wav
-from tools.context import App
+from tools.context import App, Job
 from tools.errors import explain
 from tools.inputs import AudioFile, UploadWriter, require_id
 
@@ -93,15 +93,16 @@ def rest_routes(app: App) -> list[Route]:
         )
         processing.check_options(options)  # before the upload is kept: a refusal leaves none
         audio = await _upload(form, app)
-        started = await call(processing.start_processing, app, audio, options)
-        if started.job is None:
-            result = await call(processing.summarise, app, started.conversation_id, duplicate=True)
+        wait = _text(form.get("wait")) in ("1", "true", "yes")
+
+        async def follow(job: Job) -> None:
+            if wait:
+                await follow_job(job, app.settings.wait_seconds)
+
+        result = await processing.process_audio(app, audio, options, follow)
+        if result.duplicate:
             return _json(result, 200)
-        if _text(form.get("wait")) in ("1", "true", "yes"):
-            await follow_job(started.job, app.settings.wait_seconds, None)
-        result = await call(processing.summarise, app, started.conversation_id)
-        status = {"done": 201, "failed": 422}.get(result.status, 202)
-        return _json(result, status)
+        return _json(result, {"done": 201, "failed": 422}.get(result.status, 202))
 
     async def get_conversation(request: Request) -> Response:
         fmt = request.query_params.get("format", "json")
@@ -165,9 +166,11 @@ def rest_routes(app: App) -> list[Route]:
         if not name:
             raise InvalidInput("send the speaker's name in the 'name' form field.")
         audio = await _upload(form, app)
-        job = await call(identity.start_enrollment, app, name, audio)
-        await follow_job(job, app.settings.wait_seconds)
-        return _json(await call(identity.enrollment_result, job), 201)
+
+        async def follow(job: Job) -> None:
+            await follow_job(job, app.settings.wait_seconds)
+
+        return _json(await identity.enroll_speaker(app, name, audio, follow), 201)
 
     async def speaker_conversations(request: Request) -> Response:
         q = request.query_params

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
-from concurrent.futures import wait
 from pathlib import Path
+
+import anyio
 
 from memory.errors import InvalidInput, StillRunning
 from memory.speakers import clean_name
@@ -23,6 +24,7 @@ from tools.models import (
     conversation_out,
     speaker_ref,
 )
+from tools.processing import Follow
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +67,11 @@ speech (and at least MIN_SECOND_VOICE_SECONDS) is refused: its profile would lea
 MIN_SECOND_VOICE_SECONDS = 2.0
 
 
-def enroll_speaker(app: App, name: str, audio: AudioFile) -> EnrollOut:
-    """Enroll and wait for it (the CLI's way; async transports follow the job themselves)."""
-    job = start_enrollment(app, name, audio)
-    assert job.future is not None
-    wait([job.future])
+async def enroll_speaker(app: App, name: str, audio: AudioFile, follow: Follow) -> EnrollOut:
+    """The use case "enroll this clip", the same for MCP, REST and the CLI: queue it, let the
+    transport follow the job, then its result (StillRunning when it outlasted the wait)."""
+    job = await anyio.to_thread.run_sync(start_enrollment, app, name, audio)
+    await follow(job)
     return enrollment_result(job)
 
 

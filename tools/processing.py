@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+import anyio
 
 from memory.errors import (
     ConversationNotReady,
@@ -76,6 +79,24 @@ def start_processing(app: App, audio: AudioFile, options: ProcessOptions) -> Sta
         return Started(exc.conversation_id, None)
     job = app.jobs.submit(info.id, lambda job: _run_job(app, job, audio, options))
     return Started(info.id, job)
+
+
+Follow = Callable[[Job], Awaitable[None]]
+"""How a transport waits on a job: relaying its progress the transport's way, up to the
+transport's own limit (the job goes on in the background after that)."""
+
+
+async def process_audio(app: App, audio: AudioFile, options: ProcessOptions,
+                        follow: Follow) -> ProcessAudioResult:
+    """The use case "process this recording", the same for MCP, REST and the CLI: start the
+    job (or find that this audio was processed before), let the transport follow it, then
+    summarise. Store calls run on worker threads: the event loop only waits."""
+    started = await anyio.to_thread.run_sync(start_processing, app, audio, options)
+    if started.job is None:
+        return await anyio.to_thread.run_sync(
+            lambda: summarise(app, started.conversation_id, duplicate=True))
+    await follow(started.job)
+    return await anyio.to_thread.run_sync(summarise, app, started.conversation_id)
 
 
 def _needs_a_run(app: App, existing: ConversationInfo) -> bool:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from tools import processing
-from tools.context import App
+import anyio
+
+from tools import identity, processing
+from tools.context import App, Job
 from tools.inputs import AudioFile, audio_from_base64
+from tools.models import EnrollOut
 
 
 def run_to_end(app: App, audio: AudioFile) -> int:
@@ -17,6 +20,17 @@ def run_to_end(app: App, audio: AudioFile) -> int:
         assert started.job.future is not None
         started.job.future.result(timeout=30)
     return started.conversation_id
+
+
+async def to_the_end(job: Job) -> None:
+    """A tools flow's `follow` that waits for the job to finish."""
+    assert job.future is not None
+    await anyio.to_thread.run_sync(lambda: job.future.result(timeout=30) if job.future else None)
+
+
+def enroll(app: App, name: str, audio: AudioFile) -> EnrollOut:
+    """The enrollment flow, followed to its end."""
+    return anyio.run(identity.enroll_speaker, app, name, audio, to_the_end)
 
 
 def upload(app: App, path: Path, filename: str | None = None) -> AudioFile:

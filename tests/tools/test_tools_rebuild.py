@@ -23,6 +23,7 @@ from tests.memory.state import rows
 from tests.testdata import DATA
 from tests.tools.fake_pipeline import FakePipeline
 from tests.tools.fake_pipeline import Turn as ScriptTurn
+from tests.tools.runs import enroll
 from tools import identity, processing, rebuild
 from tools.context import App
 from tools.inputs import audio_from_path, local_audio
@@ -304,7 +305,7 @@ def test_enrolling_keeps_the_clip_that_a_later_model_rebuilds_from(
     app: App, fake: FakePipeline
 ) -> None:
     clip = fake.clip(app.settings.inbox_dir / "sarah.wav", "sarah")
-    enrolled = identity.enroll_speaker(app, "Sarah", audio_from_path(app, str(clip)))
+    enrolled = enroll(app, "Sarah", audio_from_path(app, str(clip)))
     kept = app.memory.profile_audio("Sarah").clips
     assert len(kept) == 1 and kept[0].sha256 == sha256(clip)
     kept_path = Path(kept[0].path)
