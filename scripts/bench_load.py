@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -25,6 +26,7 @@ import time
 import wave
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -72,40 +74,91 @@ async def call(client: Any, tool: str, arguments: dict[str, Any]) -> Any:
     return result.structured_content
 
 
+class RawClient:
+    """A thin MCP client: one session, JSON-RPC POSTs, the SSE reply read for its result. It
+    costs a fraction of the SDK client's CPU, which on one machine competes with the server."""
+
+    PROTOCOL = "2025-11-25"
+
+    def __init__(self, http: httpx.AsyncClient, base: str) -> None:
+        self.http = http
+        self.url = f"{base}/mcp"
+        self.headers = {"accept": "application/json, text/event-stream",
+                        "content-type": "application/json"}
+        self.next_id = 1
+
+    async def open(self) -> None:
+        opened = await self.post({"method": "initialize", "params": {
+            "protocolVersion": self.PROTOCOL, "capabilities": {},
+            "clientInfo": {"name": "bench-load", "version": "1"}}})
+        self.headers |= {"mcp-session-id": opened.headers["mcp-session-id"],
+                         "mcp-protocol-version": self.PROTOCOL}
+        await self.http.post(self.url, headers=self.headers,
+                             json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    async def post(self, message: dict[str, Any]) -> httpx.Response:
+        self.next_id += 1
+        response = await self.http.post(self.url, headers=self.headers,
+                                        json={"jsonrpc": "2.0", "id": self.next_id, **message})
+        response.raise_for_status()
+        return response
+
+    async def call_tool(self, tool: str, arguments: dict[str, Any]) -> Any:
+        response = await self.post({"method": "tools/call",
+                                    "params": {"name": tool, "arguments": arguments}})
+        for line in response.text.splitlines():
+            if line.startswith("data:") and '"result"' in line:
+                result = json.loads(line[5:])["result"]
+                return SimpleNamespace(is_error=result.get("isError", False),
+                                       content=result.get("content"),
+                                       structured_content=result.get("structuredContent"))
+        raise RuntimeError(f"{tool}: no result in {response.text[:200]!r}")
+
+
 async def client_loop(base: str, number: int, seconds: float, conversation_ids: list[int],
-                      latencies: dict[str, list[float]], errors: dict[str, int]) -> None:
-    import httpx as httpx_async
+                      latencies: dict[str, list[float]], errors: dict[str, int],
+                      raw: bool = False) -> None:
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
-    async with (httpx_async.AsyncClient(timeout=120) as http,
-                Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client):
-        deadline = time.monotonic() + seconds
-        step = number
-        while time.monotonic() < deadline:
-            tool = READS[step % len(READS)]
-            arguments: dict[str, Any] = {}
-            if tool == "get_conversation":
-                arguments = {"conversation_id": conversation_ids[step % len(conversation_ids)],
-                             "format": "text"}
-            elif tool == "search_conversations":
-                arguments = {"query": QUERIES[step % len(QUERIES)], "limit": 10}
-            started = time.perf_counter()
-            try:
-                await call(client, tool, arguments)
-                latencies[tool].append(time.perf_counter() - started)
-            except Exception as exc:  # counted, not fatal: errors are a result of the bench
-                errors[tool] += 1
-                print(f"client {number}: {tool} failed: {exc}", file=sys.stderr)
-            step += 1
+    async with httpx.AsyncClient(timeout=120) as http:
+        if raw:
+            client: Any = RawClient(http, base)
+            await client.open()
+            await run_reads(client, number, seconds, conversation_ids, latencies, errors)
+        else:
+            async with Client(streamable_http_client(f"{base}/mcp", http_client=http)) as sdk:
+                await run_reads(sdk, number, seconds, conversation_ids, latencies, errors)
 
 
-async def phase(base: str, clients: int, seconds: float,
-                conversation_ids: list[int]) -> tuple[dict[str, list[float]], dict[str, int]]:
+async def run_reads(client: Any, number: int, seconds: float, conversation_ids: list[int],
+                    latencies: dict[str, list[float]], errors: dict[str, int]) -> None:
+    deadline = time.monotonic() + seconds
+    step = number
+    while time.monotonic() < deadline:
+        tool = READS[step % len(READS)]
+        arguments: dict[str, Any] = {}
+        if tool == "get_conversation":
+            arguments = {"conversation_id": conversation_ids[step % len(conversation_ids)],
+                         "format": "text"}
+        elif tool == "search_conversations":
+            arguments = {"query": QUERIES[step % len(QUERIES)], "limit": 10}
+        started = time.perf_counter()
+        try:
+            await call(client, tool, arguments)
+            latencies[tool].append(time.perf_counter() - started)
+        except Exception as exc:  # counted, not fatal: errors are a result of the bench
+            errors[tool] += 1
+            print(f"client {number}: {tool} failed: {exc}", file=sys.stderr)
+        step += 1
+
+
+async def phase(base: str, clients: int, seconds: float, conversation_ids: list[int],
+                raw: bool = False) -> tuple[dict[str, list[float]], dict[str, int]]:
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
-    await asyncio.gather(*(client_loop(base, n, seconds, conversation_ids, latencies, errors)
-                           for n in range(clients)))
+    await asyncio.gather(*(client_loop(base, n, seconds, conversation_ids, latencies, errors,
+                                       raw) for n in range(clients)))
     return latencies, errors
 
 
@@ -148,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--record", type=Path, default=None,
                         help="the recording processed during the second phase")
+    parser.add_argument("--sdk-client", action="store_true",
+                        help="the MCP SDK's client for the load (default: a thin JSON-RPC one, "
+                        "whose own CPU cost is smaller)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -169,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {len(ids)} seed recordings processed in "
                   f"{time.perf_counter() - started:.0f} s; {args.clients} clients, "
                   f"{args.seconds:.0f} s per phase, {os.cpu_count()} cores", flush=True)
-            idle = asyncio.run(phase(base, args.clients, args.seconds, ids))
+            raw = not args.sdk_client
+            idle = asyncio.run(phase(base, args.clients, args.seconds, ids, raw))
             job = run_tool(base, "process_audio", path=str(record), wait=False)
-            busy = asyncio.run(phase(base, args.clients, args.seconds, ids))
+            busy = asyncio.run(phase(base, args.clients, args.seconds, ids, raw))
             status = run_tool(base, "get_processing_status",
                               conversation_id=job["conversation_id"])
         idle_p99 = report("idle", *idle)

@@ -49,6 +49,7 @@ from memory.speakers import MAX_NAME_LENGTH
 from memory.types import MAX_ID
 from server.client_log import ClientLogLevels, as_level, session_of
 from server.jobs import LogSink, ProgressSink, follow_job
+from server.threads import tool_threads
 from tools import completions, deletion, exports, identity, processing, queries, rebuild
 from tools.context import App, Job
 from tools.errors import explain
@@ -158,7 +159,7 @@ async def run_tool(app: App, fn: Callable[P, R], *args: P.args, **kwargs: P.kwar
         except SpeakerMemoryError as exc:
             raise ToolError(explain(app, exc)) from exc
 
-    return await anyio.to_thread.run_sync(call)
+    return await anyio.to_thread.run_sync(call, limiter=tool_threads)
 
 
 async def run_flow(app: App, flow: Awaitable[R]) -> R:

@@ -31,6 +31,7 @@ from memory.errors import (
 )
 from memory.types import MAX_ID
 from server.jobs import follow_job
+from server.threads import tool_threads
 from tools import deletion, exports, identity, processing, queries, rebuild
 from tools.clips import segment_wav
 from tools.context import App, Job
@@ -65,7 +66,8 @@ def status_for(exc: SpeakerMemoryError) -> int:
 
 def rest_routes(app: App) -> list[Route]:
     async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs),
+                                              limiter=tool_threads)
 
     def endpoint(handler: Handler) -> Handler:
         async def wrapped(request: Request) -> Response:
