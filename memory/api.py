@@ -61,6 +61,7 @@ from memory.types import (
     SpeakerInfo,
     SpeakerKind,
     SpeakerSummary,
+    SpeakerTally,
     Suggestion,
     Vector,
 )
@@ -507,6 +508,11 @@ class SpeakerMemory:
     def get_conversation(self, conversation_id: int) -> ConversationDetail:
         with self._db.read() as tx:
             return queries.get_conversation(tx, conversation_id)
+
+    def speaker_tallies(self, conversation_id: int) -> list[SpeakerTally]:
+        """Who speaks in a conversation: segment counts and an example segment each."""
+        with self._db.read() as tx:
+            return queries.speaker_tallies(tx, conversation_id)
 
     def get_conversation_info(self, conversation_id: int) -> ConversationInfo:
         with self._db.read() as tx:

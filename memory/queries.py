@@ -23,6 +23,7 @@ from memory.types import (
     SpeakerInfo,
     SpeakerKind,
     SpeakerSummary,
+    SpeakerTally,
     SpeakerTurn,
     Word,
 )
@@ -161,6 +162,45 @@ def get_conversation(tx: Tx, conversation_id: int) -> ConversationDetail:
     )
     return ConversationDetail(conversation_info(row), segment_views(tx, rows),
                               speaker_turns(tx, conversation_id))
+
+
+EXAMPLE_CANDIDATES = 3
+"""A speaker's longest segments checked for someone talking over them, to pick its example."""
+
+
+def speaker_tallies(tx: Tx, conversation_id: int) -> list[SpeakerTally]:
+    """The conversation's speakers, most segments first, each with its segment count and its
+    example segment; reads counts and a few candidates, not the whole transcript."""
+    get_conversation_row(tx, conversation_id)
+    counts = tx.all(
+        "SELECT speaker_id, COUNT(*) FROM segment WHERE conversation_id = ?"
+        " AND speaker_id IS NOT NULL GROUP BY speaker_id ORDER BY COUNT(*) DESC, speaker_id",
+        (conversation_id,),
+    )
+    rows = tx.all(
+        f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.id IN ("
+        " SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY speaker_id"
+        "  ORDER BY \"end\" - start DESC, id) AS place FROM segment"
+        "  WHERE conversation_id = ? AND speaker_id IS NOT NULL) WHERE place <= ?)"
+        " ORDER BY s.start, s.id",
+        (conversation_id, EXAMPLE_CANDIDATES),
+    )
+    best: dict[int, tuple[SpeakerInfo, SegmentView]] = {}
+    for view in segment_views(tx, rows, with_words=False):
+        if view.speaker is None:
+            continue
+        held = best.get(view.speaker.id)
+        if held is None or _shows_voice_better(view, held[1]):
+            best[view.speaker.id] = (view.speaker, view)
+    return [SpeakerTally(best[int(sid)][0], int(n), best[int(sid)][1]) for sid, n in counts]
+
+
+def _shows_voice_better(segment: SegmentView, than: SegmentView) -> bool:
+    """Alone beats overlapped; then longer beats shorter; then earlier."""
+    def key(s: SegmentView) -> tuple[bool, float, float]:
+        return not s.overlapped_by, s.end - s.start, -s.start
+
+    return key(segment) > key(than)
 
 
 def speaker_turns(tx: Tx, conversation_id: int) -> list[SpeakerTurn]:

@@ -314,6 +314,16 @@ class ConversationDetail:
 
 
 @dataclass(frozen=True)
+class SpeakerTally:
+    """One speaker of a conversation: how many segments it has there, and the one that shows
+    its voice best (the longest nobody talks over, else its longest)."""
+
+    speaker: SpeakerInfo
+    segment_count: int
+    example: SegmentView
+
+
+@dataclass(frozen=True)
 class Page(Generic[T]):
     items: list[T]
     total: int

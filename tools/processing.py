@@ -5,7 +5,6 @@ wait (MCP: until done or settings.wait_seconds; CLI: until done)."""
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -232,17 +231,7 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
             conversation_id=info.id, status=status.status, duplicate=duplicate,
             duration=info.duration, message=prefix + status.message,
         )
-    detail = app.memory.get_conversation(conversation_id)
-    counts: Counter[int] = Counter()
-    speakers = {}
-    examples: dict[int, SegmentView] = {}
-    for segment in detail.segments:
-        if segment.speaker is not None:
-            sid = segment.speaker.id
-            counts[sid] += 1
-            speakers[sid] = segment.speaker
-            if sid not in examples or _shows_voice_better(segment, examples[sid]):
-                examples[sid] = segment
+    tallies = app.memory.speaker_tallies(conversation_id)
     job = app.jobs.get(conversation_id)
     # A duplicate found nothing new, whatever the run that stored it once created.
     decisions = job.ingest.decisions if job and job.ingest and not duplicate else []
@@ -251,9 +240,10 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
                                          score=round(d.suggestion.score, 4))
              for d in decisions if d.suggestion is not None}
     found = [
-        SpeakerFound(speaker=speaker_ref(speakers[sid]), segment_count=n,
-                     example=_example(examples[sid]), new=sid in created, maybe=maybe.get(sid))
-        for sid, n in counts.most_common()
+        SpeakerFound(speaker=speaker_ref(t.speaker), segment_count=t.segment_count,
+                     example=_example(t.example), new=t.speaker.id in created,
+                     maybe=maybe.get(t.speaker.id))
+        for t in tallies
     ]
     named = [f for f in found if f.speaker.kind == "enrolled"]
     # Listed by number, so the message reads in the order the labels were given.
@@ -287,14 +277,6 @@ def _unknown_number(found: SpeakerFound) -> int:
     """N of an 'Unknown N' label: 'Unknown 2' sorts before 'Unknown 10'."""
     label = UNKNOWN_LABEL.match(found.speaker.label)
     return int(label.group(1)) if label else 0
-
-
-def _shows_voice_better(segment: SegmentView, than: SegmentView) -> bool:
-    """Alone beats overlapped; then longer beats shorter."""
-    def key(s: SegmentView) -> tuple[bool, float]:
-        return not s.overlapped_by, s.end - s.start
-
-    return key(segment) > key(than)
 
 
 def _example(segment: SegmentView) -> SegmentExample:

@@ -226,3 +226,30 @@ def test_warm_up_loads_search_structures(searchable: SpeakerMemory) -> None:
     searchable.warm_up()
     query = text_vector("budget review")
     assert searchable.search_semantic(query, TEXT_MODEL, limit=1)[0].segment.text == TEXTS[4]
+
+
+def test_speaker_tallies_count_segments_and_pick_a_clean_example(
+    store: SpeakerMemory, voices: Voices
+) -> None:
+    # ann's segments start at 0, 4.5 and 9.0 s (2 s each, bob's between them); ann's first
+    # one is lengthened, and bob talks over it: her example is her longest clean segment.
+    from dataclasses import replace
+
+    from inference.types import Turn
+
+    result = make_result(voices, ["ann", "bob"], 6)
+    result.segments[0] = replace(result.segments[0], end=2.2)
+    result.turns.append(Turn(0.5, 1.8, "SPEAKER_01"))
+    conversation = store.create_conversation(title="tally")
+    store.ingest(conversation.id, result)
+    tallies = store.speaker_tallies(conversation.id)
+    detail = store.get_conversation(conversation.id)
+    assert [(t.speaker.id, t.segment_count) for t in tallies] == sorted(
+        {(s.speaker.id, sum(1 for o in detail.segments if o.speaker == s.speaker))
+         for s in detail.segments if s.speaker}, key=lambda pair: (-pair[1], pair[0]))
+    ann = next(t for t in tallies if t.example.local_speaker == "SPEAKER_00")
+    first = detail.segments[0]
+    assert first.overlapped_by and first.end - first.start > ann.example.end - ann.example.start
+    assert ann.example.id != first.id and not ann.example.overlapped_by
+    with pytest.raises(ConversationNotFound):
+        store.speaker_tallies(conversation.id + 1)
