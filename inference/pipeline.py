@@ -35,7 +35,13 @@ from inference.alignment import (
 from inference.audio import AudioSource, decode
 from inference.channel import MAX_ANALYSIS_SECONDS, is_narrowband, telephone_band
 from inference.config import PipelineConfig
-from inference.enrolled import ClusterMatch, match_clusters, merge_matched, speech_by_label
+from inference.enrolled import (
+    ClusterMatch,
+    cluster_centroids,
+    match_clusters,
+    merge_matched,
+    speech_by_label,
+)
 from inference.factory import Backends, build_backends
 from inference.protocols import ReportingDiarizer, StreamingTranscriber
 from inference.types import (
@@ -367,10 +373,11 @@ class Pipeline:
             return []
         main, *others = sorted(seconds, key=lambda label: -seconds[label])
         threshold = MatchConfig().for_model(model_id).threshold
-        centre = _centroid(diarization.vectors.get(main, []))
+        centroids = cluster_centroids(diarization)
+        centre = centroids.get(main)
         voices = [seconds[main]]
         for label in others:
-            other = _centroid(diarization.vectors.get(label, []))
+            other = centroids.get(label)
             same = centre is not None and other is not None and float(centre @ other) >= threshold
             if same:
                 voices[0] += seconds[label]
@@ -567,10 +574,3 @@ def _monotonic(progress: Progress) -> Progress:
             log.debug("progress callback failed", exc_info=True)
 
     return report
-
-
-def _centroid(vectors: Sequence[Vector]) -> Vector | None:
-    """The unit mean direction of a cluster's vectors; None without any."""
-    if not vectors:
-        return None
-    return normalise(np.mean(np.stack(vectors), axis=0).astype(np.float32))
