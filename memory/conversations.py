@@ -24,7 +24,7 @@ from memory.limits import (
     bounded,
     cut,
 )
-from memory.speakers import create_unknown, get_row
+from memory.speakers import create_unknown, delete_row, get_row
 from memory.timeutil import from_db, from_db_required, now_db, to_db
 from memory.types import (
     ConversationInfo,
@@ -503,8 +503,7 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
             continue
         change.delete_voiceprints(tx, "speaker_id = ?", [sid])
         change.delete_clips(tx, sid)
-        tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (sid,))
-        tx.run("DELETE FROM speaker WHERE id = ?", (sid,))
+        delete_row(tx, sid)
     recompute_centroids(tx, [d.speaker_id for d in decisions if get_row(tx, d.speaker_id)])
     ctx.cache.refresh(tx, change.touched)
     return decisions

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from memory import text_index
 from memory.conversations import conversation_info, get_conversation_row
 from memory.identity import Ctx, holds_nothing
-from memory.speakers import SpeakerRow, get_row
+from memory.speakers import SpeakerRow, delete_row, get_row
 from memory.types import ConversationInfo
 from memory.vector_index import TextVectorIndex
 from memory.voiceprints import recompute_centroids
@@ -69,8 +69,7 @@ def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
         # An unknown left with nothing was heard only in this conversation.
         if row is not None and row[3] == "unknown" and holds_nothing(tx, speaker_id):
             removed.append(row)
-            tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (speaker_id,))
-            tx.run("DELETE FROM speaker WHERE id = ?", (speaker_id,))
+            delete_row(tx, speaker_id)
     changed = sorted(affected - {int(r[0]) for r in removed})
     recompute_centroids(tx, changed)
     ctx.cache.refresh(tx, affected)

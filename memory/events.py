@@ -23,7 +23,7 @@ import numpy as np
 from memory import profiles
 from memory.db import Tx
 from memory.errors import EventNotFound, InvalidOperation, UndoConflict
-from memory.speakers import SPEAKER_COLUMNS
+from memory.speakers import SPEAKER_COLUMNS, delete_row
 from memory.timeutil import now_db
 from memory.vectors import b64, pack_ids, unb64, unpack_ids
 from memory.voiceprints import (
@@ -244,8 +244,8 @@ def undo(tx: Tx, event_id: int | None) -> Undone:
     payload: dict[str, Any] = json.loads(row[4])
     shown_before = _shown_labels(tx, [int(b[0]) for b in payload["speakers_before"]])
     touched = _reverse(tx, eid, payload)
-    renamed = [sid for sid, shown in shown_before.items()
-               if _shown_labels(tx, [sid]).get(sid) != shown]
+    shown_after = _shown_labels(tx, list(shown_before))
+    renamed = [sid for sid, shown in shown_before.items() if shown_after.get(sid) != shown]
     segments, conversations = _segments_shown_differently(tx, touched, renamed)
     recompute_centroids(
         tx, [s for s in speakers if tx.one("SELECT 1 FROM speaker WHERE id = ?", (s,))]
@@ -408,8 +408,7 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> set[int]:
             raise _conflict(eid, f"speaker {sid} (created by it) has segments that")
         if tx.one("SELECT 1 FROM voiceprint WHERE speaker_id = ? LIMIT 1", (sid,)):
             raise _conflict(eid, f"speaker {sid} (created by it) has voiceprints that")
-        tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (sid,))
-        tx.run("DELETE FROM speaker WHERE id = ?", (sid,))
+        delete_row(tx, sid)
     return touched
 
 

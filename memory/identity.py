@@ -20,6 +20,7 @@ from memory.speakers import (
     clean_name,
     create_named,
     create_unknown,
+    delete_row,
     find_by_name,
     get_row,
     label_of,
@@ -321,8 +322,7 @@ def _drop_if_empty(ctx: Ctx, change: Change, speaker_id: int) -> bool:
     if not holds_nothing(tx, speaker_id):
         return False
     change.snapshot_speaker(tx, speaker_id)
-    tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (speaker_id,))
-    tx.run("DELETE FROM speaker WHERE id = ?", (speaker_id,))
+    delete_row(tx, speaker_id)
     return True
 
 
@@ -428,8 +428,7 @@ def delete_speaker(ctx: Ctx, change: Change, speaker_id: int) -> tuple[int, int]
     moved = change.move_all_segments(tx, speaker_id, None)
     change.delete_voiceprints(tx, "speaker_id = ?", [speaker_id])
     change.delete_clips(tx, speaker_id)
-    tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (speaker_id,))
-    tx.run("DELETE FROM speaker WHERE id = ?", (speaker_id,))
+    delete_row(tx, speaker_id)
     return moved
 
 

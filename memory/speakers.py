@@ -64,6 +64,12 @@ def info(row: SpeakerRow) -> SpeakerInfo:
     )
 
 
+def delete_row(tx: Tx, speaker_id: int) -> None:
+    """Delete the speaker's row and its centroids (derived from prints it no longer has)."""
+    tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (speaker_id,))
+    tx.run("DELETE FROM speaker WHERE id = ?", (speaker_id,))
+
+
 def get_row(tx: Tx, speaker_id: int) -> SpeakerRow | None:
     return tx.one(f"SELECT {SPEAKER_COLUMNS} FROM speaker WHERE id = ?", (speaker_id,))
 
