@@ -7,6 +7,7 @@ other calls) and turns domain errors into `isError` results with an actionable m
 No `from __future__ import annotations` here: the SDK reads parameter annotations at runtime.
 """
 
+import functools
 import inspect
 import json
 import logging
@@ -116,6 +117,7 @@ RowId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
 """A stored row's id: a whole number the store can hold; strict, so true is not id 1."""
 ConversationId = Annotated[RowId, Field(description="Conversation id (from list_conversations).")]
 SegmentId = Annotated[RowId, Field(description="Segment id (from a transcript or search hit).")]
+OnlyConversation = Annotated[RowId | None, Field(description="Only this conversation.")]
 Speaker = Annotated[
     RowId | str, Field(description="Speaker id, name (case-insensitive) or 'Unknown N' label.")
 ]
@@ -153,18 +155,14 @@ DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True)
 
 async def run_tool(app: App, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run a tools/ function on a worker thread; domain errors become isError results."""
-    def call() -> R:
-        try:
-            return fn(*args, **kwargs)
-        except SpeakerMemoryError as exc:
-            raise ToolError(explain(app, exc)) from exc
-
-    return await anyio.to_thread.run_sync(call, limiter=tool_threads)
+    return await run_flow(app, anyio.to_thread.run_sync(
+        functools.partial(fn, *args, **kwargs), limiter=tool_threads))
 
 
 async def run_flow(app: App, flow: Awaitable[R]) -> R:
-    """Await a use case written as a flow in tools/ (it runs its store calls on worker
-    threads itself); domain errors become isError results, as in run_tool."""
+    """Await a use case: a tools/ function on a worker thread (run_tool), or a flow in tools/
+    that runs its store calls on worker threads itself; domain errors become isError results
+    with the message tools/errors.py gives."""
     try:
         return await flow
     except SpeakerMemoryError as exc:
@@ -356,9 +354,7 @@ def build_server(app: App) -> SpeakerMemoryServer:
     @tool(annotations=READ_ONLY)
     async def get_latest_segments(
         limit: Limit = 20,
-        conversation_id: Annotated[RowId | None, Field(
-            description="Only this conversation.")]
-        = None,
+        conversation_id: OnlyConversation = None,
     ) -> SegmentList:
         """The most recent transcript segments (newest first), e.g. 'what was just said?'."""
         return await run_tool(app, queries.get_latest_segments, app, limit, conversation_id)
@@ -372,9 +368,7 @@ def build_server(app: App) -> SpeakerMemoryServer:
                         "(best default).")] = "hybrid",
         speaker: Annotated[RowId | str | None, Field(
             description="Only what this speaker said (id, name or 'Unknown N').")] = None,
-        conversation_id: Annotated[RowId | None, Field(
-            description="Only this conversation.")]
-        = None,
+        conversation_id: OnlyConversation = None,
         since: Since = None, until: Until = None, limit: Limit = 20,
     ) -> SearchResults:
         """Find segments by words or meaning across all conversations, optionally only what one
