@@ -120,6 +120,19 @@ def decode(source: AudioSource, max_seconds: float | None = DEFAULT_MAX_SECONDS)
     return Audio(samples=samples)
 
 
+def wav_bytes(audio: Audio) -> bytes:
+    """The audio as a 16-bit PCM mono WAV file's bytes (samples past full scale are clipped)."""
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(audio.sample_rate)
+        out.writeframes((np.clip(audio.samples, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
 def decode_span(source: str | Path, start: float, end: float) -> Audio:
     """Decode only `start`..`end` seconds of a stored file (a segment's clip): seeks near
     `start` and stops after `end`, so a clip of a 4 h recording costs what the clip costs.

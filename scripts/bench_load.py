@@ -23,7 +23,6 @@ import os
 import sys
 import tempfile
 import time
-import wave
 from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -49,21 +48,12 @@ def seed_recordings() -> list[Path]:
 
 def joined_recording(parts: list[Path], into: Path, seconds: float) -> Path:
     """The parts one after another, repeated to about `seconds`, as one 16 kHz WAV."""
-    from inference.audio import decode
+    from inference.audio import decode, wav_bytes
+    from inference.types import Audio
 
     clips = [decode(part).samples for part in parts]
-    samples: list[np.ndarray[Any, Any]] = []
-    total = 0
-    while total < seconds * 16_000:
-        for clip in clips:
-            samples.append(clip)
-            total += len(clip)
-    audio = np.concatenate(samples)
-    with wave.open(str(into), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16_000)
-        out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    repeats = int(np.ceil(seconds * 16_000 / sum(len(clip) for clip in clips)))
+    into.write_bytes(wav_bytes(Audio(np.concatenate(clips * repeats))))
     return into
 
 

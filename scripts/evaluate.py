@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from inference.audio import decode
+from inference.audio import decode, wav_bytes
 from inference.types import Audio, Diarization
 
 log = logging.getLogger("evaluate")
@@ -119,16 +119,9 @@ def load_corpus(root: Path) -> Corpus:
 def joined(conversations: list[Conversation], corpus: Corpus, into: Path) -> Corpus:
     """One recording made of the conversations back to back (a long meeting of every voice),
     with the reference turns and text moved along; enrollment and voices are the corpus's."""
-    import wave
-
     parts = [decode(c.audio) for c in conversations]
-    samples = np.concatenate([p.samples for p in parts])
     path = into / f"{corpus.root.name}-joined.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(parts[0].sample_rate)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    path.write_bytes(wav_bytes(Audio(np.concatenate([p.samples for p in parts]))))
     turns: list[RefTurn] = []
     offset = 0.0
     for conversation, part in zip(conversations, parts, strict=True):
