@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from tools.context import Job
+from tools.processing import Follow
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,17 @@ async def follow_job(
         if finished or time.monotonic() >= deadline:
             return
         await anyio.sleep(POLL_SECONDS)
+
+
+def following(seconds: float | None, on_progress: ProgressSink | None = None,
+              on_log: LogSink | None = None) -> Follow:
+    """A tools flow's `follow`: wait up to `seconds` relaying progress and notes, or (None)
+    return at once, the job going on in the background."""
+    async def follow(job: Job) -> None:
+        if seconds is not None:
+            await follow_job(job, seconds, on_progress, on_log)
+
+    return follow
 
 
 async def _tell(report: Awaitable[None]) -> None:

@@ -49,10 +49,10 @@ from memory.limits import MAX_LANGUAGE_LENGTH, MAX_TITLE_LENGTH
 from memory.speakers import MAX_NAME_LENGTH
 from memory.types import MAX_ID
 from server.client_log import ClientLogLevels, as_level, session_of
-from server.jobs import LogSink, ProgressSink, follow_job
+from server.jobs import LogSink, ProgressSink, follow_job, following
 from server.threads import tool_threads
 from tools import completions, deletion, exports, identity, processing, queries, rebuild
-from tools.context import App, Job
+from tools.context import App
 from tools.errors import explain
 from tools.inputs import MAX_PATH_LENGTH, audio_argument
 from tools.models import (
@@ -298,12 +298,8 @@ def build_server(app: App) -> SpeakerMemoryServer:
         audio = await run_tool(app, audio_argument, app, path, audio_base64, filename)
         options = processing.ProcessOptions(title=title, num_speakers=num_speakers,
                                             language=language, recorded_at=recorded_at)
-
-        async def follow(job: Job) -> None:
-            if wait:
-                await follow_job(job, app.settings.wait_seconds, _progress_to(ctx),
-                                 _log_to(ctx, levels))
-
+        follow = following(app.settings.wait_seconds if wait else None, _progress_to(ctx),
+                           _log_to(ctx, levels))
         result = await run_flow(app, processing.process_audio(app, audio, options, follow))
         if result.status == "failed":
             # A failed run is a tool failure; the conversation stays (status 'failed') and
@@ -429,11 +425,8 @@ def build_server(app: App) -> SpeakerMemoryServer:
         most 5 min; a clip with a second voice is refused). Adds samples when the name exists
         already."""
         audio = await run_tool(app, audio_argument, app, path, audio_base64, filename)
-
-        async def follow(job: Job) -> None:
-            await follow_job(job, app.settings.wait_seconds)
-
-        return await run_flow(app, identity.enroll_speaker(app, name, audio, follow))
+        return await run_flow(app, identity.enroll_speaker(
+            app, name, audio, following(app.settings.wait_seconds)))
 
     @tool(annotations=CHANGES)
     async def rename_speaker(

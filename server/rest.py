@@ -30,11 +30,11 @@ from memory.errors import (
     UndoConflict,
 )
 from memory.types import MAX_ID
-from server.jobs import follow_job
+from server.jobs import follow_job, following
 from server.threads import tool_threads
 from tools import deletion, exports, identity, processing, queries, rebuild
 from tools.clips import segment_wav
-from tools.context import App, Job
+from tools.context import App
 from tools.errors import explain
 from tools.inputs import AudioFile, UploadWriter, require_id
 
@@ -96,11 +96,7 @@ def rest_routes(app: App) -> list[Route]:
         processing.check_options(options)  # before the upload is kept: a refusal leaves none
         audio = await _upload(form, app)
         wait = _text(form.get("wait")) in ("1", "true", "yes")
-
-        async def follow(job: Job) -> None:
-            if wait:
-                await follow_job(job, app.settings.wait_seconds)
-
+        follow = following(app.settings.wait_seconds if wait else None)
         result = await processing.process_audio(app, audio, options, follow)
         if result.duplicate:
             return _json(result, 200)
@@ -168,10 +164,7 @@ def rest_routes(app: App) -> list[Route]:
         if not name:
             raise InvalidInput("send the speaker's name in the 'name' form field.")
         audio = await _upload(form, app)
-
-        async def follow(job: Job) -> None:
-            await follow_job(job, app.settings.wait_seconds)
-
+        follow = following(app.settings.wait_seconds)
         return _json(await identity.enroll_speaker(app, name, audio, follow), 201)
 
     async def speaker_conversations(request: Request) -> Response:
