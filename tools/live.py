@@ -45,6 +45,7 @@ def start_session(app: App, title: str | None, source: str,
     with hub.starting:
         hub.check_room(settings.live_max_sessions)
         pipeline = app.pipeline
+        pipeline.warm_up_live()
         path = settings.audio_dir / LIVE_FOLDER / f"{uuid.uuid4().hex}.wav"
         recorder = WavRecorder(path)
         info = app.memory.start_live(title=title, audio_path=str(path), source_name=source)
