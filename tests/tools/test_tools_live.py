@@ -12,10 +12,10 @@ import anyio
 import numpy as np
 import pytest
 
-from memory.errors import NotListening, TooManyLiveSessions
+from memory.errors import ConversationNotReady, NotListening, TooManyLiveSessions
 from tests.tools.fake_live import BLOCK
 from tests.tools.fake_pipeline import FakePipeline, voice_vector
-from tools import live
+from tools import deletion, live
 from tools.context import App
 from tools.live_session import LiveEvent, LiveSession
 
@@ -123,9 +123,16 @@ def test_limits_and_polling(app: App, fake: FakePipeline) -> None:
     assert page.events[0].type == "started"
     newer = live.live_transcript(app, session.conversation_id, page.next_since)
     assert all(e.seq > page.next_since for e in newer.events)
+    with pytest.raises(ConversationNotReady, match="stop_listening first"):
+        deletion.delete_conversation(app, session.conversation_id)
     anyio.run(live.stop_listening, app, None, no_follow)
     with pytest.raises(NotListening, match="no live session"):
         live.live_transcript(app, None, 0)
+    # Once finalised it can be deleted, its recording with it.
+    recording = session.recorder.path
+    assert recording.exists()
+    assert deletion.delete_conversation(app, session.conversation_id).audio_deleted
+    assert not recording.exists()
 
 
 def test_a_session_left_open_by_a_dead_process_is_finalised_later(
