@@ -52,8 +52,11 @@ times the allowed backlog is waiting (the recording keeps it; finalisation trans
 KEEP_AUDIO_SECONDS = 90.0
 """Recent audio kept in RAM for the voices of confirmed segments."""
 MIN_VOICE_SECONDS = 1.0
-"""A confirmed segment shorter than this is too short for a voice vector of its own: it goes
-to the voice that spoke just before."""
+"""A confirmed segment shorter than this never starts a voice or shapes one's mean: its vector
+is too noisy. It joins the session voice it sounds most like (at the model's suggestion
+threshold), else the voice that spoke just before."""
+SHORT_VOICE_SECONDS = 0.4
+"""Below this a segment has no vector at all ("Yes."): it goes to the voice before it."""
 EVENT_LOG = 2000
 """Events kept for polling agents (get_live_transcript); older ones are in the store."""
 FLUSH_SECONDS = 5.0
@@ -336,10 +339,11 @@ class LiveSession:
             self._model_id = self.pipeline.live_channel(self._recent)
         model_id = self._model_id or self.pipeline.live_channel(self._recent)
         vector = self.pipeline.live_voice(clip) \
-            if len(clip) >= MIN_VOICE_SECONDS * SAMPLE_RATE else None
-        voice = self._voice_for(vector, model_id)
+            if len(clip) >= SHORT_VOICE_SECONDS * SAMPLE_RATE else None
+        short = len(clip) < MIN_VOICE_SECONDS * SAMPLE_RATE
+        voice = self._voice_for(vector, model_id, short)
         self._refresh_speaker(voice)
-        if vector is not None and (voice.speaker_id is None or voice.created) \
+        if vector is not None and not short and (voice.speaker_id is None or voice.created) \
                 and voice.count <= REMATCH_SEGMENTS:
             self._recognise(voice, model_id)
         text_vector = None
@@ -363,20 +367,23 @@ class LiveSession:
             "speaker": _speaker_json(speaker),
         })
 
-    def _voice_for(self, vector: Vector | None, model_id: str) -> _Voice:
-        if vector is None:
-            # Too short to tell: the voice that spoke last (a short reply is rarer than a
-            # short continuation), or a first voice.
+    def _voice_for(self, vector: Vector | None, model_id: str, short: bool) -> _Voice:
+        thresholds = self.match.for_model(model_id)
+        scored = [(float(v.mean @ vector), v) for v in self._voices
+                  if v.count] if vector is not None else []
+        best = max(scored, key=lambda pair: pair[0], default=None)
+        if vector is None or short:
+            if best is not None and best[0] >= thresholds.suggest_threshold:
+                return best[1]
+            # Too short to tell: the voice that spoke last, or a first voice.
             latest = max(self._voices, key=lambda v: v.last_segment or 0, default=None)
             if latest is not None:
                 return latest
             voice = _Voice(len(self._voices) + 1, np.zeros(0, np.float32), 0)
             self._voices.append(voice)
             return voice
-        threshold = self.match.for_model(model_id).threshold
-        scored = [(float(v.mean @ vector), v) for v in self._voices if v.count]
-        best = max(scored, key=lambda pair: pair[0], default=None)
-        if best is not None and best[0] >= threshold:
+        assert vector is not None
+        if best is not None and best[0] >= thresholds.threshold:
             voice = best[1]
             voice.total = voice.total + vector
             voice.count += 1
