@@ -17,6 +17,7 @@ from memory.api import SpeakerMemory
 from memory.types import IngestResult
 from tools.joblog import capture_job_warnings, running_job
 from tools.pipeline import PipelineLike, build_pipeline
+from tools.query_vectors import QueryVectors
 from tools.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class App:
         self._pipeline = pipeline
         self._pipeline_factory = pipeline_factory
         self._pipeline_lock = threading.Lock()
+        self.query_vectors = QueryVectors()
 
     @property
     def allowed_roots(self) -> list[Path]:
