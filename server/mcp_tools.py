@@ -488,6 +488,12 @@ async def delete_conversation(ctx: Context, conversation_id: ConversationId
 
 
 
+PLAIN_TOOLS = frozenset(
+    spec.name for spec in TOOLS if spec.annotations and spec.annotations.read_only_hint)
+"""Tools that send nothing while they run (no progress, no log): the read-only ones. Over HTTP
+a call of one that asks for no progress is answered with one JSON body (server/resumable.py)."""
+
+
 # ---------------------------------------------------------------- for conformance tests only
 async def test_reconnection(ctx: Context) -> str:
     """Conformance test: closes this call's SSE stream, then answers while the client reconnects."""
