@@ -1,6 +1,6 @@
 """The MCP tools are one module-level list (server/mcp_tools.TOOLS): the server registers exactly
-that list, and the CLI makes its commands by going through it, so a tool defined anywhere else,
-or a tool some surface leaves out, fails here."""
+that list, the CLI makes its commands by going through it, and REST has a route for each or a
+stated reason, so a tool defined anywhere else, or a tool some surface leaves out, fails here."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import Context
+from starlette.routing import Route
 
 from server import cli_commands, mcp_server, mcp_tools
 from server.cli_commands import COMMAND_OF_TOOL, command_of_tool
 from server.mcp_server import TOOL_NAMES, build_server
 from server.mcp_tools import CONFORMANCE_TOOLS, READ_ONLY, TOOLS, ToolSpec, tool
+from server.rest import NOT_ON_REST, rest_routes
 from tests.tools.fake_pipeline import FakePipeline
 from tools.context import App
 from tools.settings import Settings
@@ -76,6 +78,14 @@ async def test_no_schema_shows_how_a_tool_reaches_the_app(app: App) -> None:
         tools = (await client.list_tools()).tools
     for listed_tool in tools:
         assert not {"ctx", "app"} & set(listed_tool.input_schema.get("properties", {}))
+
+
+def test_every_tool_has_a_rest_route_or_a_stated_reason(app: App) -> None:
+    routes = {route.name for route in rest_routes(app) if isinstance(route, Route)}
+    tools = {s.name for s in TOOLS}
+    assert (routes & tools) | set(NOT_ON_REST) == tools
+    assert not routes & set(NOT_ON_REST)
+    assert routes - tools == {"segment_audio"}  # the one route that is no tool: a download
 
 
 def test_the_cli_goes_through_the_same_list() -> None:
