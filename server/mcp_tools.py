@@ -1,6 +1,8 @@
 """Every MCP tool, defined once at module level: `TOOLS` is the list the MCP server registers
-(server/mcp_server.py), the CLI makes its commands from (server/cli_commands.py) and REST
-serves (server/rest.py). Adding a tool is adding one `@tool` function here.
+(server/mcp_server.py) and the CLI makes its commands from (server/cli_commands.py); REST names
+each route after the tool it serves, or says why it has none (server/rest.py). Adding a tool is
+adding one `@tool` function here (tests/server/test_server_tool_list.py then asks for its CLI
+command and its REST decision).
 
 A tool is a thin async function: it parses nothing itself (the SDK validates the arguments
 against the schema its signature gives), runs the tools/ function on a worker thread (the event
