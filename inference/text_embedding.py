@@ -13,12 +13,10 @@ vectors (to 1e-5), slower.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import logging
 import os
-import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,7 +29,7 @@ import numpy.typing as npt
 from inference.device import choose_device
 from inference.lazy import Lazy
 from inference.types import Vector
-from inference.weights import default_dir
+from inference.weights import default_dir, export_command
 from memory.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -269,15 +267,7 @@ def check_export(onnx: Encode, torch_encode: Encode) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Text embedder utilities.")
-    parser.add_argument("--export-onnx", action="store_true",
-                        help="export the network to ONNX beside the other models (needs `onnx`)")
-    parser.add_argument("--dir", type=Path, default=None, help="the export's folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    if args.export_onnx:
-        print(f"ok {export_onnx(args.dir)}", file=sys.stderr)
-    return 0
+    return export_command(argv, "Text embedder", export_onnx)
 
 
 if __name__ == "__main__":
