@@ -195,7 +195,7 @@ def _log_to(ctx: Context) -> LogSink:
     return send
 
 
-# ------------------------------------------------------------ processing
+# ---------------------------------------------------------------- processing
 @tool(CHANGES)
 async def process_audio(
     ctx: Context,
@@ -256,7 +256,7 @@ async def reprocess_conversation(ctx: Context, conversation_id: ConversationId
     return await call(ctx, processing.reprocess, conversation_id)
 
 
-# ------------------------------------------------------------ reading
+# ---------------------------------------------------------------- reading
 @tool(READ_ONLY)
 async def list_conversations(
     ctx: Context,
@@ -348,7 +348,7 @@ async def export_conversation(
     return await call(ctx, exports.export_conversation, conversation_id, format)
 
 
-# ------------------------------------------------------------ identity
+# ---------------------------------------------------------------- identity
 @tool(CHANGES)
 async def identify_speaker_in_segment(
     ctx: Context,

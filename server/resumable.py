@@ -17,7 +17,7 @@ And two additions:
   specification allows. Its answer comes at once, so there is nothing to resume, and the SSE
   machinery (a stream, its writer and ping tasks, a priming event written to the event file)
   was most of what such a call cost the event loop: with 32 clients reading at once, the
-  server answered about twice as many calls a second without it;
+  server answered nearly twice as many calls a second without it;
 - ResumableEndpoint answers a client resuming a session from before a server
 restart, which the SDK, whose sessions live in memory, would answer 404 (server.after_restart).
 
