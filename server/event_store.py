@@ -146,8 +146,13 @@ class SessionEvents(EventStore):
         self._events = events
         self._session = session_id
         self._stored: anyio.Event | None = None
+        self.unkept: set[StreamId] = set()
+        """Streams with nothing to resume (requests answered with one JSON body): their
+        messages are not written to the file, and have no event id."""
 
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
+        if stream_id in self.unkept:
+            return ""
         data = None if message is None else message.model_dump_json(
             by_alias=True, exclude_unset=True
         )

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from server.event_store import EventLog
 from server.live_ws import live_endpoint
 from server.mcp_server import build_server
+from server.mcp_tools import PLAIN_TOOLS
 from server.rest import rest_routes
 from server.resumable import ResumableEndpoint, ResumableSessionManager
 from server.security import (
@@ -51,6 +52,7 @@ def create_http_app(app: App) -> Starlette:
         security_settings=transport_security(host_names, settings.allowed_origins),
         max_request_body_size=body_cap,
         session_idle_timeout=settings.session_idle_seconds,
+        plain_tools=PLAIN_TOOLS,
     )
 
     async def healthz(request: Request) -> Response:

@@ -202,32 +202,53 @@ def rest_routes(app: App, tickets: Tickets) -> list[Route]:
     async def rebuild_status(request: Request) -> Response:
         return _json(await call(rebuild.rebuild_status, app))
 
+    # (path, handler, methods, the MCP tool it serves: its route name; None for a download)
     async def live_ticket(request: Request) -> Response:
         await _body(request, allow_empty=True)  # JSON only, as every endpoint that acts
         return _json(LiveTicket(ticket=tickets.issue(), expires_in=int(TICKET_SECONDS)))
 
     routes = [
-        ("/live/tickets", live_ticket, ["POST"]),
-        ("/conversations", list_conversations, ["GET"]),
-        ("/conversations", upload_conversation, ["POST"]),
-        ("/conversations/{id:int}", get_conversation, ["GET"]),
-        ("/conversations/{id:int}", patch_conversation, ["PATCH"]),
-        ("/conversations/{id:int}", delete_conversation, ["DELETE"]),
-        ("/conversations/{id:int}/status", conversation_status, ["GET"]),
-        ("/conversations/{id:int}/reprocess", reprocess, ["POST"]),
-        ("/conversations/{id:int}/export", export, ["GET"]),
-        ("/segments", latest_segments, ["GET"]),
-        ("/segments/{id:int}/audio", segment_audio, ["GET"]),
-        ("/segments/{id:int}/identify", identify, ["POST"]),
-        ("/search", search, ["GET"]),
-        ("/speakers", list_speakers, ["GET"]),
-        ("/speakers", enroll, ["POST"]),
-        ("/speakers/{speaker}/conversations", speaker_conversations, ["GET"]),
-        ("/undo", undo, ["POST"]),
-        ("/voice-profiles/rebuild", rebuild_profiles, ["POST"]),
-        ("/voice-profiles/rebuild", rebuild_status, ["GET"]),
+        ("/live/tickets", live_ticket, ["POST"], None),
+        ("/conversations", list_conversations, ["GET"], "list_conversations"),
+        ("/conversations", upload_conversation, ["POST"], "process_audio"),
+        ("/conversations/{id:int}", get_conversation, ["GET"], "get_conversation"),
+        ("/conversations/{id:int}", patch_conversation, ["PATCH"], "update_conversation_title"),
+        ("/conversations/{id:int}", delete_conversation, ["DELETE"], "delete_conversation"),
+        ("/conversations/{id:int}/status", conversation_status, ["GET"],
+         "get_processing_status"),
+        ("/conversations/{id:int}/reprocess", reprocess, ["POST"], "reprocess_conversation"),
+        ("/conversations/{id:int}/export", export, ["GET"], "export_conversation"),
+        ("/segments", latest_segments, ["GET"], "get_latest_segments"),
+        ("/segments/{id:int}/audio", segment_audio, ["GET"], None),
+        ("/segments/{id:int}/identify", identify, ["POST"], "identify_speaker_in_segment"),
+        ("/search", search, ["GET"], "search_conversations"),
+        ("/speakers", list_speakers, ["GET"], "list_speakers"),
+        ("/speakers", enroll, ["POST"], "enroll_speaker"),
+        ("/speakers/{speaker}/conversations", speaker_conversations, ["GET"],
+         "search_conversations_by_speaker"),
+        ("/undo", undo, ["POST"], "undo_identity_change"),
+        ("/voice-profiles/rebuild", rebuild_profiles, ["POST"], "rebuild_voice_profiles"),
+        ("/voice-profiles/rebuild", rebuild_status, ["GET"], "rebuild_voice_profiles"),
     ]
-    return [Route(path, endpoint(handler), methods=methods) for path, handler, methods in routes]
+    return [Route(path, endpoint(handler), methods=methods, name=tool or handler.__name__)
+            for path, handler, methods, tool in routes]
+
+
+_CORRECTIONS = "identity corrections beyond naming and undo are MCP and CLI only"
+_MICROPHONE = ("the server machine's microphone is for MCP and the CLI; an HTTP client streams "
+               "its own audio through the /api/v1/live WebSocket")
+NOT_ON_REST: dict[str, str] = {
+    "rename_speaker": _CORRECTIONS,
+    "merge_speakers": _CORRECTIONS,
+    "mark_segment_misidentified": _CORRECTIONS,
+    "delete_speaker": _CORRECTIONS,
+    "delete_all_unknown_speakers": _CORRECTIONS,
+    "start_listening": _MICROPHONE,
+    "stop_listening": _MICROPHONE,
+    "get_live_transcript": _MICROPHONE,
+}
+"""The MCP tools (server/mcp_tools.TOOLS) REST has no route for, and why: a test holds every
+tool to a route or an entry here, so a new tool is a decision, not an omission."""
 
 
 # ---------------------------------------------------------------- request helpers

@@ -88,7 +88,7 @@ def search_conversations(
     if text_model_id is None:  # keyword asked for, or hybrid without a text model
         hits = memory.search_keyword(query, filters, limit=limit)
     else:
-        vector = app.pipeline.embed_text([query])[0]
+        vector = app.query_vectors.vector(text_model_id, query, app.pipeline.embed_text)
         if mode == "semantic":
             hits = memory.search_semantic(vector, text_model_id, filters, limit=limit)
         else:

@@ -81,13 +81,19 @@ def sse_events(response: httpx.Response) -> Iterator[Event]:
 
 def call_tool(http: httpx.Client, base: str, headers: dict[str, str], name: str,
               **arguments: Any) -> dict[str, Any]:
-    """A tool's structured result, read from the call's SSE stream."""
+    """A tool's structured result, read from the call's SSE stream, or from its one JSON body
+    (a read-only tool's answer: server/resumable.py)."""
     call = {"jsonrpc": "2.0", "id": 99, "method": "tools/call",
             "params": {"name": name, "arguments": arguments}}
     with http.stream("POST", f"{base}/mcp", headers=headers, json=call) as response:
-        for event in sse_events(response):
-            if event.data and event.message.get("id") == 99:
-                result: dict[str, Any] = event.message["result"]
+        if response.headers["content-type"].startswith("application/json"):
+            response.read()
+            messages = [response.json()]
+        else:
+            messages = [event.message for event in sse_events(response) if event.data]
+        for message in messages:
+            if message.get("id") == 99:
+                result: dict[str, Any] = message["result"]
                 assert not result.get("isError"), result
                 structured: dict[str, Any] = result["structuredContent"]
                 return structured
