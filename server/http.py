@@ -1,4 +1,5 @@
-"""The HTTP face: /mcp (Streamable HTTP), /api/v1 (REST), /healthz, behind AccessGuard."""
+"""The HTTP face: /mcp (Streamable HTTP), /api/v1 (REST), /healthz and the review page (/),
+behind AccessGuard."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from server.event_store import EventLog
 from server.mcp_server import build_server
+from server.page import PAGE_PATHS, page_routes
 from server.rest import rest_routes
 from server.resumable import ResumableEndpoint, ResumableSessionManager
 from server.security import AccessGuard, allowed_host_names, check_bind, transport_security
@@ -64,10 +66,11 @@ def create_http_app(app: App) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/api/v1", routes=rest_routes(app)),
         Route("/mcp", ResumableEndpoint(session_manager)),
+        *page_routes(),
     ]
     return Starlette(
         routes=routes,
         middleware=[Middleware(AccessGuard, token=settings.token, host_names=host_names,
-                               origins=settings.allowed_origins)],
+                               origins=settings.allowed_origins, public=PAGE_PATHS)],
         lifespan=lifespan,
     )

@@ -12,7 +12,7 @@ import anyio
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message
 
@@ -33,9 +33,10 @@ from memory.types import MAX_ID
 from server.jobs import follow_job, following
 from server.threads import tool_threads
 from tools import deletion, exports, identity, processing, queries, rebuild
-from tools.clips import segment_wav
+from tools.clips import recording, segment_wav, speaker_sample_wav
 from tools.context import App
 from tools.errors import explain
+from tools.info import server_info
 from tools.inputs import AudioFile, UploadWriter, require_id
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ def status_for(exc: SpeakerMemoryError) -> int:
     return 400
 
 
-def rest_routes(app: App) -> list[Route]:
+def rest_routes(app: App, live: bool = False) -> list[Route]:
+    """`live`: whether the transport also serves the live WebSocket (GET /info says so)."""
     async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs),
                                               limiter=tool_threads)
@@ -170,7 +172,7 @@ def rest_routes(app: App) -> list[Route]:
     async def speaker_conversations(request: Request) -> Response:
         q = request.query_params
         return _json(await call(queries.search_conversations_by_speaker, app,
-                                request.path_params["speaker"], _int(q, "limit", 20),
+                                _speaker(request), _int(q, "limit", 20),
                                 _int(q, "offset", 0)))
 
     async def undo(request: Request) -> Response:
@@ -196,6 +198,47 @@ def rest_routes(app: App) -> list[Route]:
     async def rebuild_status(request: Request) -> Response:
         return _json(await call(rebuild.rebuild_status, app))
 
+    async def info(request: Request) -> Response:
+        return _json(server_info(app, live))
+
+    async def conversation_audio(request: Request) -> Response:
+        found = await call(recording, app, _id(request))
+        return FileResponse(found.path, media_type=found.media_type)
+
+    async def mark_misidentified(request: Request) -> Response:
+        correct = (await _body(request, allow_empty=True)).get("correct_speaker")
+        if correct is not None and not isinstance(correct, str | int):
+            raise InvalidInput("correct_speaker must be a speaker id, name or label.")
+        return _json(await call(identity.mark_segment_misidentified, app, _id(request),
+                                correct))
+
+    async def rename_speaker(request: Request) -> Response:
+        name = await _string_field(request, "name")
+        return _json(await call(identity.rename_speaker, app, _speaker(request), name))
+
+    async def merge_speaker(request: Request) -> Response:
+        target = (await _body(request)).get("into")
+        if not isinstance(target, str | int) or isinstance(target, bool):
+            raise InvalidInput('send JSON {"into": "<speaker id, name or label>"}.')
+        return _json(await call(identity.merge_speakers, app, _speaker(request), target))
+
+    async def delete_speaker(request: Request) -> Response:
+        return _json(await call(identity.delete_speaker, app, _speaker(request)))
+
+    async def delete_unknown_speakers(request: Request) -> Response:
+        if request.query_params.get("kind") != "unknown":
+            raise InvalidInput("only unknown voices are deleted together: "
+                               "DELETE /api/v1/speakers?kind=unknown.")
+        return _json(await call(identity.delete_all_unknown_speakers, app))
+
+    async def speaker_sample(request: Request) -> Response:
+        wav = await call(speaker_sample_wav, app, _speaker(request))
+        return Response(wav, media_type="audio/wav")
+
+    async def history(request: Request) -> Response:
+        return _json(await call(queries.identity_history, app,
+                                _int(request.query_params, "limit", 20)))
+
     routes = [
         ("/conversations", list_conversations, ["GET"]),
         ("/conversations", upload_conversation, ["POST"]),
@@ -205,14 +248,23 @@ def rest_routes(app: App) -> list[Route]:
         ("/conversations/{id:int}/status", conversation_status, ["GET"]),
         ("/conversations/{id:int}/reprocess", reprocess, ["POST"]),
         ("/conversations/{id:int}/export", export, ["GET"]),
+        ("/conversations/{id:int}/audio", conversation_audio, ["GET"]),
         ("/segments", latest_segments, ["GET"]),
         ("/segments/{id:int}/audio", segment_audio, ["GET"]),
         ("/segments/{id:int}/identify", identify, ["POST"]),
+        ("/segments/{id:int}/misidentified", mark_misidentified, ["POST"]),
         ("/search", search, ["GET"]),
         ("/speakers", list_speakers, ["GET"]),
         ("/speakers", enroll, ["POST"]),
+        ("/speakers", delete_unknown_speakers, ["DELETE"]),
+        ("/speakers/{speaker}", rename_speaker, ["PATCH"]),
+        ("/speakers/{speaker}", delete_speaker, ["DELETE"]),
+        ("/speakers/{speaker}/merge", merge_speaker, ["POST"]),
+        ("/speakers/{speaker}/sample", speaker_sample, ["GET"]),
         ("/speakers/{speaker}/conversations", speaker_conversations, ["GET"]),
         ("/undo", undo, ["POST"]),
+        ("/history", history, ["GET"]),
+        ("/info", info, ["GET"]),
         ("/voice-profiles/rebuild", rebuild_profiles, ["POST"]),
         ("/voice-profiles/rebuild", rebuild_status, ["GET"]),
     ]
@@ -228,6 +280,12 @@ def _json(model: BaseModel, status: int = 200) -> JSONResponse:
 def _id(request: Request) -> int:
     value: int = request.path_params["id"]
     return require_id(value, "the id in the URL")
+
+
+def _speaker(request: Request) -> str:
+    """The speaker named in the URL: an id, a name or an 'Unknown N' label."""
+    value: str = request.path_params["speaker"]
+    return value
 
 
 def _int(params: Any, name: str, default: int) -> int:
