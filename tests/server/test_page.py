@@ -238,3 +238,89 @@ def test_6_merge_two_speakers_then_undo(page: Page) -> None:
     page.locator("#undo").click()
     expect(page.locator(".timeline .lane")).to_have_count(2)
     assert sorted(lanes(page)) == sorted([NAME, other])
+
+
+
+UNLABELLED = """() => [...document.querySelectorAll("button, input, select, a[href]")]
+    .filter((node) => node.offsetParent !== null || node.type === "file")
+    .filter((node) => !(node.labels?.length || node.getAttribute("aria-label")
+                        || node.textContent.trim()))
+    .map((node) => node.outerHTML.slice(0, 120))"""
+"""Visible controls with no name a screen reader could read out."""
+
+
+def test_phone_width_and_named_controls(page: Page) -> None:
+    for hash_ in (f"#/conversation/{flow.later}", "#/speakers", "#/upload", "#/conversations"):
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(f"/{hash_}")
+        page.locator("main h2, main .conversation-head").first.wait_for()
+        assert page.evaluate(UNLABELLED) == [], hash_
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 390, (hash_, width)  # nothing runs off the side of a phone
+    page.screenshot(path=SCREENSHOTS / "phone-conversations.png", full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    # The keyboard reaches the pages: the first Tab stops are the skip link and the tabs.
+    page.goto("about:blank")
+    page.goto("/#/conversations")
+    page.get_by_role("heading", name="Conversations").wait_for()
+    page.keyboard.press("Tab")
+    expect(page.locator(".skip")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Conversations", exact=True)).to_be_focused()
+
+
+def test_live_tab_says_live_listening_is_unavailable(page: Page) -> None:
+    # The server has no live WebSocket yet: the tab is marked unavailable and says why.
+    tab = page.locator("#live-tab")
+    expect(tab).to_have_attribute("aria-disabled", "true")
+    expect(tab).to_contain_text("not available")
+    page.goto("/#/live")  # the view itself, reached by its address, says the same
+    expect(page.locator("#live-unavailable")).to_contain_text("not available")
+    expect(page.get_by_role("button", name="Start recording")).to_be_disabled()
+
+TOKEN = "page-test-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def secured_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    for base, _ in serve_subprocess(tmp_path_factory.mktemp("page-token"), token=TOKEN):
+        yield base
+
+
+def test_7_with_a_token_the_page_asks_for_it_once_per_tab(
+    browser: Browser, secured_server: str, request: pytest.FixtureRequest,
+) -> None:
+    # The page's files hold no data and load without the token; the API refuses without it.
+    assert httpx.get(f"{secured_server}/", timeout=30).status_code == 200
+    assert httpx.get(f"{secured_server}/api/v1/info", timeout=30).status_code == 401
+    context = browser.new_context(base_url=secured_server)
+    page = context.new_page()
+    try:
+        page.goto("/")
+        login = page.locator("#login")
+        expect(login).to_be_visible()
+        expect(page.locator("main h2")).to_have_count(0)  # nothing shown before the token
+
+        page.get_by_label("Token", exact=True).fill("not-the-token")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#login-error")).to_contain_text("refused")
+        expect(login).to_be_visible()
+
+        page.get_by_label("Token", exact=True).fill(TOKEN)
+        page.get_by_role("button", name="Sign in").click()
+        expect(login).to_be_hidden()
+        expect(page.get_by_role("heading", name="Conversations")).to_be_visible()
+        # Kept for the tab (sessionStorage): a reload does not ask again...
+        page.reload()
+        expect(page.get_by_role("heading", name="Conversations")).to_be_visible()
+        expect(login).to_be_hidden()
+        # ...and it never goes into a URL the page requests.
+        assert TOKEN not in page.url
+        # Another tab asks again.
+        other = context.new_page()
+        other.goto("/")
+        expect(other.locator("#login")).to_be_visible()
+    finally:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / f"{request.node.name}.png", full_page=True)
+        context.close()
