@@ -32,6 +32,13 @@ class PipelineConfig:
     """Memory-informed diarization: the best enrolled voice must beat the runner-up by this
     (None: the voice model's measured margin, memory.types.MODEL_THRESHOLDS)."""
     beam_size: int = 5
+    live_whisper_model: str = "tiny.en"
+    """The model live sessions transcribe with (each pass re-reads the growing buffer: a
+    small model keeps up in real time on a CPU)."""
+    live_beam_size: int = 1
+    live_vad_threshold: float = 0.5
+    """Live audio with no speech at this silero threshold is not sent to Whisper."""
+    """Greedy decoding for live passes: LocalAgreement only needs two passes to agree."""
     cpu_threads: int = 0
     """CTranslate2 threads on CPU; 0 = its default."""
     torch_threads: int = 0

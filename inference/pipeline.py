@@ -44,6 +44,7 @@ from inference.enrolled import (
 )
 from inference.factory import Backends, build_backends
 from inference.protocols import ReportingDiarizer, StreamingTranscriber
+from inference.transcribe import TranscribeOptions, WhisperTranscriber, WhisperWindow
 from inference.types import (
     SAMPLE_RATE,
     Audio,
@@ -57,7 +58,7 @@ from inference.types import (
     TranscriptSegment,
     Vector,
 )
-from inference.vad import concatenate_regions, speech_seconds
+from inference.vad import SileroVAD, concatenate_regions, speech_seconds
 from memory.errors import AudioTooLong, NoSpeech
 from memory.types import TELEPHONE_CHANNEL, EnrolledVoice, MatchConfig, with_channel
 
@@ -94,6 +95,7 @@ class Pipeline:
         self._backends = backends
         self._alignment = alignment or AlignmentConfig()
         self._lock = threading.Lock()
+        self._live_window: WhisperWindow | None = None
 
     @property
     def backends(self) -> Backends:
@@ -384,6 +386,44 @@ class Pipeline:
             else:
                 voices.append(seconds[label])
         return [voices[0], *sorted(voices[1:], reverse=True)]
+
+    # ------------------------------------------------------------------ live sessions
+    def live_window(self) -> WhisperWindow:
+        """The Whisper pass of live sessions (its own model, loaded once per process)."""
+        with self._lock:
+            if self._live_window is None:
+                config = self.config
+                self._live_window = WhisperWindow(WhisperTranscriber(
+                    config.live_whisper_model, cache_dir=config.models_dir,
+                    device=config.device, compute_type=config.compute_type,
+                    cpu_threads=config.cpu_threads,
+                    options=TranscribeOptions(beam_size=config.live_beam_size),
+                ), language=config.language)
+            return self._live_window
+
+    def live_channel(self, samples: npt.NDArray[np.float32]) -> str:
+        """The voice model id a live session's speech is matched under: the telephone-band
+        variant when the stream sounds like a phone line (judged on its first seconds, once:
+        one stream is one channel)."""
+        model_id = self.backends.voice_embedder.model_id
+        if samples.size and is_narrowband(samples, SAMPLE_RATE):
+            return with_channel(model_id, TELEPHONE_CHANNEL)
+        return model_id
+
+    def has_speech(self, samples: npt.NDArray[np.float32]) -> bool:
+        """Whether live audio holds speech (silero at the live threshold); silence is not
+        worth a Whisper pass, and Whisper invents words in it."""
+        vad = self.backends.vad
+        if isinstance(vad, SileroVAD):
+            vad = vad.with_threshold(self.config.live_vad_threshold)
+        return bool(vad.speech_regions(Audio(np.asarray(samples, np.float32))))
+
+    def live_voice(self, samples: npt.NDArray[np.float32]) -> Vector:
+        """One unit voice vector of a short stretch of one voice (a confirmed live segment):
+        the mean direction of its 3 s windows, as enrollment embeds a clip."""
+        vectors = self.backends.voice_embedder.embed(_windows(samples, SAMPLE_RATE))
+        mean = np.mean([normalise(v) for v in vectors], axis=0)
+        return normalise(np.asarray(mean, dtype=np.float32))
 
     def embed_text(self, texts: Sequence[str]) -> list[Vector]:
         embedder = self.backends.text_embedder

@@ -68,6 +68,9 @@ class StreamConfig:
     not."""
     pause_seconds: float = 1.0
     """A silence this long between confirmed words closes a segment even without a full stop."""
+    max_latency_seconds: float = 4.0
+    """A word heard this long ago (by the buffer's end) is confirmed even if the last two
+    passes disagree on it, so a word the model keeps changing cannot hold back the rest."""
 
 
 def _key(word: str) -> str:
@@ -98,6 +101,19 @@ class LocalAgreement:
             self.confirmed_end = agreed[-1].end
             self._confirmed_tail = (self._confirmed_tail + [_key(w.word) for w in agreed])[-5:]
         return agreed
+
+    def force(self, upto: float) -> list[Word]:
+        """Confirm the pending words (from the first) that end by `upto`."""
+        forced: list[Word] = []
+        while self._previous and self._previous[0].end <= upto and _key(self._previous[0].word):
+            forced.append(self._previous.pop(0))
+        if forced:
+            self.confirmed_end = forced[-1].end
+            self._confirmed_tail = (self._confirmed_tail + [_key(w.word) for w in forced])[-5:]
+        return forced
+
+    def drop_pending(self) -> None:
+        self._previous = []
 
     @property
     def pending(self) -> list[Word]:
@@ -134,6 +150,23 @@ class StreamingTranscription:
     def buffer_seconds(self) -> float:
         return len(self._buffer) / SAMPLE_RATE
 
+    @property
+    def time(self) -> float:
+        """Stream time (seconds) of the end of the audio received."""
+        return self._buffer_start + self.buffer_seconds
+
+    def skip(self, seconds: float) -> list[StreamEvent]:
+        """Time passes without transcription (silence, or audio the session could not keep up
+        with): what was heard is confirmed as it stands, and the buffer starts afresh."""
+        events = self._pass() if self._unprocessed else []
+        events += self._confirm(self.agreement.pending, final=True)
+        self.agreement.drop_pending()
+        self._buffer_start = self.time + seconds
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._unprocessed = 0
+        self.agreement.confirmed_end = max(self.agreement.confirmed_end, self._buffer_start)
+        return events
+
     def feed(self, samples: npt.NDArray[np.float32]) -> list[StreamEvent]:
         """Add audio; run a pass when enough new audio arrived. Returns the new events."""
         self._buffer = np.concatenate([self._buffer, np.asarray(samples, dtype=np.float32)])
@@ -155,7 +188,9 @@ class StreamingTranscription:
         words = [Word(w.word, w.start + self._buffer_start, w.end + self._buffer_start,
                       w.probability)
                  for w in self.transcriber.transcribe_window(self._buffer, prompt)]
-        events = self._confirm(self.agreement.insert(words), final=False)
+        confirmed = self.agreement.insert(words)
+        confirmed += self.agreement.force(self.time - self.config.max_latency_seconds)
+        events = self._confirm(confirmed, final=False)
         pending = self.agreement.pending
         if pending:
             events.append(Partial(" ".join(w.word for w in pending).strip(),

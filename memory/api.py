@@ -25,6 +25,7 @@ from memory import (
     deletion,
     events,
     identity,
+    live,
     profiles,
     queries,
     text_index,
@@ -67,7 +68,7 @@ from memory.types import (
 )
 from memory.vector_index import TextVectorIndex
 from memory.vectors import from_blob, mean_direction, normalize, stack
-from memory.voiceprints import CentroidCache, score_speakers
+from memory.voiceprints import CentroidCache, decide, score_speakers
 from memory.wording import counted, segments_in_conversations
 
 log = logging.getLogger(__name__)
@@ -221,10 +222,15 @@ class SpeakerMemory:
         voices (one transaction). Sets duration/language/model ids and status 'done'."""
         with self._write() as ctx:
             done = conversations.ingest(ctx, self._text_vectors, conversation_id, result)
-            generation = TextVectorIndex.generation(ctx.tx)
-            speakers = infos(ctx.tx, [d.speaker_id for d in done.decisions])
-            suggested = infos(ctx.tx, [d.suggested.speaker_id for d in done.decisions
-                                       if d.suggested is not None])
+            return self._ingested(ctx, conversation_id, done)
+
+    def _ingested(self, ctx: Ctx, conversation_id: int,
+                  done: conversations.Ingested) -> IngestResult:
+        """Inside an ingest's transaction: publish its text codes, describe its decisions."""
+        generation = TextVectorIndex.generation(ctx.tx)
+        speakers = infos(ctx.tx, [d.speaker_id for d in done.decisions])
+        suggested = infos(ctx.tx, [d.suggested.speaker_id for d in done.decisions
+                                   if d.suggested is not None])
         if done.text_codes:
             self._text_vectors.publish(generation, done.text_codes)
         return IngestResult(
@@ -239,6 +245,72 @@ class SpeakerMemory:
                 for d in done.decisions
             ],
         )
+
+    # ------------------------------------------------------------ live sessions
+    def start_live(self, *, title: str, audio_path: str, source_name: str) -> ConversationInfo:
+        """A conversation that is being listened to: its segments come as they are
+        confirmed (add_live_segment) until finalise_live replaces them."""
+        with self._write() as ctx:
+            cid = live.start(ctx.tx, title, audio_path, source_name)
+            return conversations.conversation_info(
+                conversations.get_conversation_row(ctx.tx, cid))
+
+    def live_sessions(self) -> list[live.OpenSession]:
+        """Live sessions not finalised (those of a process that died included)."""
+        with self._db.read() as tx:
+            return live.open_sessions(tx)
+
+    def add_live_segment(
+        self, conversation_id: int, segment: live.LiveSegmentIn
+    ) -> tuple[int, SpeakerInfo]:
+        """Store one confirmed live segment (one transaction); returns its id and speaker."""
+        with self._write() as ctx:
+            segment_id, speaker_id, codes = live.add_segment(
+                ctx, self._text_vectors, conversation_id, segment)
+            generation = TextVectorIndex.generation(ctx.tx)
+            speaker = infos(ctx.tx, [speaker_id])[speaker_id]
+        if codes:
+            self._text_vectors.publish(generation, codes)
+        return segment_id, speaker
+
+    def record_live_seconds(self, conversation_id: int, seconds: float) -> None:
+        with self._write() as ctx:
+            live.record_seconds(ctx.tx, conversation_id, seconds)
+
+    def segment_speakers(self, conversation_id: int) -> dict[int, SpeakerInfo]:
+        """segment id -> its speaker now, for the conversation's labelled segments."""
+        with self._db.read() as tx:
+            owners = live.segment_speakers(tx, conversation_id)
+            speakers = infos(tx, {s for s in owners.values() if s is not None})
+        return {seg: speakers[s] for seg, s in owners.items() if s is not None and s in speakers}
+
+    def move_live_voice(self, conversation_id: int, voice: int, speaker_id: int) -> list[int]:
+        """A live voice first stored as a new unknown turned out to be `speaker_id`."""
+        with self._write() as ctx:
+            moved = live.move_voice(ctx.tx, conversation_id, voice, speaker_id)
+            ctx.cache.refresh(ctx.tx, [speaker_id])
+            return moved
+
+    def finalise_live(self, conversation_id: int, result: PipelineResultLike) -> IngestResult:
+        """Replace a live session's segments by the offline result of its whole recording, in
+        one transaction, keeping seen segment ids and manual labels (memory.live)."""
+        with self._write() as ctx:
+            done = live.finalise(ctx, self._text_vectors, conversation_id, result)
+            return self._ingested(ctx, conversation_id, done)
+
+    def recognise_voice(self, vectors: Sequence[Vector], model_id: str) -> Suggestion | None:
+        """The stored speaker these vectors (one voice) are, as ingest decides it: best score
+        above its threshold and ahead of the runner-up by the margin; None otherwise."""
+        if len(vectors) == 0:
+            raise ModelMismatch("matching a voice needs at least one voice vector")
+        query = mean_direction(stack(list(vectors), "voice vectors"))
+        with self._db.write_lock, self._db.read() as tx:
+            self._centroids.check(tx)
+            best = decide(score_speakers(tx, self._centroids, model_id, query, self.config),
+                          self.config, model_id)
+            if best is None:
+                return None
+            return Suggestion(infos(tx, [best.speaker_id])[best.speaker_id], best.score)
 
     def reprocess(self, conversation_id: int) -> IngestResult:
         """Re-run matching of the conversation's stored clusters against current profiles.

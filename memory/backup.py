@@ -21,9 +21,9 @@ from memory.voiceprints import recompute_centroids
 
 FORMAT = "speaker-memory-backup"
 TABLES = (
-    "meta", "voice_model", "text_model", "speaker", "conversation", "local_cluster",
-    "diarization_turn", "segment", "segment_content", "segment_voice", "segment_text_vector",
-    "voiceprint", "enrollment_clip", "identity_event", "sqlite_sequence",
+    "meta", "voice_model", "text_model", "speaker", "conversation", "live_session",
+    "local_cluster", "diarization_turn", "segment", "segment_content", "segment_voice",
+    "segment_text_vector", "voiceprint", "enrollment_clip", "identity_event", "sqlite_sequence",
 )
 BOOKKEEPING_KEYS = ("text_index_generation", "write_generation")
 NOT_BOOKKEEPING = "key NOT IN (" + ", ".join(f"'{k}'" for k in BOOKKEEPING_KEYS) + ")"

@@ -185,10 +185,25 @@ def _check_dims(clusters: Sequence[Cluster], voice_vectors: Sequence[Vector | No
     return dims.pop() if dims else None
 
 
+@dataclass(frozen=True)
+class Prior:
+    """What a live session already showed for one cluster's stretch of time (memory.live)."""
+
+    chosen: int | None = None
+    """A speaker a person gave this voice during the session: it stays."""
+    shown: int | None = None
+    """The speaker the session showed: kept when no stored voice matches the cluster, so the
+    labels an agent saw do not change for nothing."""
+
+
 def ingest(
-    ctx: Ctx, index: TextVectorIndex, conversation_id: int, result: PipelineResultLike
+    ctx: Ctx, index: TextVectorIndex, conversation_id: int, result: PipelineResultLike,
+    *, segment_ids: Sequence[int] | None = None, priors: dict[str, Prior] | None = None,
 ) -> Ingested:
+    """Store a pipeline result. `segment_ids` (one per segment) gives ids to use instead of
+    new ones, and `priors` what a live session showed for some clusters (memory.live)."""
     tx, cfg = ctx.tx, ctx.config
+    priors = priors or {}
     get_conversation_row(tx, conversation_id)
     if tx.one("SELECT 1 FROM segment WHERE conversation_id = ? LIMIT 1", (conversation_id,)):
         raise InvalidOperation(
@@ -225,12 +240,17 @@ def ingest(
         scores[cluster.label] = (score_speakers(tx, ctx.cache, cluster.model_id, query, cfg)
                                  if query is not None else [])
     taken: set[int] = set()
-    for cluster in sorted(clusters, key=lambda c: _claim_order(c, scores[c.label])):
+    for cluster in sorted(clusters, key=lambda c: _claim_order(c, scores[c.label],
+                                                               priors.get(c.label))):
         scored = scores[cluster.label]
         speaker_id: int | None = None
         score: float | None = None
-        if cluster.matched_speaker_id is not None and get_row(tx, cluster.matched_speaker_id):
-            speaker_id = cluster.matched_speaker_id
+        prior = priors.get(cluster.label, Prior())
+        chosen = cluster.matched_speaker_id
+        if chosen is None and prior.chosen is not None and prior.chosen not in taken:
+            chosen = prior.chosen
+        if chosen is not None and get_row(tx, chosen):
+            speaker_id = chosen
             score = next((s.score for s in scored if s.speaker_id == speaker_id), None)
         else:
             # A speaker another cluster already took is no reason to name the runner-up.
@@ -239,6 +259,9 @@ def ingest(
                 tx, cluster, best, cfg
             ):
                 speaker_id, score = best.speaker_id, best.score
+            elif (prior.shown is not None and prior.shown not in taken
+                  and get_row(tx, prior.shown)):
+                speaker_id = prior.shown
             elif scored:
                 score = scored[0].score
                 if (score >= cfg.for_model(cluster.model_id).suggest_threshold
@@ -249,11 +272,12 @@ def ingest(
         decided[cluster.label] = (speaker_id, score)
 
     # 2. Segments, text, vectors: one executemany each.
-    first_id = int(tx.scalar(
-        "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'segment'"
-    ))
-    first_id = max(first_id, int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM segment"))) + 1
-    segment_ids = list(range(first_id, first_id + len(segments)))
+    if segment_ids is None:
+        first_id = next_segment_id(tx)
+        segment_ids = list(range(first_id, first_id + len(segments)))
+    elif len(segment_ids) != len(segments):
+        raise InvalidOperation(f"{len(segment_ids)} ids for {len(segments)} segments")
+    segment_ids = list(segment_ids)
     speaker_of: dict[int, tuple[int, float | None]] = {}
     decisions: list[Decision] = []
     for cluster in clusters:
@@ -320,10 +344,22 @@ def ingest(
     return Ingested(segment_ids, decisions, codes)
 
 
-def _claim_order(cluster: Cluster, scored: Sequence[Scored]) -> tuple[int, float]:
-    """Clusters the diarizer already recognised first, then by their best score."""
-    return (0 if cluster.matched_speaker_id is not None else 1,
-            -scored[0].score if scored else 0.0)
+def next_segment_id(tx: Tx) -> int:
+    """The id the next new segment gets (ids are never reused: AUTOINCREMENT's counter)."""
+    counter = int(tx.scalar(
+        "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'segment'"
+    ))
+    return max(counter, int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM segment"))) + 1
+
+
+def _claim_order(
+    cluster: Cluster, scored: Sequence[Scored], prior: Prior | None
+) -> tuple[int, float]:
+    """Clusters the diarizer already recognised, or a person named live, first; then by
+    their best score."""
+    settled = cluster.matched_speaker_id is not None or (prior is not None
+                                                         and prior.chosen is not None)
+    return (0 if settled else 1, -scored[0].score if scored else 0.0)
 
 
 def learns_from(tx: Tx, model_id: str, speaker_id: int) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from memory import text_index
 from memory.conversations import conversation_info, get_conversation_row
+from memory.db import Tx
 from memory.identity import Ctx, holds_nothing
 from memory.speakers import SpeakerRow, delete_row, get_row
 from memory.types import ConversationInfo
@@ -54,13 +55,7 @@ def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
         " OR segment_id IN (SELECT value FROM json_each(?))",
         (conversation_id, ids_json),
     )
-    text_index.remove(tx, ids_json)  # needs segment_content's text: before it goes
-    TextVectorIndex.remove(tx, ids_json)
-    for table in ("segment_voice", "segment_content"):
-        tx.run(f"DELETE FROM {table} WHERE segment_id IN (SELECT value FROM json_each(?))",
-               (ids_json,))
-    for table in ("segment", "local_cluster", "diarization_turn"):
-        tx.run(f"DELETE FROM {table} WHERE conversation_id = ?", (conversation_id,))
+    remove_transcript(tx, conversation_id, ids_json)
     tx.run("DELETE FROM conversation WHERE id = ?", (conversation_id,))
 
     removed: list[SpeakerRow] = []
@@ -75,3 +70,15 @@ def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
     ctx.cache.refresh(tx, affected)
     return Removed(conversation, len(segment_rows), voiceprints, removed, changed)
 
+
+
+def remove_transcript(tx: Tx, conversation_id: int, segment_ids_json: str) -> None:
+    """Delete a conversation's segments (a JSON list of all their ids) with their text, index
+    rows and vectors, and its clusters and diarization turns; voiceprints are the caller's."""
+    text_index.remove(tx, segment_ids_json)  # needs segment_content's text: before it goes
+    TextVectorIndex.remove(tx, segment_ids_json)
+    for table in ("segment_voice", "segment_content"):
+        tx.run(f"DELETE FROM {table} WHERE segment_id IN (SELECT value FROM json_each(?))",
+               (segment_ids_json,))
+    for table in ("segment", "local_cluster", "diarization_turn"):
+        tx.run(f"DELETE FROM {table} WHERE conversation_id = ?", (conversation_id,))

@@ -133,3 +133,18 @@ class NoSpeech(AudioError):
 
 class BackupError(SpeakerMemoryError):
     """The backup file cannot be used (not JSON, not a speaker-memory backup, other version)."""
+
+
+# ---------------------------------------------------------------- live listening
+
+
+class TooManyLiveSessions(SpeakerMemoryError):
+    """As many live sessions as SPEAKER_MEMORY_LIVE_MAX_SESSIONS allows are running."""
+
+
+class NotListening(InvalidOperation):
+    """No live session of this process matches (none runs, or it ended)."""
+
+
+class NoAudioDevice(SpeakerMemoryError):
+    """The server's microphone cannot be opened (PortAudio or the device is missing)."""

@@ -240,3 +240,22 @@ def _enrollment_clips(tx: Tx) -> None:
         CREATE INDEX enrollment_clip_speaker ON enrollment_clip (speaker_id);
         """
     )
+
+
+@migration(5, "live sessions (a conversation recorded and transcribed as it is spoken)")
+def _live_sessions(tx: Tx) -> None:
+    # A conversation being listened to: its segments are stored as they are confirmed and
+    # its recording grows at audio_path. The row goes when the session is finalised (the
+    # whole recording run through the offline pipeline); one left behind by a process that
+    # died marks a session to finalise later (tools/live.py).
+    tx.script(
+        """
+        CREATE TABLE live_session (
+            conversation_id INTEGER PRIMARY KEY
+                REFERENCES conversation(id) ON DELETE CASCADE,
+            audio_path TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            seconds REAL NOT NULL DEFAULT 0
+        );
+        """
+    )

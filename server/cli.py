@@ -15,6 +15,7 @@ import anyio
 
 from memory.errors import SpeakerMemoryError
 from server.cli_commands import Command, add_commands
+from server.cli_live import LivePrinter
 from server.cli_progress import follow
 from tools.settings import Settings
 
@@ -108,6 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("conversation_id", type=int, metavar="ID")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     delete.set_defaults(run=run_delete_conversation)
+
+    # listen's --device is the microphone: its own flags, without the compute --device.
+    listen_common = argparse.ArgumentParser(add_help=False)
+    for action in common._actions:
+        if action.dest not in ("device", "help"):
+            listen_common._add_action(action)
+    listen = sub.add_parser(
+        "listen", parents=[listen_common],
+        help="transcribe this machine's microphone live, with speaker names; Ctrl-C stops and "
+        "finalises (start_listening, get_live_transcript, stop_listening; the live extra)")
+    listen.add_argument("--device", dest="input_device", metavar="DEVICE",
+                        help="input device name or index (see --list-devices); default: the "
+                        "default microphone")
+    listen.add_argument("--list-devices", action="store_true",
+                        help="list the input devices and exit")
+    listen.add_argument("--title")
+    listen.set_defaults(run=run_listen)
 
     export = sub.add_parser("export", parents=[common], help="back up the memory to JSON")
     export.add_argument("backup", type=Path)
@@ -230,6 +248,36 @@ def run_enroll(args: argparse.Namespace, settings: Settings) -> int:
         result = anyio.run(enroll_speaker, app, args.name, local_audio(args.file), _follow_here)
         print(result.message)
     return 0
+
+
+def run_listen(args: argparse.Namespace, settings: Settings) -> int:
+    from inference.microphone import list_devices
+    from tools import live
+
+    if args.list_devices:
+        for device in list_devices():
+            mark = " (default)" if device.default else ""
+            print(f"{device.index}: {device.name} ({device.channels} ch){mark}")
+        return 0
+    device = args.input_device
+    index: str | int | None = int(device) if device is not None and device.isdigit() \
+        else device
+    with _app(settings) as app:
+        started = live.start_microphone(app, index, args.title)
+        session = live.session_of(app, started.conversation_id)
+        print(f"Listening (conversation {started.conversation_id}); Ctrl-C stops.",
+              file=sys.stderr)
+        printer = LivePrinter(sys.stdout)
+        for event in session.subscribe(printer):
+            printer(event)
+        try:
+            while not session.finished.wait(timeout=0.5):
+                pass
+        except KeyboardInterrupt:
+            print("\nStopping: finalising the recording...", file=sys.stderr)
+        summary = anyio.run(live.stop_listening, app, started.conversation_id, _follow_here)
+        print(summary.message, file=sys.stderr)
+    return 0 if summary.status == "done" else 1
 
 
 async def _follow_here(job: Job) -> None:

@@ -267,10 +267,15 @@ COMMAND_OF_TOOL: dict[str, str] = {
     "enroll_speaker": "enroll",
     "rebuild_voice_profiles": "rebuild-profiles",
     "delete_conversation": "delete-conversation",
+    # One command for a whole live session: it starts listening, prints the transcript as
+    # it is confirmed, and on Ctrl-C stops and finalises.
+    "start_listening": "listen",
+    "get_live_transcript": "listen",
+    "stop_listening": "listen",
     **{command.tool: command.name for command in COMMANDS},
 }
-"""Every MCP tool's command; the first four are written out in server/cli.py (deleting a
-conversation asks for confirmation first)."""
+"""Every MCP tool's command; the first ones are written out in server/cli.py (deleting a
+conversation asks for confirmation first; `listen` runs a live session to its end)."""
 
 
 def add_commands(sub: Any, parents: list[argparse.ArgumentParser], run: Callable[..., int]

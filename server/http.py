@@ -7,19 +7,27 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from server.event_store import EventLog
+from server.live_ws import live_endpoint
 from server.mcp_server import build_server
 from server.page import PAGE_PATHS, page_routes
 from server.rest import rest_routes
 from server.resumable import ResumableEndpoint, ResumableSessionManager
-from server.security import AccessGuard, allowed_host_names, check_bind, transport_security
-from tools import rebuild
+from server.security import (
+    AccessGuard,
+    Tickets,
+    allowed_host_names,
+    check_bind,
+    transport_security,
+)
+from tools import live, rebuild
 from tools.context import App
 from tools.inputs import base64_audio_cap
 
@@ -57,20 +65,26 @@ def create_http_app(app: App) -> Starlette:
                 log.info("speaker-memory HTTP ready: /mcp, /api/v1, /healthz")
                 # Speakers without a profile of the voice model get one, in the background.
                 check = rebuild.start_in_background(app)
+                left = await anyio.to_thread.run_sync(live.finalise_left_open, app)
+                if left:
+                    log.info("finalising live sessions left open: conversations %s", left)
                 yield
                 check.join(timeout=30)
         finally:
             events.close()
 
+    tickets = Tickets()
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
-        Mount("/api/v1", routes=rest_routes(app)),
+        WebSocketRoute("/api/v1/live", live_endpoint(app)),
+        Mount("/api/v1", routes=rest_routes(app, tickets)),
         Route("/mcp", ResumableEndpoint(session_manager)),
         *page_routes(),
     ]
     return Starlette(
         routes=routes,
         middleware=[Middleware(AccessGuard, token=settings.token, host_names=host_names,
-                               origins=settings.allowed_origins, public=PAGE_PATHS)],
+                               origins=settings.allowed_origins, tickets=tickets,
+                               public=PAGE_PATHS)],
         lifespan=lifespan,
     )

@@ -51,7 +51,16 @@ from memory.types import MAX_ID
 from server.client_log import ClientLogLevels, as_level, session_of
 from server.jobs import LogSink, ProgressSink, follow_job, following
 from server.threads import tool_threads
-from tools import completions, deletion, exports, identity, processing, queries, rebuild
+from tools import (
+    completions,
+    deletion,
+    exports,
+    identity,
+    live,
+    processing,
+    queries,
+    rebuild,
+)
 from tools.context import App
 from tools.errors import explain
 from tools.inputs import MAX_PATH_LENGTH, audio_argument
@@ -64,6 +73,8 @@ from tools.models import (
     ExportOut,
     IdentifyOut,
     IdentityChangeOut,
+    LiveStartOut,
+    LiveTranscript,
     ProcessAudioResult,
     ProcessingStatus,
     RebuildOut,
@@ -523,6 +534,54 @@ def build_server(app: App) -> SpeakerMemoryServer:
         with the user first. Refused while the conversation is still being processed. Use it
         to clear failed conversations too."""
         return await run_tool(app, deletion.delete_conversation, app, conversation_id)
+
+    # ------------------------------------------------------------ live listening
+    @tool(annotations=CHANGES)
+    async def start_listening(
+        device: Annotated[str | None, Field(
+            max_length=MAX_PATH_LENGTH,
+            description="Input device of the SERVER's machine (name or index, as "
+                        "`speaker-memory listen --list-devices` shows); default: its default "
+                        "microphone.")] = None,
+        title: Annotated[str | None, Field(max_length=MAX_TITLE_LENGTH,
+                                           description="Conversation title.")] = None,
+    ) -> LiveStartOut:
+        """Start listening to the microphone of the machine this server runs on (not the
+        user's, if the server is remote). Speech is transcribed and attributed as it is
+        said: known voices by name, new ones as 'Unknown N'. Poll get_live_transcript for what
+        is said; stop_listening ends it and returns the finalised conversation."""
+        index: str | int | None = int(device) if device is not None and device.isdigit() \
+            else device
+        return await run_tool(app, live.start_microphone, app, index, title)
+
+    @tool(annotations=READ_ONLY)
+    async def get_live_transcript(
+        conversation_id: OnlyConversation = None,
+        since: Annotated[int, Field(strict=True, ge=0, le=MAX_ID, description="Only events "
+                                    "after this sequence number (next_since of the last "
+                                    "call); 0: from the start.")] = 0,
+    ) -> LiveTranscript:
+        """What a live session heard since the last call: 'final' events are confirmed
+        segments with their speaker and segment id (identify_speaker_in_segment works on them
+        at once), 'partial' is text still being heard, 'speaker_update' says earlier segments
+        now show another speaker. Give conversation_id when several sessions run."""
+        return await run_tool(app, live.live_transcript, app, conversation_id, since)
+
+    @tool(annotations=CHANGES)
+    async def stop_listening(
+        ctx: Context,
+        conversation_id: OnlyConversation = None,
+        wait: Annotated[bool, Field(description="Wait until the recording is finalised "
+                                    "(progress is reported); false: return at once and poll "
+                                    "get_processing_status.")] = True,
+    ) -> ProcessAudioResult:
+        """Stop a live session and finalise it: the whole recording is transcribed and its
+        speakers worked out again, with the offline models; segment ids seen during the
+        session and names given meanwhile are kept. Also finalises a session left open by a
+        server that stopped (give its conversation_id)."""
+        follow = following(app.settings.wait_seconds if wait else None, _progress_to(ctx),
+                           _log_to(ctx, levels))
+        return await run_flow(app, live.stop_listening(app, conversation_id, follow))
 
     # ------------------------------------------------------------ resource & prompt
     @server.resource(TRANSCRIPT_URI, name="conversation-transcript", mime_type="text/plain",

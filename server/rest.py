@@ -31,6 +31,7 @@ from memory.errors import (
 )
 from memory.types import MAX_ID
 from server.jobs import follow_job, following
+from server.security import TICKET_SECONDS, Tickets
 from server.threads import tool_threads
 from tools import deletion, exports, identity, processing, queries, rebuild
 from tools.clips import recording, segment_wav, speaker_sample_wav
@@ -65,8 +66,12 @@ def status_for(exc: SpeakerMemoryError) -> int:
     return 400
 
 
-def rest_routes(app: App, live: bool = False) -> list[Route]:
-    """`live`: whether the transport also serves the live WebSocket (GET /info says so)."""
+class LiveTicket(BaseModel):
+    ticket: str
+    expires_in: int
+
+
+def rest_routes(app: App, tickets: Tickets) -> list[Route]:
     async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs),
                                               limiter=tool_threads)
@@ -199,7 +204,8 @@ def rest_routes(app: App, live: bool = False) -> list[Route]:
         return _json(await call(rebuild.rebuild_status, app))
 
     async def info(request: Request) -> Response:
-        return _json(server_info(app, live))
+        # server/http.py serves these routes beside the live WebSocket (/api/v1/live).
+        return _json(server_info(app, live=True))
 
     async def conversation_audio(request: Request) -> Response:
         found = await call(recording, app, _id(request))
@@ -239,7 +245,12 @@ def rest_routes(app: App, live: bool = False) -> list[Route]:
         return _json(await call(queries.identity_history, app,
                                 _int(request.query_params, "limit", 20)))
 
+    async def live_ticket(request: Request) -> Response:
+        await _body(request, allow_empty=True)  # JSON only, as every endpoint that acts
+        return _json(LiveTicket(ticket=tickets.issue(), expires_in=int(TICKET_SECONDS)))
+
     routes = [
+        ("/live/tickets", live_ticket, ["POST"]),
         ("/conversations", list_conversations, ["GET"]),
         ("/conversations", upload_conversation, ["POST"]),
         ("/conversations/{id:int}", get_conversation, ["GET"]),

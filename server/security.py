@@ -5,6 +5,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import secrets
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -113,14 +116,19 @@ class AccessGuard:
     token: the page itself asks for it and sends it with every API call."""
 
     def __init__(self, app: ASGIApp, *, token: str | None, host_names: list[str],
-                 origins: Iterable[str] = (), public: PublicPaths | None = None) -> None:
+                 origins: Iterable[str] = (), tickets: Tickets | None = None,
+                 public: PublicPaths | None = None) -> None:
         self.app = app
         self.token = token
         self.host_names = [n.lower() for n in host_names]
         self.origins = {normalise_origin(o) for o in origins if o.strip()}
+        self.tickets = tickets
         self.public = public or PublicPaths()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -144,6 +152,26 @@ class AccessGuard:
             await _refuse(401, "missing or wrong bearer token: send 'Authorization: Bearer "
                           "<SPEAKER_MEMORY_TOKEN>'.", scope, receive, send,
                           {"www-authenticate": 'Bearer realm="speaker-memory"'})
+            return
+        await self.app(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The same checks before a WebSocket upgrade is accepted. A browser cannot set an
+        Authorization header on a WebSocket, and a token in the URL would end up in logs: a
+        page offers a one-use ticket (POST /api/v1/live/tickets) as the subprotocol
+        'ticket.<ticket>' instead. Refused upgrades get HTTP 403."""
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        origin = headers.get("origin")
+        allowed = self._host_ok(host) and (not origin or self._origin_ok(origin, host))
+        if allowed and self.token:
+            ticket = next((p[len(TICKET_PREFIX):] for p in scope.get("subprotocols") or []
+                           if p.startswith(TICKET_PREFIX)), None)
+            allowed = self._token_ok(headers.get("authorization", "")) or (
+                ticket is not None and self.tickets is not None and self.tickets.redeem(ticket))
+        if not allowed:
+            log.warning("refused WebSocket upgrade (Host %r, Origin %r)", host, origin)
+            await send({"type": "websocket.close", "code": 1008})
             return
         await self.app(scope, receive, send)
 
@@ -179,3 +207,34 @@ async def _refuse(status: int, message: str, scope: Scope, receive: Receive, sen
                   headers: dict[str, str] | None = None) -> None:
     response = JSONResponse({"error": message}, status_code=status, headers=headers)
     await response(scope, receive, send)
+
+
+TICKET_PREFIX = "ticket."
+TICKET_SECONDS = 60.0
+MAX_TICKETS = 1000
+
+
+class Tickets:
+    """One-use, short-lived WebSocket tickets, issued to a caller that passed the bearer check
+    (REST), redeemed once by the upgrade that carries one."""
+
+    def __init__(self) -> None:
+        self._issued: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def issue(self) -> str:
+        ticket = secrets.token_hex(32)
+        now = time.monotonic()
+        with self._lock:
+            self._issued = {t: at for t, at in self._issued.items()
+                            if now - at < TICKET_SECONDS}
+            if len(self._issued) >= MAX_TICKETS:  # never an unbounded table
+                oldest = min(self._issued, key=self._issued.__getitem__)
+                del self._issued[oldest]
+            self._issued[ticket] = now
+        return ticket
+
+    def redeem(self, ticket: str) -> bool:
+        with self._lock:
+            issued = self._issued.pop(ticket, None)
+        return issued is not None and time.monotonic() - issued < TICKET_SECONDS

@@ -16,6 +16,7 @@ from typing import Any
 from memory.api import SpeakerMemory
 from memory.types import IngestResult
 from tools.joblog import capture_job_warnings, running_job
+from tools.live_session import LiveHub
 from tools.pipeline import PipelineLike, build_pipeline
 from tools.settings import Settings
 
@@ -142,6 +143,7 @@ class App:
         self.start_dir = (start_dir or Path.cwd()).resolve()
         self.memory = SpeakerMemory(settings.db_path, settings.match_config)
         self.jobs = JobRunner(settings.processing_workers)
+        self.live = LiveHub()
         self._pipeline = pipeline
         self._pipeline_factory = pipeline_factory
         self._pipeline_lock = threading.Lock()
@@ -168,6 +170,7 @@ class App:
         return self._pipeline
 
     def close(self) -> None:
+        self.live.close()  # their finalisations are jobs: before the jobs stop
         self.jobs.shutdown(wait=True)
         self.memory.close()
 

@@ -20,9 +20,10 @@ from memory.types import (
     SpeakerSummary,
 )
 
-JobStatus = Literal["queued", "processing", "done", "failed", "interrupted"]
+JobStatus = Literal["queued", "processing", "done", "failed", "interrupted", "live"]
 """A conversation's processing state as tools show it. 'interrupted': stored as queued or
-processing, but no job of this server process runs it (the server stopped mid-way)."""
+processing, but no job of this server process runs it (the server stopped mid-way). 'live':
+being listened to (segments arrive as they are confirmed)."""
 
 
 class SpeakerRef(BaseModel):
@@ -360,3 +361,48 @@ def change_out(change: IdentityChange) -> IdentityChangeOut:
 def event_out(event: IdentityEventView) -> IdentityEventOut:
     return IdentityEventOut(id=event.id, action=event.action, created_at=event.created_at,
                             summary=event.summary, undone=event.undone)
+
+
+# ---------------------------------------------------------------- live listening
+
+
+class LiveWord(BaseModel):
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+class LiveEventOut(BaseModel):
+    """One event of a live session (the WebSocket sends the same, as JSON)."""
+
+    seq: int = Field(description="1, 2, 3... per session; pass the last one as `since`.")
+    type: Literal["started", "partial", "final", "speaker_update", "slow_down", "stopped",
+                  "error"]
+    text: str | None = Field(None, description="partial: words not confirmed yet (they may "
+                             "change); final: the confirmed segment's text.")
+    start: float | None = Field(None, description="Seconds from the session's start.")
+    end: float | None = None
+    segment_id: int | None = Field(None, description="final: the stored segment (the id stays "
+                                   "valid after the session is finalised).")
+    speaker: SpeakerRef | None = Field(None, description="final / speaker_update: who.")
+    segment_ids: list[int] | None = Field(None, description="speaker_update: segments that "
+                                          "now show `speaker`.")
+    words: list[LiveWord] | None = None
+    conversation_id: int | None = None
+    status: str | None = None
+    message: str | None = None
+
+
+class LiveStartOut(BaseModel):
+    conversation_id: int
+    status: JobStatus
+    message: str
+
+
+class LiveTranscript(BaseModel):
+    conversation_id: int
+    status: Literal["live", "stopping"]
+    events: list[LiveEventOut]
+    next_since: int = Field(description="Pass as `since` next time to get only newer events.")
+    message: str

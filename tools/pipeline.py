@@ -7,7 +7,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from inference.config import PipelineConfig
+from inference.streaming import WindowTranscriber
 from inference.types import EnrollmentVoice, PipelineResult, Vector
 from memory.types import EnrolledVoice
 from tools.settings import Settings
@@ -46,6 +50,16 @@ class PipelineLike(Protocol):
 
     def embed_text(self, texts: Sequence[str]) -> list[Vector]: ...
 
+    def live_window(self) -> WindowTranscriber:
+        """The Whisper pass live sessions share."""
+        ...
+
+    def live_channel(self, samples: npt.NDArray[np.float32]) -> str: ...
+
+    def live_voice(self, samples: npt.NDArray[np.float32]) -> Vector: ...
+
+    def has_speech(self, samples: npt.NDArray[np.float32]) -> bool: ...
+
     def embed_voice_segments(
         self, path: Path, spans: Sequence[tuple[float, float]]
     ) -> EnrollmentVoice:
@@ -70,6 +84,8 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         weights_dir=settings.weights_dir,
         max_audio_seconds=float(settings.max_audio_seconds),
         match_margin=settings.match_margin,
+        live_whisper_model=settings.live_whisper_model,
+        live_vad_threshold=settings.live_vad_threshold,
     )
 
 

@@ -8,9 +8,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import anyio
 
+from inference.types import PipelineResult
 from memory.errors import (
     ConversationNotReady,
     DuplicateAudio,
@@ -19,7 +21,7 @@ from memory.errors import (
 )
 from memory.limits import MAX_LANGUAGE_LENGTH, MAX_TITLE_LENGTH, bounded
 from memory.speakers import UNKNOWN_LABEL
-from memory.types import ConversationInfo, SegmentView
+from memory.types import ConversationInfo, IngestResult, SegmentView
 from memory.wording import counted
 from tools.context import App, Job
 from tools.inputs import AudioFile, discard_stored_copy
@@ -106,6 +108,8 @@ def _needs_a_run(app: App, existing: ConversationInfo) -> bool:
 def shown_status(app: App, conversation_id: int, stored: JobStatus) -> JobStatus:
     """The stored status, except that queued/processing with no job of this process running
     it is 'interrupted' (a stopped server left it so)."""
+    if app.live.get(conversation_id) is not None:
+        return "live"
     if stored in ("queued", "processing") and app.jobs.get(conversation_id) is None:
         return "interrupted"
     return stored
@@ -115,7 +119,7 @@ def require_transcript(app: App, conversation_id: int) -> None:
     """Raise ConversationNotReady, saying what to do, unless the conversation is processed."""
     info = app.memory.get_conversation_info(conversation_id)
     status = shown_status(app, info.id, info.status)
-    if status == "done":
+    if status in ("done", "live"):  # a live one: what was confirmed so far
         return
     what = {
         "interrupted": "its processing was interrupted (the server stopped); send the same "
@@ -151,6 +155,25 @@ def _check_speaker_counts(options: ProcessOptions) -> None:
 
 
 def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> None:
+    def discard_audio() -> None:
+        # A failed upload's bytes would otherwise stay for good (hundreds of MB each); sending
+        # the same audio again brings them back for the retry. (A retry whose upload lands in
+        # the instant between the failure and this deletion fails again, and says so.)
+        if not app.settings.keep_failed_audio and discard_stored_copy(app, audio.path):
+            log.info("deleted the stored audio of failed conversation %d", job.key)
+
+    run_pipeline_job(app, job, audio.path, options,
+                     store=lambda result: app.memory.ingest(int(job.key), result),
+                     after_failure=discard_audio)
+
+
+def run_pipeline_job(
+    app: App, job: Job, path: Path, options: ProcessOptions, *,
+    store: Callable[[PipelineResult], IngestResult], after_failure: Callable[[], None],
+) -> None:
+    """A conversation's job: the pipeline over its recording, then `store` its result (a new
+    recording's ingest, or a live session's finalisation). A failure is recorded on the
+    conversation (status 'failed' with the reason), then `after_failure` runs."""
     conversation_id = int(job.key)
     memory = app.memory
     try:
@@ -159,7 +182,7 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
         pipeline = app.pipeline
         enrolled = memory.enrolled_voices(pipeline.voice_model_id)
         result = pipeline.run(
-            audio.path,
+            path,
             num_speakers=options.num_speakers,
             min_speakers=options.min_speakers,
             max_speakers=options.max_speakers,
@@ -168,7 +191,7 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
             progress=lambda fraction, stage: _pipeline_progress(job, fraction, stage),
         )
         job.report(PIPELINE_SHARE, "storing")
-        job.ingest = memory.ingest(conversation_id, result)
+        job.ingest = store(result)
         job.report(1.0, "done")
     except Exception as exc:
         if isinstance(exc, SpeakerMemoryError):
@@ -182,11 +205,7 @@ def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> N
             memory.set_conversation_status(conversation_id, "failed", error=reason)
         except Exception:
             log.exception("could not mark conversation %d failed", conversation_id)
-        # A failed upload's bytes would otherwise stay for good (hundreds of MB each); sending
-        # the same audio again brings them back for the retry. (A retry whose upload lands in
-        # the instant between the failure and this deletion fails again, and says so.)
-        if not app.settings.keep_failed_audio and discard_stored_copy(app, audio.path):
-            log.info("deleted the stored audio of failed conversation %d", conversation_id)
+        after_failure()
 
 
 PIPELINE_SHARE = 0.95
@@ -313,6 +332,9 @@ def _status_message(info: ConversationInfo, status: JobStatus, stage: str | None
             f"Processing conversation {info.id} was interrupted (the server stopped before it "
             "finished); send the same audio again with process_audio to finish it."
         )
+    if status == "live":
+        return (f"Conversation {info.id} is being listened to: get_live_transcript shows what "
+                "is said as it is confirmed; stop_listening ends and finalises it.")
     if status == "queued":
         return (f"Conversation {info.id} is queued behind other work. "
                 "Call get_processing_status again in a little while.")

@@ -62,6 +62,32 @@ class Settings(BaseSettings):
         600, description="process_audio(wait=true) returns a queued job after this long."
     )
 
+    # ---- live listening
+    live_whisper_model: str = Field(
+        "tiny.en", description="Model of live sessions (each pass re-reads the last seconds: a "
+        "small model keeps up in real time on a CPU). Finalising uses WHISPER_MODEL.",
+    )
+    live_max_latency_seconds: float = Field(
+        4.0, gt=0, description="A live word is confirmed at the latest this long after it was "
+        "heard, even while Whisper's passes still disagree on it.",
+    )
+    live_vad_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Live audio with no speech at this silero VAD threshold "
+        "is recorded but not transcribed.",
+    )
+    live_max_seconds: float = Field(
+        2 * 3600, gt=0, description="A live session stops taking audio after this long "
+        "(its recording is kept and finalised).",
+    )
+    live_max_sessions: int = Field(
+        4, ge=1, description="Live sessions at once (WebSocket streams and the microphone); "
+        "one more is refused with a message saying so.",
+    )
+    live_max_behind_seconds: float = Field(
+        10.0, gt=0, description="Audio waiting to be transcribed before a live client is told "
+        "to slow down (a WebSocket stops being read until it catches up).",
+    )
+
     # ---- server
     host: str = "127.0.0.1"
     port: int = 8000

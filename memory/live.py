@@ -1,0 +1,283 @@
+"""Live sessions in the store: a conversation whose segments arrive as they are confirmed, and
+whose finished recording later replaces them with the offline pipeline's result.
+
+A live segment is stored at once with the speaker the session chose (tools/live.py), so every
+reader (get_latest_segments, search, identify) sees it within seconds. Its `local_speaker` is
+the session's voice label ("live-3"): identify's "this segment and its cluster-mates" then means
+the segments of that voice in this conversation, as for an offline recording.
+
+Finalising maps the offline segments onto the live ones by time, in one transaction:
+- a live segment's id goes to the offline segment that overlaps it most (one each), so an id an
+  agent already saw still points at the same words;
+- a live segment a person labelled by hand ('manual') keeps that speaker on its id;
+- an offline cluster takes the speaker a person gave its voice during the session, else the
+  stored voice it matches, else the speaker the session showed (labels do not change for
+  nothing); unknowns the session created that end up with nothing are removed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from memory import text_index
+from memory.conversations import (
+    Ingested,
+    Prior,
+    get_conversation_row,
+    ingest,
+    next_segment_id,
+)
+from memory.db import Tx
+from memory.deletion import remove_transcript
+from memory.errors import InvalidOperation
+from memory.identity import Ctx, holds_nothing
+from memory.limits import MAX_TITLE_LENGTH, bounded
+from memory.speakers import create_unknown, delete_row, get_row
+from memory.timeutil import now_db
+from memory.types import PipelineResultLike, SegmentLike, Vector, WordLike
+from memory.vector_index import TextVectorIndex
+from memory.vectors import to_blob
+
+LIVE_LABEL_PREFIX = "live-"
+"""local_speaker of live segments: the session's voice number follows."""
+
+
+@dataclass(frozen=True)
+class LiveSegmentIn:
+    """One confirmed stretch of a live session, as the session stores it."""
+
+    start: float
+    end: float
+    text: str
+    words: Sequence[WordLike]
+    voice: int
+    """The session's voice number (its local label is LIVE_LABEL_PREFIX + voice)."""
+    speaker_id: int | None
+    """The stored speaker the session chose; None (or one deleted meanwhile): a new unknown."""
+    confidence: float | None = None
+    voice_vector: Vector | None = None
+    text_vector: Vector | None = None
+    text_model_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OpenSession:
+    conversation_id: int
+    audio_path: str
+    seconds: float
+
+
+def start(tx: Tx, title: str, audio_path: str, source_name: str) -> int:
+    """A new conversation (status 'processing': it has no final transcript yet) with its live
+    session row."""
+    bounded(title, "title", MAX_TITLE_LENGTH)
+    conversation_id = tx.run(
+        "INSERT INTO conversation(title, source_name, created_at, recorded_at, status,"
+        " audio_path) VALUES (?, ?, ?, ?, 'processing', ?)",
+        (title, source_name, now_db(), now_db(), audio_path),
+    )
+    tx.run("INSERT INTO live_session(conversation_id, audio_path, started_at) VALUES (?, ?, ?)",
+           (conversation_id, audio_path, now_db()))
+    return conversation_id
+
+
+def open_sessions(tx: Tx) -> list[OpenSession]:
+    """Sessions not finalised yet (a process that died leaves them)."""
+    return [OpenSession(int(r[0]), str(r[1]), float(r[2])) for r in tx.all(
+        "SELECT conversation_id, audio_path, seconds FROM live_session ORDER BY conversation_id"
+    )]
+
+
+def require_open(tx: Tx, conversation_id: int) -> OpenSession:
+    get_conversation_row(tx, conversation_id)
+    row = tx.one("SELECT conversation_id, audio_path, seconds FROM live_session"
+                 " WHERE conversation_id = ?", (conversation_id,))
+    if row is None:
+        raise InvalidOperation(
+            f"conversation {conversation_id} is not a live session (or it was finalised)")
+    return OpenSession(int(row[0]), str(row[1]), float(row[2]))
+
+
+def add_segment(
+    ctx: Ctx, index: TextVectorIndex, conversation_id: int, segment: LiveSegmentIn
+) -> tuple[int, int, list[tuple[int, int, bytes]]]:
+    """Store one confirmed segment; returns (segment id, speaker id, text codes to publish)."""
+    tx = ctx.tx
+    require_open(tx, conversation_id)
+    if not (segment.end >= segment.start >= 0):
+        raise InvalidOperation(f"invalid segment times {segment.start}..{segment.end}")
+    speaker_id = segment.speaker_id
+    if speaker_id is None or get_row(tx, speaker_id) is None:
+        speaker_id = create_unknown(tx)
+    segment_id = tx.run(
+        "INSERT INTO segment(conversation_id, start, \"end\", local_speaker, speaker_id,"
+        " speaker_confidence, assignment_source, excluded_from_profile)"
+        " VALUES (?, ?, ?, ?, ?, ?, 'auto', 0)",
+        (conversation_id, float(segment.start), float(segment.end),
+         f"{LIVE_LABEL_PREFIX}{segment.voice}", speaker_id, segment.confidence),
+    )
+    words = json.dumps([{"word": w.word, "start": round(float(w.start), 3),
+                         "end": round(float(w.end), 3),
+                         "probability": round(float(w.probability), 4)}
+                        for w in segment.words], ensure_ascii=False)
+    tx.run("INSERT INTO segment_content(segment_id, text, words) VALUES (?, ?, ?)",
+           (segment_id, segment.text, words))
+    text_index.add(tx, [(segment_id, segment.text)])
+    if segment.voice_vector is not None:
+        tx.run("INSERT INTO segment_voice(segment_id, vector) VALUES (?, ?)",
+               (segment_id, to_blob(segment.voice_vector)))
+    codes: list[tuple[int, int, bytes]] = []
+    if segment.text_vector is not None and segment.text_model_id:
+        codes = index.add(tx, segment.text_model_id, [(segment_id, segment.text_vector)])
+    tx.run("UPDATE conversation SET duration = MAX(COALESCE(duration, 0), ?) WHERE id = ?",
+           (float(segment.end), conversation_id))
+    ctx.cache.refresh(tx, [speaker_id])
+    return segment_id, speaker_id, codes
+
+
+def record_seconds(tx: Tx, conversation_id: int, seconds: float) -> None:
+    """How much audio the session's recording holds (for finalising after a crash)."""
+    tx.run("UPDATE live_session SET seconds = ? WHERE conversation_id = ?",
+           (float(seconds), conversation_id))
+    tx.run("UPDATE conversation SET duration = ? WHERE id = ?", (float(seconds), conversation_id))
+
+
+def segment_speakers(tx: Tx, conversation_id: int) -> dict[int, int | None]:
+    """segment id -> speaker id, for every segment of the conversation."""
+    return {int(r[0]): (None if r[1] is None else int(r[1])) for r in tx.all(
+        "SELECT id, speaker_id FROM segment WHERE conversation_id = ?", (conversation_id,))}
+
+
+def move_voice(tx: Tx, conversation_id: int, voice: int, speaker_id: int) -> list[int]:
+    """The session recognised a voice it first stored as a new unknown: its automatically
+    labelled segments move to `speaker_id`; the unknown goes when nothing is left of it.
+    Returns the moved segment ids."""
+    rows = tx.all(
+        "SELECT id, speaker_id FROM segment WHERE conversation_id = ? AND local_speaker = ?"
+        " AND assignment_source = 'auto' AND speaker_id != ? ORDER BY id",
+        (conversation_id, f"{LIVE_LABEL_PREFIX}{voice}", speaker_id),
+    )
+    if not rows or get_row(tx, speaker_id) is None:
+        return []
+    tx.many("UPDATE segment SET speaker_id = ? WHERE id = ?",
+            [(speaker_id, int(r[0])) for r in rows])
+    for old in {int(r[1]) for r in rows if r[1] is not None}:
+        row = get_row(tx, old)
+        if row is not None and row[3] == "unknown" and holds_nothing(tx, old):
+            delete_row(tx, old)
+    return [int(r[0]) for r in rows]
+
+
+def finalise(
+    ctx: Ctx, index: TextVectorIndex, conversation_id: int, result: PipelineResultLike
+) -> Ingested:
+    """Replace the live segments with the offline result (see the module's docstring)."""
+    tx = ctx.tx
+    require_open(tx, conversation_id)
+    live = [_LiveRow(int(r[0]), float(r[1]), float(r[2]), None if r[3] is None else int(r[3]),
+                     r[4] == "manual", int(r[5]))
+            for r in tx.all(
+                "SELECT id, start, \"end\", speaker_id, assignment_source,"
+                " excluded_from_profile FROM segment WHERE conversation_id = ? ORDER BY start, id",
+                (conversation_id,))]
+    segments = list(result.segments)
+    priors = _priors(tx, live, segments)
+    ids = _reused_ids(live, segments)
+
+    remove_transcript(tx, conversation_id, json.dumps([row.id for row in live]))
+    fresh = _next_ids(tx, sum(1 for i in ids if i is None))
+    segment_ids = [i if i is not None else next(fresh) for i in ids]
+    done = ingest(ctx, index, conversation_id, result, segment_ids=segment_ids, priors=priors)
+
+    by_id = {row.id: row for row in live}
+    for segment_id in segment_ids:
+        was = by_id.get(segment_id)
+        if was is not None and was.manual and was.speaker_id is not None \
+                and get_row(tx, was.speaker_id) is not None:
+            tx.run("UPDATE segment SET speaker_id = ?, assignment_source = 'manual',"
+                   " speaker_confidence = 1.0, excluded_from_profile = ? WHERE id = ?",
+                   (was.speaker_id, was.excluded, segment_id))
+    for speaker_id in sorted({row.speaker_id for row in live if row.speaker_id is not None}):
+        row = get_row(tx, speaker_id)
+        if row is not None and row[3] == "unknown" and holds_nothing(tx, speaker_id):
+            delete_row(tx, speaker_id)
+    tx.run("DELETE FROM live_session WHERE conversation_id = ?", (conversation_id,))
+    ctx.cache.refresh(tx, [d.speaker_id for d in done.decisions])
+    return done
+
+
+@dataclass(frozen=True)
+class _LiveRow:
+    id: int
+    start: float
+    end: float
+    speaker_id: int | None
+    manual: bool
+    excluded: int
+
+
+def _overlap(a_start: float, a_end: float, b_start: float, b_end: float) -> float:
+    return max(0.0, min(a_end, b_end) - max(a_start, b_start))
+
+
+def _reused_ids(live: Sequence[_LiveRow], segments: Sequence[SegmentLike]) -> list[int | None]:
+    """For each offline segment, the live segment id it takes over (None: a new id). Pairs
+    are taken by overlap, largest first, each id and each segment once."""
+    pairs = []
+    for i, segment in enumerate(segments):
+        start, end = float(segment.start), float(segment.end)
+        for row in live:
+            overlap = _overlap(start, end, row.start, row.end)
+            if overlap > 0:
+                pairs.append((-overlap, i, row.id))
+    taken: set[int] = set()
+    ids: list[int | None] = [None] * len(segments)
+    for _, i, segment_id in sorted(pairs):
+        if ids[i] is None and segment_id not in taken:
+            ids[i] = segment_id
+            taken.add(segment_id)
+    return ids
+
+
+def _priors(tx: Tx, live: Sequence[_LiveRow], segments: Sequence[SegmentLike]) -> dict[str, Prior]:
+    """Per offline cluster, the live speaker heard most in its time: 'chosen' when a person
+    gave that speaker to some of these live segments (manual) or named the voice during the
+    session (a named speaker with no voice profile yet), else 'shown'."""
+    heard: dict[str, dict[int, float]] = {}
+    for segment in segments:
+        label = segment.local_speaker
+        if label is None:
+            continue
+        start, end = float(segment.start), float(segment.end)
+        for row in live:
+            if row.speaker_id is not None:
+                overlap = _overlap(start, end, row.start, row.end)
+                if overlap > 0:
+                    tally = heard.setdefault(str(label), {})
+                    tally[row.speaker_id] = tally.get(row.speaker_id, 0.0) + overlap
+    manual = {row.speaker_id for row in live if row.manual}
+    priors: dict[str, Prior] = {}
+    used: set[int] = set()
+    ranked = sorted(((seconds, label, speaker_id) for label, tally in heard.items()
+                     for speaker_id, seconds in tally.items()), reverse=True)
+    for _, label, speaker_id in ranked:
+        if label in priors or speaker_id in used:
+            continue
+        used.add(speaker_id)
+        speaker = get_row(tx, speaker_id)
+        if speaker is None:
+            continue
+        named_live = speaker[3] == "enrolled" and not tx.one(
+            "SELECT 1 FROM voiceprint WHERE speaker_id = ? LIMIT 1", (speaker_id,))
+        if speaker_id in manual or named_live:
+            priors[label] = Prior(chosen=speaker_id)
+        else:
+            priors[label] = Prior(shown=speaker_id)
+    return priors
+
+
+def _next_ids(tx: Tx, count: int) -> Iterator[int]:
+    first = next_segment_id(tx)
+    return iter(range(first, first + count))
