@@ -305,7 +305,7 @@ def ingest(
     )
     tx.many(
         "INSERT INTO segment_content(segment_id, text, words) VALUES (?, ?, ?)",
-        [(sid, s.text, _words_json(s.words)) for sid, s in zip(segment_ids, segments, strict=True)],
+        [(sid, s.text, words_json(s.words)) for sid, s in zip(segment_ids, segments, strict=True)],
     )
     text_index.add(tx, [(sid, s.text) for sid, s in zip(segment_ids, segments, strict=True)])
     tx.many(
@@ -408,7 +408,7 @@ def _vectors(values: Sequence[object | None], what: str, unit: bool) -> list[Vec
     return out
 
 
-def _words_json(words: Sequence[Any]) -> str:
+def words_json(words: Sequence[Any]) -> str:
     """[[word, start, end, probability], ...]; tuples of plain values keep json in C."""
     try:
         return json.dumps([(w.word, w.start, w.end, w.probability) for w in words],

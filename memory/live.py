@@ -28,6 +28,7 @@ from memory.conversations import (
     get_conversation_row,
     ingest,
     next_segment_id,
+    words_json,
 )
 from memory.db import Tx
 from memory.deletion import remove_transcript
@@ -118,12 +119,8 @@ def add_segment(
         (conversation_id, float(segment.start), float(segment.end),
          f"{LIVE_LABEL_PREFIX}{segment.voice}", speaker_id, segment.confidence),
     )
-    words = json.dumps([{"word": w.word, "start": round(float(w.start), 3),
-                         "end": round(float(w.end), 3),
-                         "probability": round(float(w.probability), 4)}
-                        for w in segment.words], ensure_ascii=False)
     tx.run("INSERT INTO segment_content(segment_id, text, words) VALUES (?, ?, ?)",
-           (segment_id, segment.text, words))
+           (segment_id, segment.text, words_json(segment.words)))
     text_index.add(tx, [(segment_id, segment.text)])
     if segment.voice_vector is not None:
         tx.run("INSERT INTO segment_voice(segment_id, vector) VALUES (?, ?)",
