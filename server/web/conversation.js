@@ -6,6 +6,8 @@ import { speakerColour } from "./colors.js";
 import { ask } from "./dialogs.js";
 import { clock, date, duration, el, notice } from "./dom.js";
 
+const POLL_MS = 2000;
+
 export async function render(main, { id, query, info }) {
   const state = { conversation: null, segments: [], speakers: [], last: null };
   const view = el("article", { class: "conversation", "aria-labelledby": "conversation-title" });
@@ -264,6 +266,24 @@ export async function render(main, { id, query, info }) {
 
   await load();
   draw();
+  // Still being processed (an upload, or a live session being finalised): redraw when done.
+  let waiting = null;
+  if (["queued", "processing"].includes(state.conversation.status)) {
+    waiting = setInterval(async () => {
+      try {
+        const status = await api(`/conversations/${id}/status`);
+        const shown = view.querySelector(".conversation-head .status");
+        if (shown) shown.textContent = `${status.stage || status.status} ${Math.round(100 * (status.progress || 0))}%`;
+        if (["queued", "processing"].includes(status.status)) return;
+        clearInterval(waiting);
+        await load();
+        draw();
+      } catch (error) {
+        clearInterval(waiting);
+        notice(error.message, "error");
+      }
+    }, POLL_MS);
+  }
   // After the first paint: with a token the recording comes as one download (see mediaUrl).
   setTimeout(loadRecording, 0);
   const target = query.get("segment");
@@ -277,5 +297,9 @@ export async function render(main, { id, query, info }) {
       notice(`Segment ${target} is not in this conversation any more.`, "error");
     }
   }
-  return () => { for (const url of urls) URL.revokeObjectURL(url); urls = []; };
+  return () => {
+    clearInterval(waiting);
+    for (const url of urls) URL.revokeObjectURL(url);
+    urls = [];
+  };
 }

@@ -370,7 +370,7 @@ def test_rest_changes_the_review_page_makes(
     path = fake.recording(tmp_path / "offsite.wav", TURNS)
     cid = _upload(client, path)["conversation_id"]
     info = client.get("/api/v1/info").json()
-    assert info["live"] is False and "srt" in info["export_formats"]
+    assert info["live"] is True and "srt" in info["export_formats"]
     assert info["max_upload_bytes"] == 64 * 1024
     assert client.get("/api/v1/history").json() == {"events": []}
 
