@@ -221,7 +221,7 @@ export async function render(main, { id, query, info }) {
       el("div", { class: "ruler" }, el("span", { text: "0:00" }), el("span", { text: clock(length) })));
   }
 
-  function row(segment) {
+  function row(segment, index) {
     const who = el("span", { class: "speaker", text: segment.speaker ? segment.speaker.label : "nobody" });
     who.style.color = speakerColour(segment.speaker);
     const over = segment.overlapped_by.length
@@ -229,7 +229,8 @@ export async function render(main, { id, query, info }) {
     return el("li", { id: `seg-${segment.id}`, class: "segment", tabindex: "-1", "data-segment": segment.id,
       "data-speaker-id": segment.speaker ? segment.speaker.id : "" },
     el("button", { type: "button", class: "time link", text: clock(segment.start), "aria-label": `Play the recording from ${clock(segment.start)}`, onclick: () => { seek(segment); recording.play().catch(() => {}); } }),
-    el("div", { class: "said" }, who, over, el("p", { class: "text", text: segment.text })),
+    // elementtiming: scripts/bench_page.py reads when the first segment is painted.
+    el("div", { class: "said" }, who, over, el("p", { class: "text", text: segment.text, elementtiming: index === 0 ? "first-segment" : null })),
     el("div", { class: "row-actions" },
       el("button", { type: "button", class: "small play", text: "Play", "aria-label": `Play segment at ${clock(segment.start)}`, onclick: () => playClip(segment) }),
       el("button", { type: "button", class: "small secondary name", text: "Who is this?", onclick: () => nameVoice(segment) }),
@@ -246,7 +247,7 @@ export async function render(main, { id, query, info }) {
     const scroll = window.scrollY;
     current = null;
     body.replaceChildren(header(), players, timeline(speakers), legend(speakers),
-      el("ol", { class: "transcript", "aria-label": "Transcript" }, state.segments.map(row)));
+      el("ol", { class: "transcript", "aria-label": "Transcript" }, state.segments.map((segment, index) => row(segment, index))));
     window.scrollTo(0, scroll);
   }
 
