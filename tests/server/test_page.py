@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 from inference.audio import decode, wav_bytes
 from tests.server.browser import SCREENSHOTS, launch
 from tests.server.tests_support import serve_subprocess
-from tests.testdata import dev_conversation, reference_speaker
+from tests.testdata import dev_conversation, enrollment_clip, reference_speaker
 
 pytestmark = [pytest.mark.models, pytest.mark.slow]
 
@@ -253,6 +253,48 @@ def test_6_merge_two_speakers_then_undo(page: Page) -> None:
     assert sorted(lanes(page)) == sorted([NAME, other])
 
 
+
+def test_9_someone_else_moves_one_segment(page: Page, server: str) -> None:
+    page.goto(f"/#/conversation/{flow.later}")
+    segments = api(server, f"/conversations/{flow.later}")["segments"]
+    other = next(s for s in segments if s["speaker"] and s["speaker"]["label"] != NAME)
+    page.locator(f"#seg-{other['id']}").get_by_role("button", name="Someone else").click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_role("combobox").fill(NAME)
+    dialog.get_by_role("button", name="Move segment").click()
+    expect(page.locator(f"#seg-{other['id']} .speaker")).to_have_text(NAME)
+    page.locator("#undo").click()
+    expect(page.locator(f"#seg-{other['id']} .speaker")).to_have_text(other["speaker"]["label"])
+
+
+def test_10_speakers_page_plays_renames_deletes_and_enrolls(page: Page) -> None:
+    page.goto("/#/speakers")
+    rows = page.locator(".speakers tbody tr")
+    expect(rows.first).to_be_visible()
+    unknown = page.locator(".speakers tbody tr", has_text="unknown").first
+    label = unknown.locator("th").inner_text()
+    unknown.get_by_role("button", name=f"Play a sample of {label}").click()
+    page.wait_for_function("() => document.querySelector('#sample-player').duration > 0")
+
+    page.get_by_role("button", name=f"Rename {label}").click()
+    page.locator("dialog[open]").get_by_role("textbox").fill("Sam")
+    page.locator("dialog[open]").get_by_role("button", name="Rename").click()
+    expect(page.locator(".speakers tbody th", has_text="Sam")).to_have_count(1)
+    page.locator("#undo").click()
+    expect(page.locator(".speakers tbody th", has_text=label)).to_have_count(1)
+
+    page.get_by_role("button", name="Delete all unknown").click()
+    page.locator("dialog[open]").get_by_role("button", name="Delete all unknown").click()
+    expect(page.locator(".speakers tbody tr", has_text="unknown")).to_have_count(0)
+    page.locator("#undo").click()
+    expect(page.locator(".speakers tbody th", has_text=label)).to_have_count(1)
+
+    page.get_by_label("Name", exact=True).fill("Reader")
+    page.get_by_label("Audio file").set_input_files(enrollment_clip("ls_3080"))
+    page.get_by_role("button", name="Enroll", exact=True).click()
+    expect(page.locator(".speakers tbody th", has_text="Reader")).to_have_count(
+        1, timeout=PROCESSING_MS)
+    expect(page.locator("#notice")).to_contain_text("Enrolled")
 
 UNLABELLED = """() => [...document.querySelectorAll("button, input, select, a[href]")]
     .filter((node) => node.offsetParent !== null || node.type === "file")

@@ -1,12 +1,17 @@
-"""The review page's speaker colours meet WCAG AA: 4.5:1 for a speaker's name written in its
-colour on the page's white (and on the highlighted rows), 3:1 for its bars on the timeline's
-grey track."""
+"""The review page's static files: every one ships in the wheel, and the speaker colours meet
+WCAG AA: 4.5:1 for a speaker's name written in its colour on the page's white (and on the
+highlighted rows), 3:1 for its bars on the timeline's grey track."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
+import tomllib
+from pathlib import Path
 
 from server.page import WEB
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 WHITE, TRACK = "#ffffff", "#f3f4f6"
 HIGHLIGHTS = ("#fff6d6", "#e2edf9")
@@ -46,3 +51,12 @@ def test_every_speaker_colour_meets_aa_for_text_and_bars() -> None:
         for background in (WHITE, *HIGHLIGHTS):
             assert contrast(colour, background) >= 4.5, (colour, background)
         assert contrast(colour, TRACK) >= 3.0, colour
+
+
+def test_every_page_file_is_package_data() -> None:
+    """A wheel install serves the same page as the checkout (no file left out)."""
+    patterns = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["package-data"]["server"]
+    files = [p.relative_to(WEB.parent).as_posix() for p in WEB.rglob("*") if p.is_file()]
+    assert "web/index.html" in files
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
