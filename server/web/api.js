@@ -1,4 +1,6 @@
 // The one way the page talks to /api/v1: JSON in and out, the token as a bearer header.
+import { notice } from "./dom.js";
+
 const TOKEN_KEY = "speaker-memory-token";
 export const API = "/api/v1";
 
@@ -82,6 +84,19 @@ export async function mediaUrl(path) {
   if (!token()) return API + path;
   const response = await raw(path);
   return URL.createObjectURL(await response.blob());
+}
+
+/** Play an API audio path (a clip, a sample) in `player`; blob URLs made for it are added to
+ * `made`, for the view to revoke when it is left. */
+export async function playIn(player, path, made) {
+  try {
+    const url = await mediaUrl(path);
+    if (url.startsWith("blob:")) made.push(url);
+    player.src = url;
+    await player.play();
+  } catch (error) {
+    if (error.name !== "NotAllowedError") notice(error.message, "error");  // autoplay refused
+  }
 }
 
 /** Save an API download (an export) as a file. */

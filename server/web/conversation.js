@@ -1,7 +1,7 @@
 // One conversation: a speaker timeline, the transcript coloured by speaker with a clip per
 // segment, the recording following along, and every change a person makes to who is who.
 import * as actions from "./actions.js";
-import { api, download, mediaUrl } from "./api.js";
+import { api, download, mediaUrl, playIn } from "./api.js";
 import { speakerColour } from "./colors.js";
 import { ask } from "./dialogs.js";
 import { clock, date, duration, el, notice } from "./dom.js";
@@ -68,15 +68,8 @@ export async function render(main, { id, query, info }) {
     }
   }
 
-  async function playClip(segment) {
-    try {
-      const url = await mediaUrl(`/segments/${segment.id}/audio`);
-      if (url.startsWith("blob:")) urls.push(url);
-      clip.src = url;
-      await clip.play();
-    } catch (error) {
-      if (error.name !== "NotAllowedError") notice(error.message, "error");
-    }
+  function playClip(segment) {
+    return playIn(clip, `/segments/${segment.id}/audio`, urls);
   }
 
   function nameVoice(segment) {

@@ -1,7 +1,7 @@
 // Speakers: named and unknown voices with what was heard of them, a sample to play, rename,
 // merge, delete (one or every unknown voice), and enrollment from a file or the microphone.
 import * as actions from "./actions.js";
-import { api, mediaUrl } from "./api.js";
+import { api, playIn } from "./api.js";
 import { speakerColour } from "./colors.js";
 import { date, duration, el, notice } from "./dom.js";
 import { record } from "./recorder.js";
@@ -15,15 +15,8 @@ export async function render(main) {
     if (await work()) await load();
   }
 
-  async function play(speaker) {
-    try {
-      const url = await mediaUrl(`/speakers/${speaker.id}/sample`);
-      if (url.startsWith("blob:")) urls.push(url);
-      sample.src = url;
-      await sample.play();
-    } catch (error) {
-      if (error.name !== "NotAllowedError") notice(error.message, "error");
-    }
+  function play(speaker) {
+    return playIn(sample, `/speakers/${speaker.id}/sample`, urls);
   }
 
   async function load() {
