@@ -212,9 +212,8 @@ def rest_routes(app: App, tickets: Tickets) -> list[Route]:
         return FileResponse(found.path, media_type=found.media_type)
 
     async def mark_misidentified(request: Request) -> Response:
-        correct = (await _body(request, allow_empty=True)).get("correct_speaker")
-        if correct is not None and not isinstance(correct, str | int):
-            raise InvalidInput("correct_speaker must be a speaker id, name or label.")
+        body = await _body(request, allow_empty=True)
+        correct = _speaker_field(body, "correct_speaker") if "correct_speaker" in body else None
         return _json(await call(identity.mark_segment_misidentified, app, _id(request),
                                 correct))
 
@@ -223,9 +222,7 @@ def rest_routes(app: App, tickets: Tickets) -> list[Route]:
         return _json(await call(identity.rename_speaker, app, _speaker(request), name))
 
     async def merge_speaker(request: Request) -> Response:
-        target = (await _body(request)).get("into")
-        if not isinstance(target, str | int) or isinstance(target, bool):
-            raise InvalidInput('send JSON {"into": "<speaker id, name or label>"}.')
+        target = _speaker_field(await _body(request), "into")
         return _json(await call(identity.merge_speakers, app, _speaker(request), target))
 
     async def delete_speaker(request: Request) -> Response:
@@ -296,6 +293,14 @@ def _id(request: Request) -> int:
 def _speaker(request: Request) -> str:
     """The speaker named in the URL: an id, a name or an 'Unknown N' label."""
     value: str = request.path_params["speaker"]
+    return value
+
+
+def _speaker_field(body: dict[str, Any], field: str) -> int | str:
+    """A speaker given in a JSON body: an id, a name or an 'Unknown N' label."""
+    value = body.get(field)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidInput(f'send JSON {{"{field}": "<speaker id, name or label>"}}.')
     return value
 
 

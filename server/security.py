@@ -100,7 +100,7 @@ class PublicPaths:
         if scope.get("method") not in ("GET", "HEAD"):
             return False
         path: str = scope.get("path", "")
-        # Routing sees the same path string; ".." is refused anyway, never waved through.
+        # Routing matches this same string; a path with ".." is never public, whatever it is.
         return ".." not in path and (path in self.exact or path.startswith(self.prefixes))
 
 

@@ -97,7 +97,7 @@ export async function render(main, { id, query, info }) {
     return changed(async () => {
       const name = await ask({
         title: "Someone else", optional: true, submit: "Move segment",
-        label: "Who says this? (empty: not sure, a new unknown voice)",
+        label: "Who says this? (empty when not sure: the segment is left without a speaker)",
         choices: state.speakers.map((s) => ({ label: s.label })),
         extra: el("p", { class: "quote", text: `“${segment.text}”` }),
       });

@@ -405,7 +405,11 @@ def test_rest_changes_the_review_page_makes(
     assert merged.status_code == 200, merged.text
     assert {s["speaker"]["label"] for s in
             client.get(f"/api/v1/conversations/{cid}").json()["segments"]} == {"Dana"}
-    assert client.post("/api/v1/speakers/Dana/merge", json={}).status_code == 400
+    for body in ({}, {"into": True}, {"into": ["Dana"]}):
+        refused = client.post("/api/v1/speakers/Dana/merge", json=body)
+        assert refused.status_code == 400 and '"into"' in refused.json()["error"], body
+    assert client.post(f"/api/v1/segments/{segments[1]['id']}/misidentified",
+                       json={"correct_speaker": False}).status_code == 400
     client.post("/api/v1/undo", json={})
 
     refused = client.delete("/api/v1/speakers")
