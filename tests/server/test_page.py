@@ -370,7 +370,7 @@ def test_7_with_a_token_the_page_asks_for_it_once_per_tab(
     # The page's files hold no data and load without the token; the API refuses without it.
     assert httpx.get(f"{secured_server}/", timeout=30).status_code == 200
     assert httpx.get(f"{secured_server}/api/v1/info", timeout=30).status_code == 401
-    context = browser.new_context(base_url=secured_server)
+    context = browser.new_context(base_url=secured_server, permissions=["microphone"])
     page = context.new_page()
     try:
         page.goto("/")
@@ -393,6 +393,15 @@ def test_7_with_a_token_the_page_asks_for_it_once_per_tab(
         expect(login).to_be_hidden()
         # ...and it never goes into a URL the page requests.
         assert TOKEN not in page.url
+        # The live WebSocket opens with a one-use ticket (a browser cannot send the header).
+        sockets: list[str] = []
+        page.on("websocket", lambda socket: sockets.append(socket.url))
+        page.goto("/#/live")
+        page.get_by_role("button", name="Start recording").click()
+        expect(page.locator("#live-state")).to_contain_text("Listening", timeout=PROCESSING_MS)
+        page.get_by_role("button", name="Stop").click()
+        expect(page.locator("#live-state")).to_contain_text("Stopped", timeout=PROCESSING_MS)
+        assert sockets and all(TOKEN not in url and "ticket" not in url for url in sockets)
         # Another tab asks again.
         other = context.new_page()
         other.goto("/")
