@@ -401,6 +401,15 @@ class Pipeline:
                 ), language=config.language)
             return self._live_window
 
+    def warm_up_live(self) -> None:
+        """Load what a live session uses (its Whisper, the voice and text models, the VAD)
+        before its first words, not while they wait: ~10 s on a CPU, once per process."""
+        silence = np.zeros(SAMPLE_RATE, np.float32)
+        self.live_window().transcribe_window(silence, "")
+        self.live_voice(silence)
+        self.embed_text(["warm up"])
+        self.has_speech(silence)
+
     def live_channel(self, samples: npt.NDArray[np.float32]) -> str:
         """The voice model id a live session's speech is matched under: the telephone-band
         variant when the stream sounds like a phone line (judged on its first seconds, once:

@@ -69,8 +69,9 @@ class StreamConfig:
     pause_seconds: float = 1.0
     """A silence this long between confirmed words closes a segment even without a full stop."""
     max_latency_seconds: float = 4.0
-    """A word heard this long ago (by the buffer's end) is confirmed even if the last two
-    passes disagree on it, so a word the model keeps changing cannot hold back the rest."""
+    """A word heard this long ago (by the buffer's end) is confirmed even if the passes
+    disagree on it, once two passes in a row confirmed nothing, so a word the model keeps
+    changing cannot hold back the rest."""
 
 
 def _key(word: str) -> str:
@@ -145,6 +146,8 @@ class StreamingTranscription:
         self._open: list[Word] = []
         """Confirmed words of the segment not closed yet."""
         self._confirmed_text: list[str] = []
+        self._stalled = 0
+        """Passes in a row that confirmed nothing."""
 
     @property
     def buffer_seconds(self) -> float:
@@ -189,9 +192,19 @@ class StreamingTranscription:
                       w.probability)
                  for w in self.transcriber.transcribe_window(self._buffer, prompt)]
         confirmed = self.agreement.insert(words)
-        confirmed += self.agreement.force(self.time - self.config.max_latency_seconds)
+        self._stalled = 0 if confirmed else self._stalled + 1
+        if self._stalled >= 2:
+            # Two passes in a row confirmed nothing: the oldest words stop waiting for
+            # agreement once they are max_latency old. (Not sooner: a session that fell behind
+            # hears a word for the first time when it is already that old.)
+            confirmed += self.agreement.force(self.time - self.config.max_latency_seconds)
         events = self._confirm(confirmed, final=False)
         pending = self.agreement.pending
+        heard_next = pending[0].start if pending else self.time
+        if self._open and heard_next - self._open[-1].end >= self.config.pause_seconds:
+            # A pause after the open segment, with nothing heard in it: the segment is over
+            # (waiting for the next word would hold it back for as long as the silence lasts).
+            events.append(self._close())
         if pending:
             events.append(Partial(" ".join(w.word for w in pending).strip(),
                                   pending[0].start, pending[-1].end))

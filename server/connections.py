@@ -24,6 +24,7 @@ class DeadlineH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._upgraded = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -34,6 +35,13 @@ class DeadlineH11Protocol(H11Protocol):
         if self._awaiting_request():
             self._arm()  # a new request has begun to arrive: its headers get the deadline
 
+    def handle_websocket_upgrade(self, event: Any) -> None:
+        # The connection becomes a WebSocket (another protocol object serves it from here):
+        # the header deadline must not close it later.
+        self._upgraded = True
+        self._disarm()
+        super().handle_websocket_upgrade(event)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
@@ -42,7 +50,7 @@ class DeadlineH11Protocol(H11Protocol):
         return self.cycle is None or self.cycle.response_complete
 
     def _arm(self) -> None:
-        if self._deadline is None:
+        if self._deadline is None and not self._upgraded:
             self._deadline = self.loop.call_later(self.header_timeout, self._expire)
 
     def _disarm(self) -> None:

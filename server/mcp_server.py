@@ -720,6 +720,6 @@ TOOL_NAMES = (
     "merge_speakers", "mark_segment_misidentified", "delete_speaker",
     "delete_all_unknown_speakers", "undo_identity_change", "update_conversation_title",
     "reprocess_conversation", "export_conversation", "rebuild_voice_profiles",
-    "delete_conversation",
+    "delete_conversation", "start_listening", "get_live_transcript", "stop_listening",
 )
 """The issues' tool names, exactly (tests compare them with what the server lists)."""

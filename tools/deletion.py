@@ -12,6 +12,10 @@ from tools.models import ConversationDeletedOut, speaker_ref
 
 def delete_conversation(app: App, conversation_id: int) -> ConversationDeletedOut:
     require_id(conversation_id, "conversation_id")
+    if app.live.get(conversation_id) is not None:
+        raise ConversationNotReady(
+            f"conversation {conversation_id} is being listened to; stop_listening first, "
+            "then delete it once it is finalised.")
     job = app.jobs.get(conversation_id)
     if job is not None and not job.done:
         # Its job would go on writing into a conversation that is gone.

@@ -206,13 +206,14 @@ class UploadWriter:
 
 def discard_stored_copy(app: App, path: str | Path | None) -> bool:
     """Delete `path` if it is a copy this server made of uploaded or base64 bytes (they are
-    kept directly in DATA_DIR/audio); returns whether a file was deleted. A file the user
-    pointed to by path lies elsewhere and is never touched, nor are the enrollment clips kept
-    in a folder below."""
+    kept directly in DATA_DIR/audio) or a live session's recording (DATA_DIR/audio/live);
+    returns whether a file was deleted. A file the user pointed to by path lies elsewhere and
+    is never touched, nor are the enrollment clips kept in a folder below."""
     if path is None:
         return False
     stored = Path(path)
-    if stored.parent.resolve() != app.settings.audio_dir.resolve():
+    ours = (app.settings.audio_dir.resolve(), app.settings.live_audio_dir.resolve())
+    if stored.parent.resolve() not in ours:
         return False
     try:
         stored.unlink()

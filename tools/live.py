@@ -27,8 +27,6 @@ from tools.processing import Follow, ProcessOptions, run_pipeline_job, summarise
 
 log = logging.getLogger(__name__)
 
-LIVE_FOLDER = "live"
-"""Recordings of live sessions: DATA_DIR/audio/live."""
 MIN_FINALISE_SECONDS = 0.5
 """A session with less audio than this leaves nothing to finalise: it is removed."""
 
@@ -45,7 +43,8 @@ def start_session(app: App, title: str | None, source: str,
     with hub.starting:
         hub.check_room(settings.live_max_sessions)
         pipeline = app.pipeline
-        path = settings.audio_dir / LIVE_FOLDER / f"{uuid.uuid4().hex}.wav"
+        pipeline.warm_up_live()
+        path = settings.live_audio_dir / f"{uuid.uuid4().hex}.wav"
         recorder = WavRecorder(path)
         info = app.memory.start_live(title=title, audio_path=str(path), source_name=source)
         stream = StreamingTranscription(

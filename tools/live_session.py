@@ -476,7 +476,12 @@ class LiveScheduler:
                         if session in self._sessions:
                             self._sessions.remove(session)
                     if self.on_finished is not None:
-                        self.on_finished(session)
+                        try:
+                            self.on_finished(session)
+                        except Exception:
+                            log.exception("finalising live session %d could not start; "
+                                          "stop_listening(conversation_id) retries it",
+                                          session.conversation_id)
 
 
 class LiveHub:
@@ -519,7 +524,7 @@ class LiveHub:
         for session in self.active():
             session.stop()
         for session in self.active():
-            session.finished.wait(timeout=60)
+            session.handed_over.wait(timeout=60)  # its finalisation job is submitted
         self.scheduler.close()
 
     def _finished(self, session: LiveSession) -> None:

@@ -164,6 +164,11 @@ class Settings(BaseSettings):
         return self.data_dir / "audio"
 
     @property
+    def live_audio_dir(self) -> Path:
+        """Recordings of live sessions."""
+        return self.audio_dir / "live"
+
+    @property
     def models_dir(self) -> Path:
         return self.model_cache_dir or self.data_dir / "models"
 

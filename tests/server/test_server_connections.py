@@ -36,6 +36,13 @@ def test_connections_without_a_request_are_closed(tmp_path: Path) -> None:
         assert _closed_by_server(base, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         # A request that arrives in time is served, however long it then takes.
         assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+        # A WebSocket is not a request waiting for its headers: it stays open.
+        from websockets.sync.client import connect
+
+        with connect(base.replace("http://", "ws://") + "/api/v1/live") as ws:
+            time.sleep(2.5)
+            ws.send('{"type": "stop"}')  # no start message: refused, but on an open socket
+            assert "start" in ws.recv(timeout=10)
 
 
 def test_an_idle_mcp_session_expires(tmp_path: Path) -> None:

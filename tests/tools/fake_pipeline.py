@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from inference.types import (
     Audio,
@@ -29,6 +30,7 @@ from inference.types import (
 )
 from inference.types import Turn as DiarizedTurn
 from memory.types import TELEPHONE_CHANNEL, EnrolledVoice, with_channel
+from tests.tools.fake_live import FakeWindow, LiveScript, LiveWorld
 
 VOICE_DIM = 64
 TEXT_DIM = 128
@@ -91,6 +93,14 @@ class FakePipeline:
         self._clip_voice_seconds: dict[str, list[float]] = {}
         self.embedded_spans: list[tuple[Path, list[tuple[float, float]]]] = []
         """Every embed_voice_segments call: (recording, spans)."""
+        self.live: LiveWorld | None = None
+        """The world live sessions hear (tests/tools/fake_live.py), once `live_script` set it."""
+
+    def live_script(self, turns: Sequence[tuple[str, str]]) -> LiveScript:
+        """Live sessions hear this script (voice, text) turns; returns it (its audio())."""
+        script = LiveScript(turns)
+        self.live = LiveWorld(script, voice_vector, text_vector, self.voice_model_id)
+        return script
 
     # ------------------------------------------------------------ scripting
     def recording(self, path: Path, turns: Sequence[Turn], frequency: float = 220.0) -> Path:
@@ -147,6 +157,11 @@ class FakePipeline:
         if self.gate is not None and not self.gate.wait(timeout=60):
             raise TimeoutError("the test never released the fake pipeline")
         key = _file_key(audio_or_path) if isinstance(audio_or_path, Path) else None
+        if key not in self._scripts and self.live is not None:
+            from inference.audio import decode
+
+            audio = audio_or_path if isinstance(audio_or_path, Audio) else decode(audio_or_path)
+            return self.live.result(audio.samples)  # a live session's recording
         if key not in self._scripts:
             from memory.errors import NotAudio
 
@@ -208,6 +223,27 @@ class FakePipeline:
 
     def embed_text(self, texts: Sequence[str]) -> list[Vector]:
         return [text_vector(t) for t in texts]
+
+    # ------------------------------------------------------------ live (fake_live.py)
+    def _world(self) -> LiveWorld:
+        if self.live is None:
+            raise RuntimeError("call live_script() before a live session")
+        return self.live
+
+    def live_window(self) -> FakeWindow:
+        return self._world().window
+
+    def warm_up_live(self) -> None:
+        self._world()
+
+    def live_channel(self, samples: npt.NDArray[np.float32]) -> str:
+        return self.voice_model_id
+
+    def live_voice(self, samples: npt.NDArray[np.float32]) -> Vector:
+        return self._world().live_voice(samples)
+
+    def has_speech(self, samples: npt.NDArray[np.float32]) -> bool:
+        return bool(samples.size) and float(np.abs(samples).max()) > 0.05
 
     def embed_voice_segments(
         self, path: Path, spans: Sequence[tuple[float, float]]

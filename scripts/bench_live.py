@@ -1,0 +1,198 @@
+"""Live listening measured: recordings streamed through the WebSocket at real-time pace (a
+paced client stands in for a microphone) into a real `speaker-memory serve`.
+
+    .venv/bin/python scripts/bench_live.py ../shared/corpus/dev [--only dev01] [--streams 2]
+
+The server runs on a fresh data folder with the bundled models; the corpus's enrollment clips
+are enrolled first (named by voice id, as scripts/evaluate.py does). Each chosen recording is
+then streamed in 100 ms frames at real time. Printed per recording and overall:
+- latency: from a word's end in the audio to the `final` event that confirms it (p50, p95);
+  target on CPU with tiny.en: p50 <= 2.5 s, p95 <= 5 s;
+- first partial: from the first reference speech to the first `partial` (target p50 <= 1.5 s);
+- WER of the confirmed live text, beside the WER of the same recording once finalised (the
+  offline pipeline's transcript): target live <= 1.5x finalised;
+- attribution of live segments for enrolled voices (time under the right name; target >= 90%),
+  beside the same for the finalised conversation;
+- with --streams N: N copies streamed at once; the p95 latency says whether this machine
+  sustains N real-time streams (target p95 under 5 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from scripts.evaluate import (  # noqa: E402
+    Attribution,
+    Conversation,
+    load_corpus,
+    normalise_text,
+    score_attribution,
+)
+from tests.server.tests_support import running_server  # noqa: E402
+
+FRAME_SECONDS = 0.1
+
+
+@dataclass
+class Run:
+    conversation: Conversation
+    latencies: list[float] = field(default_factory=list)
+    first_partial: float | None = None
+    finals: list[dict[str, Any]] = field(default_factory=list)
+    conversation_id: int | None = None
+    updates: int = 0
+
+
+async def stream(url: str, conversation: Conversation) -> Run:
+    import websockets
+
+    from inference.audio import decode
+
+    samples = decode(conversation.audio).samples
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    frame = int(16000 * FRAME_SECONDS) * 2
+    run = Run(conversation)
+    speech_start = min(t.start for t in conversation.turns)
+    async with websockets.connect(url, subprotocols=["speaker-memory.v1"],  # type: ignore[list-item]
+                                  max_size=None) as ws:
+        await ws.send(json.dumps({"type": "start", "format": "pcm16", "sample_rate": 16000,
+                                  "title": conversation.id}))
+        started = json.loads(await ws.recv())
+        run.conversation_id = started["conversation_id"]
+        t0 = time.monotonic()
+
+        async def receive() -> None:
+            async for message in ws:
+                event = json.loads(message)
+                now = time.monotonic() - t0  # = the audio time the client has sent
+                if event["type"] == "partial" and run.first_partial is None:
+                    run.first_partial = now - speech_start
+                elif event["type"] == "final":
+                    run.finals.append(event)
+                    run.latencies += [now - w["end"] for w in event["words"]]
+                elif event["type"] == "speaker_update":
+                    run.updates += 1
+                elif event["type"] in ("stopped", "error"):
+                    return
+
+        receiver = asyncio.create_task(receive())
+        for k, i in enumerate(range(0, len(pcm), frame)):
+            await ws.send(pcm[i:i + frame])
+            await asyncio.sleep(max(0.0, t0 + (k + 1) * FRAME_SECONDS - time.monotonic()))
+        await ws.send(json.dumps({"type": "stop"}))
+        await receiver
+    return run
+
+
+def wer(reference: str, hypothesis: str) -> float | None:
+    import jiwer
+
+    if not reference:
+        return None
+    return float(jiwer.wer(normalise_text(reference), normalise_text(hypothesis)))
+
+
+def attribution(run: Run, segments: list[tuple[float, float, str | None]],
+                corpus: Any, names: set[str]) -> Attribution:
+    return score_attribution(run.conversation.turns, segments, corpus, names)
+
+
+def wait_done(base: str, conversation_id: int) -> dict[str, Any]:
+    for _ in range(3000):
+        status = httpx.get(f"{base}/api/v1/conversations/{conversation_id}/status").json()
+        if status["status"] in ("done", "failed"):
+            break
+        time.sleep(0.5)
+    return dict(httpx.get(f"{base}/api/v1/conversations/{conversation_id}", timeout=60).json())
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("corpus", type=Path)
+    parser.add_argument("--only", help="comma-separated conversation ids")
+    parser.add_argument("--streams", type=int, default=1,
+                        help="copies of each recording streamed at once (capacity)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    corpus = load_corpus(args.corpus)
+    chosen = [c for c in corpus.conversations
+              if not args.only or c.id in args.only.split(",")]
+    names = {name for name, _ in corpus.enrollment}
+    totals: dict[str, list[float]] = {"latency": [], "first": []}
+    live_att, final_att = Attribution(), Attribution()
+    with tempfile.TemporaryDirectory() as folder_name, \
+            running_server(Path(folder_name), token=None,
+                           SPEAKER_MEMORY_LIVE_MAX_SESSIONS=str(max(4, args.streams))) \
+            as (_, base):
+        for name, clip in corpus.enrollment:
+            with clip.open("rb") as handle:
+                httpx.post(f"{base}/api/v1/speakers", data={"name": name},
+                           files={"file": (clip.name, handle)}, timeout=600).raise_for_status()
+        url = base.replace("http://", "ws://") + "/api/v1/live"
+        print(f"# {len(corpus.enrollment)} voices enrolled; {len(chosen)} recordings x "
+              f"{args.streams} stream(s) at real time; {os.cpu_count()} cores", flush=True)
+        print("| recording | latency p50 / p95 (s) | first partial (s) | WER live / final "
+              "| attribution live / final |")
+        print("|---|---|---|---|---|")
+        for conversation in chosen:
+            runs = asyncio.run(_all(url, conversation, args.streams))
+            for run in runs:
+                totals["latency"] += run.latencies
+                if run.first_partial is not None:
+                    totals["first"].append(run.first_partial)
+            run = runs[0]
+            assert run.conversation_id is not None
+            stored = wait_done(base, run.conversation_id)
+            live_text = " ".join(e["text"] for e in run.finals)
+            final_text = " ".join(s["text"] for s in stored["segments"])
+            live_segments = [(e["start"], e["end"], e["speaker"]["name"]) for e in run.finals]
+            final_segments = [(s["start"], s["end"], s["speaker"]["name"] if s.get("speaker")
+                               else None) for s in stored["segments"]]
+            a = attribution(run, live_segments, corpus, names)
+            b = attribution(run, final_segments, corpus, names)
+            live_att.add(a)
+            final_att.add(b)
+            lat = [x for r in runs for x in r.latencies]
+            firsts = [r.first_partial for r in runs if r.first_partial is not None]
+            w_live, w_final = wer(conversation.text, live_text), wer(conversation.text,
+                                                                      final_text)
+            print(f"| {conversation.id} | {pct(lat, 50):.2f} / {pct(lat, 95):.2f} "
+                  f"| {pct(firsts, 50):.2f} | {_p(w_live)} / {_p(w_final)} "
+                  f"| {_p(a.accuracy)} / {_p(b.accuracy)} |", flush=True)
+    print(f"\nall: latency p50 {pct(totals['latency'], 50):.2f} s, p95 "
+          f"{pct(totals['latency'], 95):.2f} s (targets 2.5 / 5); first partial p50 "
+          f"{pct(totals['first'], 50):.2f} s (target 1.5); attribution live "
+          f"{_p(live_att.accuracy)} (target 90%), finalised {_p(final_att.accuracy)}; "
+          f"{args.streams} concurrent stream(s); load average {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+async def _all(url: str, conversation: Conversation, streams: int) -> list[Run]:
+    return list(await asyncio.gather(*(stream(url, conversation) for _ in range(streams))))
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
