@@ -27,6 +27,8 @@ import numpy.typing as npt
 from inference.types import SAMPLE_RATE, Word
 
 SENTENCE_END = re.compile(r"[.?!…]$")
+PROMPT_WORDS = 60
+"""Confirmed words kept for the prompt (Whisper takes about 220 tokens of it)."""
 
 
 class WindowTranscriber(Protocol):
@@ -145,7 +147,8 @@ class StreamingTranscription:
         """Samples received since the last pass."""
         self._open: list[Word] = []
         """Confirmed words of the segment not closed yet."""
-        self._confirmed_text: list[str] = []
+        self._confirmed_words: list[Word] = []
+        """Confirmed words, the last PROMPT_WORDS of them (what the prompt is made from)."""
         self._stalled = 0
         """Passes in a row that confirmed nothing."""
 
@@ -187,7 +190,11 @@ class StreamingTranscription:
     # ------------------------------------------------------------------ internals
     def _pass(self) -> list[StreamEvent]:
         self._unprocessed = 0
-        prompt = " ".join(self._confirmed_text[-40:])
+        # The prompt is the confirmed text *before* the buffer (whisper_streaming does the same):
+        # words that are also in the audio would be skipped as already said, and the passes
+        # would then disagree on them.
+        prompt = " ".join(w.word.strip() for w in self._confirmed_words
+                          if w.end <= self._buffer_start + 0.01)
         words = [Word(w.word, w.start + self._buffer_start, w.end + self._buffer_start,
                       w.probability)
                  for w in self.transcriber.transcribe_window(self._buffer, prompt)]
@@ -217,7 +224,8 @@ class StreamingTranscription:
             if self._open and word.start - self._open[-1].end >= self.config.pause_seconds:
                 events.append(self._close())
             self._open.append(word)
-            self._confirmed_text.append(word.word.strip())
+            self._confirmed_words.append(word)
+            del self._confirmed_words[:-PROMPT_WORDS]
             if SENTENCE_END.search(word.word.strip()):
                 events.append(self._close())
         if final and self._open:

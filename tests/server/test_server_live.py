@@ -14,7 +14,7 @@ from typing import Any
 import jiwer
 import numpy as np
 import pytest
-from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from inference.audio import decode
@@ -55,10 +55,16 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-def stream(ws: Any, pcm: bytes, seconds_per_frame: float = 0.5) -> None:
+def stream(ws: Any, pcm: bytes, seconds_per_frame: float = 0.5,
+           speed: float | None = None) -> None:
+    """Send PCM16 in frames, paced at `speed` times real time (None: as fast as possible)."""
     step = int(16000 * 2 * seconds_per_frame)
-    for i in range(0, len(pcm), step):
+    started = time.monotonic()
+    for k, i in enumerate(range(0, len(pcm), step)):
         ws.send_bytes(pcm[i:i + step])
+        if speed is not None:
+            time.sleep(max(0.0, started + (k + 1) * seconds_per_frame / speed
+                           - time.monotonic()))
 
 
 def events_until_stopped(ws: Any) -> list[dict[str, Any]]:
@@ -79,7 +85,7 @@ def test_a_stream_is_transcribed_with_speakers_then_finalised(
                                  "title": "standup"}))
         started = json.loads(ws.receive_text())
         assert started["type"] == "started" and started["seq"] == 1
-        stream(ws, pcm)
+        stream(ws, pcm, speed=4.0)
         ws.send_text(json.dumps({"type": "stop"}))
         events = [started, *events_until_stopped(ws)]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
@@ -159,16 +165,16 @@ def test_the_websocket_needs_the_token_or_a_ticket(tmp_path: Path) -> None:
     token = "a-long-enough-secret-token"
     with live_app(tmp_path, token=token) as app, \
             TestClient(create_http_app(app), base_url=BASE) as client:
-        refused = (WebSocketDenialResponse, WebSocketDisconnect)
+        refused = WebSocketDisconnect  # closed before the upgrade is accepted: HTTP 403
         with pytest.raises(refused), client.websocket_connect(WS):
             pass
         with pytest.raises(refused), client.websocket_connect(
                 WS, headers={"origin": "http://evil.example"}):
             pass
         bearer = {"authorization": f"Bearer {token}"}
-        refused = client.post("/api/v1/live/tickets", content="{}",
-                              headers={**bearer, "content-type": "text/plain"})
-        assert refused.status_code == 400
+        not_json = client.post("/api/v1/live/tickets", content="{}",
+                               headers={**bearer, "content-type": "text/plain"})
+        assert not_json.status_code == 400
         ticket = client.post("/api/v1/live/tickets", json={}, headers=bearer).json()["ticket"]
         offered = ["speaker-memory.v1", f"ticket.{ticket}"]
         with client.websocket_connect(WS, subprotocols=offered) as ws:
@@ -177,3 +183,19 @@ def test_the_websocket_needs_the_token_or_a_ticket(tmp_path: Path) -> None:
             pass  # a ticket is good for one use
         with client.websocket_connect(WS, headers=bearer) as ws:
             ws.send_text(json.dumps({"type": "stop"}))
+
+
+def test_a_client_faster_than_real_time_is_told_and_slowed(tmp_path: Path, pcm: bytes) -> None:
+    with live_app(tmp_path, live_max_behind_seconds=2.0) as app, \
+            TestClient(create_http_app(app), base_url=BASE) as client, \
+            client.websocket_connect(WS) as ws:
+        ws.send_text(json.dumps({"type": "start", "format": "pcm16"}))
+        json.loads(ws.receive_text())
+        stream(ws, pcm)  # 20 s of audio at once
+        ws.send_text(json.dumps({"type": "stop"}))
+        events = events_until_stopped(ws)
+    assert any(e["type"] == "slow_down" for e in events)
+    # Slowed, not dropped: every word still arrives.
+    text = " ".join(e["text"] for e in events if e["type"] == "final")
+    assert jiwer.wer(normal(reference_text()), normal(text)) < 0.25, text
+    assert events[-1]["type"] == "stopped" and events[-1]["skipped_seconds"] == 0
