@@ -586,6 +586,11 @@ class SpeakerMemory:
         with self._db.read() as tx:
             return queries.speaker_tallies(tx, conversation_id)
 
+    def speaker_example(self, speaker: SpeakerRef) -> SegmentView | None:
+        """The segment that shows a speaker's voice best (None when it has no segment left)."""
+        with self._db.read() as tx:
+            return queries.speaker_example(tx, int(resolve_row(tx, speaker)[0]))
+
     def get_conversation_info(self, conversation_id: int) -> ConversationInfo:
         with self._db.read() as tx:
             return conversations.conversation_info(

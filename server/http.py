@@ -1,4 +1,5 @@
-"""The HTTP face: /mcp (Streamable HTTP), /api/v1 (REST), /healthz, behind AccessGuard."""
+"""The HTTP face: /mcp (Streamable HTTP), /api/v1 (REST), /healthz and the review page (/),
+behind AccessGuard."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from server.event_store import EventLog
 from server.live_ws import live_endpoint
 from server.mcp_server import build_server
 from server.mcp_tools import PLAIN_TOOLS
+from server.page import PAGE_PATHS, page_routes
 from server.rest import rest_routes
 from server.resumable import ResumableEndpoint, ResumableSessionManager
 from server.security import (
@@ -79,10 +81,12 @@ def create_http_app(app: App) -> Starlette:
         WebSocketRoute("/api/v1/live", live_endpoint(app)),
         Mount("/api/v1", routes=rest_routes(app, tickets)),
         Route("/mcp", ResumableEndpoint(session_manager)),
+        *page_routes(),
     ]
     return Starlette(
         routes=routes,
         middleware=[Middleware(AccessGuard, token=settings.token, host_names=host_names,
-                               origins=settings.allowed_origins, tickets=tickets)],
+                               origins=settings.allowed_origins, tickets=tickets,
+                               public=PAGE_PATHS)],
         lifespan=lifespan,
     )

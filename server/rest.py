@@ -12,7 +12,7 @@ import anyio
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message
 
@@ -34,9 +34,10 @@ from server.jobs import follow_job, following
 from server.security import TICKET_SECONDS, Tickets
 from server.threads import tool_threads
 from tools import deletion, exports, identity, processing, queries, rebuild
-from tools.clips import segment_wav
+from tools.clips import recording, segment_wav, speaker_sample_wav
 from tools.context import App
 from tools.errors import explain
+from tools.info import server_info
 from tools.inputs import AudioFile, UploadWriter, require_id
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def rest_routes(app: App, tickets: Tickets) -> list[Route]:
     async def speaker_conversations(request: Request) -> Response:
         q = request.query_params
         return _json(await call(queries.search_conversations_by_speaker, app,
-                                request.path_params["speaker"], _int(q, "limit", 20),
+                                _speaker(request), _int(q, "limit", 20),
                                 _int(q, "offset", 0)))
 
     async def undo(request: Request) -> Response:
@@ -202,11 +203,50 @@ def rest_routes(app: App, tickets: Tickets) -> list[Route]:
     async def rebuild_status(request: Request) -> Response:
         return _json(await call(rebuild.rebuild_status, app))
 
-    # (path, handler, methods, the MCP tool it serves: its route name; None for a download)
+    async def info(request: Request) -> Response:
+        # server/http.py serves these routes beside the live WebSocket (/api/v1/live).
+        return _json(server_info(app, live=True))
+
+    async def conversation_audio(request: Request) -> Response:
+        found = await call(recording, app, _id(request))
+        return FileResponse(found.path, media_type=found.media_type)
+
+    async def mark_misidentified(request: Request) -> Response:
+        body = await _body(request, allow_empty=True)
+        correct = _speaker_field(body, "correct_speaker") if "correct_speaker" in body else None
+        return _json(await call(identity.mark_segment_misidentified, app, _id(request),
+                                correct))
+
+    async def rename_speaker(request: Request) -> Response:
+        name = await _string_field(request, "name")
+        return _json(await call(identity.rename_speaker, app, _speaker(request), name))
+
+    async def merge_speaker(request: Request) -> Response:
+        target = _speaker_field(await _body(request), "into")
+        return _json(await call(identity.merge_speakers, app, _speaker(request), target))
+
+    async def delete_speaker(request: Request) -> Response:
+        return _json(await call(identity.delete_speaker, app, _speaker(request)))
+
+    async def delete_unknown_speakers(request: Request) -> Response:
+        if request.query_params.get("kind") != "unknown":
+            raise InvalidInput("only unknown voices are deleted together: "
+                               "DELETE /api/v1/speakers?kind=unknown.")
+        return _json(await call(identity.delete_all_unknown_speakers, app))
+
+    async def speaker_sample(request: Request) -> Response:
+        wav = await call(speaker_sample_wav, app, _speaker(request))
+        return Response(wav, media_type="audio/wav")
+
+    async def history(request: Request) -> Response:
+        return _json(await call(queries.identity_history, app,
+                                _int(request.query_params, "limit", 20)))
+
     async def live_ticket(request: Request) -> Response:
         await _body(request, allow_empty=True)  # JSON only, as every endpoint that acts
         return _json(LiveTicket(ticket=tickets.issue(), expires_in=int(TICKET_SECONDS)))
 
+    # (path, handler, methods, the MCP tool it serves: its route name; None: no tool's)
     routes = [
         ("/live/tickets", live_ticket, ["POST"], None),
         ("/conversations", list_conversations, ["GET"], "list_conversations"),
@@ -218,15 +258,25 @@ def rest_routes(app: App, tickets: Tickets) -> list[Route]:
          "get_processing_status"),
         ("/conversations/{id:int}/reprocess", reprocess, ["POST"], "reprocess_conversation"),
         ("/conversations/{id:int}/export", export, ["GET"], "export_conversation"),
+        ("/conversations/{id:int}/audio", conversation_audio, ["GET"], None),
         ("/segments", latest_segments, ["GET"], "get_latest_segments"),
         ("/segments/{id:int}/audio", segment_audio, ["GET"], None),
         ("/segments/{id:int}/identify", identify, ["POST"], "identify_speaker_in_segment"),
+        ("/segments/{id:int}/misidentified", mark_misidentified, ["POST"],
+         "mark_segment_misidentified"),
         ("/search", search, ["GET"], "search_conversations"),
         ("/speakers", list_speakers, ["GET"], "list_speakers"),
         ("/speakers", enroll, ["POST"], "enroll_speaker"),
+        ("/speakers", delete_unknown_speakers, ["DELETE"], "delete_all_unknown_speakers"),
+        ("/speakers/{speaker}", rename_speaker, ["PATCH"], "rename_speaker"),
+        ("/speakers/{speaker}", delete_speaker, ["DELETE"], "delete_speaker"),
+        ("/speakers/{speaker}/merge", merge_speaker, ["POST"], "merge_speakers"),
+        ("/speakers/{speaker}/sample", speaker_sample, ["GET"], None),
         ("/speakers/{speaker}/conversations", speaker_conversations, ["GET"],
          "search_conversations_by_speaker"),
         ("/undo", undo, ["POST"], "undo_identity_change"),
+        ("/history", history, ["GET"], None),
+        ("/info", info, ["GET"], None),
         ("/voice-profiles/rebuild", rebuild_profiles, ["POST"], "rebuild_voice_profiles"),
         ("/voice-profiles/rebuild", rebuild_status, ["GET"], "rebuild_voice_profiles"),
     ]
@@ -234,15 +284,9 @@ def rest_routes(app: App, tickets: Tickets) -> list[Route]:
             for path, handler, methods, tool in routes]
 
 
-_CORRECTIONS = "identity corrections beyond naming and undo are MCP and CLI only"
 _MICROPHONE = ("the server machine's microphone is for MCP and the CLI; an HTTP client streams "
                "its own audio through the /api/v1/live WebSocket")
 NOT_ON_REST: dict[str, str] = {
-    "rename_speaker": _CORRECTIONS,
-    "merge_speakers": _CORRECTIONS,
-    "mark_segment_misidentified": _CORRECTIONS,
-    "delete_speaker": _CORRECTIONS,
-    "delete_all_unknown_speakers": _CORRECTIONS,
     "start_listening": _MICROPHONE,
     "stop_listening": _MICROPHONE,
     "get_live_transcript": _MICROPHONE,
@@ -260,6 +304,20 @@ def _json(model: BaseModel, status: int = 200) -> JSONResponse:
 def _id(request: Request) -> int:
     value: int = request.path_params["id"]
     return require_id(value, "the id in the URL")
+
+
+def _speaker(request: Request) -> str:
+    """The speaker named in the URL: an id, a name or an 'Unknown N' label."""
+    value: str = request.path_params["speaker"]
+    return value
+
+
+def _speaker_field(body: dict[str, Any], field: str) -> int | str:
+    """A speaker given in a JSON body: an id, a name or an 'Unknown N' label."""
+    value = body.get(field)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidInput(f'send JSON {{"{field}": "<speaker id, name or label>"}}.')
+    return value
 
 
 def _int(params: Any, name: str, default: int) -> int:

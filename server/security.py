@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
@@ -88,21 +89,41 @@ def transport_security(names: list[str], extra_origins: Iterable[str] = ()) -> (
     )
 
 
+@dataclass(frozen=True)
+class PublicPaths:
+    """Paths read without the token (GET and HEAD only): exact paths and path prefixes."""
+
+    exact: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+
+    def covers(self, scope: Scope) -> bool:
+        if scope.get("method") not in ("GET", "HEAD"):
+            return False
+        path: str = scope.get("path", "")
+        # Routing matches this same string; a path with ".." is never public, whatever it is.
+        return ".." not in path and (path in self.exact or path.startswith(self.prefixes))
+
+
 class AccessGuard:
     """ASGI middleware in front of every HTTP route: Host, Origin, then the bearer token.
 
     A browser sends Origin with every cross-site request that can change something, and any
     page on this machine can make one: so an Origin is accepted only when it is this server's
     own (the Host the request was sent to) or one the settings list. Requests without an
-    Origin (agents, curl) are not from a web page and go on to the token check."""
+    Origin (agents, curl) are not from a web page and go on to the token check.
+
+    `public` paths (the review page's static files, which hold no data) are read without the
+    token: the page itself asks for it and sends it with every API call."""
 
     def __init__(self, app: ASGIApp, *, token: str | None, host_names: list[str],
-                 origins: Iterable[str] = (), tickets: Tickets | None = None) -> None:
+                 origins: Iterable[str] = (), tickets: Tickets | None = None,
+                 public: PublicPaths | None = None) -> None:
         self.app = app
         self.token = token
         self.host_names = [n.lower() for n in host_names]
         self.origins = {normalise_origin(o) for o in origins if o.strip()}
         self.tickets = tickets
+        self.public = public or PublicPaths()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -126,7 +147,8 @@ class AccessGuard:
                           "server may call it. Add the origin to SPEAKER_MEMORY_ALLOWED_ORIGINS "
                           "if that page should.", scope, receive, send)
             return
-        if self.token and not self._token_ok(headers.get("authorization", "")):
+        if (self.token and not self.public.covers(scope)
+                and not self._token_ok(headers.get("authorization", ""))):
             await _refuse(401, "missing or wrong bearer token: send 'Authorization: Bearer "
                           "<SPEAKER_MEMORY_TOKEN>'.", scope, receive, send,
                           {"www-authenticate": 'Bearer realm="speaker-memory"'})

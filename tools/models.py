@@ -13,6 +13,7 @@ from memory.types import (
     ConversationInfo,
     ConversationSummary,
     IdentityChange,
+    IdentityEventView,
     SearchHit,
     SegmentView,
     SpeakerInfo,
@@ -270,6 +271,28 @@ class RebuildOut(BaseModel):
     message: str
 
 
+class IdentityEventOut(BaseModel):
+    id: int = Field(description="Pass to undo_identity_change(event_id=...) to reverse it.")
+    action: str
+    created_at: datetime
+    summary: str = Field(description="What the change did, in words.")
+    undone: bool
+
+
+class HistoryOut(BaseModel):
+    events: list[IdentityEventOut] = Field(description="Identity changes, newest first.")
+
+
+class InfoOut(BaseModel):
+    """What this server offers a client that adapts to it (the review page)."""
+
+    server: str
+    version: str
+    live: bool = Field(description="True when the live WebSocket /api/v1/live is served.")
+    max_upload_bytes: int
+    export_formats: list[str]
+
+
 # ---------------------------------------------------------------- converters
 
 
@@ -333,6 +356,11 @@ def change_out(change: IdentityChange) -> IdentityChangeOut:
         segments_changed=change.segments_changed,
         conversations_changed=change.conversations_changed, message=change.message,
     )
+
+
+def event_out(event: IdentityEventView) -> IdentityEventOut:
+    return IdentityEventOut(id=event.id, action=event.action, created_at=event.created_at,
+                            summary=event.summary, undone=event.undone)
 
 
 # ---------------------------------------------------------------- live listening

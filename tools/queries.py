@@ -14,12 +14,14 @@ from tools.inputs import SpeakerArg, speaker_arg
 from tools.models import (
     ConversationList,
     ConversationOut,
+    HistoryOut,
     SearchResults,
     SegmentList,
     SpeakerConversations,
     SpeakerList,
     Transcript,
     detail_out,
+    event_out,
     hit_out,
     segment_out,
     speaker_out,
@@ -109,6 +111,11 @@ def search_conversations_by_speaker(
 
 def list_speakers(app: App, kind: SpeakerKind | None = None) -> SpeakerList:
     return SpeakerList(speakers=[speaker_out(s) for s in app.memory.list_speakers(kind)])
+
+
+def identity_history(app: App, limit: int = 20) -> HistoryOut:
+    """The latest identity changes (naming, merging, ...), newest first: what undo reverses."""
+    return HistoryOut(events=[event_out(e) for e in app.memory.identity_history(limit)])
 
 
 def _ref(speaker: SpeakerArg | None) -> SpeakerArg | None:

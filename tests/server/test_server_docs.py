@@ -1,5 +1,6 @@
 """Documentation cannot fall behind the code (after sqlite-utils' tests/test_docs.py): every MCP
-tool needs a description and a README row, and the README's settings table is Settings'."""
+tool needs a description and a README row, every REST route a README row, and the README's
+settings table is Settings'."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from mcp import Client
 
 from server.docs import env_rows
 from server.mcp_server import TOOL_NAMES, build_server
+from server.rest import rest_routes
+from server.security import Tickets
 from tools.context import App
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -55,3 +58,13 @@ def test_readme_quick_start_has_exactly_the_two_commands(readme: str) -> None:
     commands = re.findall(r"```bash\n(.+?)\n```", quick, re.DOTALL)
     assert commands == ["bash scripts/setup.sh && .venv/bin/speaker-memory serve",
                         "bash scripts/test.sh"]
+
+
+def test_every_rest_route_has_a_readme_row(app: App, readme: str) -> None:
+    section = readme.split("## REST API", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `([A-Z]+ /api/v1/[^`?]*)[^`]*` \|", section, re.MULTILINE))
+    routes = {f"{method} /api/v1{re.sub(r':[a-z]+}', '}', route.path)}"
+              for route in rest_routes(app, Tickets()) for method in route.methods or ()
+              if method != "HEAD"}
+    assert routes - rows == set(), "README.md's REST table lacks these routes"
+    assert rows - routes == set(), "README.md's REST table lists routes the server lacks"

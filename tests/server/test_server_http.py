@@ -362,3 +362,83 @@ def test_rest_bounds_titles_and_search_text(
     search = client.get("/api/v1/search", params={"query": "w" * 5000})
     assert search.status_code == 400 and "query is 5,000 characters" in search.json()["error"]
 
+
+
+def test_rest_changes_the_review_page_makes(
+    client: TestClient, fake: FakePipeline, tmp_path: Path
+) -> None:
+    path = fake.recording(tmp_path / "offsite.wav", TURNS)
+    cid = _upload(client, path)["conversation_id"]
+    info = client.get("/api/v1/info").json()
+    assert info["live"] is True and "srt" in info["export_formats"]
+    assert info["max_upload_bytes"] == 64 * 1024
+    assert client.get("/api/v1/history").json() == {"events": []}
+
+    segments = client.get(f"/api/v1/conversations/{cid}").json()["segments"]
+    dana = segments[0]["speaker"]
+    eli = segments[1]["speaker"]
+    renamed = client.patch(f"/api/v1/speakers/{dana['id']}", json={"name": "Dana"})
+    assert renamed.status_code == 200, renamed.text
+    assert [s["label"] for s in renamed.json()["speakers"]] == ["Dana"]
+    history = client.get("/api/v1/history").json()["events"]
+    assert [e["action"] for e in history] == ["rename"] and not history[0]["undone"]
+    assert "Dana" in history[0]["summary"]
+
+    # A speaker's sample: the segment of theirs that shows the voice best, as a WAV.
+    sample = client.get("/api/v1/speakers/Dana/sample")
+    assert sample.status_code == 200 and sample.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(sample.content)) as wav:
+        assert wav.getnframes() > 0
+    # The whole recording, as it was uploaded.
+    recording = client.get(f"/api/v1/conversations/{cid}/audio")
+    assert recording.status_code == 200 and recording.content == path.read_bytes()
+    assert recording.headers["content-type"].startswith("audio/")
+
+    moved = client.post(f"/api/v1/segments/{segments[1]['id']}/misidentified",
+                        json={"correct_speaker": "Dana"})
+    assert moved.status_code == 200, moved.text
+    after = client.get(f"/api/v1/conversations/{cid}").json()["segments"]
+    assert after[1]["speaker"]["label"] == "Dana"
+    assert client.post("/api/v1/undo", json={}).json()["action"] == "undo"
+
+    merged = client.post(f"/api/v1/speakers/{eli['id']}/merge", json={"into": "Dana"})
+    assert merged.status_code == 200, merged.text
+    assert {s["speaker"]["label"] for s in
+            client.get(f"/api/v1/conversations/{cid}").json()["segments"]} == {"Dana"}
+    for body in ({}, {"into": True}, {"into": ["Dana"]}):
+        refused = client.post("/api/v1/speakers/Dana/merge", json=body)
+        assert refused.status_code == 400 and '"into"' in refused.json()["error"], body
+    assert client.post(f"/api/v1/segments/{segments[1]['id']}/misidentified",
+                       json={"correct_speaker": False}).status_code == 400
+    client.post("/api/v1/undo", json={})
+
+    refused = client.delete("/api/v1/speakers")
+    assert refused.status_code == 400 and "kind=unknown" in refused.json()["error"]
+    gone = client.delete("/api/v1/speakers", params={"kind": "unknown"})
+    assert gone.status_code == 200 and [s["id"] for s in gone.json()["speakers"]] == [eli["id"]]
+    deleted = client.delete("/api/v1/speakers/Dana")
+    assert deleted.status_code == 200 and deleted.json()["action"] == "delete"
+    assert client.get("/api/v1/speakers").json()["speakers"] == []
+    nothing = client.get(f"/api/v1/speakers/{eli['id']}/sample")
+    assert nothing.status_code == 404
+
+
+def test_the_page_loads_without_the_token_and_its_api_calls_need_it(secured: TestClient) -> None:
+    page = secured.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    script = secured.get("/static/app.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    for path in ("/api/v1/info", "/static/../api/v1/info", "/static/%2e%2e/api/v1/info"):
+        assert secured.get(path).status_code in (401, 404), path
+    assert secured.post("/", json={}).status_code == 401  # only reading the files is public
+    info = secured.get("/api/v1/info", headers={"authorization": "Bearer s3cret-token"})
+    assert info.status_code == 200
+    # The page's own origin may call the API; another local page still may not.
+    own = secured.get("/api/v1/info", headers={"authorization": "Bearer s3cret-token",
+                                               "host": "127.0.0.1:8000",
+                                               "origin": "http://127.0.0.1:8000"})
+    assert own.status_code == 200
+    other = secured.get("/api/v1/info", headers={"authorization": "Bearer s3cret-token",
+                                                 "origin": "http://127.0.0.1:3000"})
+    assert other.status_code == 403

@@ -86,8 +86,9 @@ def test_every_tool_has_a_rest_route_or_a_stated_reason(app: App) -> None:
     tools = {s.name for s in TOOLS}
     assert (routes & tools) | set(NOT_ON_REST) == tools
     assert not routes & set(NOT_ON_REST)
-    # The routes that are no tool: a download, and the live WebSocket's tickets.
-    assert routes - tools == {"segment_audio", "live_ticket"}
+    # The routes that are no tool's: downloads, the review page's, the WebSocket's tickets.
+    assert routes - tools == {"segment_audio", "live_ticket", "conversation_audio",
+                              "speaker_sample", "history", "info"}
 
 
 def test_the_cli_goes_through_the_same_list() -> None:
