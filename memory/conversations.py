@@ -249,10 +249,7 @@ def ingest(
         decided[cluster.label] = (speaker_id, score)
 
     # 2. Segments, text, vectors: one executemany each.
-    first_id = int(tx.scalar(
-        "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'segment'"
-    ))
-    first_id = max(first_id, int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM segment"))) + 1
+    first_id = tx.next_id("segment")
     segment_ids = list(range(first_id, first_id + len(segments)))
     speaker_of: dict[int, tuple[int, float | None]] = {}
     decisions: list[Decision] = []

@@ -6,7 +6,30 @@ from pathlib import Path
 import pytest
 
 from memory import SpeakerMemory
+from tests.memory import backends
+from tests.memory.backends import Backend
 from tests.memory.fakes import Voices
+from tests.postgres import TestPostgres
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPostgres]:
+    """A real PostgreSQL with pgvector on a Unix socket, for the whole session."""
+    server = TestPostgres(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Every test that asks for it (or for `store`) runs on both backends."""
+    if request.param == "sqlite":
+        chosen = backends.SQLITE
+    else:
+        chosen = Backend("postgresql", request.getfixturevalue("postgres"))
+    backends.current = chosen
+    yield chosen
+    backends.current = backends.SQLITE
 
 
 @pytest.fixture
@@ -16,7 +39,7 @@ def voices() -> Voices:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SpeakerMemory]:
-    memory = SpeakerMemory(tmp_path / "data" / "speaker_memory.db")
+def store(backend: Backend, tmp_path: Path) -> Iterator[SpeakerMemory]:
+    memory = backend.open(tmp_path / "data" / "speaker_memory.db")
     yield memory
     memory.close()
