@@ -35,7 +35,7 @@ from memory.events import Change
 from memory.identity import Ctx
 from memory.limits import MAX_TITLE_LENGTH, bounded
 from memory.migrations import latest_version, migrate
-from memory.pg import PgDatabase, display_url
+from memory.pg import PgDatabase, display_url, is_postgresql
 from memory.speakers import SPEAKER_COLUMNS, get_info, info, infos, resolve_row
 from memory.timeutil import from_db_required
 from memory.types import (
@@ -99,6 +99,11 @@ class SpeakerMemory:
         self.config = match or MatchConfig()
         self._db: Store
         where = self.db_path if database_url is None else display_url(database_url)
+        if database_url is not None and not is_postgresql(database_url):
+            raise StoreError(
+                f"the database URL {where} is not a PostgreSQL one; give "
+                "postgresql+psycopg://user:password@host/database, or none for the SQLite file"
+            )
         try:
             if database_url is not None:
                 self._db = PgDatabase(database_url)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,11 +15,15 @@ from tests.postgres import TestPostgres
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPostgres]:
-    """A real PostgreSQL with pgvector on a Unix socket, for the whole session."""
-    server = TestPostgres(tmp_path_factory.mktemp("postgres"))
+def postgres() -> Iterator[TestPostgres]:
+    """A real PostgreSQL with pgvector on a Unix socket, for the whole session. Its data
+    directory is its own temporary one, not pytest's: other pytest sessions on the machine
+    rotate those, and the socket path must stay short."""
+    folder = Path(tempfile.mkdtemp(prefix="speaker-memory-pg-"))
+    server = TestPostgres(folder)
     yield server
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -40,6 +46,8 @@ def voices() -> Voices:
 
 @pytest.fixture
 def store(backend: Backend, tmp_path: Path) -> Iterator[SpeakerMemory]:
-    memory = backend.open(tmp_path / "data" / "speaker_memory.db")
+    path = tmp_path / "data" / "speaker_memory.db"
+    memory = backend.open(path)
     yield memory
     memory.close()
+    backends.discard(path)

@@ -36,9 +36,8 @@ def rows(db_path: Path, table: str) -> list[tuple[Any, ...]]:
         return query(db_path, sequences_select())
     # The stored columns (not the generated tsvector), by the key SQLite's rowid follows.
     names = [r[0] for r in query(
-        db_path, "SELECT column_name FROM information_schema.columns WHERE table_schema ="
-        " current_schema() AND table_name = ? AND is_generated = 'NEVER'"
-        " ORDER BY ordinal_position", (table,),
+        db_path, "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(?)"
+        " AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum", (table,),
     )]
     quoted = ", ".join(f'"{n}"' for n in names)
     return query(db_path, f"SELECT {quoted} FROM {table} ORDER BY 1")
