@@ -41,8 +41,10 @@ def embedding_table(dim: int) -> str:
 
 
 def vector_literal(vector: Vector) -> str:
-    """pgvector's text form; float32 values printed exactly (repr of a float32 round-trips)."""
-    return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, np.float32)) + "]"
+    """pgvector's text form: '[x, y, ...]', each float32 exactly (as the double it widens
+    to, printed shortest; pgvector reads it back as the same float32). One C loop (list
+    repr): a Python loop per number cost ~1 s of an hour's ingest."""
+    return str(np.asarray(vector, np.float32).tolist())
 
 
 # ---------------------------------------------------------------- keyword search
@@ -79,17 +81,8 @@ def keyword_search(
 
 
 # ---------------------------------------------------------------- text vectors
-def register_model(tx: Tx, model_id: str, dim: int) -> None:
-    row = tx.one("SELECT dim FROM text_model WHERE model_id = ?", (model_id,))
-    if row is not None:
-        if int(row[0]) != dim:
-            raise ModelMismatch(
-                f"text model {model_id!r} has {row[0]}-d vectors in this store, got {dim}-d"
-            )
-        return
-    if dim % 8 != 0:  # as on SQLite (its binary codes), so both backends accept the same
-        raise ModelMismatch(f"text vectors must have a dimension divisible by 8, got {dim}")
-    tx.run("INSERT INTO text_model(model_id, dim) VALUES (?, ?)", (model_id, dim))
+def create_embedding_table(tx: Tx, dim: int) -> None:
+    """The pgvector table (and its HNSW index) of one text-vector dimension."""
     table = embedding_table(dim)
     tx.script(
         f"CREATE TABLE IF NOT EXISTS {table} ("
@@ -172,8 +165,11 @@ def semantic_search(
     if matching <= EXACT_SCAN_LIMIT:
         return _best(tx, literal, wanted, f"FROM {table} e{joins} WHERE e.model_id = ?{where}",
                      [model_id, *params])
-    candidates = max(wanted, min(HNSW_CANDIDATES, 10 * wanted))
-    tx.run(f"SET LOCAL hnsw.ef_search = {int(max(candidates, 40))}")
+    # As many candidates as pgvector's search keeps (ef_search at most 1000): the exact
+    # top-k hides among near-ties in a large store (see vector_index.py), and re-scoring
+    # 1000 rows exactly costs little beside the graph search.
+    candidates = max(wanted, HNSW_CANDIDATES)
+    tx.run(f"SET LOCAL hnsw.ef_search = {int(min(candidates, HNSW_CANDIDATES))}")
     return _best(
         tx, literal, wanted,
         f"FROM {table} e{joins} WHERE e.segment_id IN (SELECT segment_id FROM {table}"

@@ -64,9 +64,6 @@ def quantise(vector: Vector) -> bytes:
 
 def register_model(tx: Tx, model_id: str, dim: int) -> None:
     """Record the text model's dimension; vectors of another dimension are refused."""
-    if tx.dialect == "postgresql":
-        pg_index.register_model(tx, model_id, dim)
-        return
     row = tx.one("SELECT dim FROM text_model WHERE model_id = ?", (model_id,))
     if row is not None:
         if int(row[0]) != dim:
@@ -77,6 +74,9 @@ def register_model(tx: Tx, model_id: str, dim: int) -> None:
     if dim % 8 != 0:
         raise ModelMismatch(f"text vectors must have a dimension divisible by 8, got {dim}")
     tx.run("INSERT INTO text_model(model_id, dim) VALUES (?, ?)", (model_id, dim))
+    if tx.dialect == "postgresql":
+        pg_index.create_embedding_table(tx, dim)
+        return
     tx.run(f"CREATE VIRTUAL TABLE IF NOT EXISTS {bits_table(dim)} USING vec0(embedding bit[{dim}])")
 
 
