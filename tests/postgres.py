@@ -44,6 +44,9 @@ class TestPostgres:
         return (f"postgresql+psycopg://postgres@/postgres?host={quote(self.socket_dir)}"
                 f"&options={options}")
 
+    def holds(self, key: str) -> bool:
+        return key in self._schemas
+
     def schema_for(self, key: str) -> str:
         """The schema of a store already opened under `key`."""
         return self._schemas[key]

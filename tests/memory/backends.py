@@ -37,6 +37,13 @@ def open_memory(path: Path, match: MatchConfig | None = None) -> SpeakerMemory:
     return current.open(path, match)
 
 
+def postgres_for(path: Path) -> TestPostgres | None:
+    """The PostgreSQL holding the store opened at `path`; None for a SQLite file (a store
+    another layer's tests opened, whatever backend the memory tests ran last)."""
+    postgres = current.postgres
+    return postgres if postgres is not None and postgres.holds(str(path)) else None
+
+
 def discard(path: Path) -> None:
     """Forget the store opened at `path` (closed already): PostgreSQL drops its schema."""
     if current.postgres is not None:

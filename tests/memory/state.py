@@ -17,7 +17,7 @@ IDENTITY_TABLES = ("speaker", "segment", "voiceprint")
 
 def query(db_path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """The rows of one statement (qmark parameters) against the store opened at `db_path`."""
-    postgres = backends.current.postgres
+    postgres = backends.postgres_for(db_path)
     if postgres is None:
         conn = sqlean.connect(str(db_path))
         try:
@@ -30,7 +30,7 @@ def query(db_path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any
 
 
 def rows(db_path: Path, table: str) -> list[tuple[Any, ...]]:
-    if backends.current.postgres is None:
+    if backends.postgres_for(db_path) is None:
         return query(db_path, f"SELECT * FROM {table} ORDER BY rowid")
     if table == "sqlite_sequence":
         return query(db_path, sequences_select())

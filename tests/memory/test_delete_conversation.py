@@ -28,7 +28,7 @@ def _dangling(db_path: Path) -> list[tuple[object, ...]]:
     """Rows whose foreign keys point at nothing, and a text index that disagrees with its
     content table (integrity-check raises then). PostgreSQL enforces foreign keys in every
     statement and derives its text index from the row itself: nothing can dangle there."""
-    if backends.current.postgres is not None:
+    if backends.postgres_for(db_path) is not None:
         return []
     conn = sqlean.connect(str(db_path))
     try:
@@ -69,7 +69,7 @@ def test_every_row_of_the_conversation_goes_and_profiles_are_recomputed(
     assert _count(db, "SELECT count(*) FROM segment") == other_segments
     for table in SEGMENT_TABLES:
         assert _count(db, f"SELECT count(*) FROM {table}") == other_segments, table
-    index = ("segment_text_bits_384_rowids" if backends.current.postgres is None
+    index = ("segment_text_bits_384_rowids" if backends.postgres_for(db) is None
              else "segment_text_embedding_384")  # the backend's own text-vector index
     assert _count(db, f"SELECT count(*) FROM {index}") == other_segments
     assert _count(db, "SELECT count(*) FROM voiceprint WHERE conversation_id = 2") == 0
