@@ -1,11 +1,13 @@
 """The memory layer: the persistent store of speakers, conversations and what was said.
 
-Pure Python (numpy + SQLite); it never imports an ML library. `SpeakerMemory` is the one
-entry point. Modules, one job each:
+Pure Python (numpy + SQLite, or PostgreSQL with pgvector); it never imports an ML library.
+`SpeakerMemory` is the one entry point. Modules, one job each:
 
     api.py            the facade: transactions, locking, result shaping
     db.py             SQLAlchemy engine over sqlean (+ sqlite-vec), Tx, WAL checkpointer
+    pg.py             the PostgreSQL engine (psycopg 3): PgTx, the writers' advisory lock
     migrations.py     versioned schema, each migration one transaction with its record
+    pg_schema.py      the PostgreSQL side of each migration
     speakers.py       names, 'Unknown N' labels, resolving a speaker reference
     conversations.py  create, ingest (cluster matching), reprocess
     deletion.py       deleting a conversation for good (final, not an identity event)
@@ -17,6 +19,8 @@ entry point. Modules, one job each:
     queries.py        read models: speakers, conversations, segments, search hits
     text_index.py     full-text search (FTS5): the only module that knows FTS5
     vector_index.py   meaning search (sqlite-vec + binary codes): the only one for vectors
+    pg_index.py       both on PostgreSQL (tsvector + GIN, pgvector HNSW), behind the two above
+    keywords.py       the words of a keyword query, shared by both backends
     filters.py        SearchFilters as SQL
     backup.py         export / import of every row as JSON
 """

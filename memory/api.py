@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import sqlean
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from memory import (
     backup,
@@ -30,12 +30,13 @@ from memory import (
     queries,
     text_index,
 )
-from memory.db import Database, Tx
+from memory.db import Database, Store, Tx
 from memory.errors import InvalidOperation, ModelMismatch, StoreError
 from memory.events import Change
 from memory.identity import Ctx
 from memory.limits import MAX_TITLE_LENGTH, bounded
 from memory.migrations import latest_version, migrate
+from memory.pg import PgDatabase, display_url, is_postgresql
 from memory.speakers import SPEAKER_COLUMNS, get_info, info, infos, resolve_row
 from memory.timeutil import from_db_required
 from memory.types import (
@@ -89,19 +90,32 @@ def _page(limit: int, offset: int) -> tuple[int, int]:
 
 
 class SpeakerMemory:
-    def __init__(self, db_path: Path, match: MatchConfig | None = None) -> None:
-        """Open (creating and migrating as needed) the SQLite store at `db_path`. Thread-safe:
-        one instance is shared by the server's threads."""
+    def __init__(
+        self, db_path: Path, match: MatchConfig | None = None, *, database_url: str | None = None
+    ) -> None:
+        """Open (creating and migrating as needed) the store: the SQLite file at `db_path`, or
+        the PostgreSQL database at `database_url` (postgresql+psycopg://...; several
+        processes may share it). Thread-safe: one instance is shared by the server's threads."""
         self.db_path = Path(db_path)
         self.config = match or MatchConfig()
+        self._db: Store
+        where = self.db_path if database_url is None else display_url(database_url)
+        if database_url is not None and not is_postgresql(database_url):
+            raise StoreError(
+                f"the database URL {where} is not a PostgreSQL one; give "
+                "postgresql+psycopg://user:password@host/database, or none for the SQLite file"
+            )
         try:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = Database(self.db_path)
+            if database_url is not None:
+                self._db = PgDatabase(database_url)
+            else:
+                self.db_path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = Database(self.db_path)
             self._schema_version = migrate(self._db)
         except StoreError:
             raise
-        except (OSError, sqlean.Error, DBAPIError) as exc:
-            raise StoreError(f"cannot open the store at {self.db_path}: {exc}") from exc
+        except (OSError, sqlean.Error, DBAPIError, ArgumentError) as exc:
+            raise StoreError(f"cannot open the store at {where}: {exc}") from exc
         self._centroids = CentroidCache()
         self._text_vectors = TextVectorIndex()
         self._speaker_lists: dict[tuple[str | None, str], list[SpeakerSummary]] = {}

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from memory import text_index
+from memory import pg, text_index
 from memory.db import Tx
 from memory.errors import BackupError, ImportNotEmpty
 from memory.vector_index import rebuild_codes, register_model
@@ -46,6 +46,8 @@ def _decode(value: Any) -> Any:
 
 
 def _columns(tx: Tx, table: str) -> list[str]:
+    if tx.dialect == "postgresql":
+        return pg.columns(tx, table)
     return [str(r[1]) for r in tx.all(f"PRAGMA table_info({table})")]
 
 
@@ -60,7 +62,7 @@ def export(tx: Tx, path: Path, schema_version: int) -> None:
             columns = _columns(tx, table)
             out.write(("," if t else "") + f'{json.dumps(table)}:{{"columns":'
                       f'{json.dumps(columns, separators=(",", ":"))},"rows":[')
-            for r, row in enumerate(tx.each(_select_all(table, columns), batch=EXPORT_BATCH)):
+            for r, row in enumerate(tx.each(_select_all(tx, table, columns), batch=EXPORT_BATCH)):
                 out.write(("," if r else "")
                           + json.dumps([_encode(v) for v in row], separators=(",", ":")))
             out.write("]}")
@@ -68,8 +70,15 @@ def export(tx: Tx, path: Path, schema_version: int) -> None:
     tmp.replace(path)
 
 
-def _select_all(table: str, columns: list[str]) -> str:
+def _select_all(tx: Tx, table: str, columns: list[str]) -> str:
     """Every exported row of `table`, in a stable order."""
+    if tx.dialect == "postgresql":
+        if table == "sqlite_sequence":
+            return pg.sequences_select()
+        # The first column is the key SQLite's rowid follows.
+        where = f" WHERE {NOT_BOOKKEEPING}" if table == "meta" else ""
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        return f"SELECT {quoted} FROM {table}{where} ORDER BY 1"
     order = "name" if table == "sqlite_sequence" else ("key" if table == "meta" else "rowid")
     if table in ("voice_model", "text_model"):
         order = "model_id"
@@ -121,6 +130,9 @@ def restore(tx: Tx, tables: dict[str, Any]) -> None:
             continue
         quoted = ", ".join(f'"{c}"' for c in columns)
         marks = ", ".join("?" for _ in columns)
+        if table == "sqlite_sequence" and tx.dialect == "postgresql":
+            pg.set_sequences(tx, [(str(name), int(seq)) for name, seq in rows])
+            continue
         if table == "sqlite_sequence":  # inserts above advanced it: set it as it was
             tx.run("DELETE FROM sqlite_sequence")
         tx.many(f"INSERT INTO {table}({quoted}) VALUES ({marks})", rows)

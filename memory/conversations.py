@@ -345,11 +345,8 @@ def ingest(
 
 
 def next_segment_id(tx: Tx) -> int:
-    """The id the next new segment gets (ids are never reused: AUTOINCREMENT's counter)."""
-    counter = int(tx.scalar(
-        "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'segment'"
-    ))
-    return max(counter, int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM segment"))) + 1
+    """The id the next new segment gets (ids are never reused)."""
+    return tx.next_id("segment")
 
 
 def _claim_order(

@@ -12,9 +12,9 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlean
 import sqlite_vec
@@ -57,7 +57,10 @@ class Tx:
 
     SQLAlchemy owns the pool and the transaction (BEGIN/COMMIT/ROLLBACK); statements go
     straight to the sqlean cursor: SQLAlchemy's per-row result processing costs ~0.2 s per
-    100k rows, which the relabel of a large speaker cannot afford."""
+    100k rows, which the relabel of a large speaker cannot afford. memory.pg.PgTx is the
+    same on PostgreSQL."""
+
+    dialect = "sqlite"
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -96,6 +99,13 @@ class Tx:
         """Run several statements (DDL of a migration) inside the current transaction."""
         for statement in _split_statements(sql):
             self._raw.execute(statement)
+
+    def next_id(self, table: str) -> int:
+        """The id the next row of `table` gets (AUTOINCREMENT: ids are never reused), for
+        inserting many rows with their ids known up front."""
+        given = self.scalar("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = ?",
+                            (table,))
+        return max(int(given), int(self.scalar(f"SELECT COALESCE(MAX(id), 0) FROM {table}"))) + 1
 
 
 def latest_id_hint(tx: Tx, table: str, noun: str, plural: str) -> str:
@@ -191,9 +201,26 @@ class Checkpointer:
         self._checkpoint("TRUNCATE")
 
 
+class Store(Protocol):
+    """What the domain needs of an engine: SQLite (`Database`) or PostgreSQL (memory.pg)."""
+
+    dialect: str
+    label: str
+    write_lock: threading.RLock
+
+    def write(self) -> AbstractContextManager[Tx]: ...
+
+    def read(self) -> AbstractContextManager[Tx]: ...
+
+    def dispose(self) -> None: ...
+
+
 class Database:
+    dialect = "sqlite"
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.label = str(path)
         self.write_lock = threading.RLock()
         self.engine: Engine = create_engine(
             "sqlite+pysqlite://",

@@ -340,7 +340,7 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> set[int]:
         # change touched them, and raising rolls this whole undo back.
         still = tx.run(
             "UPDATE segment SET speaker_id = ? WHERE id IN (SELECT value FROM json_each(?))"
-            " AND speaker_id IS ?",
+            " AND speaker_id IS NOT DISTINCT FROM ?",
             (move["from"], id_json, move["to"]),
         )
         if still != len(ids):

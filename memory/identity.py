@@ -290,7 +290,7 @@ def _identify_segment(
     else:
         mates = [r[0] for r in tx.all(
             "SELECT id FROM segment WHERE conversation_id = ? AND local_speaker = ?"
-            " AND speaker_id IS ? ORDER BY start, id",
+            " AND speaker_id IS NOT DISTINCT FROM ? ORDER BY start, id",
             (conversation_id, local, source),
         )]
     for mate in mates:

@@ -128,8 +128,9 @@ def add_segment(
     codes: list[tuple[int, int, bytes]] = []
     if segment.text_vector is not None and segment.text_model_id:
         codes = index.add(tx, segment.text_model_id, [(segment_id, segment.text_vector)])
-    tx.run("UPDATE conversation SET duration = MAX(COALESCE(duration, 0), ?) WHERE id = ?",
-           (float(segment.end), conversation_id))
+    # Portable SQL (no two-argument MAX on PostgreSQL): only ever lengthen it.
+    tx.run("UPDATE conversation SET duration = ? WHERE id = ? AND COALESCE(duration, 0) < ?",
+           (float(segment.end), conversation_id, float(segment.end)))
     ctx.cache.refresh(tx, [speaker_id])
     return segment_id, speaker_id, codes
 

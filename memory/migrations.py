@@ -8,10 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from memory.db import Database, Tx
+from memory.db import Store, Tx
 from memory.errors import StoreError
+from memory.pg_schema import MIGRATIONS as POSTGRESQL_DDL
 
 log = logging.getLogger(__name__)
+
+
+def _sqlite_only(tx: Tx) -> None:
+    raise StoreError("this migration has no PostgreSQL version")
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,9 @@ class Migration:
     version: int
     name: str
     apply: Callable[[Tx], None]
+    """The SQLite DDL."""
+    apply_postgresql: Callable[[Tx], None] = _sqlite_only
+    """The same change on PostgreSQL (memory.pg_schema)."""
 
 
 MIGRATIONS: list[Migration] = []
@@ -28,7 +36,7 @@ def migration(version: int, name: str) -> Callable[[Callable[[Tx], None]], Calla
     def register(fn: Callable[[Tx], None]) -> Callable[[Tx], None]:
         if any(m.version == version for m in MIGRATIONS):
             raise RuntimeError(f"migration {version} registered twice")
-        MIGRATIONS.append(Migration(version, name, fn))
+        MIGRATIONS.append(Migration(version, name, fn, POSTGRESQL_DDL[version]))
         MIGRATIONS.sort(key=lambda m: m.version)
         return fn
 
@@ -39,7 +47,7 @@ def latest_version() -> int:
     return MIGRATIONS[-1].version if MIGRATIONS else 0
 
 
-def migrate(db: Database) -> int:
+def migrate(db: Store) -> int:
     """Bring the store to the latest version; returns the version it is at."""
     with db.write() as tx:
         tx.run(
@@ -49,7 +57,7 @@ def migrate(db: Database) -> int:
         current = int(tx.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
     if current > latest_version():
         raise StoreError(
-            f"{db.path} has schema version {current}, newer than this program's "
+            f"{db.label} has schema version {current}, newer than this program's "
             f"{latest_version()}; upgrade speaker-memory to open it"
         )
     for m in MIGRATIONS:
@@ -59,8 +67,8 @@ def migrate(db: Database) -> int:
             # Re-check inside the transaction: another process may have migrated meanwhile.
             if tx.one("SELECT 1 FROM schema_version WHERE version = ?", (m.version,)):
                 continue
-            log.info("migrating %s to version %d (%s)", db.path, m.version, m.name)
-            m.apply(tx)
+            log.info("migrating %s to version %d (%s)", db.label, m.version, m.name)
+            (m.apply_postgresql if tx.dialect == "postgresql" else m.apply)(tx)
             tx.run(
                 "INSERT INTO schema_version(version, name, applied_at) VALUES (?, ?, ?)",
                 (m.version, m.name, datetime.now(UTC).isoformat()),

@@ -35,7 +35,8 @@ def add_clip(
     tx: Tx, speaker_id: int, path: str, sha256: str | None, speech_seconds: float
 ) -> int:
     return tx.run(
-        f"INSERT INTO enrollment_clip({CLIP_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?)",
+        "INSERT INTO enrollment_clip(speaker_id, path, sha256, speech_seconds, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
         (speaker_id, path, sha256, float(speech_seconds), now_db()),
     )
 
@@ -83,7 +84,7 @@ def profile_audio(tx: Tx, speaker_id: int) -> ProfileAudio:
     ]
     rows = tx.all(
         "SELECT s.conversation_id, c.audio_path, s.id, s.start, s.\"end\","
-        " IFNULL(s.assignment_source, '') = 'manual' AS manual FROM segment s"
+        " COALESCE(s.assignment_source, '') = 'manual' AS manual FROM segment s"
         " JOIN conversation c ON c.id = s.conversation_id"
         " WHERE s.speaker_id = ? AND s.excluded_from_profile = 0 AND c.audio_path IS NOT NULL"
         " AND s.\"end\" > s.start"

@@ -1,17 +1,15 @@
-"""Full-text search over segment text (SQLite FTS5). The one module that knows FTS5 syntax,
-so that a PostgreSQL backend can swap in tsvector here."""
+"""Full-text search over segment text: SQLite FTS5 here, PostgreSQL tsvector in
+memory/pg_index.py, behind these functions (each picks by the transaction's dialect)."""
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 
+from memory import pg_index
 from memory.db import Tx
 from memory.filters import filter_clause
+from memory.keywords import NEWEST_MATCHES, words
 from memory.types import SearchFilters
-
-NEWEST_MATCHES = 1000
-"""Matches ranked by bm25 are the newest this many (keeps common words fast at 1M rows)."""
 
 
 def escape_query(text: str) -> str | None:
@@ -19,27 +17,30 @@ def escape_query(text: str) -> str | None:
 
     Quotes are doubled, and operators (AND, OR, NOT, NEAR, *, ^, :, parentheses) become
     plain words or separators. Returns None when the text has no searchable word."""
-    # Control characters (NUL above all) end an FTS5 string early: make them separators.
-    text = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in text)
-    tokens = [t for t in text.split() if any(ch.isalnum() for ch in t)]
+    tokens = words(text)
     if not tokens:
         return None
     return " ".join('"' + t.replace('"', '""') + '"' for t in tokens)
 
 
 def add(tx: Tx, rows: Sequence[tuple[int, str]]) -> None:
-    """Index (segment id, text) rows."""
-    tx.many("INSERT INTO segment_fts(rowid, text) VALUES (?, ?)", rows)
+    """Index (segment id, text) rows. (PostgreSQL: the tsvector is a generated column.)"""
+    if tx.dialect == "sqlite":
+        tx.many("INSERT INTO segment_fts(rowid, text) VALUES (?, ?)", rows)
 
 
 def rebuild(tx: Tx) -> None:
-    tx.run("INSERT INTO segment_fts(segment_fts) VALUES ('rebuild')")
+    if tx.dialect == "sqlite":
+        tx.run("INSERT INTO segment_fts(segment_fts) VALUES ('rebuild')")
 
 
 def search(
     tx: Tx, query: str, filters: SearchFilters | None, wanted: int
 ) -> list[tuple[int, float]]:
-    """(segment id, score) best first; score is -bm25 (higher is better)."""
+    """(segment id, score) best first; score is -bm25 on SQLite, ts_rank on PostgreSQL
+    (higher is better either way)."""
+    if tx.dialect == "postgresql":
+        return pg_index.keyword_search(tx, query, filters, wanted)
     match = escape_query(query)
     if match is None:
         return []
@@ -60,7 +61,10 @@ def search(
 
 def remove(tx: Tx, segment_ids_json: str) -> None:
     """Drop these segments (a JSON list of ids) from the index. An external-content FTS5
-    table forgets a row only when told its indexed text: run this before the text goes."""
+    table forgets a row only when told its indexed text: run this before the text goes.
+    (PostgreSQL: the tsvector goes with its segment_content row.)"""
+    if tx.dialect != "sqlite":
+        return
     tx.run(
         "INSERT INTO segment_fts(segment_fts, rowid, text) SELECT 'delete', segment_id, text"
         " FROM segment_content WHERE segment_id IN (SELECT value FROM json_each(?))",

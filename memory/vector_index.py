@@ -1,5 +1,6 @@
-"""Semantic (meaning) search over segment text vectors. The one module that knows sqlite-vec,
-so that a pgvector backend can swap in here.
+"""Semantic (meaning) search over segment text vectors. On SQLite (below) the one module that
+knows sqlite-vec; on PostgreSQL each entry point hands over to memory/pg_index.py (pgvector
+HNSW), picked by the transaction's dialect.
 
 Storage: exact float32 vectors in `segment_text_vector`, and binary-quantised codes in a
 sqlite-vec `vec0` table `segment_text_bits_<dim>`. Search, three stages (sqlite-vec's own
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from memory import pg_index
 from memory.db import Tx
 from memory.errors import ModelMismatch
 from memory.filters import filter_clause, is_empty
@@ -72,6 +74,9 @@ def register_model(tx: Tx, model_id: str, dim: int) -> None:
     if dim % 8 != 0:
         raise ModelMismatch(f"text vectors must have a dimension divisible by 8, got {dim}")
     tx.run("INSERT INTO text_model(model_id, dim) VALUES (?, ?)", (model_id, dim))
+    if tx.dialect == "postgresql":
+        pg_index.create_embedding_table(tx, dim)
+        return
     tx.run(f"CREATE VIRTUAL TABLE IF NOT EXISTS {bits_table(dim)} USING vec0(embedding bit[{dim}])")
 
 
@@ -171,7 +176,8 @@ class TextVectorIndex:
     def add(self, tx: Tx, model_id: str, rows: Sequence[tuple[int, Vector]]) -> list[
         tuple[int, int, bytes]
     ]:
-        """Store (segment id, vector) rows; returns what `publish` adds to RAM after commit."""
+        """Store (segment id, vector) rows; returns what `publish` adds to RAM after commit
+        (nothing on PostgreSQL: its index is pgvector's, in the database)."""
         if not rows:
             return []
         dim = rows[0][1].shape[0]
@@ -181,6 +187,9 @@ class TextVectorIndex:
                 raise ModelMismatch(
                     f"text vectors of one result differ in dimension ({dim} and {vector.shape[0]})"
                 )
+        if tx.dialect == "postgresql":
+            pg_index.add_vectors(tx, model_id, rows)
+            return []
         floats = [(segment_id, model_id, to_blob(vector)) for segment_id, vector in rows]
         packed = np.packbits(np.vstack([v for _, v in rows]) > 0, axis=1)
         bits = [(segment_id, packed[i].tobytes()) for i, (segment_id, _) in enumerate(rows)]
@@ -196,6 +205,9 @@ class TextVectorIndex:
     def remove(tx: Tx, segment_ids_json: str) -> None:
         """Drop these segments' (a JSON list of ids) vectors and codes. Every process's RAM
         codes are reloaded on their next search (the generation moves on)."""
+        if tx.dialect == "postgresql":
+            pg_index.remove_vectors(tx, segment_ids_json)
+            return
         rows = tx.all(
             "SELECT v.segment_id, m.dim FROM segment_text_vector v"
             " JOIN text_model m ON m.model_id = v.model_id"
@@ -249,7 +261,8 @@ class TextVectorIndex:
 
     # ------------------------------------------------------------ search
     def warm(self, tx: Tx, dim: int) -> None:
-        self._table_for(tx, dim)
+        if tx.dialect == "sqlite":
+            self._table_for(tx, dim)
 
     def _table_for(
         self, tx: Tx, dim: int
@@ -270,6 +283,8 @@ class TextVectorIndex:
         self, tx: Tx, query: Vector, model_id: str, filters: SearchFilters | None, wanted: int
     ) -> list[tuple[int, float]]:
         """(segment id, cosine similarity) best first."""
+        if tx.dialect == "postgresql":
+            return pg_index.semantic_search(tx, query, model_id, filters, wanted)
         query = as_vector(query, "query vector")
         dim = model_dim(tx, model_id)
         if dim is None:
@@ -327,6 +342,9 @@ def candidate_counts(size: int, share: float, wanted: int) -> tuple[int, int]:
 
 def rebuild_codes(tx: Tx) -> None:
     """Re-derive every binary code from the stored float vectors (after a backup import)."""
+    if tx.dialect == "postgresql":
+        pg_index.rebuild_embeddings(tx)
+        return
     for model_id, dim in tx.all("SELECT model_id, dim FROM text_model"):
         vectors = tx.all(
             "SELECT segment_id, vector FROM segment_text_vector WHERE model_id = ?", (model_id,)

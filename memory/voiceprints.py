@@ -318,10 +318,7 @@ def add_voiceprints(
 
 def last_voiceprint_id(tx: Tx) -> int:
     """The highest voiceprint id ever given (ids are never reused): prints above it are newer."""
-    seq = int(tx.scalar(
-        "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'voiceprint'"
-    ))
-    return max(seq, int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM voiceprint")))
+    return tx.next_id("voiceprint") - 1
 
 
 def profile_prints(

@@ -344,13 +344,16 @@ class Baseline:
 # ------------------------------------------------------------------ building and caching
 
 
-def build_store(spec: Spec, synth: Synth, path: Path) -> dict[str, Any]:
-    """Ingest every conversation of the spec through the public API; returns metadata."""
+def build_store(
+    spec: Spec, synth: Synth, path: Path, database_url: str | None = None
+) -> dict[str, Any]:
+    """Ingest every conversation of the spec through the public API (into the SQLite file at
+    `path`, or the empty PostgreSQL schema `database_url` points at); returns metadata."""
     if path.exists():
         path.unlink()
     for suffix in ("-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
-    mem = SpeakerMemory(path)
+    mem = SpeakerMemory(path, database_url=database_url)
     t0 = time.perf_counter()
     ingest_ms: list[float] = []
     owner_speaker: int | None = None
@@ -549,6 +552,7 @@ def measure(
     base: Baseline,
     repeats: int,
     targets: bool,
+    database_url: str | None = None,
 ) -> list[Row]:
     size = (
         f"{spec.speakers // 1000}k spk / {spec.segments / 1e6:g}M seg"
@@ -557,7 +561,7 @@ def measure(
     )
     rows: list[Row] = []
     tgt: Callable[[float], float | None] = (lambda ms: ms) if targets else (lambda ms: None)
-    mem = SpeakerMemory(path)
+    mem = SpeakerMemory(path, database_url=database_url)
     try:
         speakers = mem.list_speakers()
         n_seg = sum(s.segment_count for s in speakers)
@@ -798,6 +802,37 @@ def print_table(rows: list[Row]) -> None:
     sys.stdout.flush()
 
 
+def fresh_schema(database_url: str, spec: Spec) -> str:
+    """A new, empty schema for one size's store in the PostgreSQL database at `database_url`
+    (an older one of the same name is dropped); returns the URL that works inside it."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    schema = "bench_" + "".join(ch if ch.isalnum() else "_" for ch in spec.name.lower())
+    url = make_url(database_url)
+    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    inside = url.update_query_dict({"options": f"-csearch_path={schema},public"})
+    return inside.render_as_string(hide_password=False)
+
+
+def print_side_by_side(sqlite: list[Row], postgresql: list[Row]) -> None:
+    """The two backends' medians per operation, in one table."""
+    head = ["operation", "size", "SQLite ms", "PostgreSQL ms", "PG / SQLite", "target ms",
+            "PG met?"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for a, b in zip(sqlite, postgresql, strict=True):
+        target = f"<= {b.target_ms:g}" if b.target_ms is not None else "-"
+        met = "-" if b.target_ms is None else ("yes" if b.median_ms <= b.target_ms else "NO")
+        print(f"| {a.operation} | {a.size} | {a.median_ms:.2f} | {b.median_ms:.2f} |"
+              f" {b.median_ms / a.median_ms:.1f}x | {target} | {met} |")
+    sys.stdout.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="200 speakers / 5k segments only (seconds)")
@@ -817,6 +852,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--reuse", action="store_true", help="reuse a cached store built by a previous run"
     )
     p.add_argument("--repeats", type=int, default=9)
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="also build and measure each size on this PostgreSQL database (a schema "
+        "bench_<size> is made in it, replacing an older one), side by side with SQLite",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
 
@@ -849,6 +890,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{meta.get('memory_code', '?')}, measured with {memory_code_hash()}\n"
         )
         print_table(rows)
+        if args.database_url:
+            url = fresh_schema(args.database_url, spec)
+            pg_meta = build_store(spec, synth, workdir / f"{spec.name}.unused.sqlite", url)
+            pg_rows = measure(spec, synth, workdir / f"{spec.name}.unused.sqlite", pg_meta, base,
+                              args.repeats, targets, database_url=url)
+            print(
+                f"\n## {spec.name} on PostgreSQL: built in {pg_meta['build_seconds']} s "
+                f"(median build ingest {pg_meta['build_ingest_ms_median']} ms, "
+                f"last 10 {pg_meta['build_ingest_ms_last10_median']} ms)\n"
+            )
+            print_table(pg_rows)
+            print(f"\n## {spec.name}: SQLite and PostgreSQL side by side\n")
+            print_side_by_side(rows, pg_rows)
         del base
     if len(specs) > 1:
         print("\n## all sizes\n")

@@ -167,7 +167,8 @@ class App:
         for folder in (settings.data_dir, settings.inbox_dir, settings.audio_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.start_dir = (start_dir or Path.cwd()).resolve()
-        self.memory = SpeakerMemory(settings.db_path, settings.match_config)
+        self.memory = SpeakerMemory(settings.db_path, settings.match_config,
+                                    database_url=settings.database_url)
         self.jobs = JobRunner(settings.processing_workers)
         self.live = LiveHub()
         self._pipeline = pipeline

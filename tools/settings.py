@@ -19,6 +19,11 @@ class Settings(BaseSettings):
 
     # ---- storage
     data_dir: Path = Field(Path("./data"), description="Where the database, inbox and caches live.")
+    database_url: str | None = Field(
+        None,
+        description="A shared PostgreSQL (with pgvector) store instead of the SQLite file in "
+        "the data directory: postgresql+psycopg://user:password@host/database.",
+    )
 
     # ---- models
     whisper_model: str = Field(

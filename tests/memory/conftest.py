@@ -1,12 +1,41 @@
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from memory import SpeakerMemory
+from tests.memory import backends
+from tests.memory.backends import Backend
 from tests.memory.fakes import Voices
+from tests.postgres import TestPostgres
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[TestPostgres]:
+    """A real PostgreSQL with pgvector on a Unix socket, for the whole session. Its data
+    directory is its own temporary one, not pytest's: other pytest sessions on the machine
+    rotate those, and the socket path must stay short."""
+    folder = Path(tempfile.mkdtemp(prefix="speaker-memory-pg-"))
+    server = TestPostgres(folder)
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Every test that asks for it (or for `store`) runs on both backends."""
+    if request.param == "sqlite":
+        chosen = backends.SQLITE
+    else:
+        chosen = Backend("postgresql", request.getfixturevalue("postgres"))
+    backends.current = chosen
+    yield chosen
+    backends.current = backends.SQLITE
 
 
 @pytest.fixture
@@ -16,7 +45,9 @@ def voices() -> Voices:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SpeakerMemory]:
-    memory = SpeakerMemory(tmp_path / "data" / "speaker_memory.db")
+def store(backend: Backend, tmp_path: Path) -> Iterator[SpeakerMemory]:
+    path = tmp_path / "data" / "speaker_memory.db"
+    memory = backend.open(path)
     yield memory
     memory.close()
+    backends.discard(path)

@@ -10,6 +10,7 @@ from memory import SpeakerMemory
 from memory.backup import BOOKKEEPING_KEYS, TABLES
 from memory.errors import BackupError, ImportNotEmpty
 from memory.migrations import latest_version
+from tests.memory.backends import open_memory
 from tests.memory.fakes import TEXT_MODEL, VOICE_MODEL, Voices, make_result, text_vector
 from tests.memory.state import centroids, rows
 
@@ -34,7 +35,7 @@ def test_round_trip_reproduces_every_row(store: SpeakerMemory, voices: Voices,
     fill(store, voices)
     backup = tmp_path / "backup.json"
     store.export_json(backup)
-    copy = SpeakerMemory(tmp_path / "copy" / "db.sqlite")
+    copy = open_memory(tmp_path / "copy" / "db.sqlite")
     try:
         copy.import_json(backup)
         for table in TABLES:
@@ -116,7 +117,7 @@ def test_an_open_store_sees_what_it_imported(store: SpeakerMemory, voices: Voice
     fill(store, voices)
     backup = tmp_path / "backup.json"
     store.export_json(backup)
-    copy = SpeakerMemory(tmp_path / "copy" / "db.sqlite")
+    copy = open_memory(tmp_path / "copy" / "db.sqlite")
     try:
         assert copy.list_speakers() == []
         assert copy.match_voice(voices.clips("bob", 2), VOICE_MODEL) == []

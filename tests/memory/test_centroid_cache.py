@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memory import SpeakerMemory
 from memory.voiceprints import CentroidCache, _ModelCentroids
+from tests.memory.backends import Backend, open_memory
 from tests.memory.fakes import VOICE_MODEL, Voices, make_result
 
 
@@ -51,10 +51,12 @@ def test_compaction_keeps_the_remaining_rows() -> None:
     assert live == {i: [float(i), float(-i)] for i in range(251, 301)}
 
 
-def test_mirror_equals_a_fresh_load_after_identity_changes(tmp_path: Path) -> None:
+def test_mirror_equals_a_fresh_load_after_identity_changes(
+    backend: Backend, tmp_path: Path
+) -> None:
     voices = Voices(seed=11)
     names = [f"v{i}" for i in range(12)]
-    with SpeakerMemory(tmp_path / "store.db") as memory:
+    with open_memory(tmp_path / "store.db") as memory:
         for day in range(6):
             present = [names[(day * 3 + k) % len(names)] for k in range(4)]
             conversation = memory.create_conversation(title=f"day {day}")

@@ -4,7 +4,8 @@ One thread ingests recordings while another identifies and renames (and a third 
 no deadlock (threads are joined with a timeout), no lost update (every ingested segment is
 stored, the last name given wins, every segment of a named voice carries that name), and no
 "database is locked" (or any other error) escapes to a caller. The same again with two
-`SpeakerMemory` instances on one file, as a server and a CLI would open it.
+`SpeakerMemory` instances on one file, as a server and a CLI would open it, and with two
+processes. Each on both backends (on PostgreSQL: two API servers on one database).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from memory import SpeakerMemory
 from memory.types import IngestResult
+from tests.memory.backends import Backend
 from tests.memory.fakes import Voices, make_result
 
 JOIN_TIMEOUT_S = 180
@@ -155,19 +157,24 @@ def scenario(writer: SpeakerMemory, namer: SpeakerMemory, reader: SpeakerMemory)
     assert speakers[ann_id].segment_count == ann_segments
 
 
-def test_one_shared_instance_ingest_while_identify_and_rename(tmp_path: Path) -> None:
-    memory = SpeakerMemory(tmp_path / "speaker_memory.db")
+def test_one_shared_instance_ingest_while_identify_and_rename(
+    backend: Backend, tmp_path: Path
+) -> None:
+    memory = backend.open(tmp_path / "speaker_memory.db")
     try:
         scenario(memory, memory, memory)
     finally:
         memory.close()
 
 
-def test_two_instances_on_one_file_ingest_while_identify_and_rename(tmp_path: Path) -> None:
-    """A server and a CLI on the same data directory: separate connections, one file."""
+def test_two_instances_on_one_file_ingest_while_identify_and_rename(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A server and a CLI on the same data directory: separate connections, one file (or
+    two API servers on one PostgreSQL database)."""
     path = tmp_path / "speaker_memory.db"
-    writer = SpeakerMemory(path)
-    namer = SpeakerMemory(path)
+    writer = backend.open(path)
+    namer = backend.open(path)
     try:
         scenario(writer, namer, namer)
     finally:
@@ -180,7 +187,7 @@ import json, sys
 from pathlib import Path
 from memory import SpeakerMemory
 from tests.memory.fakes import Voices, make_result
-memory = SpeakerMemory(Path(sys.argv[1]))
+memory = SpeakerMemory(Path(sys.argv[1]), database_url=sys.argv[4] or None)
 voices = Voices(seed=3)
 ids = []
 Path(sys.argv[3]).touch()  # tells the parent that the ingest starts now
@@ -193,10 +200,12 @@ print(json.dumps(ids))
 """
 
 
-def test_another_process_ingests_while_this_one_renames(tmp_path: Path) -> None:
-    """Two processes on one data directory (a server and a CLI): real parallel writers."""
+def test_another_process_ingests_while_this_one_renames(backend: Backend, tmp_path: Path) -> None:
+    """Two processes on one data directory (a server and a CLI), or on one PostgreSQL
+    database (two API servers): real parallel writers."""
     path = tmp_path / "speaker_memory.db"
-    memory = SpeakerMemory(path)
+    memory = backend.open(path)
+    url = "" if backend.postgres is None else backend.postgres.url_for(str(path))
     try:
         voices = Voices(seed=3)
         conv = memory.create_conversation(title="first")
@@ -205,7 +214,8 @@ def test_another_process_ingests_while_this_one_renames(tmp_path: Path) -> None:
         root = Path(__file__).resolve().parents[2]
         started = tmp_path / "child-started"
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD_INGEST, str(path), str(2 * RECORDINGS), str(started)],
+            [sys.executable, "-c", CHILD_INGEST, str(path), str(2 * RECORDINGS), str(started),
+             url],
             cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         names: list[str] = []

@@ -11,6 +11,7 @@ from memory.errors import (
     SpeakerNotFound,
 )
 from memory.types import IngestResult
+from tests.memory.backends import Backend
 from tests.memory.fakes import VOICE_MODEL, Voices, make_result
 
 
@@ -132,7 +133,7 @@ def test_identify_by_speaker_reference(store: SpeakerMemory, voices: Voices) -> 
 
 
 def test_identify_propagates_to_matching_unknowns_and_suggests_weaker(
-    tmp_path: object, voices: Voices
+    backend: Backend, tmp_path: object, voices: Voices
 ) -> None:
     from pathlib import Path
 
@@ -144,7 +145,7 @@ def test_identify_propagates_to_matching_unknowns_and_suggests_weaker(
     assert isinstance(tmp_path, Path)
     # Strict matching at ingest (so every recording makes a new unknown), looser propagation.
     config = MatchConfig(threshold=0.999, propagate_threshold=0.9, suggest_threshold=0.5)
-    store = SpeakerMemory(tmp_path / "p.db", config)
+    store = backend.open(tmp_path / "p.db", config)
     try:
         near = Voices(seed=7, noise=0.3)
         base = near.voice("dana").astype(np.float64)

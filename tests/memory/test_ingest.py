@@ -20,6 +20,7 @@ from memory.types import (
     SearchFilters,
     with_channel,
 )
+from tests.memory.backends import Backend, open_memory
 from tests.memory.fakes import VOICE_MODEL, Voices, make_result
 
 
@@ -71,13 +72,15 @@ def test_enrolled_voice_is_recognised(store: SpeakerMemory, voices: Voices) -> N
     assert tom.created and tom.speaker.label == "Unknown 1"
 
 
-def test_match_needs_margin_over_runner_up(tmp_path: object, voices: Voices) -> None:
+def test_match_needs_margin_over_runner_up(
+    backend: Backend, tmp_path: object, voices: Voices
+) -> None:
     from pathlib import Path
 
     from memory.types import MatchConfig
 
     assert isinstance(tmp_path, Path)
-    store = SpeakerMemory(tmp_path / "m.db", MatchConfig(threshold=0.5, margin=0.5))
+    store = open_memory(tmp_path / "m.db", MatchConfig(threshold=0.5, margin=0.5))
     try:
         store.enroll("A", voices.clips("twin", 2), VOICE_MODEL, "a")
         store.enroll("B", voices.clips("twin", 2), VOICE_MODEL, "b")
@@ -219,12 +222,14 @@ def test_reprocess_rematches_against_current_profiles(
             if s.speaker} == {"Unknown 1"}
 
 
-def test_two_instances_see_each_others_voices(tmp_path: object, voices: Voices) -> None:
+def test_two_instances_see_each_others_voices(
+    backend: Backend, tmp_path: object, voices: Voices
+) -> None:
     from pathlib import Path
 
     assert isinstance(tmp_path, Path)
-    first = SpeakerMemory(tmp_path / "shared.db")
-    second = SpeakerMemory(tmp_path / "shared.db")
+    first = open_memory(tmp_path / "shared.db")
+    second = open_memory(tmp_path / "shared.db")
     try:
         ingest(first, make_result(voices, ["ann"], 2, seed=1))  # second's mirror now stale
         ingest(second, make_result(voices, ["bob"], 2, seed=2))

@@ -12,6 +12,7 @@ from memory import SpeakerMemory
 from memory.errors import StoreError
 from memory.migrations import latest_version
 from memory.types import GE2E_MODEL_ID
+from tests.memory.backends import sqlite_only
 from tests.memory.fakes import Voices, make_result
 
 
@@ -47,6 +48,7 @@ def test_migrates_from_empty_and_reopens(tmp_path: Path, voices: Voices) -> None
         reopened.close()
 
 
+@sqlite_only
 def test_connection_settings(store: SpeakerMemory) -> None:
     with store._db.read() as tx:  # the settings every pooled connection gets
         assert tx.scalar("PRAGMA foreign_keys") == 1

@@ -1,8 +1,9 @@
 """Property tests of the memory layer's invariants (issue 2, section 5), black-box.
 
 A Hypothesis state machine drives random sequences of ingest / enroll / identify / rename /
-merge / misidentify / delete / delete-unknown / reprocess / undo against a real SQLite file,
-through the public `SpeakerMemory` API only, and checks after every step:
+merge / misidentify / delete / delete-unknown / reprocess / undo against a real store (a
+SQLite file, then PostgreSQL), through the public `SpeakerMemory` API only, and checks after
+every step:
 
 - no operation other than ingest changes the number of segments, and none changes any
   segment's text (or words, times, conversation);
@@ -40,12 +41,14 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
 from memory import SpeakerMemory
 from memory.api import MAX_PAGE
 from memory.errors import SpeakerMemoryError
 from memory.types import IdentifyResult, IdentityChange, MatchConfig, RebuiltVoice
+from tests.memory.backends import Backend, discard, open_memory
 from tests.memory.fakes import VOICE_MODEL, Vec, Voices, make_result, unit
 
 T = TypeVar("T")
@@ -117,7 +120,7 @@ class MemoryMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.workdir = Path(tempfile.mkdtemp(prefix="memory-properties-"))
-        self.memory = SpeakerMemory(self.workdir / "speaker_memory.db")
+        self.memory = open_memory(self.workdir / "speaker_memory.db")
         self.voices = TwinVoices(seed=11)
         self.new_voices = Voices(seed=12, dim=192)
         self.texts: dict[int, str] = {}
@@ -133,6 +136,7 @@ class MemoryMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.memory.close()
+        discard(self.workdir / "speaker_memory.db")
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # ------------------------------------------------------------ helpers
@@ -404,8 +408,10 @@ class MemoryMachine(RuleBasedStateMachine):
 
 
 @pytest.fixture(scope="module")
-def searchable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeakerMemory]:
-    memory = SpeakerMemory(tmp_path_factory.mktemp("search") / "speaker_memory.db")
+def searchable(
+    backend: Backend, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SpeakerMemory]:
+    memory = backend.open(tmp_path_factory.mktemp("search") / "speaker_memory.db")
     voices = Voices(seed=5)
     texts = ['He said "budget" (twice) -- NEAR the end*', "coffee AND deadline OR NOT",
              "l'été à Paris: café crème", "plain words about the river"]
@@ -437,9 +443,11 @@ def test_a_stored_word_is_found_whatever_punctuation_surrounds_it(
     assert any(word.lower() in h.segment.text.lower() for h in hits), (word, noise)
 
 
-def test_merge_of_a_named_speaker_into_an_unknown_then_undo_is_a_no_op(tmp_path: Path) -> None:
+def test_merge_of_a_named_speaker_into_an_unknown_then_undo_is_a_no_op(
+    backend: Backend, tmp_path: Path
+) -> None:
     """The first sequence the state machine found (shrunk), kept as a fast regression test."""
-    memory = SpeakerMemory(tmp_path / "speaker_memory.db")
+    memory = backend.open(tmp_path / "speaker_memory.db")
     try:
         voices = Voices(seed=11)
         conversation = memory.create_conversation(title="recording 1")
@@ -456,11 +464,13 @@ def test_merge_of_a_named_speaker_into_an_unknown_then_undo_is_a_no_op(tmp_path:
         memory.close()
 
 
-def test_a_misidentified_segment_is_not_pulled_back_by_propagation(tmp_path: Path) -> None:
+def test_a_misidentified_segment_is_not_pulled_back_by_propagation(
+    backend: Backend, tmp_path: Path
+) -> None:
     """The user said "that segment was not this voice": naming the voice later must not fold the
     segment back into it (propagation merging the new unknown would silently undo the user's
     correction)."""
-    memory = SpeakerMemory(tmp_path / "speaker_memory.db")
+    memory = backend.open(tmp_path / "speaker_memory.db")
     try:
         voices = Voices(seed=3)
         conversation = memory.create_conversation(title="recording 1")
@@ -484,7 +494,7 @@ def test_a_misidentified_segment_is_not_pulled_back_by_propagation(tmp_path: Pat
         memory.close()
 
 
-MemoryMachine.TestCase.settings = settings(
+MACHINE_SETTINGS = settings(
     max_examples=50,
     stateful_step_count=25,
     derandomize=True,
@@ -492,4 +502,8 @@ MemoryMachine.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-test_memory_invariants = MemoryMachine.TestCase
+
+
+def test_memory_invariants(backend: Backend) -> None:
+    """The state machine, on each backend."""
+    run_state_machine_as_test(MemoryMachine, settings=MACHINE_SETTINGS)

@@ -16,6 +16,7 @@ from memory.errors import (
 )
 from memory.text_index import escape_query
 from memory.types import SearchFilters
+from tests.memory.backends import sqlite_only
 from tests.memory.fakes import TEXT_MODEL, Voices, make_result, text_vector
 
 DAY = timedelta(days=1)
@@ -212,6 +213,7 @@ def test_filtered_semantic_search_through_the_quantised_stage(
     assert [h.segment.id for h in sampled] == [h.segment.id for h in exact]
 
 
+@sqlite_only
 def test_code_loader_reads_what_the_vec0_table_holds(searchable: SpeakerMemory) -> None:
     from memory.vector_index import _load_codes
 

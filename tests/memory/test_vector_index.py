@@ -10,7 +10,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from memory import SpeakerMemory
 from memory.vector_index import (
     _CodeTable,
     _nearest_positions,
@@ -18,6 +17,7 @@ from memory.vector_index import (
     candidate_counts,
     quantise,
 )
+from tests.memory.backends import Backend
 from tests.memory.fakes import TEXT_MODEL, Voices, make_result
 
 Vec = npt.NDArray[np.float32]
@@ -118,12 +118,14 @@ def test_staged_selection_recall_on_near_ties() -> None:
     assert np.mean(hamming_only) < np.mean(recalls)
 
 
-def test_search_equals_brute_force_when_candidates_cover_the_store(tmp_path: Path) -> None:
+def test_search_equals_brute_force_when_candidates_cover_the_store(
+    backend: Backend, tmp_path: Path
+) -> None:
     voices = Voices(seed=4)
     rng = np.random.default_rng(4)
     centres = topics(rng, 4)
     texts = [f"t{i}" for i in range(60)]
-    with SpeakerMemory(tmp_path / "store.db") as memory:
+    with backend.open(tmp_path / "store.db") as memory:
         stored: dict[int, Vec] = {}
         for c in range(5):
             conversation = memory.create_conversation(title=f"c{c}")
@@ -144,10 +146,12 @@ def test_search_equals_brute_force_when_candidates_cover_the_store(tmp_path: Pat
             assert [h.score for h in hits] == pytest.approx(scores[order].tolist(), abs=1e-5)
 
 
-def test_a_zero_text_vector_scores_zero_and_ranks_by_score(tmp_path: Path) -> None:
+def test_a_zero_text_vector_scores_zero_and_ranks_by_score(
+    backend: Backend, tmp_path: Path
+) -> None:
     voices = Voices(seed=5)
     texts = ["alpha", "beta", "gamma", "delta"]
-    with SpeakerMemory(tmp_path / "store.db") as memory:
+    with backend.open(tmp_path / "store.db") as memory:
         conversation = memory.create_conversation(title="c")
         result = make_result(voices, ["ann"], 4, texts=texts)
         axis = np.eye(384, dtype=np.float32)
