@@ -27,6 +27,7 @@ import numpy.typing as npt
 from inference.types import SAMPLE_RATE, Word
 
 SENTENCE_END = re.compile(r"[.?!…]$")
+CLAUSE_END = re.compile(r"[,;:]$")
 PROMPT_WORDS = 60
 """Confirmed words kept for the prompt (Whisper takes about 220 tokens of it)."""
 
@@ -70,6 +71,10 @@ class StreamConfig:
     not."""
     pause_seconds: float = 1.0
     """A silence this long between confirmed words closes a segment even without a full stop."""
+    max_segment_seconds: float = 4.0
+    """A segment is closed at a clause end (a comma) once it spans half this, and at any word
+    once it spans this: its first words are final only when it closes (a talker who never
+    pauses would otherwise hold them back for as long as the sentence runs)."""
     max_latency_seconds: float = 4.0
     """A word heard this long ago (by the buffer's end) is confirmed even if the passes
     disagree on it, once two passes in a row confirmed nothing, so a word the model keeps
@@ -226,7 +231,10 @@ class StreamingTranscription:
             self._open.append(word)
             self._confirmed_words.append(word)
             del self._confirmed_words[:-PROMPT_WORDS]
-            if SENTENCE_END.search(word.word.strip()):
+            text = word.word.strip()
+            span = word.end - self._open[0].start
+            if SENTENCE_END.search(text) or span >= self.config.max_segment_seconds or (
+                    CLAUSE_END.search(text) and span >= self.config.max_segment_seconds / 2):
                 events.append(self._close())
         if final and self._open:
             events.append(self._close())
