@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,10 +30,9 @@ MIN_FINALISE_SECONDS = 0.5
 """A session with less audio than this leaves nothing to finalise: it is removed."""
 
 
-def start_session(app: App, title: str | None, source: str,
-                  on_close: Callable[[], None] | None = None) -> LiveSession:
+def start_session(app: App, title: str | None, source: str) -> LiveSession:
     """A new live session (its conversation is stored at once). `source` names where the
-    audio comes from ('websocket', 'microphone'); `on_close` runs once its audio ended."""
+    audio comes from ('websocket', 'microphone')."""
     settings = app.settings
     title = (title or "").strip() or f"Live {datetime.now(UTC).astimezone():%Y-%m-%d %H:%M}"
     bounded(title, "title", MAX_TITLE_LENGTH)
@@ -56,8 +54,6 @@ def start_session(app: App, title: str | None, source: str,
             max_behind_seconds=settings.live_max_behind_seconds,
             match=settings.match_config, wake=hub.scheduler.poke,
         )
-        if on_close is not None:
-            session.on_close.append(on_close)
         session.emit("started", {
             "conversation_id": info.id, "title": title,
             "limits": {"max_seconds": settings.live_max_seconds,
@@ -72,14 +68,13 @@ def start_microphone(app: App, device: str | int | None, title: str | None) -> L
     """Listen to this machine's microphone (the server's, not the agent's)."""
     from inference.microphone import Microphone
 
-    holder: dict[str, Microphone] = {}
-    session = start_session(app, title, "microphone",
-                            on_close=lambda: holder["mic"].close() if "mic" in holder else None)
+    session = start_session(app, title, "microphone")
     try:
-        holder["mic"] = Microphone(device, session.push)
+        microphone = Microphone(device, session.push)
     except Exception:
-        session.stop()
+        session.stop()  # nothing was heard: the session ends, and leaves nothing stored
         raise
+    session.on_close.append(microphone.close)
     return LiveStartOut(
         conversation_id=session.conversation_id, status="live",
         message=f"Listening to the server's microphone as conversation "

@@ -5,6 +5,7 @@ live world; the store, the session, the CLI and the MCP server are the real ones
 from __future__ import annotations
 
 import _thread
+import json
 import sys
 import threading
 import time
@@ -35,10 +36,13 @@ class FakeInputStream:
     def __init__(self, **kwargs: Any) -> None:
         FakeInputStream.opened.append(kwargs)
         self.callback = kwargs["callback"]
+        self.kwargs_device = kwargs["device"]
         self.blocksize = int(kwargs["blocksize"])
         self._stop = threading.Event()
 
     def start(self) -> None:
+        if self.kwargs_device == 99:
+            raise ValueError("Error querying device 99")  # what PortAudio says
         threading.Thread(target=self._play, daemon=True).start()
 
     def _play(self) -> None:
@@ -92,11 +96,19 @@ def test_listen_prints_the_live_transcript_and_finalises_on_ctrl_c(
 
 
 def test_listen_lists_devices_and_explains_a_missing_portaudio(
-    sound_card: type[FakeInputStream], monkeypatch: pytest.MonkeyPatch,
+    on_fake: FakePipeline, sound_card: type[FakeInputStream], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str], tmp_path: Any,
 ) -> None:
+    on_fake.live_script(TURNS)
     assert cli.main(["listen", "--list-devices", "--data-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.splitlines() == ["0: Fake USB mic (1 ch) (default)"]
+    # A device that does not open: the error lists the devices, and nothing is stored.
+    data = tmp_path / "data"
+    assert cli.main(["listen", "--device", "99", "--data-dir", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot open the microphone 99" in err and "0: Fake USB mic" in err
+    assert cli.main(["conversations", "--data-dir", str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 0
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # not installed / no PortAudio
     assert cli.main(["listen", "--data-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
