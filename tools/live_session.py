@@ -3,14 +3,15 @@
 Audio is pushed from any thread (a WebSocket handler, a microphone callback); the work runs
 on the shared scheduler's thread (`LiveScheduler`), one step at a time per session, so one
 session's Whisper passes never starve another's. A step:
-1. takes the audio that arrived (at most STEP_MAX_SECONDS of it), writes it to the recording,
+1. compares the labels of the segments already sent with the store's (one read), so a voice
+   named or merged meanwhile (by an agent or the page) is sent as `speaker_update` and carried
+   by this step's segments;
+2. takes the audio that arrived (at most STEP_MAX_SECONDS of it), writes it to the recording,
    and feeds the streaming transcription (a Whisper pass when a second or more is new);
-2. gives each confirmed segment a voice: the session's own voices are matched first (a voice
+3. gives each confirmed segment a voice: the session's own voices are matched first (a voice
    heard earlier in the session), then the memory's (`recognise_voice`: a known voice appears
    by name); a new voice becomes a persistent "Unknown N";
-3. stores the segment at once (`add_live_segment`) and sends a `final` event;
-4. compares the labels of the segments already sent with the store's, so a voice named or
-   merged meanwhile (by an agent or the page) is sent as `speaker_update`.
+4. stores the segment at once (`add_live_segment`) and sends a `final` event.
 
 The session knows no transport: events go to subscribers (callables) and to a bounded log that
 agents poll by sequence number.
@@ -239,6 +240,8 @@ class LiveSession:
         with self._lock:
             chunk, transcribe = self._take(int(STEP_MAX_SECONDS * SAMPLE_RATE))
             ending = self._stopping and self._pending_samples == 0
+        if chunk.size or ending:
+            self._sync_labels()
         if chunk.size:
             self.recorder.append(chunk)
             self._remember(chunk)
@@ -257,11 +260,8 @@ class LiveSession:
             self._flushed_at = self.recorder.seconds
         if ending:
             self._handle(self.stream.finish())
-            self.recorder.close()
-            self.memory.record_live_seconds(self.conversation_id, self.recorder.seconds)
+            self.recorder.close()  # the flush above already recorded its length
             self.finished.set()
-        elif chunk.size:
-            self._send_label_changes()
 
     def fail(self, message: str) -> None:
         self.error = message
@@ -342,7 +342,6 @@ class LiveSession:
             if len(clip) >= SHORT_VOICE_SECONDS * SAMPLE_RATE else None
         short = len(clip) < MIN_VOICE_SECONDS * SAMPLE_RATE
         voice = self._voice_for(vector, model_id, short)
-        self._refresh_speaker(voice)
         if vector is not None and not short and (voice.speaker_id is None or voice.created) \
                 and voice.count <= REMATCH_SEGMENTS:
             self._recognise(voice, model_id)
@@ -396,16 +395,6 @@ class LiveSession:
         self._voices.append(voice)
         return voice
 
-    def _refresh_speaker(self, voice: _Voice) -> None:
-        """The voice's speaker as the store has it now (a person may have named or merged it
-        since its last segment)."""
-        if voice.last_segment is None:
-            return
-        now = self.memory.segment_speakers(self.conversation_id).get(voice.last_segment)
-        if now is not None and now.id != voice.speaker_id:
-            voice.speaker_id = now.id
-            voice.created = now.kind == "unknown" and voice.created
-
     def _recognise(self, voice: _Voice, model_id: str) -> None:
         found = self.memory.recognise_voice([voice.mean], model_id)
         if found is None or found.speaker.id == voice.speaker_id:
@@ -414,10 +403,19 @@ class LiveSession:
             self.memory.move_live_voice(self.conversation_id, voice.number, found.speaker.id)
         voice.speaker_id, voice.created = found.speaker.id, False
 
-    def _send_label_changes(self) -> None:
+    def _sync_labels(self) -> None:
+        """Once a step, before its segments: one read of the store's labels. Segments already
+        sent whose label changed since (a person named, merged or corrected a voice) are sent
+        as `speaker_update`, and each voice takes the speaker its latest segment has now, so
+        this step's segments carry it."""
         if not self._shown:
             return
         now = self.memory.segment_speakers(self.conversation_id)
+        for voice in self._voices:
+            current = now.get(voice.last_segment) if voice.last_segment is not None else None
+            if current is not None and current.id != voice.speaker_id:
+                voice.speaker_id = current.id
+                voice.created = current.kind == "unknown" and voice.created
         changed: dict[int, tuple[SpeakerInfo, list[int]]] = {}
         for segment_id, (speaker_id, label) in self._shown.items():
             current = now.get(segment_id)
