@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from memory import text_index
 from memory.conversations import conversation_info, get_conversation_row
 from memory.db import Tx
-from memory.identity import Ctx, holds_nothing
-from memory.speakers import SpeakerRow, delete_row, get_row
+from memory.identity import Ctx, drop_empty_unknown
+from memory.speakers import SpeakerRow
 from memory.types import ConversationInfo
 from memory.vector_index import TextVectorIndex
 from memory.voiceprints import recompute_centroids
@@ -60,11 +60,10 @@ def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
 
     removed: list[SpeakerRow] = []
     for speaker_id in sorted(affected):
-        row = get_row(tx, speaker_id)
         # An unknown left with nothing was heard only in this conversation.
-        if row is not None and row[3] == "unknown" and holds_nothing(tx, speaker_id):
+        row = drop_empty_unknown(tx, speaker_id)
+        if row is not None:
             removed.append(row)
-            delete_row(tx, speaker_id)
     changed = sorted(affected - {int(r[0]) for r in removed})
     recompute_centroids(tx, changed)
     ctx.cache.refresh(tx, affected)

@@ -17,6 +17,7 @@ from memory.db import Tx, latest_id_hint
 from memory.errors import InvalidOperation, ModelMismatch, SegmentNotFound
 from memory.events import Change
 from memory.speakers import (
+    SpeakerRow,
     clean_name,
     create_named,
     create_unknown,
@@ -312,6 +313,16 @@ def holds_nothing(tx: Tx, speaker_id: int) -> bool:
         tx.one(f"SELECT 1 FROM {table} WHERE speaker_id = ? LIMIT 1", (speaker_id,))
         for table in ("segment", "voiceprint", "enrollment_clip")
     )
+
+
+def drop_empty_unknown(tx: Tx, speaker_id: int) -> SpeakerRow | None:
+    """Delete an unknown speaker nothing is left of (its recording deleted, its segments
+    replaced); returns its row as it was. Not an identity event: nothing named is lost."""
+    row = get_row(tx, speaker_id)
+    if row is None or row[3] != "unknown" or not holds_nothing(tx, speaker_id):
+        return None
+    delete_row(tx, speaker_id)
+    return row
 
 
 def _drop_if_empty(ctx: Ctx, change: Change, speaker_id: int) -> bool:

@@ -33,9 +33,9 @@ from memory.conversations import (
 from memory.db import Tx
 from memory.deletion import remove_transcript
 from memory.errors import InvalidOperation
-from memory.identity import Ctx, holds_nothing
+from memory.identity import Ctx, drop_empty_unknown
 from memory.limits import MAX_TITLE_LENGTH, bounded
-from memory.speakers import create_unknown, delete_row, get_row
+from memory.speakers import create_unknown, get_row
 from memory.timeutil import now_db
 from memory.types import PipelineResultLike, SegmentLike, Vector, WordLike
 from memory.vector_index import TextVectorIndex
@@ -162,9 +162,7 @@ def move_voice(tx: Tx, conversation_id: int, voice: int, speaker_id: int) -> lis
     tx.many("UPDATE segment SET speaker_id = ? WHERE id = ?",
             [(speaker_id, int(r[0])) for r in rows])
     for old in {int(r[1]) for r in rows if r[1] is not None}:
-        row = get_row(tx, old)
-        if row is not None and row[3] == "unknown" and holds_nothing(tx, old):
-            delete_row(tx, old)
+        drop_empty_unknown(tx, old)
     return [int(r[0]) for r in rows]
 
 
@@ -198,9 +196,7 @@ def finalise(
                    " speaker_confidence = 1.0, excluded_from_profile = ? WHERE id = ?",
                    (was.speaker_id, was.excluded, segment_id))
     for speaker_id in sorted({row.speaker_id for row in live if row.speaker_id is not None}):
-        row = get_row(tx, speaker_id)
-        if row is not None and row[3] == "unknown" and holds_nothing(tx, speaker_id):
-            delete_row(tx, speaker_id)
+        drop_empty_unknown(tx, speaker_id)
     tx.run("DELETE FROM live_session WHERE conversation_id = ?", (conversation_id,))
     ctx.cache.refresh(tx, [d.speaker_id for d in done.decisions])
     return done
