@@ -19,7 +19,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from inference.live_audio import LiveDecoder, decoder_for
 from memory.errors import SpeakerMemoryError, TooManyLiveSessions
-from memory.limits import MAX_TITLE_LENGTH
 from tools import live
 from tools.context import App
 from tools.errors import explain
@@ -33,8 +32,7 @@ START_TIMEOUT_SECONDS = 30.0
 """A client that does not say how it will send audio within this long is closed."""
 WAIT_SLICE_SECONDS = 1.0
 
-CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_ERROR, CLOSE_TRY_LATER = 1000, 1008, 1009, \
-    1011, 1013
+CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_LATER = 1000, 1008, 1009, 1013
 
 
 class _Refused(Exception):
@@ -88,9 +86,8 @@ async def _start_message(websocket: WebSocket) -> dict[str, Any]:
     audio_format = start.get("format", "pcm16")
     rate = start.get("sample_rate", 16000)
     title = start.get("title")
-    if title is not None and (not isinstance(title, str) or len(title) > MAX_TITLE_LENGTH):
-        raise _Refused(f"title must be text of at most {MAX_TITLE_LENGTH} characters",
-                       CLOSE_POLICY)
+    if title is not None and not isinstance(title, str):  # its length: tools.live checks it
+        raise _Refused("title must be text", CLOSE_POLICY)
     return {"format": audio_format, "sample_rate": rate, "title": title}
 
 
