@@ -105,9 +105,7 @@ class LocalAgreement:
                 break
             agreed.append(new)
         self._previous = fresh[len(agreed):]
-        if agreed:
-            self.confirmed_end = agreed[-1].end
-            self._confirmed_tail = (self._confirmed_tail + [_key(w.word) for w in agreed])[-5:]
+        self._accept(agreed)
         return agreed
 
     def force(self, upto: float) -> list[Word]:
@@ -115,10 +113,15 @@ class LocalAgreement:
         forced: list[Word] = []
         while self._previous and self._previous[0].end <= upto and _key(self._previous[0].word):
             forced.append(self._previous.pop(0))
-        if forced:
-            self.confirmed_end = forced[-1].end
-            self._confirmed_tail = (self._confirmed_tail + [_key(w.word) for w in forced])[-5:]
+        self._accept(forced)
         return forced
+
+    def _accept(self, words: Sequence[Word]) -> None:
+        """Bookkeeping of newly confirmed words: where confirmed speech ends, and its last
+        words (a later pass may repeat them)."""
+        if words:
+            self.confirmed_end = words[-1].end
+            self._confirmed_tail = (self._confirmed_tail + [_key(w.word) for w in words])[-5:]
 
     def drop_pending(self) -> None:
         self._previous = []
@@ -169,8 +172,7 @@ class StreamingTranscription:
     def skip(self, seconds: float) -> list[StreamEvent]:
         """Time passes without transcription (silence, or audio the session could not keep up
         with): what was heard is confirmed as it stands, and the buffer starts afresh."""
-        events = self._pass() if self._unprocessed else []
-        events += self._confirm(self.agreement.pending, final=True)
+        events = self.finish()
         self.agreement.drop_pending()
         self._buffer_start = self.time + seconds
         self._buffer = np.zeros(0, dtype=np.float32)
