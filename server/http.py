@@ -30,6 +30,7 @@ from server.security import (
 )
 from tools import live, rebuild
 from tools.context import App
+from tools.heap import settle
 from tools.inputs import base64_audio_cap
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def create_http_app(app: App) -> Starlette:
         try:
             async with session_manager.run():
                 log.info("speaker-memory HTTP ready: /mcp, /api/v1, /healthz")
+                settle()  # what start-up imported lives as long as the process
                 # Speakers without a profile of the voice model get one, in the background.
                 check = rebuild.start_in_background(app)
                 left = await anyio.to_thread.run_sync(live.finalise_left_open, app)

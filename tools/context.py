@@ -17,6 +17,7 @@ from typing import Any
 
 from memory.api import SpeakerMemory
 from memory.types import IngestResult
+from tools.heap import settle
 from tools.joblog import capture_job_warnings, running_job
 from tools.live_session import LiveHub
 from tools.pipeline import PipelineLike, build_pipeline
@@ -134,6 +135,7 @@ class JobRunner:
                     work(job)
                 finally:
                     running_job.reset(token)
+                    settle()  # the first job loads the models: keep them out of GC passes
 
             job.future = self._pool.submit(run, job)
         return job

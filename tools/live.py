@@ -20,6 +20,7 @@ from inference.streaming import StreamConfig, StreamingTranscription
 from memory.errors import ConversationNotFound, NotListening
 from memory.limits import MAX_TITLE_LENGTH, bounded
 from tools.context import App, Job
+from tools.heap import settle
 from tools.live_session import LiveEvent, LiveSession
 from tools.models import LiveEventOut, LiveStartOut, LiveTranscript, ProcessAudioResult
 from tools.processing import Follow, ProcessOptions, run_pipeline_job, summarise
@@ -42,6 +43,7 @@ def start_session(app: App, title: str | None, source: str) -> LiveSession:
         hub.check_room(settings.live_max_sessions)
         pipeline = app.pipeline
         pipeline.warm_up_live()
+        settle()  # the live models are loaded now: keep them out of GC passes
         path = settings.live_audio_dir / f"{uuid.uuid4().hex}.wav"
         recorder = WavRecorder(path)
         info = app.memory.start_live(title=title, audio_path=str(path), source_name=source)
