@@ -82,8 +82,10 @@ class StreamConfig:
 
 
 def _key(word: str) -> str:
-    """Words compare without case or punctuation: passes disagree on those more than on words."""
-    return re.sub(r"[^\w']", "", word.lower())
+    """Words compare without case or punctuation: passes disagree on those more than on words.
+    A word that is only a symbol ("%", "-") compares as itself: with an empty key it could
+    never be agreed on, and every word after it waited until the 30 s window was cut."""
+    return re.sub(r"[^\w']", "", word.lower()) or word.strip()
 
 
 @dataclass

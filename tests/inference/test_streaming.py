@@ -149,6 +149,17 @@ def test_local_agreement_drops_a_repeat_of_the_confirmed_tail() -> None:
     assert [w.word for w in agreement.pending] == ["two"]
 
 
+def test_a_word_that_is_only_a_symbol_is_agreed_on_like_any_other() -> None:
+    # Whisper wrote "6 %" as two words; "%" has no letters. It must not hold back the words
+    # after it (it did: nothing was confirmed until the 30 s window was cut).
+    agreement = LocalAgreement()
+    said = [Word("about", 0.0, 0.2, 1), Word("6", 0.3, 0.5, 1), Word("%", 0.5, 0.7, 1),
+            Word("over", 0.8, 1.0, 1), Word("budget.", 1.1, 1.4, 1)]
+    assert agreement.insert(said[:4]) == []
+    assert [w.word for w in agreement.insert(said)] == ["about", "6", "%", "over"]
+    assert [w.word for w in agreement.insert(said)] == ["budget."]
+
+
 @pytest.mark.models
 def test_real_whisper_confirms_a_clip_streamed_in_small_chunks(tiny_transcriber) -> None:  # type: ignore[no-untyped-def]
     import jiwer
