@@ -8,7 +8,10 @@ whisper_streaming, Macháček et al. 2023): what is confirmed is never taken bac
 The buffer is cut where confirmed speech ends a sentence (or, failing that, at the last
 confirmed word) once it grows past `trim_seconds`, so each pass stays short; `max_seconds`
 bounds it whatever the speech. Confirmed words are grouped into segments at sentence ends and
-at pauses: each closed segment is a `Final`; the words not yet confirmed are the `Partial`.
+at pauses. A segment is sent as a `Final` as soon as its first words are confirmed, and again,
+longer, after each pass that confirms more of it, until it closes (`complete`): its words are
+final when sent, only the segment grows. (Sent only when closed, a segment's first words waited
+for its last: a second and more of latency.) The words not yet confirmed are the `Partial`.
 
 This module knows no transport and no store: a live session (tools/) feeds it audio and turns
 its events into stored segments with speakers.
@@ -49,12 +52,19 @@ class Partial:
 
 @dataclass(frozen=True)
 class Final:
-    """A confirmed segment: its words will not change."""
+    """The confirmed words of one segment so far: they will not change. An open segment
+    (`complete` False) is sent again with more words; the last time, it is complete."""
 
     start: float
     end: float
     text: str
     words: list[Word]
+    complete: bool = True
+    continues_until: float = 0.0
+    """Of an open segment: where the speech heard right after its last word (not confirmed
+    yet, with no pause or sentence end in between) ends; the same person is most likely still
+    speaking, so audio up to here tells their voice better than the few confirmed words
+    alone. Of a complete one: its end."""
 
 
 StreamEvent = Partial | Final
@@ -221,6 +231,8 @@ class StreamingTranscription:
             # A pause after the open segment, with nothing heard in it: the segment is over
             # (waiting for the next word would hold it back for as long as the silence lasts).
             events.append(self._close())
+        elif self._open and confirmed:
+            events.append(self._snapshot(self._open, complete=False))
         if pending:
             events.append(Partial(" ".join(w.word for w in pending).strip(),
                                   pending[0].start, pending[-1].end))
@@ -246,8 +258,22 @@ class StreamingTranscription:
 
     def _close(self) -> Final:
         words, self._open = self._open, []
+        return self._snapshot(words, complete=True)
+
+    def _snapshot(self, words: list[Word], complete: bool) -> Final:
         return Final(words[0].start, words[-1].end, " ".join(w.word.strip() for w in words),
-                     words)
+                     list(words), complete,
+                     words[-1].end if complete else self._continuation(words[-1].end))
+
+    def _continuation(self, end: float) -> float:
+        """Final.continues_until of the open segment, which ends at `end`."""
+        for word in self.agreement.pending:
+            if word.start - end >= self.config.pause_seconds:
+                break
+            end = word.end
+            if SENTENCE_END.search(word.word.strip()):
+                break
+        return end
 
     def _trim(self) -> None:
         """Cut the buffer at confirmed speech once it is long: at the last closed segment's end

@@ -287,6 +287,20 @@ class SpeakerMemory:
             self._text_vectors.publish(generation, codes)
         return segment_id, speaker
 
+    def extend_live_segment(
+        self, conversation_id: int, segment_id: int, segment: live.LiveSegmentIn
+    ) -> SpeakerInfo | None:
+        """A stored live segment that was still open got more confirmed words (one
+        transaction); returns its speaker now."""
+        with self._write() as ctx:
+            speaker_id, codes = live.extend_segment(
+                ctx, self._text_vectors, conversation_id, segment_id, segment)
+            generation = TextVectorIndex.generation(ctx.tx)
+            speaker = None if speaker_id is None else infos(ctx.tx, [speaker_id])[speaker_id]
+        if codes:
+            self._text_vectors.publish(generation, codes)
+        return speaker
+
     def record_live_seconds(self, conversation_id: int, seconds: float) -> None:
         with self._write() as ctx:
             live.record_seconds(ctx.tx, conversation_id, seconds)

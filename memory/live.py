@@ -135,6 +135,43 @@ def add_segment(
     return segment_id, speaker_id, codes
 
 
+def extend_segment(
+    ctx: Ctx, index: TextVectorIndex, conversation_id: int, segment_id: int,
+    segment: LiveSegmentIn,
+) -> tuple[int | None, list[tuple[int, int, bytes]]]:
+    """A stored live segment that was still open got more confirmed words: its times, text
+    and words become `segment`'s, and its voice and text vectors are stored when given (when
+    it is complete). Its speaker stays what it is now (the session chose it with the first
+    words; a person may have named it since). Returns (its speaker id, text codes to
+    publish)."""
+    tx = ctx.tx
+    require_open(tx, conversation_id)
+    row = tx.one("SELECT speaker_id FROM segment WHERE id = ? AND conversation_id = ?"
+                 " AND local_speaker = ?",
+                 (segment_id, conversation_id, f"{LIVE_LABEL_PREFIX}{segment.voice}"))
+    if row is None:
+        raise InvalidOperation(f"segment {segment_id} is not an open segment of live session "
+                               f"{conversation_id}")
+    if not (segment.end >= segment.start >= 0):
+        raise InvalidOperation(f"invalid segment times {segment.start}..{segment.end}")
+    tx.run("UPDATE segment SET start = ?, \"end\" = ? WHERE id = ?",
+           (float(segment.start), float(segment.end), segment_id))
+    text_index.remove(tx, json.dumps([segment_id]))
+    tx.run("UPDATE segment_content SET text = ?, words = ? WHERE segment_id = ?",
+           (segment.text, words_json(segment.words), segment_id))
+    text_index.add(tx, [(segment_id, segment.text)])
+    if segment.voice_vector is not None:
+        tx.run("DELETE FROM segment_voice WHERE segment_id = ?", (segment_id,))
+        tx.run("INSERT INTO segment_voice(segment_id, vector) VALUES (?, ?)",
+               (segment_id, to_blob(segment.voice_vector)))
+    codes: list[tuple[int, int, bytes]] = []
+    if segment.text_vector is not None and segment.text_model_id:
+        codes = index.add(tx, segment.text_model_id, [(segment_id, segment.text_vector)])
+    tx.run("UPDATE conversation SET duration = ? WHERE id = ? AND COALESCE(duration, 0) < ?",
+           (float(segment.end), conversation_id, float(segment.end)))
+    return (None if row[0] is None else int(row[0])), codes
+
+
 def record_seconds(tx: Tx, conversation_id: int, seconds: float) -> None:
     """How much audio the session's recording holds (for finalising after a crash)."""
     tx.run("UPDATE live_session SET seconds = ? WHERE conversation_id = ?",

@@ -53,7 +53,14 @@ class Run:
     conversation: Conversation
     latencies: list[float] = field(default_factory=list)
     first_partial: float | None = None
-    finals: list[dict[str, Any]] = field(default_factory=list)
+    segments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """segment id -> its latest final event"""
+    timed: dict[int, int] = field(default_factory=dict)
+    """segment id -> how many of its words have been timed"""
+
+    @property
+    def finals(self) -> list[dict[str, Any]]:
+        return list(self.segments.values())
     conversation_id: int | None = None
     updates: int = 0
 
@@ -83,8 +90,12 @@ async def stream(url: str, conversation: Conversation) -> Run:
                 if event["type"] == "partial" and run.first_partial is None:
                     run.first_partial = now - speech_start
                 elif event["type"] == "final":
-                    run.finals.append(event)
-                    run.latencies += [now - w["end"] for w in event["words"]]
+                    # An open segment comes again as it grows: each word is timed at the
+                    # first final that holds it; the segment's text is its latest final's.
+                    timed = run.timed.get(event["segment_id"], 0)
+                    run.latencies += [now - w["end"] for w in event["words"][timed:]]
+                    run.timed[event["segment_id"]] = len(event["words"])
+                    run.segments[event["segment_id"]] = event
                 elif event["type"] == "speaker_update":
                     run.updates += 1
                 elif event["type"] in ("stopped", "error"):

@@ -27,9 +27,13 @@ class LivePrinter:
 
     def _print(self, event: LiveEvent) -> None:
         data = event.data
-        if event.type == "partial":
+        if event.type == "partial" or (event.type == "final" and not data["complete"]):
+            # Words still being heard, or a segment still growing: one line that the next
+            # event replaces (printed for good once the segment is complete).
             if self.tty:
-                self.out.write(f"\r\033[K\033[2m… {data['text']}\033[0m")
+                said = (f"{data['speaker']['label']}: {data['text']}" if event.type == "final"
+                        else f"… {data['text']}")
+                self.out.write(f"\r\033[K\033[2m{said}\033[0m")
                 self._partial = True
                 self.out.flush()
             return

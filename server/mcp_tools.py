@@ -522,7 +522,8 @@ async def get_live_transcript(
 ) -> LiveTranscript:
     """What a live session heard since the last call: 'final' events are confirmed
     segments with their speaker and segment id (identify_speaker_in_segment works on them
-    at once), 'partial' is text still being heard, 'speaker_update' says earlier segments
+    at once); a segment still open comes again, same id, as it grows ('complete' once
+    closed). 'partial' is text still being heard, 'speaker_update' says earlier segments
     now show another speaker. Give conversation_id when several sessions run."""
     return await call(ctx, live.live_transcript, conversation_id, since)
 

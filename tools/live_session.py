@@ -11,7 +11,10 @@ session's Whisper passes never starve another's. A step:
 3. gives each confirmed segment a voice: the session's own voices are matched first (a voice
    heard earlier in the session), then the memory's (`recognise_voice`: a known voice appears
    by name); a new voice becomes a persistent "Unknown N";
-4. stores the segment at once (`add_live_segment`) and sends a `final` event.
+4. stores the segment as soon as its first words are confirmed (`add_live_segment`) and sends
+   a `final` event; while the segment is open, each further step that confirms more of it
+   extends the stored segment (`extend_live_segment`) and sends `final` again, same segment
+   id, `complete` once it is closed.
 
 The session knows no transport: events go to subscribers (callables) and to a bounded log that
 agents poll by sequence number.
@@ -58,6 +61,9 @@ is too noisy. It joins the session voice it sounds most like (at the model's sug
 threshold), else the voice that spoke just before."""
 SHORT_VOICE_SECONDS = 0.4
 """Below this a segment has no vector at all ("Yes."): it goes to the voice before it."""
+VOICE_SECONDS = 4.0
+"""Speech from a segment's start on which its voice is judged, when that much was heard
+(its first confirmed words, and what follows them without a pause)."""
 EVENT_LOG = 2000
 """Events kept for polling agents (get_live_transcript); older ones are in the store."""
 FLUSH_SECONDS = 5.0
@@ -156,6 +162,8 @@ class LiveSession:
         self._model_id: str | None = None
         self._voices: list[_Voice] = []
         self._shown: dict[int, tuple[int, str]] = {}
+        self._open: tuple[int, _Voice] | None = None
+        """The stored segment still growing (its id and voice), if any."""
         self._flushed_at = 0.0
         self.skipped_seconds = 0.0
         self.error: str | None = None
@@ -334,7 +342,14 @@ class LiveSession:
                 self._store(event)
 
     def _store(self, final: Final) -> None:
-        clip = self._clip(final.start, final.end)
+        """Store a segment's first confirmed words with a voice, or its further words."""
+        if self._open is not None:
+            self._extend(final, *self._open)
+            return
+        # The voice is judged once, on the first words and the speech heard right after them
+        # (most likely the same person going on): a segment keeps one voice as it grows.
+        judged_end = max(final.end, min(final.continues_until, final.start + VOICE_SECONDS))
+        clip = self._clip(final.start, judged_end)
         if self._model_id is None and self.recorder.seconds >= 3.0:
             self._model_id = self.pipeline.live_channel(self._recent)
         model_id = self._model_id or self.pipeline.live_channel(self._recent)
@@ -345,21 +360,41 @@ class LiveSession:
         if vector is not None and not short and (voice.speaker_id is None or voice.created) \
                 and voice.count <= REMATCH_SEGMENTS:
             self._recognise(voice, model_id)
-        text_vector = None
-        if self.pipeline.text_model_id:
-            text_vector = self.pipeline.embed_text([final.text])[0]
         segment_id, speaker = self.memory.add_live_segment(self.conversation_id, LiveSegmentIn(
             start=final.start, end=final.end, text=final.text, words=final.words,
             voice=voice.number, speaker_id=voice.speaker_id, voice_vector=vector,
-            text_vector=text_vector, text_model_id=self.pipeline.text_model_id,
+            **self._text_vector(final),
         ))
         if voice.speaker_id != speaker.id:
             voice.speaker_id, voice.created = speaker.id, True
         voice.last_segment = segment_id
+        if not final.complete:
+            self._open = (segment_id, voice)
+        self._send_final(segment_id, final, speaker)
+
+    def _extend(self, final: Final, segment_id: int, voice: _Voice) -> None:
+        if final.complete:
+            self._open = None
+        speaker = self.memory.extend_live_segment(self.conversation_id, segment_id, LiveSegmentIn(
+            start=final.start, end=final.end, text=final.text, words=final.words,
+            voice=voice.number, speaker_id=voice.speaker_id, **self._text_vector(final),
+        ))
+        if speaker is not None:
+            self._send_final(segment_id, final, speaker)
+
+    def _text_vector(self, final: Final) -> dict[str, Any]:
+        """The text vector of a complete segment (an open one is searched by its words until
+        then)."""
+        if not final.complete or not self.pipeline.text_model_id:
+            return {}
+        return {"text_vector": self.pipeline.embed_text([final.text])[0],
+                "text_model_id": self.pipeline.text_model_id}
+
+    def _send_final(self, segment_id: int, final: Final, speaker: SpeakerInfo) -> None:
         self._shown[segment_id] = (speaker.id, speaker.label)
         self.emit("final", {
             "segment_id": segment_id, "start": round(final.start, 2),
-            "end": round(final.end, 2), "text": final.text,
+            "end": round(final.end, 2), "text": final.text, "complete": final.complete,
             "words": [{"word": w.word.strip(), "start": round(w.start, 2),
                        "end": round(w.end, 2), "probability": round(w.probability, 3)}
                       for w in final.words],

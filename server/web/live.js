@@ -41,12 +41,15 @@ export function render(main, { info }) {
         partial.textContent = message.text;
         break;
       case "final": {
+        // A segment still open is sent again as it grows (same segment_id): its line is
+        // replaced in place.
         partial.textContent = "";
-        const row = el("li", { class: "segment final", "data-segment": message.segment_id },
+        const row = el("li", { class: message.complete ? "segment final" : "segment final open", "data-segment": message.segment_id },
           el("span", { class: "time", text: clock(message.start) }),
           el("div", { class: "said" }, speakerLabel(message.speaker), el("p", { class: "text", text: message.text })));
+        const shown = rows.get(message.segment_id);
+        if (shown) shown.replaceWith(row); else lines.append(row);
         rows.set(message.segment_id, row);
-        lines.append(row);
         break;
       }
       case "speaker_update":

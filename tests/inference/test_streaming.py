@@ -76,9 +76,13 @@ def stream(words: list[Word], config: StreamConfig | None = None,
     return events, core
 
 
+def complete(events: list[Final | Partial]) -> list[Final]:
+    return [e for e in events if isinstance(e, Final) and e.complete]
+
+
 def test_confirmed_words_are_the_script_in_order_each_once() -> None:
     events, _ = stream(scripted_words())
-    finals = [e for e in events if isinstance(e, Final)]
+    finals = complete(events)
     assert " ".join(f.text for f in finals).split() == SCRIPT
     assert not any("~" in f.text for f in finals)  # a garbled guess is never confirmed
     starts = [w.start for f in finals for w in f.words]
@@ -87,11 +91,11 @@ def test_confirmed_words_are_the_script_in_order_each_once() -> None:
 
 def test_segments_close_at_sentence_ends_and_pauses() -> None:
     events, _ = stream(scripted_words())
-    finals = [e.text for e in events if isinstance(e, Final)]
+    finals = [e.text for e in complete(events)]
     assert finals[:3] == ["Good morning everyone.", "Let us review the budget for the launch.",
                           "The marketing budget is fine, we spent less than planned."]
     paused, _ = stream(scripted_words(gap_every=4), StreamConfig(pause_seconds=1.0))
-    texts = [e.text for e in paused if isinstance(e, Final)]
+    texts = [e.text for e in complete(paused)]
     # A pause follows every 4th word ("Let", "budget"): it closes the segment there.
     assert texts[:3] == ["Good morning everyone.", "Let", "us review the budget"]
 
@@ -112,6 +116,29 @@ def test_words_are_confirmed_only_once_a_later_pass_agrees() -> None:
     assert all(now - start >= 1.0 for start, now in confirmed_at.items())
 
 
+def test_an_open_segment_is_sent_as_it_grows_with_the_same_first_words() -> None:
+    words = scripted_words()
+    core = StreamingTranscription(ScriptedWindow(words))
+    audio = clock_audio(words[-1].end + 1.0)
+    sent: list[tuple[float, Final]] = []
+    for i in range(0, len(audio), SAMPLE_RATE // 4):
+        now = (i + SAMPLE_RATE // 4) / SAMPLE_RATE
+        sent += [(now, e) for e in core.feed(audio[i:i + SAMPLE_RATE // 4])
+                 if isinstance(e, Final)]
+    # "Let us review the budget for the launch." spans 3 s: its first words go out before
+    # its last are spoken, and each later event holds the earlier one's words, then more.
+    growing = [(now, e) for now, e in sent if e.start == words[3].start]
+    assert [e.complete for _, e in growing] == [False] * (len(growing) - 1) + [True]
+    assert len(growing) >= 3
+    for (_, before), (_, after) in zip(growing, growing[1:], strict=False):
+        assert after.words[:len(before.words)] == before.words
+        assert len(after.words) > len(before.words)
+    first_sent, first = growing[0]
+    assert first_sent < growing[-1][1].end  # sent while the segment was still being spoken
+    # While open, the speech heard right after the confirmed words counts as its speaker's.
+    assert first.continues_until > first.end
+
+
 def test_partials_show_what_is_not_confirmed_yet() -> None:
     events, _ = stream(scripted_words())
     partials = [e for e in events if isinstance(e, Partial)]
@@ -122,7 +149,7 @@ def test_partials_show_what_is_not_confirmed_yet() -> None:
 def test_the_buffer_is_cut_at_confirmed_sentences() -> None:
     config = StreamConfig(trim_seconds=6.0, max_seconds=12.0)
     events, core = stream(scripted_words(), config)
-    assert " ".join(e.text for e in events if isinstance(e, Final)).split() == SCRIPT
+    assert " ".join(e.text for e in complete(events)).split() == SCRIPT
     window = core.transcriber
     assert isinstance(window, ScriptedWindow)
     assert max(end - start for start, end in window.passes) <= config.max_seconds + 1.5
@@ -177,7 +204,7 @@ def test_real_whisper_confirms_a_clip_streamed_in_small_chunks(tiny_transcriber)
     for i in range(0, len(audio.samples), step):
         events += core.feed(audio.samples[i:i + step])
     events += core.finish()
-    finals = [e for e in events if isinstance(e, Final)]
+    finals = complete(events)
     live = " ".join(f.text for f in finals)
     normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(),
                                jiwer.RemoveMultipleSpaces(), jiwer.Strip()])

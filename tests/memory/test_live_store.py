@@ -29,6 +29,29 @@ def test_a_live_segment_is_readable_and_searchable_at_once(store: SpeakerMemory)
     assert [s.conversation_id for s in store.live_sessions()] == [info.id]
 
 
+def test_an_open_live_segment_grows_in_place_and_keeps_its_speaker(
+    store: SpeakerMemory, voices: Voices
+) -> None:
+    info = store.start_live(title="standup", audio_path="/tmp/x.wav", source_name="websocket")
+    segment_id, _ = store.add_live_segment(info.id, live_segment(0.0, 1.0, "the budget", 1, None))
+    store.identify("Dana", segment_id=segment_id)  # named while it is still open
+    vector = voices.clips("ann", 1)[0]
+    speaker = store.extend_live_segment(info.id, segment_id, LiveSegmentIn(
+        start=0.0, end=2.5, text="the budget is approved",
+        words=[Word(w, 0.0, 2.5, 0.9) for w in "the budget is approved".split()], voice=1,
+        speaker_id=None, voice_vector=vector))
+    assert speaker is not None and speaker.label == "Dana"
+    [stored] = store.get_conversation(info.id).segments
+    assert (stored.id, stored.end, stored.text) == (segment_id, 2.5, "the budget is approved")
+    assert stored.speaker.label == "Dana"
+    assert [h.segment.id for h in store.search_keyword("approved")] == [segment_id]
+    assert [h.segment.id for h in store.search_keyword("budget")] == [segment_id]
+    assert store.get_conversation_info(info.id).duration == 2.5
+    # Only an open segment of this session's voice can grow.
+    with pytest.raises(InvalidOperation, match="not an open segment"):
+        store.extend_live_segment(info.id, segment_id, live_segment(0.0, 3.0, "x", 2, None))
+
+
 def test_finalising_keeps_seen_ids_and_the_labels_a_person_gave(
     store: SpeakerMemory, voices: Voices
 ) -> None:

@@ -341,6 +341,12 @@ def test_8_live_tab_streams_the_microphone_with_names(page: Page) -> None:
     named = page.locator(".live-lines .segment", has=page.locator(".speaker", has_text=NAME))
     expect(named.first).to_be_visible(timeout=PROCESSING_MS)
     assert named.first.locator(".text").inner_text().strip()
+    # A segment sent again as it grows replaces its own line: one line per segment.
+    assert page.evaluate("""() => {
+        const ids = [...document.querySelectorAll(".live-lines .segment")]
+            .map(node => node.dataset.segment);
+        return ids.length === new Set(ids).size;
+    }""")
     assert page.evaluate("window.partialsSeen"), "no partial text was shown"
     grey = page.locator("#live-partial").evaluate("node => getComputedStyle(node).color")
     assert grey == "rgb(107, 107, 107)", grey  # partial text is grey (#6b6b6b: 5.3:1 on white)

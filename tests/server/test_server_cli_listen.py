@@ -92,6 +92,8 @@ def test_listen_prints_the_live_transcript_and_finalises_on_ctrl_c(
     lines = out.splitlines()
     assert lines[0].startswith("[00:00] Unknown 1: good morning everyone")
     assert any("Unknown 2: yes the budget is ready" in line for line in lines)
+    # A segment is printed once, complete (not again each time it grew).
+    assert sum("good morning" in line for line in lines) == 1
     assert "Processed conversation 1 ('kitchen'" in err
 
 

@@ -47,7 +47,13 @@ async def no_follow(job: Any) -> None:
 
 
 def finals(events: list[LiveEvent]) -> list[dict[str, Any]]:
-    return [e.data for e in events if e.type == "final"]
+    """Each segment as its latest `final` event has it (an open segment is sent again as it
+    grows), in the order the segments began."""
+    latest: dict[int, dict[str, Any]] = {}
+    for event in events:
+        if event.type == "final":
+            latest[event.data["segment_id"]] = event.data
+    return list(latest.values())
 
 
 def test_a_session_names_known_voices_and_keeps_new_ones_stable(
@@ -64,6 +70,13 @@ def test_a_session_names_known_voices_and_keeps_new_ones_stable(
 
     said = finals(events)
     assert " ".join(f["text"] for f in said).split() == " ".join(t for _, t in TURNS).split()
+    assert all(f["complete"] for f in said)
+    # A segment goes out with its first confirmed words, then again as it grows, same id.
+    sent = [e.data for e in events if e.type == "final"]
+    assert any(not f["complete"] for f in sent) and len(sent) > len(said)
+    for f in sent:
+        whole = next(w for w in said if w["segment_id"] == f["segment_id"])
+        assert whole["text"].startswith(f["text"])
     labels = [f["speaker"]["label"] for f in said]
     assert labels[0] == "Ann" and said[0]["speaker"]["id"] == ann.id
     bob_labels = {f["speaker"]["label"] for f in said if "budget" in f["text"]
