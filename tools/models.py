@@ -389,6 +389,8 @@ class LiveEventOut(BaseModel):
     segment_ids: list[int] | None = Field(None, description="speaker_update: segments that "
                                           "now show `speaker`.")
     words: list[LiveWord] | None = None
+    complete: bool | None = Field(None, description="final: false while the segment is still "
+                                  "open (it comes again, same segment_id, as it grows).")
     conversation_id: int | None = None
     status: str | None = None
     message: str | None = None

@@ -4,6 +4,7 @@ fake knows which stretch of the script a pass covers."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -130,7 +131,7 @@ def test_an_open_segment_is_sent_as_it_grows_with_the_same_first_words() -> None
     growing = [(now, e) for now, e in sent if e.start == words[3].start]
     assert [e.complete for _, e in growing] == [False] * (len(growing) - 1) + [True]
     assert len(growing) >= 3
-    for (_, before), (_, after) in zip(growing, growing[1:], strict=False):
+    for (_, before), (_, after) in itertools.pairwise(growing):
         assert after.words[:len(before.words)] == before.words
         assert len(after.words) > len(before.words)
     first_sent, first = growing[0]

@@ -38,7 +38,7 @@ def test_an_open_live_segment_grows_in_place_and_keeps_its_speaker(
     vector = voices.clips("ann", 1)[0]
     speaker = store.extend_live_segment(info.id, segment_id, LiveSegmentIn(
         start=0.0, end=2.5, text="the budget is approved",
-        words=[Word(w, 0.0, 2.5, 0.9) for w in "the budget is approved".split()], voice=1,
+        words=[Word(w, 0.0, 2.5, 0.9) for w in ["the", "budget", "is", "approved"]], voice=1,
         speaker_id=None, voice_vector=vector))
     assert speaker is not None and speaker.label == "Dana"
     [stored] = store.get_conversation(info.id).segments

@@ -143,6 +143,7 @@ async def test_an_agent_listens_through_mcp(
             await _sleep()
         finals = [e for e in seen if e["type"] == "final"]
         assert finals[0]["speaker"]["label"] == "Ann"
+        assert all(isinstance(e["complete"], bool) for e in finals)
         stopped = await client.call_tool("stop_listening", {"conversation_id": conversation_id})
         assert not stopped.is_error, stopped
         assert stopped.structured_content["status"] == "done"
