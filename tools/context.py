@@ -17,6 +17,7 @@ from typing import Any
 
 from memory.api import SpeakerMemory
 from memory.types import IngestResult
+from tools.job_queue import JobKey, JobState, ProcessingQueue
 from tools.joblog import capture_job_warnings, running_job
 from tools.live_session import LiveHub
 from tools.pipeline import PipelineLike, build_pipeline
@@ -24,10 +25,6 @@ from tools.query_vectors import QueryVectors
 from tools.settings import Settings
 
 log = logging.getLogger(__name__)
-
-JobKey = int | str
-"""A processing job's conversation id, or the name of a job over the whole store."""
-
 
 @dataclass
 class Job:
@@ -45,7 +42,11 @@ class Job:
     exclusive: bool = False
     """Jobs submitted while this one runs wait until it ends (see JobRunner.submit)."""
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
-    """Set to ask the job to stop at its next safe point (jobs that can stop check it)."""
+    """Set to ask the job to stop at its next safe point (jobs that can stop check it);
+    the runner's shutdown sets it (a processing job finishes all the same)."""
+    abort: threading.Event = field(default_factory=threading.Event, repr=False)
+    """Set by cancel_processing: a processing job stops at its next stage and fails as
+    cancelled."""
     future: Future[None] | None = field(default=None, repr=False)
     notes: list[tuple[str, str]] = field(default_factory=list, repr=False)
     """(level, message), oldest first: each stage the job entered ('info'), and the warnings
@@ -68,6 +69,10 @@ class Job:
     @property
     def done(self) -> bool:
         return self.future is not None and self.future.done()
+
+    def state(self) -> JobState:
+        finished = self.done  # read first: what is read after it is then final
+        return JobState(self.stage, self.fraction, tuple(self.notes), finished)
 
 
 JOB_NICENESS = 10
@@ -170,6 +175,8 @@ class App:
         self.memory = SpeakerMemory(settings.db_path, settings.match_config,
                                     database_url=settings.database_url)
         self.jobs = JobRunner(settings.processing_workers)
+        self.processing: ProcessingQueue | None = None
+        """Where processing jobs run: tools.queues builds it on first use."""
         self.live = LiveHub()
         self._pipeline = pipeline
         self._pipeline_factory = pipeline_factory
@@ -199,6 +206,8 @@ class App:
 
     def close(self) -> None:
         self.live.close()  # their finalisations are jobs: before the jobs stop
+        if self.processing is not None:
+            self.processing.close()
         self.jobs.shutdown(wait=True)
         self.memory.close()
 
@@ -207,3 +216,4 @@ class App:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
