@@ -263,6 +263,8 @@ class ProcessingWorker:
             log.info("conversation %d was stored by an earlier attempt whose worker stopped "
                      "before the queue heard of it; nothing to do", conversation_id)
             return
+        log.info("%s takes conversation %d (attempt %d)", context.worker_name,
+                 conversation_id, context.job.attempts + 1)
         job = Job(conversation_id)
         token = running_job.set(job)  # its warnings become the job's notes
         try:
