@@ -70,6 +70,12 @@ class Job:
     def done(self) -> bool:
         return self.future is not None and self.future.done()
 
+    def request_abort(self) -> None:
+        """cancel_processing: stop before the next stage (tools.pipeline_job checks)."""
+        if not self.abort.is_set():
+            self.abort.set()
+            self.note("info", "cancel requested: stopping before the next stage")
+
     def state(self) -> JobState:
         finished = self.done  # read first: what is read after it is then final
         return JobState(self.stage, self.fraction, tuple(self.notes), finished)

@@ -30,7 +30,7 @@ class LocalQueue:
         job = self._app.jobs.get(conversation_id)
         if job is None or job.done:
             return False
-        job.abort.set()
+        job.request_abort()
         return True
 
     def close(self) -> None:

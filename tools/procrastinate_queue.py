@@ -138,7 +138,7 @@ class ProcrastinateQueue:
     def cancel(self, conversation_id: int) -> bool:
         local = self._app.jobs.get(conversation_id)
         if local is not None and not local.done:
-            local.abort.set()
+            local.request_abort()
             return True
         job = self.latest(conversation_id)
         if job is None or job.status not in UNFINISHED or job.id is None:
@@ -211,7 +211,7 @@ class ProgressPublisher:
     def _run(self) -> None:
         while not self._stop.wait(PUBLISH_SECONDS):
             if self._context.should_abort():
-                self._job.abort.set()
+                self._job.request_abort()
             self._publish()
 
     def _publish(self) -> None:
@@ -236,7 +236,10 @@ class ProcessingWorker:
         self.queue = queue_app(app.settings)
         self.queue.task(name=PROCESS_TASK, pass_context=True)(self.process)
 
-    async def run(self, queues: Sequence[str], name: str | None = None) -> None:
+    async def run(self, queues: Sequence[str], name: str | None = None, *,
+                  wait: bool = True, install_signal_handlers: bool = True) -> None:
+        """Take jobs until stopped (SIGTERM, SIGINT: the running job finishes first), or with
+        `wait` False until the queue is empty."""
         settings = self._app.settings
         async with self.queue.open_async():
             watcher = asyncio.create_task(self._retry_stalled())
@@ -246,6 +249,7 @@ class ProcessingWorker:
                     name=name or f"{socket.gethostname()}-{os.getpid()}",
                     update_heartbeat_interval=settings.worker_heartbeat_seconds,
                     stalled_worker_timeout=settings.worker_stalled_seconds,
+                    wait=wait, install_signal_handlers=install_signal_handlers,
                 )
             finally:
                 watcher.cancel()
