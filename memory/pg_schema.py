@@ -196,6 +196,7 @@ def _job_progress(tx: Tx) -> None:
             stage TEXT NOT NULL,
             fraction DOUBLE PRECISION NOT NULL DEFAULT 0,
             notes TEXT NOT NULL DEFAULT '[]',
+            decisions TEXT NOT NULL DEFAULT '[]',
             updated_at TEXT NOT NULL
         );
         """

@@ -1,6 +1,7 @@
 """Processing audio into a conversation: start a background job, report its progress, and
-summarise what was found. The job runs on App.jobs' worker thread; callers decide how long to
-wait (MCP: until done or settings.wait_seconds; CLI: until done)."""
+summarise what was found. The job runs wherever the processing queue runs it (tools.queues:
+this process's thread pool, or a worker's); callers decide how long to wait (MCP: until done
+or settings.wait_seconds; CLI: until done)."""
 
 from __future__ import annotations
 
@@ -94,8 +95,8 @@ def _needs_a_run(app: App, existing: ConversationInfo) -> bool:
 
 
 def shown_status(app: App, conversation_id: int, stored: JobStatus) -> JobStatus:
-    """The stored status, except that queued/processing with no job of this process running
-    it is 'interrupted' (a stopped server left it so)."""
+    """The stored status, except that queued/processing with no unfinished job (of this
+    process, or in the shared queue) is 'interrupted' (a stopped server left it so)."""
     if app.live.get(conversation_id) is not None:
         return "live"
     if stored in ("queued", "processing"):

@@ -36,9 +36,15 @@ from procrastinate.jobs import Job as QueueJob
 from procrastinate.schema import SchemaManager
 from sqlalchemy.engine import make_url
 
-from memory.errors import ConversationNotFound, InvalidOperation, JobCancelled, SpeakerMemoryError
-from memory.job_progress import JobProgress
-from memory.types import IngestResult
+from memory.errors import (
+    ConversationNotFound,
+    InvalidOperation,
+    JobCancelled,
+    SpeakerMemoryError,
+    SpeakerNotFound,
+)
+from memory.job_progress import DecisionIds, JobProgress
+from memory.types import IngestResult, MatchDecision, Suggestion
 from tools.audio_store import DirectoryAudioStore
 from tools.context import App, Job
 from tools.inputs import AudioFile
@@ -164,6 +170,22 @@ class ProcrastinateQueue:
     def progress(self, conversation_id: int) -> JobProgress | None:
         return self._app.memory.job_progress(conversation_id)
 
+    def decisions(self, progress: JobProgress) -> list[MatchDecision]:
+        """The worker's ingest decisions with today's speakers (one merged or deleted since
+        is left out: its flags would name a speaker that is gone)."""
+        memory = self._app.memory
+        found = []
+        for d in progress.decisions:
+            try:
+                suggestion = (None if d.suggested_id is None else
+                              Suggestion(memory.resolve_speaker(d.suggested_id),
+                                         d.suggested_score or 0.0))
+                found.append(MatchDecision(d.local_label, memory.resolve_speaker(d.speaker_id),
+                                           d.score, d.created, suggestion))
+            except SpeakerNotFound:
+                continue
+        return found
+
     def close(self) -> None:
         self._queue.close()
 
@@ -171,12 +193,18 @@ class ProcrastinateQueue:
 class QueuedJob:
     """A conversation's job in the queue, as any API server sees it."""
 
-    ingest: IngestResult | None = None
-    """A worker elsewhere ran the ingest: its decisions stay there."""
-
     def __init__(self, queue: ProcrastinateQueue, conversation_id: int) -> None:
         self._queue = queue
         self.key = conversation_id
+
+    @property
+    def ingest(self) -> IngestResult | None:
+        """The decisions of the worker's ingest (segment ids are the store's to give)."""
+        progress = self._queue.progress(self.key)
+        if progress is None or not progress.decisions:
+            return None
+        return IngestResult(conversation_id=self.key, segment_ids=[],
+                            decisions=self._queue.decisions(progress))
 
     def state(self) -> JobState:
         job = self._queue.latest(self.key)  # first: the progress read after it is then final
@@ -218,9 +246,15 @@ class ProgressPublisher:
         now = self._job.state()
         if now == self._written:
             return
+        ingest = self._job.ingest  # set once stored: its decisions go with the last report
+        decisions = tuple(
+            DecisionIds(d.local_label, d.speaker.id, d.score, d.created,
+                        d.suggestion.speaker.id if d.suggestion else None,
+                        d.suggestion.score if d.suggestion else None)
+            for d in (ingest.decisions if ingest else []))
         try:
             self._app.memory.save_job_progress(JobProgress(
-                int(self._job.key), now.stage, now.fraction, now.notes))
+                int(self._job.key), now.stage, now.fraction, now.notes, decisions))
             self._written = now
         except Exception:  # progress is for display: the job goes on
             log.warning("could not record the progress of conversation %s", self._job.key,

@@ -54,6 +54,13 @@ def run_worker(app: App) -> threading.Thread:
     return thread
 
 
+def queue_call(server: App, fake: FakePipeline) -> processing.Started:
+    """The scripted call, sent to `server` as a file in its inbox."""
+    path = fake.recording(server.settings.inbox_dir / "call.wav", TURNS)
+    return processing.start_processing(server, audio_from_path(server, str(path)),
+                                       processing.ProcessOptions())
+
+
 def eventually(check: Callable[[], bool]) -> None:
     deadline = time.monotonic() + TIMEOUT_S
     while not check():
@@ -65,10 +72,8 @@ def test_a_job_queued_on_one_server_runs_on_a_worker_and_both_servers_see_it(
     apps: list[App], fake: FakePipeline, postgres: TestPostgres, tmp_path: Path
 ) -> None:
     server, other, worker_app = apps
-    path = fake.recording(server.settings.inbox_dir / "call.wav", TURNS)
     fake.gate = threading.Event()
-    started = processing.start_processing(server, audio_from_path(server, str(path)),
-                                          processing.ProcessOptions())
+    started = queue_call(server, fake)
     cid = started.conversation_id
     # The audio went into the shared store; the conversation records it there.
     stored = Path(server.memory.get_conversation_info(cid).audio_path or "")
@@ -84,6 +89,7 @@ def test_a_job_queued_on_one_server_runs_on_a_worker_and_both_servers_see_it(
     assert status.status == "done"
     summary = processing.summarise(server, cid)
     assert summary.status == "done" and len(summary.speakers) == 2
+    assert [s.new for s in summary.speakers] == [True, True]  # the worker's decisions
     assert started.job is not None and started.job.state().done
     assert [n for n in started.job.state().notes if n[0] == "info"][-1] == ("info", "done")
     assert fake.runs == 1
@@ -105,17 +111,14 @@ def test_a_queued_job_cancelled_on_another_server_never_runs(
     apps: list[App], fake: FakePipeline
 ) -> None:
     server, other, worker_app = apps
-    path = fake.recording(server.settings.inbox_dir / "call.wav", TURNS)
-    cid = processing.start_processing(server, audio_from_path(server, str(path)),
-                                      processing.ProcessOptions()).conversation_id
+    cid = queue_call(server, fake).conversation_id
     processing.cancel_processing(other, cid)
     info = server.memory.get_conversation_info(cid)
     assert info.status == "failed" and "cancelled before it started" in (info.error or "")
     run_worker(worker_app).join(TIMEOUT_S)
     assert fake.runs == 0
     # Sending it again processes it.
-    again = processing.start_processing(server, audio_from_path(server, str(path)),
-                                        processing.ProcessOptions())
+    again = queue_call(server, fake)
     assert again.conversation_id == cid and again.job is not None
     run_worker(worker_app).join(TIMEOUT_S)
     assert processing.processing_status(other, cid).status == "done"
@@ -125,10 +128,8 @@ def test_a_running_job_cancelled_stops_and_stores_nothing(
     apps: list[App], fake: FakePipeline
 ) -> None:
     server, other, worker_app = apps
-    path = fake.recording(server.settings.inbox_dir / "call.wav", TURNS)
     fake.gate = threading.Event()
-    cid = processing.start_processing(server, audio_from_path(server, str(path)),
-                                      processing.ProcessOptions()).conversation_id
+    cid = queue_call(server, fake).conversation_id
     thread = run_worker(worker_app)
     eventually(lambda: processing.processing_status(other, cid).stage == "transcribing")
     processing.cancel_processing(other, cid)
