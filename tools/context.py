@@ -222,4 +222,3 @@ class App:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-

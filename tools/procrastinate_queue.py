@@ -39,7 +39,6 @@ from sqlalchemy.engine import make_url
 from memory.errors import (
     ConversationNotFound,
     InvalidOperation,
-    JobCancelled,
     SpeakerMemoryError,
     SpeakerNotFound,
 )
@@ -154,8 +153,8 @@ class ProcrastinateQueue:
             return False
         if manager.get_job_status(job.id) == procrastinate.jobs.Status.CANCELLED:
             # It never started: no worker will say it failed, so this server does.
-            reason = str(JobCancelled("processing was cancelled before it started; send the "
-                                      "same audio again to process it"))
+            reason = ("processing was cancelled before it started; send the same audio "
+                      "again to process it")
             self._app.memory.set_conversation_status(conversation_id, "failed", error=reason)
             self._app.memory.save_job_progress(JobProgress(conversation_id, "cancelled", 0.0))
             if not self._app.settings.keep_failed_audio:
