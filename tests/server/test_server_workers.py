@@ -8,7 +8,8 @@ running the real bundled models on short clips of tests/data.
 - a worker killed with SIGKILL in the middle of a job: another worker runs it again after
   the dead one's heartbeat goes stale, and the conversation ends done, with its segments
   stored once;
-- identity operations sent to both servers at once leave every invariant holding.
+- identity operations sent to both servers at once leave every invariant holding;
+- an MCP client gets progress notifications from a server whose job a worker runs.
 """
 
 from __future__ import annotations
@@ -25,9 +26,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
+import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
+from inference.device import cuda_available
 from memory import SpeakerMemory
 from tests.postgres import TestPostgres
 from tests.server.tests_support import REPO, child_env, running_server
@@ -44,17 +50,19 @@ TIMEOUT_S = 900.0
 STALLED_SECONDS = 5.0
 
 
-def clips(folder: Path) -> list[Path]:
-    """FILES different recordings: overlapping windows of the two-speaker sample call."""
+def clips(folder: Path, first: int = 0, count: int = FILES) -> list[Path]:
+    """Different recordings: overlapping windows of the two-speaker sample call, `count` of
+    them from window `first` (FILES + 1 windows in all)."""
+    folder.mkdir(exist_ok=True)
     with wave.open(str(DATA / "sample_call.wav")) as source:
         rate, width, channels = source.getframerate(), source.getsampwidth(), source.getnchannels()
         frames = source.readframes(source.getnframes())
     step = width * channels
     total = len(frames) // step
     window = int(CLIP_SECONDS * rate)
-    stride = (total - window) // (FILES - 1)
+    stride = (total - window) // FILES
     paths = []
-    for i in range(FILES):
+    for i in range(first, first + count):
         path = folder / f"call-{i:02d}.wav"
         with wave.open(str(path), "wb") as out:
             out.setnchannels(channels)
@@ -63,6 +71,23 @@ def clips(folder: Path) -> list[Path]:
             out.writeframes(frames[i * stride * step:(i * stride + window) * step])
         paths.append(path)
     return paths
+
+
+async def process_over_mcp(base: str, path: str) -> tuple[dict[str, Any], list[float]]:
+    reported: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append(progress)
+
+    async with (
+        httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=TIMEOUT_S)) as http,
+        Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
+    ):
+        result = await client.call_tool("process_audio", {"path": path},
+                                        progress_callback=on_progress)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return dict(result.structured_content), reported
 
 
 def worker(folder: Path, name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -246,8 +271,17 @@ def test_two_servers_and_three_workers_process_every_file_once(
     finally:
         memory.close()
 
+    # An MCP client on the second server waits for a recording a worker processes: the
+    # progress notifications come from the worker's reports in the store.
+    inbox = tmp_path / "server-1" / "data" / "inbox"
+    extra = clips(tmp_path / "extra", first=FILES, count=1)[0]
+    extra.replace(inbox / extra.name)
+    result, reported = anyio.run(process_over_mcp, bases[1], extra.name)
+    assert result["status"] == "done", result
+    assert len(set(reported)) > 2, reported  # several stages, not just the end
 
-def test_a_worker_refuses_to_start_without_the_shared_queue(tmp_path: Path) -> None:
+
+def test_a_worker_refuses_to_start_without_the_shared_queue_or_its_gpu(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "server.cli", "worker"], cwd=REPO,
                           env=child_env(tmp_path / "data"), capture_output=True, text=True,
                           timeout=120)
@@ -258,3 +292,11 @@ def test_a_worker_refuses_to_start_without_the_shared_queue(tmp_path: Path) -> N
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "SPEAKER_MEMORY_DATABASE_URL=postgresql+psycopg://" in done.stderr
+    if not cuda_available():  # (the development machines and CI have no GPU)
+        # A GPU worker without one would take GPU jobs and run them on the CPU.
+        queued["SPEAKER_MEMORY_DATABASE_URL"] = "postgresql+psycopg://nobody@/never-opened"
+        done = subprocess.run([sys.executable, "-m", "server.cli", "worker", "--device",
+                               "cuda"], cwd=REPO, env=queued, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 2
+        assert "torch sees no GPU" in done.stderr
