@@ -3,6 +3,7 @@
 #
 #   GPU (CUDA runtime, default):  docker build -t speaker-memory .
 #   CPU only:                     docker build --build-arg VARIANT=cpu -t speaker-memory .
+#   Many servers and workers on one PostgreSQL: compose.yaml (README, "Running on many machines")
 #   Run:  docker run -p 8000:8000 -e SPEAKER_MEMORY_TOKEN=<secret> \
 #           -v speaker-memory-data:/data -v speaker-memory-models:/models [--gpus all] speaker-memory
 #
@@ -12,6 +13,9 @@
 # time into the venv: nothing is downloaded at run time (HF_HUB_OFFLINE=1).
 
 ARG VARIANT=cuda
+# Optional dependency groups of pyproject.toml; `scale` brings the shared job queue that
+# `speaker-memory worker` and JOB_QUEUE=procrastinate use (compose.yaml). Empty: none.
+ARG EXTRAS=scale
 
 # ---------------------------------------------------------------- bases (Python 3.11 on PATH)
 # CUDA 12 + cuDNN 9: what CTranslate2 4.x (faster-whisper) needs on the GPU. The PyPI torch
@@ -34,6 +38,7 @@ ENV TORCH_INDEX_URL="https://download.pytorch.org/whl/cpu"
 
 # ---------------------------------------------------------------- the application
 FROM base-${VARIANT}
+ARG EXTRAS
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -57,13 +62,13 @@ COPY server/ server/
 # installing (webrtcvad builds from source) and is removed in the same layer.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
- && bash scripts/setup.sh \
+ && bash scripts/setup.sh "$EXTRAS" \
  && apt-get purge -y --auto-remove build-essential \
  && rm -rf /var/lib/apt/lists/* /root/.cache
 
 RUN useradd --create-home --uid 1000 speaker \
- && mkdir -p /data/inbox /models \
- && chown -R speaker:speaker /data /models
+ && mkdir -p /data/inbox /models /shared/audio \
+ && chown -R speaker:speaker /data /models /shared
 USER speaker
 
 ENV PATH="/app/.venv/bin:${PATH}" \

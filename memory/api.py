@@ -25,6 +25,7 @@ from memory import (
     deletion,
     events,
     identity,
+    job_progress,
     live,
     profiles,
     queries,
@@ -34,6 +35,7 @@ from memory.db import Database, Store, Tx
 from memory.errors import InvalidOperation, ModelMismatch, StoreError
 from memory.events import Change
 from memory.identity import Ctx
+from memory.job_progress import JobProgress
 from memory.limits import MAX_TITLE_LENGTH, bounded
 from memory.migrations import latest_version, migrate
 from memory.pg import PgDatabase, display_url, is_postgresql
@@ -185,6 +187,17 @@ class SpeakerMemory:
                 (sha256,),
             )
             return None if row is None else conversations.conversation_info(row)
+
+    def save_job_progress(self, progress: JobProgress) -> None:
+        """Record where a worker's job on this conversation stands (memory.job_progress)."""
+        with self._write() as ctx:
+            job_progress.save(ctx.tx, progress)
+
+    def job_progress(self, conversation_id: int) -> JobProgress | None:
+        """Where a worker's job on this conversation stands; None when no worker's job was
+        queued for it."""
+        with self._db.read() as tx:
+            return job_progress.load(tx, conversation_id)
 
     def set_conversation_status(
         self, conversation_id: int, status: ConversationStatus, error: str | None = None

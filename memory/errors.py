@@ -63,6 +63,10 @@ class StillRunning(SpeakerMemoryError):
     """The work was accepted and goes on in the background; its result is not ready yet."""
 
 
+class JobCancelled(SpeakerMemoryError):
+    """A processing job stopped because someone asked it to (cancel_processing)."""
+
+
 class UndoConflict(SpeakerMemoryError):
     """The event cannot be undone exactly because later changes touched the same rows."""
 

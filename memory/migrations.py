@@ -267,3 +267,25 @@ def _live_sessions(tx: Tx) -> None:
         );
         """
     )
+
+
+@migration(6, "job progress (processing jobs run by workers on other machines)")
+def _job_progress(tx: Tx) -> None:
+    # With the distributed job queue (tools/job_queue.py) a job runs in a worker process,
+    # perhaps on another machine, while any API server answers get_processing_status and
+    # relays MCP progress: the stage, fraction and notes a worker reports live here. The
+    # in-process runner keeps them in memory and never writes this table. Transient
+    # bookkeeping, not memory content: backups leave it out.
+    tx.script(
+        """
+        CREATE TABLE job_progress (
+            conversation_id INTEGER PRIMARY KEY
+                REFERENCES conversation(id) ON DELETE CASCADE,
+            stage TEXT NOT NULL,
+            fraction REAL NOT NULL DEFAULT 0,
+            notes TEXT NOT NULL DEFAULT '[]',
+            decisions TEXT NOT NULL DEFAULT '[]',
+            updated_at TEXT NOT NULL
+        );
+        """
+    )

@@ -188,10 +188,26 @@ def _live_sessions(tx: Tx) -> None:
     )
 
 
+def _job_progress(tx: Tx) -> None:
+    tx.script(
+        """
+        CREATE TABLE job_progress (
+            conversation_id BIGINT PRIMARY KEY REFERENCES conversation(id) ON DELETE CASCADE,
+            stage TEXT NOT NULL,
+            fraction DOUBLE PRECISION NOT NULL DEFAULT 0,
+            notes TEXT NOT NULL DEFAULT '[]',
+            decisions TEXT NOT NULL DEFAULT '[]',
+            updated_at TEXT NOT NULL
+        );
+        """
+    )
+
+
 MIGRATIONS: dict[int, Callable[[Tx], None]] = {
     1: _initial,
     2: _excluded_index,
     3: _diarization_turns,
     4: _enrollment_clips,
     5: _live_sessions,
+    6: _job_progress,
 }

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from pydantic import ValidationError
 
 from memory.errors import SpeakerMemoryError
 from server.cli_commands import Command, add_commands
@@ -20,7 +21,7 @@ from server.cli_progress import follow
 from tools.settings import Settings
 
 if TYPE_CHECKING:
-    from tools.context import Job
+    from tools.job_queue import JobHandle
 
 log = logging.getLogger("speaker_memory")
 
@@ -31,7 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
-    settings = settings_from(args)
+    try:
+        settings = settings_from(args)
+    except ValidationError as exc:
+        print(f"error: {_setting_errors(exc)}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level)
     try:
         code: int = args.run(args, settings)
@@ -131,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("backup", type=Path)
     export.set_defaults(run=run_export)
 
+    worker = sub.add_parser(
+        "worker", parents=[common],
+        help="take processing jobs from the shared queue until stopped (needs "
+        "SPEAKER_MEMORY_JOB_QUEUE=procrastinate and a PostgreSQL DATABASE_URL; run any number, "
+        "on any machine that mounts the shared audio store)")
+    worker.add_argument("--queue", action="append", dest="queues", metavar="NAME",
+                        help="queue to take jobs from (repeatable; default: "
+                        "SPEAKER_MEMORY_JOB_QUEUE_NAME). A GPU worker: --device cuda --queue gpu, "
+                        "with the API servers' JOB_QUEUE_NAME=gpu")
+    worker.add_argument("--name", help="this worker's name in the queue's records "
+                        "(default: host-pid)")
+    worker.set_defaults(run=run_worker)
+
     imp = sub.add_parser("import", parents=[common],
                          help="restore a JSON backup into an empty memory")
     imp.add_argument("backup", type=Path)
@@ -150,6 +168,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
         if value is not None:
             overrides[name] = value
     return Settings(**overrides)
+
+
+def _setting_errors(exc: ValidationError) -> str:
+    """Pydantic's errors as one line each, without its links."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: "
+        f"{str(error['msg']).removeprefix('Value error, ')}"
+        for error in exc.errors())
 
 
 def configure_logging(level: str) -> None:
@@ -196,6 +222,31 @@ def run_mcp(args: argparse.Namespace, settings: Settings) -> int:
         start_in_background(app)
         # stdio_server diverts fd 1 to stderr while serving: stray prints miss the protocol.
         anyio.run(server.run_stdio_async)
+    return 0
+
+
+def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from inference.device import cuda_available
+    from tools.procrastinate_queue import ProcessingWorker
+
+    if settings.job_queue != "procrastinate":
+        print("error: a worker takes jobs from the shared queue: set "
+              "SPEAKER_MEMORY_JOB_QUEUE=procrastinate (and DATABASE_URL) on the workers and "
+              "the API servers", file=sys.stderr)
+        return 2
+    if settings.device == "cuda" and not cuda_available():
+        # It would take GPU jobs and run them on the CPU, many times slower.
+        print("error: --device cuda, but torch sees no GPU on this machine", file=sys.stderr)
+        return 2
+    if _backends_missing(settings):
+        return 2
+    with _app(settings) as app:
+        worker = ProcessingWorker(app)
+        queues = args.queues or [settings.job_queue_name]
+        print(f"speaker-memory worker: taking jobs from {', '.join(queues)}", file=sys.stderr)
+        asyncio.run(worker.run(queues, args.name))
     return 0
 
 
@@ -280,7 +331,7 @@ def run_listen(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if summary.status == "done" else 1
 
 
-async def _follow_here(job: Job) -> None:
+async def _follow_here(job: JobHandle) -> None:
     """The CLI follows a job to its end, its progress on stderr."""
     await anyio.to_thread.run_sync(follow, job, sys.stderr)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 from server.jobs import POLL_SECONDS
 
 if TYPE_CHECKING:
-    from tools.context import Job
+    from tools.job_queue import JobHandle
 
 BAR_WIDTH = 30
 STEP = 0.1
@@ -23,7 +23,7 @@ MIN_FRACTION_FOR_ETA = 0.01
 
 
 def follow(
-    job: Job, stream: TextIO, *, sleep: Callable[[float], None] = time.sleep,
+    job: JobHandle, stream: TextIO, *, sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Show the job's progress on `stream` until it ends; a finished job ends at 100%."""
@@ -32,8 +32,8 @@ def follow(
     shown_step = -1
     width = 0
     while True:
-        finished = job.done  # read first: the last fraction read below is then final
-        fraction, stage = job.fraction, job.stage
+        now = job.state()  # done is read first: its last fraction is then final
+        finished, fraction, stage = now.done, now.fraction, now.stage
         left = time_left(fraction, clock() - started)
         if tty:
             line = bar(fraction, stage, left)

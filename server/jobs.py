@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from tools.context import Job
+from tools.job_queue import JobHandle
 from tools.processing import Follow
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ POLL_SECONDS = 0.2
 
 
 async def follow_job(
-    job: Job, seconds: float, on_progress: ProgressSink | None = None,
+    job: JobHandle, seconds: float, on_progress: ProgressSink | None = None,
     on_log: LogSink | None = None,
 ) -> None:
     """Wait up to `seconds` for the job (it goes on in the background after that)."""
@@ -33,17 +33,18 @@ async def follow_job(
     last: tuple[str, float] | None = None
     told = 0
     while True:
-        finished = job.done
-        state = (job.stage, round(job.fraction, 2))
+        # A job run by a worker elsewhere is read from the database: off the event loop.
+        now = await anyio.to_thread.run_sync(job.state)
+        state = (now.stage, round(now.fraction, 2))
         if on_log is not None:
-            while told < len(job.notes):
-                level, message = job.notes[told]
+            while told < len(now.notes):
+                level, message = now.notes[told]
                 told += 1
                 await _tell(on_log(level, f"{_name(job)}: {message}"))
         if on_progress is not None and state != last:
             last = state
             await _tell(on_progress(state[1], state[0]))
-        if finished or time.monotonic() >= deadline:
+        if now.done or time.monotonic() >= deadline:
             return
         await anyio.sleep(POLL_SECONDS)
 
@@ -52,7 +53,7 @@ def following(seconds: float | None, on_progress: ProgressSink | None = None,
               on_log: LogSink | None = None) -> Follow:
     """A tools flow's `follow`: wait up to `seconds` relaying progress and notes, or (None)
     return at once, the job going on in the background."""
-    async def follow(job: Job) -> None:
+    async def follow(job: JobHandle) -> None:
         if seconds is not None:
             await follow_job(job, seconds, on_progress, on_log)
 
@@ -66,5 +67,5 @@ async def _tell(report: Awaitable[None]) -> None:
         log.debug("progress or log report failed", exc_info=True)
 
 
-def _name(job: Job) -> str:
+def _name(job: JobHandle) -> str:
     return f"conversation {job.key}" if isinstance(job.key, int) else str(job.key)

@@ -276,9 +276,10 @@ def _sdk_log_level(level: str) -> Literal["DEBUG", "INFO", "WARNING", "ERROR", "
 
 
 TOOL_NAMES = (
-    "process_audio", "get_processing_status", "list_conversations", "get_conversation",
-    "get_latest_segments", "search_conversations", "search_conversations_by_speaker",
-    "list_speakers", "identify_speaker_in_segment", "enroll_speaker", "rename_speaker",
+    "process_audio", "get_processing_status", "cancel_processing", "list_conversations",
+    "get_conversation", "get_latest_segments", "search_conversations",
+    "search_conversations_by_speaker", "list_speakers", "identify_speaker_in_segment",
+    "enroll_speaker", "rename_speaker",
     "merge_speakers", "mark_segment_misidentified", "delete_speaker",
     "delete_all_unknown_speakers", "undo_identity_change", "update_conversation_title",
     "reprocess_conversation", "export_conversation", "rebuild_voice_profiles",

@@ -250,6 +250,14 @@ async def get_processing_status(ctx: Context, conversation_id: ConversationId
 
 
 @tool(CHANGES)
+async def cancel_processing(ctx: Context, conversation_id: ConversationId) -> ProcessingStatus:
+    """Stop a conversation's queued or running processing: a queued job never starts, a
+    running one stops before its next stage. It ends 'failed' (cancelled) with nothing
+    stored; sending the same audio to process_audio again processes it."""
+    return await call(ctx, processing.cancel_processing, conversation_id)
+
+
+@tool(CHANGES)
 async def reprocess_conversation(ctx: Context, conversation_id: ConversationId
                                  ) -> ProcessAudioResult:
     """Re-match a stored conversation's voices against the current speaker profiles (after

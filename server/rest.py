@@ -125,6 +125,10 @@ def rest_routes(app: App, tickets: Tickets) -> list[Route]:
     async def conversation_status(request: Request) -> Response:
         return _json(await call(processing.processing_status, app, _id(request)))
 
+    async def cancel_processing(request: Request) -> Response:
+        await _body(request, allow_empty=True)  # JSON only, as every endpoint that acts
+        return _json(await call(processing.cancel_processing, app, _id(request)))
+
     async def reprocess(request: Request) -> Response:
         return _json(await call(processing.reprocess, app, _id(request)))
 
@@ -256,6 +260,7 @@ def rest_routes(app: App, tickets: Tickets) -> list[Route]:
         ("/conversations/{id:int}", delete_conversation, ["DELETE"], "delete_conversation"),
         ("/conversations/{id:int}/status", conversation_status, ["GET"],
          "get_processing_status"),
+        ("/conversations/{id:int}/cancel", cancel_processing, ["POST"], "cancel_processing"),
         ("/conversations/{id:int}/reprocess", reprocess, ["POST"], "reprocess_conversation"),
         ("/conversations/{id:int}/export", export, ["GET"], "export_conversation"),
         ("/conversations/{id:int}/audio", conversation_audio, ["GET"], None),

@@ -18,6 +18,7 @@ from typing import Any
 from memory.api import SpeakerMemory
 from memory.types import IngestResult
 from tools.heap import settle
+from tools.job_queue import JobKey, JobState, ProcessingQueue
 from tools.joblog import capture_job_warnings, running_job
 from tools.live_session import LiveHub
 from tools.pipeline import PipelineLike, build_pipeline
@@ -25,10 +26,6 @@ from tools.query_vectors import QueryVectors
 from tools.settings import Settings
 
 log = logging.getLogger(__name__)
-
-JobKey = int | str
-"""A processing job's conversation id, or the name of a job over the whole store."""
-
 
 @dataclass
 class Job:
@@ -46,7 +43,11 @@ class Job:
     exclusive: bool = False
     """Jobs submitted while this one runs wait until it ends (see JobRunner.submit)."""
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
-    """Set to ask the job to stop at its next safe point (jobs that can stop check it)."""
+    """Set to ask the job to stop at its next safe point (jobs that can stop check it);
+    the runner's shutdown sets it (a processing job finishes all the same)."""
+    abort: threading.Event = field(default_factory=threading.Event, repr=False)
+    """Set by cancel_processing: a processing job stops at its next stage and fails as
+    cancelled."""
     future: Future[None] | None = field(default=None, repr=False)
     notes: list[tuple[str, str]] = field(default_factory=list, repr=False)
     """(level, message), oldest first: each stage the job entered ('info'), and the warnings
@@ -69,6 +70,16 @@ class Job:
     @property
     def done(self) -> bool:
         return self.future is not None and self.future.done()
+
+    def request_abort(self) -> None:
+        """cancel_processing: stop before the next stage (tools.pipeline_job checks)."""
+        if not self.abort.is_set():
+            self.abort.set()
+            self.note("info", "cancel requested: stopping before the next stage")
+
+    def state(self) -> JobState:
+        finished = self.done  # read first: what is read after it is then final
+        return JobState(self.stage, self.fraction, tuple(self.notes), finished)
 
 
 JOB_NICENESS = 10
@@ -172,6 +183,8 @@ class App:
         self.memory = SpeakerMemory(settings.db_path, settings.match_config,
                                     database_url=settings.database_url)
         self.jobs = JobRunner(settings.processing_workers)
+        self.processing: ProcessingQueue | None = None
+        """Where processing jobs run: tools.queues builds it on first use."""
         self.live = LiveHub()
         self._pipeline = pipeline
         self._pipeline_factory = pipeline_factory
@@ -201,6 +214,8 @@ class App:
 
     def close(self) -> None:
         self.live.close()  # their finalisations are jobs: before the jobs stop
+        if self.processing is not None:
+            self.processing.close()
         self.jobs.shutdown(wait=True)
         self.memory.close()
 

@@ -8,6 +8,7 @@ from memory.wording import counted
 from tools.context import App
 from tools.inputs import discard_stored_copy, require_id
 from tools.models import ConversationDeletedOut, speaker_ref
+from tools.queues import processing_queue
 
 
 def delete_conversation(app: App, conversation_id: int) -> ConversationDeletedOut:
@@ -16,8 +17,8 @@ def delete_conversation(app: App, conversation_id: int) -> ConversationDeletedOu
         raise ConversationNotReady(
             f"conversation {conversation_id} is being listened to; stop_listening first, "
             "then delete it once it is finalised.")
-    job = app.jobs.get(conversation_id)
-    if job is not None and not job.done:
+    job = processing_queue(app).get(conversation_id)
+    if job is not None and not job.state().done:
         # Its job would go on writing into a conversation that is gone.
         raise ConversationNotReady(
             f"conversation {conversation_id} is still being processed, so it cannot be deleted "

@@ -23,7 +23,8 @@ from tools.context import App, Job
 from tools.heap import settle
 from tools.live_session import LiveEvent, LiveSession
 from tools.models import LiveEventOut, LiveStartOut, LiveTranscript, ProcessAudioResult
-from tools.processing import Follow, ProcessOptions, run_pipeline_job, summarise
+from tools.pipeline_job import ProcessOptions, run_pipeline_job
+from tools.processing import Follow, summarise
 
 log = logging.getLogger(__name__)
 

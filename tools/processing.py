@@ -1,30 +1,29 @@
 """Processing audio into a conversation: start a background job, report its progress, and
-summarise what was found. The job runs on App.jobs' worker thread; callers decide how long to
-wait (MCP: until done or settings.wait_seconds; CLI: until done)."""
+summarise what was found. The job runs wherever the processing queue runs it (tools.queues:
+this process's thread pool, or a worker's); callers decide how long to wait (MCP: until done
+or settings.wait_seconds; CLI: until done)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 
 import anyio
 
-from inference.types import PipelineResult
 from memory.errors import (
     ConversationNotReady,
     DuplicateAudio,
     InvalidInput,
-    SpeakerMemoryError,
+    InvalidOperation,
 )
 from memory.limits import MAX_LANGUAGE_LENGTH, MAX_TITLE_LENGTH, bounded
 from memory.speakers import UNKNOWN_LABEL
-from memory.types import ConversationInfo, IngestResult, SegmentView
+from memory.types import ConversationInfo, SegmentView
 from memory.wording import counted
-from tools.context import App, Job
-from tools.inputs import AudioFile, discard_stored_copy
+from tools.context import App
+from tools.inputs import AudioFile
+from tools.job_queue import JobHandle
 from tools.models import (
     EXAMPLE_TEXT_CHARS,
     JobStatus,
@@ -35,25 +34,16 @@ from tools.models import (
     SuggestionOut,
     speaker_ref,
 )
+from tools.pipeline_job import ProcessOptions as ProcessOptions  # the use case's options
+from tools.queues import processing_queue
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ProcessOptions:
-    title: str | None = None
-    num_speakers: int | None = None
-    min_speakers: int | None = None
-    max_speakers: int | None = None
-    language: str | None = None
-    recorded_at: datetime | None = None
-    """Overrides the file's own time (modification time) when given."""
-
-
-@dataclass(frozen=True)
 class Started:
     conversation_id: int
-    job: Job | None
+    job: JobHandle | None
     """None when the audio was a duplicate and nothing new runs."""
 
 
@@ -64,12 +54,12 @@ def start_processing(app: App, audio: AudioFile, options: ProcessOptions) -> Sta
     tried again."""
     check_options(options)
     existing = app.memory.find_conversation_by_sha256(audio.sha256)
-    if existing is not None and _needs_a_run(app, existing):
-        app.memory.retry_conversation(existing.id, str(audio.path))
-        job = app.jobs.submit(existing.id, lambda job: _run_job(app, job, audio, options))
-        return Started(existing.id, job)
-    if existing is not None:
+    if existing is not None and not _needs_a_run(app, existing):
         return Started(existing.id, None)
+    audio = processing_queue(app).receive(audio)  # where the job's runner will read it
+    if existing is not None:
+        app.memory.retry_conversation(existing.id, str(audio.path))
+        return Started(existing.id, processing_queue(app).submit(existing.id, audio, options))
     title = (options.title or "").strip() or _title_from(audio.source_name)
     try:
         info = app.memory.create_conversation(
@@ -78,11 +68,10 @@ def start_processing(app: App, audio: AudioFile, options: ProcessOptions) -> Sta
         )
     except DuplicateAudio as exc:  # another request stored the same audio meanwhile
         return Started(exc.conversation_id, None)
-    job = app.jobs.submit(info.id, lambda job: _run_job(app, job, audio, options))
-    return Started(info.id, job)
+    return Started(info.id, processing_queue(app).submit(info.id, audio, options))
 
 
-Follow = Callable[[Job], Awaitable[None]]
+Follow = Callable[[JobHandle], Awaitable[None]]
 """How a transport waits on a job: relaying its progress the transport's way, up to the
 transport's own limit (the job goes on in the background after that)."""
 
@@ -106,12 +95,14 @@ def _needs_a_run(app: App, existing: ConversationInfo) -> bool:
 
 
 def shown_status(app: App, conversation_id: int, stored: JobStatus) -> JobStatus:
-    """The stored status, except that queued/processing with no job of this process running
-    it is 'interrupted' (a stopped server left it so)."""
+    """The stored status, except that queued/processing with no unfinished job (of this
+    process, or in the shared queue) is 'interrupted' (a stopped server left it so)."""
     if app.live.get(conversation_id) is not None:
         return "live"
-    if stored in ("queued", "processing") and app.jobs.get(conversation_id) is None:
-        return "interrupted"
+    if stored in ("queued", "processing"):
+        job = processing_queue(app).get(conversation_id)
+        if job is None or job.state().done:
+            return "interrupted"
     return stored
 
 
@@ -154,68 +145,16 @@ def _check_speaker_counts(options: ProcessOptions) -> None:
         raise InvalidInput(f"min_speakers ({low}) is more than max_speakers ({high}).")
 
 
-def _run_job(app: App, job: Job, audio: AudioFile, options: ProcessOptions) -> None:
-    def discard_audio() -> None:
-        # A failed upload's bytes would otherwise stay for good (hundreds of MB each); sending
-        # the same audio again brings them back for the retry. (A retry whose upload lands in
-        # the instant between the failure and this deletion fails again, and says so.)
-        if not app.settings.keep_failed_audio and discard_stored_copy(app, audio.path):
-            log.info("deleted the stored audio of failed conversation %d", job.key)
-
-    run_pipeline_job(app, job, audio.path, options,
-                     store=lambda result: app.memory.ingest(int(job.key), result),
-                     after_failure=discard_audio)
-
-
-def run_pipeline_job(
-    app: App, job: Job, path: Path, options: ProcessOptions, *,
-    store: Callable[[PipelineResult], IngestResult], after_failure: Callable[[], None],
-) -> None:
-    """A conversation's job: the pipeline over its recording, then `store` its result (a new
-    recording's ingest, or a live session's finalisation). A failure is recorded on the
-    conversation (status 'failed' with the reason), then `after_failure` runs."""
-    conversation_id = int(job.key)
-    memory = app.memory
-    try:
-        memory.set_conversation_status(conversation_id, "processing")
-        job.report(0.0, "loading models")
-        pipeline = app.pipeline
-        enrolled = memory.enrolled_voices(pipeline.voice_model_id)
-        result = pipeline.run(
-            path,
-            num_speakers=options.num_speakers,
-            min_speakers=options.min_speakers,
-            max_speakers=options.max_speakers,
-            language=options.language,  # None: the pipeline uses settings.language
-            enrolled=enrolled,
-            progress=lambda fraction, stage: _pipeline_progress(job, fraction, stage),
-        )
-        job.report(PIPELINE_SHARE, "storing")
-        job.ingest = store(result)
-        job.report(1.0, "done")
-    except Exception as exc:
-        if isinstance(exc, SpeakerMemoryError):
-            reason = str(exc)
-            log.info("processing conversation %d failed: %s", conversation_id, reason)
-        else:
-            reason = f"internal error ({type(exc).__name__}: {exc}); see the server log"
-            log.exception("processing conversation %d crashed", conversation_id)
-        job.report(job.fraction, "failed")
-        try:
-            memory.set_conversation_status(conversation_id, "failed", error=reason)
-        except Exception:
-            log.exception("could not mark conversation %d failed", conversation_id)
-        after_failure()
-
-
-PIPELINE_SHARE = 0.95
-"""The pipeline's part of a processing job; storing its result is the rest."""
-
-
-def _pipeline_progress(job: Job, fraction: float, stage: str) -> None:
-    # The pipeline's own end is not the job's ('storing' follows): the job says 'done' once.
-    if fraction < 1.0:
-        job.report(PIPELINE_SHARE * fraction, stage)
+def cancel_processing(app: App, conversation_id: int) -> ProcessingStatus:
+    """Ask the conversation's queued or running job to stop: a queued one never starts, a
+    running one stops before its next stage; either ends 'failed' (cancelled), and sending
+    the same audio again processes it."""
+    info = app.memory.get_conversation_info(conversation_id)
+    if not processing_queue(app).cancel(conversation_id):
+        raise InvalidOperation(
+            f"conversation {conversation_id} has no queued or running job to cancel (it is "
+            f"{shown_status(app, info.id, info.status)}).")
+    return processing_status(app, conversation_id)
 
 
 def processing_status(app: App, conversation_id: int) -> ProcessingStatus:
@@ -225,12 +164,13 @@ def processing_status(app: App, conversation_id: int) -> ProcessingStatus:
 def _status_of(app: App, info: ConversationInfo) -> ProcessingStatus:
     """Status, stage and message from one reading of the conversation (the job moves on
     meanwhile; the answer must not mix two moments)."""
-    job = app.jobs.get(info.id)
+    job = processing_queue(app).get(info.id)
+    state = job.state() if job is not None else None
     status = shown_status(app, info.id, info.status)
-    stage = job.stage if job and status in ("queued", "processing") else None
+    stage = state.stage if state and status in ("queued", "processing") else None
     if stage is not None and info.status == "queued":
         stage = "queued"  # the job may have begun since the status was read: say what was read
-    progress = round(job.fraction, 3) if stage is not None and job is not None else None
+    progress = round(state.fraction, 3) if stage is not None and state is not None else None
     return ProcessingStatus(
         conversation_id=info.id, status=status, stage=stage, progress=progress,
         error=info.error, message=_status_message(info, status, stage, progress),
@@ -251,7 +191,7 @@ def summarise(app: App, conversation_id: int, *, duplicate: bool = False) -> Pro
             duration=info.duration, message=prefix + status.message,
         )
     tallies = app.memory.speaker_tallies(conversation_id)
-    job = app.jobs.get(conversation_id)
+    job = processing_queue(app).get(conversation_id)
     # A duplicate found nothing new, whatever the run that stored it once created.
     decisions = job.ingest.decisions if job and job.ingest and not duplicate else []
     created = {d.speaker.id for d in decisions if d.created}

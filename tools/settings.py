@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from memory.pg import is_postgresql
 from memory.types import MatchConfig
 
 
@@ -23,6 +24,32 @@ class Settings(BaseSettings):
         None,
         description="A shared PostgreSQL (with pgvector) store instead of the SQLite file in "
         "the data directory: postgresql+psycopg://user:password@host/database.",
+    )
+
+    audio_store_dir: Path | None = Field(
+        None, description="The shared audio store: where uploads, copies of audio given by "
+        "path and live recordings are kept, and where workers read them. With the procrastinate "
+        "job queue, a folder every API server and worker mounts at the same path (a network "
+        "volume). Default: DATA_DIR/audio.",
+    )
+
+    # ---- processing jobs
+    job_queue: Literal["local", "procrastinate"] = Field(
+        "local", description="Where processing jobs run: 'local', a thread pool inside this "
+        "server (PROCESSING_WORKERS of them); or 'procrastinate', a queue in the PostgreSQL of "
+        "DATABASE_URL that `speaker-memory worker` processes take jobs from, on any machine.",
+    )
+    job_queue_name: str = Field(
+        "processing", min_length=1, max_length=64,
+        description="The procrastinate queue API servers put processing jobs on, and workers "
+        "take them from unless `worker --queue` names others (e.g. 'gpu' for GPU workers only).",
+    )
+    worker_heartbeat_seconds: float = Field(
+        5.0, gt=0, description="How often a worker tells the database it is alive.",
+    )
+    worker_stalled_seconds: float = Field(
+        30.0, gt=0, description="A job whose worker has sent no heartbeat for this long (it "
+        "died, or lost its machine) is run again by another worker.",
     )
 
     # ---- models
@@ -151,6 +178,16 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @model_validator(mode="after")
+    def _queue_needs_postgresql(self) -> Settings:
+        if self.job_queue == "procrastinate" and not (
+                self.database_url and is_postgresql(self.database_url)):
+            raise ValueError(
+                "SPEAKER_MEMORY_JOB_QUEUE=procrastinate keeps its queue in the shared "
+                "PostgreSQL store: set SPEAKER_MEMORY_DATABASE_URL=postgresql+psycopg://... too "
+                "(or use the default JOB_QUEUE=local with the embedded store)")
+        return self
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "speaker_memory.db"
@@ -166,7 +203,7 @@ class Settings(BaseSettings):
 
     @property
     def audio_dir(self) -> Path:
-        return self.data_dir / "audio"
+        return self.audio_store_dir or self.data_dir / "audio"
 
     @property
     def live_audio_dir(self) -> Path:

@@ -95,8 +95,9 @@ def test_older_store_is_migrated_forward(tmp_path: Path, voices: Voices) -> None
     store.ingest(conversation.id, make_result(voices, ["ann"], 2))
     store.close()
     # Make it a version-1 store again, as an older release left it.
-    as_version(path, 1, "DROP TABLE live_session", "DROP TABLE enrollment_clip",
-               "DROP TABLE diarization_turn", "DROP INDEX segment_excluded")
+    as_version(path, 1, "DROP TABLE job_progress", "DROP TABLE live_session",
+               "DROP TABLE enrollment_clip", "DROP TABLE diarization_turn",
+               "DROP INDEX segment_excluded")
     reopened = SpeakerMemory(path)
     try:
         assert len(reopened.get_conversation(conversation.id).segments) == 2
@@ -110,7 +111,7 @@ def test_older_store_is_migrated_forward(tmp_path: Path, voices: Voices) -> None
     assert {"segment_excluded", "diarization_turn_conversation",
             "enrollment_clip_speaker"} <= indexes
     assert "live_session" in tables
-    assert versions == [1, 2, 3, 4, 5]
+    assert versions == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_store_from_before_turns_gains_them(tmp_path: Path, voices: Voices) -> None:
@@ -120,8 +121,8 @@ def test_a_store_from_before_turns_gains_them(tmp_path: Path, voices: Voices) ->
     store.ingest(old.id, make_result(voices, ["ann", "bob"], 4))
     store.close()
     # A version-2 store, as the release before overlapping speech left it.
-    as_version(path, 2, "DROP TABLE live_session", "DROP TABLE enrollment_clip",
-               "DROP TABLE diarization_turn")
+    as_version(path, 2, "DROP TABLE job_progress", "DROP TABLE live_session",
+               "DROP TABLE enrollment_clip", "DROP TABLE diarization_turn")
     reopened = SpeakerMemory(path)
     try:
         detail = reopened.get_conversation(old.id)
@@ -147,7 +148,8 @@ def test_a_store_from_before_enrollment_clips_gains_them(tmp_path: Path, voices:
     store.identify("Bob", speaker="Unknown 1")
     store.close()
     # A version-3 store, as the release before enrollment clips were kept left it.
-    as_version(path, 3, "DROP TABLE live_session", "DROP TABLE enrollment_clip")
+    as_version(path, 3, "DROP TABLE job_progress", "DROP TABLE live_session",
+               "DROP TABLE enrollment_clip")
     reopened = SpeakerMemory(path)
     try:
         ann = reopened.resolve_speaker("Ann")
@@ -167,7 +169,7 @@ def test_a_store_from_before_enrollment_clips_gains_them(tmp_path: Path, voices:
     conn = sqlean.connect(str(path))
     versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
     conn.close()
-    assert versions == [1, 2, 3, 4, 5]
+    assert versions == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_failing_migration_leaves_no_trace(tmp_path: Path) -> None:

@@ -22,7 +22,8 @@ def child_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPEAKER_MEMORY_")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                SPEAKER_MEMORY_DATA_DIR=str(data_dir), SPEAKER_MEMORY_LOG_LEVEL="WARNING",
-               PYTHONUNBUFFERED="1", **extra)
+               PYTHONUNBUFFERED="1")
+    env.update(extra)  # the caller's values win (a log level, say)
     return env
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
 
-from memory.errors import InvalidInput
+from memory.errors import InvalidInput, InvalidOperation
 from tests.tools.fake_pipeline import FakePipeline, Turn
 from tools import identity, processing, queries
 from tools.context import App
@@ -44,6 +45,31 @@ def test_a_job_reports_progress_and_its_summary_counts_voices(
     assert info.title == "Weekly call" and info.source_name == "call.wav"
     assert info.recorded_at is not None  # the file's modification time
     assert processing.processing_status(app, cid).status == "done"
+
+
+def test_a_running_job_cancelled_stores_nothing_and_the_same_audio_runs_again(
+    app: App, fake: FakePipeline
+) -> None:
+    path = fake.recording(app.settings.inbox_dir / "call.wav", TURNS)
+    fake.gate = threading.Event()
+    started = processing.start_processing(app, audio_from_path(app, str(path)),
+                                          processing.ProcessOptions())
+    cid = started.conversation_id
+    status = processing.cancel_processing(app, cid)
+    assert status.status in ("queued", "processing")  # it stops at its next stage
+    fake.gate.set()
+    assert started.job is not None
+    job = app.jobs.get(cid)
+    assert job is not None and job.future is not None
+    job.future.result(timeout=30)
+    info = app.memory.get_conversation_info(cid)
+    assert info.status == "failed" and "cancelled" in (info.error or "")
+    assert app.memory.get_conversation(cid).segments == []
+    assert job.state().stage == "cancelled"
+    with pytest.raises(InvalidOperation, match="no queued or running job"):
+        processing.cancel_processing(app, cid)
+    assert _run(app, path) == cid  # sending it again processes it
+    assert app.memory.get_conversation_info(cid).status == "done"
 
 
 def test_duplicates_are_not_processed_twice(app: App, fake: FakePipeline) -> None:
