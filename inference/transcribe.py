@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from inference.device import choose_device
 from inference.protocols import VoiceActivityDetector
-from inference.types import Audio, SpeechRegion, Transcript, TranscriptSegment, Word
+from inference.types import SAMPLE_RATE, Audio, SpeechRegion, Transcript, TranscriptSegment, Word
 from inference.vad import SileroVAD, concatenate_regions, merge_regions
 from memory.errors import ModelUnavailable
 
@@ -258,6 +258,12 @@ class WhisperTranscriber:
         return Transcript(segments=converted, language=info.language, model_id=self.model_id)
 
 
+LIVE_TOKENS_PER_SECOND = 10
+"""Tokens a live pass may write per second of its window (speech takes 3-7), plus
+LIVE_TOKENS_SLACK."""
+LIVE_TOKENS_SLACK = 16
+
+
 class WhisperWindow:
     """One Whisper pass over a live buffer (inference.streaming.WindowTranscriber): the whole
     window, no VAD cut (the buffer is short and its end is still being spoken), the confirmed
@@ -270,10 +276,18 @@ class WhisperWindow:
     def transcribe_window(self, samples: npt.NDArray[np.float32], prompt: str) -> list[Word]:
         if len(samples) == 0:
             return []
+        seconds = len(samples) / SAMPLE_RATE
         segments, _ = self.transcriber.load().transcribe(
             samples, language=self.language, beam_size=self.transcriber.options.beam_size,
             word_timestamps=True, vad_filter=False, condition_on_previous_text=False,
             initial_prompt=prompt or None,
+            # One greedy decode, bounded by the window's length. Whisper's fallback re-decodes
+            # a doubtful window at up to five temperatures, and on noise it can repeat a phrase
+            # up to its 448-token limit: a pass on a noisy phone call then took 5-9 s and the
+            # stream fell behind. A pass that went wrong is redone a second later anyway (words
+            # are confirmed only when two passes agree).
+            temperature=0.0,
+            max_new_tokens=int(LIVE_TOKENS_PER_SECOND * seconds) + LIVE_TOKENS_SLACK,
         )
         return [word for segment in iter_segments(segments) for word in segment.words]
 

@@ -212,3 +212,16 @@ def test_real_whisper_confirms_a_clip_streamed_in_small_chunks(tiny_transcriber)
     assert jiwer.wer(normalise(reference), normalise(live)) < 0.15
     ends = [f.end for f in finals]
     assert ends == sorted(ends) and ends[-1] <= audio.duration + 0.5
+
+
+@pytest.mark.models
+def test_a_live_pass_on_noise_is_bounded_by_its_window(tiny_transcriber) -> None:  # type: ignore[no-untyped-def]
+    # 8 s of a noisy phone call on which tiny.en, unbounded, repeats a phrase for 220 words
+    # (and the pass takes seconds): a live pass writes at most what its length allows.
+    from inference.audio import decode
+    from inference.transcribe import LIVE_TOKENS_PER_SECOND, LIVE_TOKENS_SLACK, WhisperWindow
+    from tests.testdata import DATA
+
+    samples = decode(DATA / "rdev01_first30s.wav").samples[10 * SAMPLE_RATE:18 * SAMPLE_RATE]
+    words = WhisperWindow(tiny_transcriber, "en").transcribe_window(samples, "")
+    assert 0 < len(words) <= LIVE_TOKENS_PER_SECOND * 8 + LIVE_TOKENS_SLACK
