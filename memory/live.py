@@ -121,16 +121,7 @@ def add_segment(
     )
     tx.run("INSERT INTO segment_content(segment_id, text, words) VALUES (?, ?, ?)",
            (segment_id, segment.text, words_json(segment.words)))
-    text_index.add(tx, [(segment_id, segment.text)])
-    if segment.voice_vector is not None:
-        tx.run("INSERT INTO segment_voice(segment_id, vector) VALUES (?, ?)",
-               (segment_id, to_blob(segment.voice_vector)))
-    codes: list[tuple[int, int, bytes]] = []
-    if segment.text_vector is not None and segment.text_model_id:
-        codes = index.add(tx, segment.text_model_id, [(segment_id, segment.text_vector)])
-    # Portable SQL (no two-argument MAX on PostgreSQL): only ever lengthen it.
-    tx.run("UPDATE conversation SET duration = ? WHERE id = ? AND COALESCE(duration, 0) < ?",
-           (float(segment.end), conversation_id, float(segment.end)))
+    codes = _index_and_vectors(tx, index, conversation_id, segment_id, segment)
     ctx.cache.refresh(tx, [speaker_id])
     return segment_id, speaker_id, codes
 
@@ -159,6 +150,16 @@ def extend_segment(
     text_index.remove(tx, json.dumps([segment_id]))
     tx.run("UPDATE segment_content SET text = ?, words = ? WHERE segment_id = ?",
            (segment.text, words_json(segment.words), segment_id))
+    codes = _index_and_vectors(tx, index, conversation_id, segment_id, segment)
+    return (None if row[0] is None else int(row[0])), codes
+
+
+def _index_and_vectors(
+    tx: Tx, index: TextVectorIndex, conversation_id: int, segment_id: int,
+    segment: LiveSegmentIn,
+) -> list[tuple[int, int, bytes]]:
+    """What goes with a live segment's stored text: its keyword index entry, its voice and
+    text vectors when given, and the conversation's length. Returns text codes to publish."""
     text_index.add(tx, [(segment_id, segment.text)])
     if segment.voice_vector is not None:
         tx.run("DELETE FROM segment_voice WHERE segment_id = ?", (segment_id,))
@@ -167,9 +168,10 @@ def extend_segment(
     codes: list[tuple[int, int, bytes]] = []
     if segment.text_vector is not None and segment.text_model_id:
         codes = index.add(tx, segment.text_model_id, [(segment_id, segment.text_vector)])
+    # Portable SQL (no two-argument MAX on PostgreSQL): only ever lengthen it.
     tx.run("UPDATE conversation SET duration = ? WHERE id = ? AND COALESCE(duration, 0) < ?",
            (float(segment.end), conversation_id, float(segment.end)))
-    return (None if row[0] is None else int(row[0])), codes
+    return codes
 
 
 def record_seconds(tx: Tx, conversation_id: int, seconds: float) -> None:
