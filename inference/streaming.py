@@ -91,11 +91,14 @@ class StreamConfig:
     changing cannot hold back the rest."""
 
 
+PUNCTUATION = re.compile(r"[\s.,;:!?…'\"()\[\]{}\-–—]")
+
+
 def _key(word: str) -> str:
     """Words compare without case or punctuation: passes disagree on those more than on words.
-    A word that is only a symbol ("%", "-") compares as itself: with an empty key it could
-    never be agreed on, and every word after it waited until the 30 s window was cut."""
-    return re.sub(r"[^\w']", "", word.lower()) or word.strip()
+    A symbol that means something ("%", "$", "&") compares as itself; bare punctuation has no
+    key (passes drop it: see LocalAgreement.insert)."""
+    return re.sub(r"[^\w']", "", word.lower()) or PUNCTUATION.sub("", word)
 
 
 @dataclass
@@ -109,7 +112,9 @@ class LocalAgreement:
 
     def insert(self, hypothesis: Sequence[Word]) -> list[Word]:
         """Take a pass's words (absolute times); return the words it newly confirms."""
-        fresh = [w for w in hypothesis if w.end > self.confirmed_end + 0.05]
+        # A "word" that is only punctuation ("." on silence, "-") carries nothing and could
+        # never be agreed on: kept, it held back every word after it until the window was cut.
+        fresh = [w for w in hypothesis if w.end > self.confirmed_end + 0.05 and _key(w.word)]
         fresh = self._without_repeated_tail(fresh)
         agreed: list[Word] = []
         for old, new in zip(self._previous, fresh, strict=False):

@@ -186,6 +186,13 @@ def test_a_word_that_is_only_a_symbol_is_agreed_on_like_any_other() -> None:
     assert agreement.insert(said[:4]) == []
     assert [w.word for w in agreement.insert(said)] == ["about", "6", "%", "over"]
     assert [w.word for w in agreement.insert(said)] == ["budget."]
+    # Bare punctuation (Whisper's "." on silence, a "-") is no word: dropped, never confirmed,
+    # and the words after it are agreed on as usual.
+    noise = [Word(".", 1.5, 1.6, 1), Word("Next", 1.7, 1.9, 1), Word("-", 2.0, 2.1, 1),
+             Word("item.", 2.2, 2.5, 1)]
+    assert agreement.insert(noise[:2]) == []
+    assert [w.word for w in agreement.insert(noise)] == ["Next"]
+    assert [w.word for w in agreement.insert(noise)] == ["item."]
 
 
 @pytest.mark.models
