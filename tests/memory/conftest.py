@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,19 +9,6 @@ from memory import SpeakerMemory
 from tests.memory import backends
 from tests.memory.backends import Backend
 from tests.memory.fakes import Voices
-from tests.postgres import TestPostgres
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[TestPostgres]:
-    """A real PostgreSQL with pgvector on a Unix socket, for the whole session. Its data
-    directory is its own temporary one, not pytest's: other pytest sessions on the machine
-    rotate those, and the socket path must stay short."""
-    folder = Path(tempfile.mkdtemp(prefix="speaker-memory-pg-"))
-    server = TestPostgres(folder)
-    yield server
-    server.stop()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
