@@ -711,6 +711,12 @@ class SpeakerMemory:
         self._centroids.clear()
         self._text_vectors.clear()
 
+    def index_pending(self) -> None:
+        """Finish now what search indexing does in the background (PostgreSQL: text vectors
+        waiting for the HNSW graph; searches find them meanwhile; nothing on SQLite). For
+        benchmarks that measure a steady state."""
+        self._db.index_pending()
+
     def copy_to(self, target: SpeakerMemory) -> CopyReport:
         """Copy every row of this SQLite store into `target`, an empty PostgreSQL store
         (StoreNotEmpty otherwise), in one transaction there, verified before it commits

@@ -214,6 +214,8 @@ class Store(Protocol):
 
     def dispose(self) -> None: ...
 
+    def index_pending(self) -> None: ...
+
 
 class Database:
     dialect = "sqlite"
@@ -254,6 +256,9 @@ class Database:
         """One read transaction: a consistent snapshot across its statements."""
         with self.engine.connect() as conn, conn.begin():
             yield Tx(conn)
+
+    def index_pending(self) -> None:
+        """Nothing to do: SQLite's search indexes are complete when a write commits."""
 
     def dispose(self) -> None:
         self.checkpointer.stop()

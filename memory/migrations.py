@@ -267,3 +267,10 @@ def _live_sessions(tx: Tx) -> None:
         );
         """
     )
+
+
+@migration(6, "pending text vectors (PostgreSQL: HNSW indexing off the ingest path)")
+def _pending_text_vectors(tx: Tx) -> None:
+    # Nothing on SQLite: its binary codes are appended to the RAM copy after the commit. On
+    # PostgreSQL each dimension gains its pending table (memory.pg_index.PendingIndexer).
+    pass

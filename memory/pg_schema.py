@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from memory import pg_index
 from memory.db import Tx
 
 TEXT_SEARCH_CONFIG = "simple"
@@ -188,10 +189,16 @@ def _live_sessions(tx: Tx) -> None:
     )
 
 
+def _pending_text_vectors(tx: Tx) -> None:
+    for (dim,) in tx.all("SELECT DISTINCT dim FROM text_model"):
+        pg_index.create_embedding_table(tx, int(dim))  # its pending table is the one missing
+
+
 MIGRATIONS: dict[int, Callable[[Tx], None]] = {
     1: _initial,
     2: _excluded_index,
     3: _diarization_turns,
     4: _enrollment_clips,
     5: _live_sessions,
+    6: _pending_text_vectors,
 }
