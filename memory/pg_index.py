@@ -221,13 +221,17 @@ def semantic_search(
     joins = "" if not where else (
         " JOIN segment s ON s.id = e.segment_id JOIN conversation c ON c.id = s.conversation_id"
     )
+    # Counted up to the limit only: all that matters is which side of it the rows are.
     if is_empty(filters):
-        matching = int(tx.scalar(f"SELECT count(*) FROM {_all_vectors(dim)} e"
-                                 " WHERE model_id = ?", (model_id,)))
+        matching = int(tx.scalar(
+            f"SELECT count(*) FROM (SELECT 1 FROM {_all_vectors(dim)} e WHERE model_id = ?"
+            " LIMIT ?) n", (model_id, EXACT_SCAN_LIMIT + 1),
+        ))
     else:
         matching = int(tx.scalar(
-            "SELECT count(*) FROM segment s JOIN conversation c ON c.id = s.conversation_id"
-            f" WHERE 1 = 1{where}", params,
+            "SELECT count(*) FROM (SELECT 1 FROM segment s"
+            f" JOIN conversation c ON c.id = s.conversation_id WHERE 1 = 1{where} LIMIT ?) n",
+            [*params, EXACT_SCAN_LIMIT + 1],
         ))
     if matching <= EXACT_SCAN_LIMIT:
         return _best(tx, literal, wanted,
@@ -236,17 +240,19 @@ def semantic_search(
     # As many candidates as pgvector's search keeps (ef_search at most 1000): the exact
     # top-k hides among near-ties in a large store (see vector_index.py), and re-scoring
     # 1000 rows exactly costs little beside the graph search. The pending rows (not in the
-    # graph yet) are all candidates.
+    # graph yet) are all candidates. The graph scan has no WHERE: with one, the planner may
+    # prefer a sequential scan and sort (it did, 150 ms at 100k, on a table not yet
+    # analysed); the model is checked on the candidates (one model per dimension is usual).
     candidates = max(wanted, HNSW_CANDIDATES)
     tx.run(f"SET LOCAL hnsw.ef_search = {int(min(candidates, HNSW_CANDIDATES))}")
     columns = "segment_id, model_id, embedding"
     return _best(
         tx, literal, wanted,
         f"FROM (SELECT {columns} FROM {table} WHERE segment_id IN (SELECT segment_id"
-        f" FROM {table} WHERE model_id = ? ORDER BY embedding <=> ?::vector LIMIT ?)"
+        f" FROM {table} ORDER BY embedding <=> ?::vector LIMIT ?)"
         f" UNION ALL SELECT {columns} FROM {pending_table(dim)}) e{joins}"
         f" WHERE e.model_id = ?{where}",
-        [model_id, literal, candidates, model_id, *params],
+        [literal, candidates, model_id, *params],
     )
 
 

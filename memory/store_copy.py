@@ -99,6 +99,8 @@ def copy_store(source: Tx, target: Tx) -> CopyReport:
     target.run(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
     for (dim,) in target.all("SELECT DISTINCT dim FROM text_model"):
         pg_index.create_embedding_table(target, int(dim))
+    # Statistics for the planner now, not when autovacuum gets round to the new rows.
+    target.run("ANALYZE")
     pg.set_sequences(target, [(str(name), int(seq)) for name, seq in source.all(
         "SELECT name, seq FROM sqlite_sequence"
     )])
