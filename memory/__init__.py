@@ -6,8 +6,9 @@ Pure Python (numpy + SQLite, or PostgreSQL with pgvector); it never imports an M
     api.py            the facade: transactions, locking, result shaping
     db.py             SQLAlchemy engine over sqlean (+ sqlite-vec), Tx, WAL checkpointer
     pg.py             the PostgreSQL engine (psycopg 3): PgTx, the writers' advisory lock
-    migrations.py     versioned schema, each migration one transaction with its record
-    pg_schema.py      the PostgreSQL side of each migration
+    migrations.py     runs the schema's Alembic history (schema/versions/) on every open
+    schema/           the revisions, each with its change in both dialects
+    store_copy.py     a SQLite store copied into PostgreSQL, verified (migrate-store)
     speakers.py       names, 'Unknown N' labels, resolving a speaker reference
     conversations.py  create, ingest (cluster matching), reprocess
     deletion.py       deleting a conversation for good (final, not an identity event)

@@ -29,6 +29,7 @@ from memory import (
     live,
     profiles,
     queries,
+    store_copy,
     text_index,
 )
 from memory.db import Database, Store, Tx
@@ -40,6 +41,7 @@ from memory.limits import MAX_TITLE_LENGTH, bounded
 from memory.migrations import latest_version, migrate
 from memory.pg import PgDatabase, display_url, is_postgresql
 from memory.speakers import SPEAKER_COLUMNS, get_info, info, infos, resolve_row
+from memory.store_copy import CopyReport
 from memory.timeutil import from_db_required
 from memory.types import (
     ConversationDetail,
@@ -735,6 +737,27 @@ class SpeakerMemory:
             backup.restore(ctx.tx, tables)
         self._centroids.clear()
         self._text_vectors.clear()
+
+    def index_pending(self) -> None:
+        """Finish now what search indexing does in the background (PostgreSQL: text vectors
+        waiting for the HNSW graph; searches find them meanwhile; nothing on SQLite). For
+        benchmarks that measure a steady state."""
+        self._db.index_pending()
+
+    def copy_to(self, target: SpeakerMemory) -> CopyReport:
+        """Copy every row of this SQLite store into `target`, an empty PostgreSQL store
+        (StoreNotEmpty otherwise), in one transaction there, verified before it commits
+        (memory.store_copy). This store is read from one snapshot and left unchanged."""
+        if target._schema_version != self._schema_version:
+            raise StoreError(
+                f"the PostgreSQL store is at schema version {target._schema_version}, this "
+                f"one at {self._schema_version}"
+            )
+        with self._db.read() as source, target._write() as ctx:
+            report = store_copy.copy_store(source, ctx.tx)
+        target._centroids.clear()
+        target._text_vectors.clear()
+        return report
 
 
 __all__ = ["SpeakerMemory", "SpeakerRef"]

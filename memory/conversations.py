@@ -293,12 +293,12 @@ def ingest(
     tx.many(
         "INSERT INTO segment(id, conversation_id, start, \"end\", local_speaker, speaker_id,"
         " speaker_confidence, assignment_source, excluded_from_profile, emotion,"
-        " emotion_confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+        " emotion_confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (sid, conversation_id, float(s.start), float(s.end), s.local_speaker,
              speaker_of[i][0] if i in speaker_of else None,
              speaker_of[i][1] if i in speaker_of else None,
-             "auto" if i in speaker_of else None, s.emotion,
+             "auto" if i in speaker_of else None, 0, s.emotion,
              None if s.emotion_confidence is None else float(s.emotion_confidence))
             for i, (sid, s) in enumerate(zip(segment_ids, segments, strict=True))
         ],

@@ -63,7 +63,8 @@ class Tx:
     dialect = "sqlite"
 
     def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+        self.connection = conn
+        """The SQLAlchemy connection (for Alembic, which runs the migrations)."""
         self._raw: Any = conn.connection.driver_connection
 
     def all(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
@@ -214,6 +215,8 @@ class Store(Protocol):
 
     def dispose(self) -> None: ...
 
+    def index_pending(self) -> None: ...
+
 
 class Database:
     dialect = "sqlite"
@@ -254,6 +257,9 @@ class Database:
         """One read transaction: a consistent snapshot across its statements."""
         with self.engine.connect() as conn, conn.begin():
             yield Tx(conn)
+
+    def index_pending(self) -> None:
+        """Nothing to do: SQLite's search indexes are complete when a write commits."""
 
     def dispose(self) -> None:
         self.checkpointer.stop()

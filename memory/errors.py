@@ -79,6 +79,10 @@ class ImportNotEmpty(SpeakerMemoryError):
     """A backup is imported only into an empty store."""
 
 
+class StoreNotEmpty(SpeakerMemoryError):
+    """A store is copied (migrate-store) only into an empty PostgreSQL database."""
+
+
 # ---------------------------------------------------------------- audio input
 # Raised by inference/ while decoding; defined here so that every edge translates one family.
 

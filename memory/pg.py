@@ -26,6 +26,9 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+import psycopg
+from psycopg.adapt import Dumper, PyFormat
+from psycopg.pq import Format
 from psycopg.types.numeric import FloatLoader
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -33,6 +36,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import QueuePool
 
 from memory.db import Params, Tx
+from memory.pg_index import PendingIndexer, VectorParam
 
 WRITE_LOCK_KEY = 0x5350_4B52_4D45_4D  # "SPKRMEM": one key for the store's writers
 SERIAL_TABLES = frozenset({
@@ -45,6 +49,13 @@ AUTOINCREMENT_TABLES = tuple(sorted(SERIAL_TABLES - {"diarization_turn"}))
 counters, so that ids stay never reused after an import."""
 
 _INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)\s*(\(\s*\"?id\"?\s*[,)])?", re.IGNORECASE)
+_PLAIN_INSERT = re.compile(
+    r"^\s*INSERT\s+INTO\s+(\w+)\s*\(([^)]*)\)\s*VALUES\s*\(\s*\?(?:\s*,\s*\?)*\s*\)\s*$",
+    re.IGNORECASE,
+)
+"""An INSERT of parameters only: PgTx.many sends its rows by COPY."""
+COPY_MIN_ROWS = 20
+"""Fewer rows go by executemany: COPY's column-type lookup costs a round trip."""
 _JSON_IDS = "SELECT value FROM json_each(?)"
 _PG_IDS = "SELECT value::bigint FROM jsonb_array_elements_text(?::jsonb) AS value"
 
@@ -76,6 +87,27 @@ def to_pg(sql: str) -> str:
 def _params(params: Params) -> tuple[Any, ...]:
     # SQLite stores a bool as 0/1 in an INTEGER column; PostgreSQL refuses a boolean there.
     return tuple(int(p) if isinstance(p, bool) else p for p in params)
+
+
+def _send_vectors(raw: Any) -> None:
+    """Teach this connection to send VectorParam as a `vector`. The type's oid exists once
+    the extension does, so this runs on first use, not on connect."""
+    try:
+        raw.adapters.get_dumper(VectorParam, PyFormat.BINARY)
+        return
+    except psycopg.ProgrammingError:
+        pass
+    oid = raw.execute("SELECT to_regtype('vector')::oid").fetchone()[0]
+
+    class VectorDumper(Dumper):
+        format = Format.BINARY
+
+        def dump(self, obj: Any) -> bytes:
+            data: bytes = obj.data
+            return data
+
+    VectorDumper.oid = int(oid)
+    raw.adapters.register_dumper(VectorParam, VectorDumper)
 
 
 class PgTx(Tx):
@@ -127,9 +159,31 @@ class PgTx(Tx):
     def many(self, sql: str, rows: Sequence[Params]) -> None:
         if not rows:
             return
-        with self._raw.cursor() as cursor:
-            cursor.executemany(to_pg(sql), [_params(r) for r in rows])
+        if any(isinstance(p, VectorParam) for p in rows[0]):
+            _send_vectors(self._raw)
+        plain = _PLAIN_INSERT.match(sql)
+        if plain is not None and len(rows) >= COPY_MIN_ROWS:
+            self._copy(plain.group(1), [c.strip().strip('"') for c in plain.group(2).split(",")],
+                       rows)
+        else:
+            with self._raw.cursor() as cursor:
+                cursor.executemany(to_pg(sql), [_params(r) for r in rows])
         self._after_insert(_INSERT.match(sql))
+
+    def _copy(self, table: str, columns: list[str], rows: Sequence[Params]) -> None:
+        """Rows in by binary COPY: one statement for all rows, no per-row parse and bind
+        (executemany sends one statement per row, pipelined)."""
+        types = dict(self.all(
+            "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = to_regclass(?)"
+            " AND attnum > 0 AND NOT attisdropped", (table,),
+        ))
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        with self._raw.cursor() as cursor, cursor.copy(
+            f"COPY {table} ({quoted}) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types([int(types[c]) for c in columns])
+            for row in rows:
+                copy.write_row(_params(row))
 
     def script(self, sql: str) -> None:
         with self._raw.cursor() as cursor:
@@ -212,6 +266,7 @@ class PgDatabase:
             parsed, poolclass=QueuePool, pool_size=4, max_overflow=16, pool_pre_ping=True,
         )
         event.listen(self.engine, "connect", _on_connect)
+        self.indexer = PendingIndexer(self._unlocked_write)
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -220,6 +275,14 @@ class PgDatabase:
             tx = PgTx(conn)
             tx.run("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
             yield tx
+        self.indexer.poke()
+
+    @contextmanager
+    def _unlocked_write(self) -> Iterator[Tx]:
+        """A write transaction without the writers' lock: PendingIndexer's, which row locks
+        keep safe."""
+        with self.engine.connect() as conn, conn.begin():
+            yield PgTx(conn)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -231,7 +294,12 @@ class PgDatabase:
             with conn.begin():
                 yield PgTx(conn)
 
+    def index_pending(self) -> None:
+        """Put every pending text vector into its HNSW graph now (memory.pg_index)."""
+        self.indexer.drain()
+
     def dispose(self) -> None:
+        self.indexer.stop()
         self.engine.dispose()
 
 

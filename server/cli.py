@@ -154,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("backup", type=Path)
     imp.set_defaults(run=run_import)
 
+    migrate = sub.add_parser(
+        "migrate-store", parents=[common],
+        help="copy the SQLite memory into an empty PostgreSQL (pgvector) database, every row "
+        "checked; the SQLite file is left as it is")
+    migrate.add_argument("--to", required=True, metavar="URL",
+                         help="postgresql+psycopg://user:password@host/database")
+    migrate.add_argument("--from", dest="source", type=Path, metavar="FILE",
+                         help="the SQLite file (default: DATA_DIR/speaker_memory.db)")
+    migrate.set_defaults(run=run_migrate_store)
+
     # The other MCP tools, one command each (server/cli_commands.py).
     add_commands(sub, [common], run_tool_command)
     return parser
@@ -399,6 +409,13 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
     with _app(settings) as app:
         app.memory.import_json(args.backup)
     print(f"restored {args.backup} into {settings.db_path}", file=sys.stderr)
+    return 0
+
+
+def run_migrate_store(args: argparse.Namespace, settings: Settings) -> int:
+    from tools.store_migration import migrate_store
+
+    print(migrate_store(settings, args.to, args.source).message)
     return 0
 
 

@@ -22,9 +22,10 @@ pytest_plugins = ["tests.tools.fixtures"]
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[TestPostgres]:
-    """A real PostgreSQL with pgvector on a Unix socket, for the whole session. Its data
-    directory is its own temporary one, not pytest's: other pytest sessions on the machine
-    rotate those, and the socket path must stay short."""
+    """A real PostgreSQL with pgvector on a Unix socket, for the whole session (the memory
+    suite's second backend, migrate-store's target). Its data directory is its own temporary
+    one, not pytest's: other pytest sessions on the machine rotate those, and the socket path
+    must stay short."""
     folder = Path(tempfile.mkdtemp(prefix="speaker-memory-pg-"))
     server = TestPostgres(folder)
     yield server

@@ -12,6 +12,7 @@ import pytest
 from memory import SpeakerMemory, pg_index
 from memory.errors import StoreError
 from memory.pg import WRITE_LOCK_KEY
+from memory.types import SearchFilters
 from tests.memory.backends import Backend
 from tests.memory.fakes import TEXT_MODEL, Voices, make_result, text_vector
 from tests.memory.state import query
@@ -84,3 +85,72 @@ def test_a_database_url_that_is_not_postgresql_is_refused(tmp_path: Path) -> Non
         SpeakerMemory(tmp_path / "x.db", database_url="mysql://u@host/db")
     with pytest.raises(StoreError, match="not a PostgreSQL one"):
         SpeakerMemory(tmp_path / "x.db", database_url="not a url")
+
+
+def vector_rows(path: Path) -> tuple[int, int]:
+    """(rows in the HNSW table, rows pending) of the 384-d text vectors."""
+    def count(table: str) -> int:
+        return int(query(path, f"SELECT count(*) FROM {table}")[0][0])
+
+    return count(pg_index.embedding_table(384)), count(pg_index.pending_table(384))
+
+
+@postgresql_only
+def test_new_vectors_are_found_while_pending_and_once_indexed(
+    backend: Backend, tmp_path: Path, voices: Voices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ingest puts its text vectors in the pending table (no HNSW insert on its path);
+    searches find them there, exactly, and the same once the indexer moved them."""
+    path = tmp_path / "s.db"
+    memory = backend.open(path)
+    try:
+        memory._db.indexer.stop()  # type: ignore[attr-defined]  # hold them pending
+        conversations = []
+        for seed in range(3):
+            conversation = memory.create_conversation(title=f"c{seed}")
+            memory.ingest(conversation.id, make_result(voices, ["ann", "bob"], 6, seed=seed))
+            conversations.append(conversation.id)
+        assert vector_rows(path) == (0, 18)
+        probe = text_vector(memory.get_segment(7).text)
+
+        def ids(**filters: int) -> list[list[int]]:
+            found = []
+            for limit in (20_000, 0):  # exact, then HNSW candidates plus the pending rows
+                monkeypatch.setattr(pg_index, "EXACT_SCAN_LIMIT", limit)
+                hits = memory.search_semantic(probe, TEXT_MODEL, SearchFilters(**filters),
+                                              limit=10)
+                found.append([h.segment.id for h in hits])
+            return found
+
+        pending = ids(), ids(conversation_id=conversations[1])
+        assert pending[0][0] == pending[0][1] and pending[0][0][0] == 7
+        assert pending[1][0] == pending[1][1] and set(pending[1][0]) == set(range(7, 13))
+        memory.index_pending()
+        assert vector_rows(path) == (18, 0)
+        assert (ids(), ids(conversation_id=conversations[1])) == pending
+        # A deletion removes a conversation's vectors wherever they are.
+        memory.create_conversation(title="late")
+        memory.ingest(4, make_result(voices, ["ann"], 4, seed=9))
+        assert vector_rows(path) == (18, 4)
+        memory.delete_conversation(conversations[0])
+        memory.delete_conversation(4)
+        assert vector_rows(path) == (12, 0)
+    finally:
+        memory.close()
+
+
+@postgresql_only
+def test_the_indexer_moves_pending_vectors_in_the_background(
+    backend: Backend, tmp_path: Path, voices: Voices
+) -> None:
+    path = tmp_path / "s.db"
+    memory = backend.open(path)
+    try:
+        conversation = memory.create_conversation(title="c")
+        memory.ingest(conversation.id, make_result(voices, ["ann", "bob"], 8))
+        deadline = time.monotonic() + WAIT_S
+        while vector_rows(path) != (8, 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert vector_rows(path) == (8, 0)
+    finally:
+        memory.close()

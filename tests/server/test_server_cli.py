@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from server.cli import build_parser, main, settings_from
+from tests.postgres import TestPostgres
 from tests.testdata import dev_conversation, enrollment_clip
 from tests.tools.fake_pipeline import FakePipeline, Turn
 from tests.tools.runs import run_to_end
@@ -128,3 +129,39 @@ def test_delete_conversation_asks_first_and_is_final(
     assert recording.is_file()  # a file named on the command line is the user's
     assert main(["delete-conversation", cid, "--yes", *data]) == 1
     assert f"no conversation {cid}" in capsys.readouterr().err
+
+
+def test_migrate_store_copies_the_memory_into_postgresql(
+    tmp_path: Path, postgres: TestPostgres, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from memory import SpeakerMemory
+    from tests.memory.fakes import Voices, make_result
+
+    data = tmp_path / "data"
+    store = SpeakerMemory(Settings(data_dir=data).db_path)
+    conversation = store.create_conversation(title="before the move")
+    store.ingest(conversation.id, make_result(Voices(seed=3), ["ann", "bob"], 4))
+    store.identify("Ann", speaker="Unknown 1")
+    store.close()
+    url = postgres.url_for(str(tmp_path / "pg"))
+
+    assert main(["migrate-store", "--data-dir", str(data), "--to", url]) == 0
+    out = capsys.readouterr().out
+    assert "Every table has the same row count" in out
+    assert " segment " in out and "       4           4         4" in out
+    assert "4 text vectors (of 4 in pgvector) compared" in out
+    moved = SpeakerMemory(tmp_path / "pg", database_url=url)
+    try:
+        assert [s.speaker.label for s in moved.list_speakers()] == ["Ann", "Unknown 2"]
+        assert moved.undo().message.startswith("Undid")
+    finally:
+        moved.close()
+
+    # Again: the target is not empty any more; nothing changes and the message says why.
+    assert main(["migrate-store", "--data-dir", str(data), "--to", url]) == 1
+    assert "already holds data" in capsys.readouterr().err
+    assert main(["migrate-store", "--from", str(tmp_path / "none.db"), "--to", url]) == 1
+    assert "no SQLite store at" in capsys.readouterr().err
+    assert main(["migrate-store", "--data-dir", str(data), "--to", "sqlite:///x.db"]) == 1
+    assert "--to must be a PostgreSQL URL" in capsys.readouterr().err
+    postgres.drop(str(tmp_path / "pg"))

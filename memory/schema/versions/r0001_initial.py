@@ -1,0 +1,255 @@
+"""Initial schema.
+
+PostgreSQL's types follow what SQLite stores: REAL is 8 bytes there, so DOUBLE PRECISION;
+integers are BIGINT; vectors stay float32 `bytea` (the exact copy every module reads). The
+derived indexes differ: a generated `tsvector` with a GIN index instead of FTS5 (the 'simple'
+configuration: no stemming, no stop words, as FTS5's unicode61 tokenizer), and per dimension
+pgvector tables with an HNSW index instead of sqlite-vec's binary codes (memory/pg_index.py
+creates those when a text model is first seen).
+"""
+
+from memory.migrations import run_ddl
+
+revision = "0001"
+down_revision = None
+
+SQLITE = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta(key, value) VALUES ('next_unknown_number', '1');
+
+CREATE TABLE speaker (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT,
+    name_key TEXT UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('enrolled', 'unknown')),
+    unknown_number INTEGER UNIQUE,
+    match_threshold REAL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    CHECK ((name IS NULL) = (name_key IS NULL))
+);
+
+CREATE TABLE voice_model (model_id TEXT PRIMARY KEY, dim INTEGER NOT NULL);
+CREATE TABLE text_model (model_id TEXT PRIMARY KEY, dim INTEGER NOT NULL);
+
+CREATE TABLE conversation (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    title TEXT NOT NULL,
+    source_name TEXT,
+    sha256 TEXT UNIQUE,
+    recorded_at TEXT,
+    created_at TEXT NOT NULL,
+    duration REAL,
+    language TEXT,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'processing', 'done', 'failed')),
+    error TEXT,
+    audio_path TEXT,
+    model_ids TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX conversation_time ON conversation (COALESCE(recorded_at, created_at), id);
+
+-- The diarizer's per-recording clusters, kept so that reprocess can re-match them.
+CREATE TABLE local_cluster (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id INTEGER NOT NULL REFERENCES conversation(id),
+    label TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    vectors BLOB NOT NULL,
+    speech_seconds REAL NOT NULL,
+    UNIQUE (conversation_id, label)
+);
+
+-- Narrow on purpose: relabelling rewrites only these small rows.
+CREATE TABLE segment (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id INTEGER NOT NULL REFERENCES conversation(id),
+    start REAL NOT NULL,
+    "end" REAL NOT NULL,
+    local_speaker TEXT,
+    speaker_id INTEGER REFERENCES speaker(id),
+    speaker_confidence REAL,
+    assignment_source TEXT CHECK (assignment_source IN ('auto', 'manual', 'enrollment')),
+    excluded_from_profile INTEGER NOT NULL DEFAULT 0,
+    emotion TEXT,
+    emotion_confidence REAL
+);
+CREATE INDEX segment_speaker ON segment (speaker_id, conversation_id);
+CREATE INDEX segment_conversation ON segment (conversation_id, start);
+
+CREATE TABLE segment_content (
+    segment_id INTEGER PRIMARY KEY REFERENCES segment(id),
+    text TEXT NOT NULL,
+    words TEXT NOT NULL
+);
+CREATE TABLE segment_voice (
+    segment_id INTEGER PRIMARY KEY REFERENCES segment(id),
+    vector BLOB NOT NULL
+);
+CREATE TABLE segment_text_vector (
+    segment_id INTEGER PRIMARY KEY REFERENCES segment(id),
+    model_id TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+
+CREATE TABLE voiceprint (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    speaker_id INTEGER NOT NULL REFERENCES speaker(id),
+    model_id TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    source TEXT NOT NULL,
+    conversation_id INTEGER REFERENCES conversation(id),
+    segment_id INTEGER REFERENCES segment(id),
+    speech_seconds REAL NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX voiceprint_speaker ON voiceprint (speaker_id, model_id);
+CREATE INDEX voiceprint_conversation ON voiceprint (conversation_id);
+
+-- Maintained incrementally (sum + count): no scan of voiceprints per query.
+CREATE TABLE speaker_centroid (
+    speaker_id INTEGER NOT NULL REFERENCES speaker(id),
+    model_id TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    total BLOB NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (speaker_id, model_id)
+) WITHOUT ROWID;
+
+CREATE TABLE identity_event (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    action TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    speaker_ids TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    undone_at TEXT
+);
+
+CREATE VIRTUAL TABLE segment_fts USING fts5(
+    text, content='segment_content', content_rowid='segment_id',
+    tokenize='unicode61 remove_diacritics 2'
+);
+
+-- Binary-quantised text vectors (first stage of semantic search), one table per dim.
+CREATE VIRTUAL TABLE segment_text_bits_384 USING vec0(embedding bit[384]);
+"""
+
+POSTGRESQL = """
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta(key, value) VALUES ('next_unknown_number', '1');
+
+CREATE TABLE speaker (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    name TEXT,
+    name_key TEXT UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('enrolled', 'unknown')),
+    unknown_number BIGINT UNIQUE,
+    match_threshold DOUBLE PRECISION,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    CHECK ((name IS NULL) = (name_key IS NULL))
+);
+
+CREATE TABLE voice_model (model_id TEXT PRIMARY KEY, dim BIGINT NOT NULL);
+CREATE TABLE text_model (model_id TEXT PRIMARY KEY, dim BIGINT NOT NULL);
+
+CREATE TABLE conversation (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    title TEXT NOT NULL,
+    source_name TEXT,
+    sha256 TEXT UNIQUE,
+    recorded_at TEXT,
+    created_at TEXT NOT NULL,
+    duration DOUBLE PRECISION,
+    language TEXT,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'processing', 'done', 'failed')),
+    error TEXT,
+    audio_path TEXT,
+    model_ids TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX conversation_time ON conversation ((COALESCE(recorded_at, created_at)), id);
+
+CREATE TABLE local_cluster (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    conversation_id BIGINT NOT NULL REFERENCES conversation(id),
+    label TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    dim BIGINT NOT NULL,
+    vectors BYTEA NOT NULL,
+    speech_seconds DOUBLE PRECISION NOT NULL,
+    UNIQUE (conversation_id, label)
+);
+
+CREATE TABLE segment (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    conversation_id BIGINT NOT NULL REFERENCES conversation(id),
+    start DOUBLE PRECISION NOT NULL,
+    "end" DOUBLE PRECISION NOT NULL,
+    local_speaker TEXT,
+    speaker_id BIGINT REFERENCES speaker(id),
+    speaker_confidence DOUBLE PRECISION,
+    assignment_source TEXT CHECK (assignment_source IN ('auto', 'manual', 'enrollment')),
+    excluded_from_profile BIGINT NOT NULL DEFAULT 0,
+    emotion TEXT,
+    emotion_confidence DOUBLE PRECISION
+);
+CREATE INDEX segment_speaker ON segment (speaker_id, conversation_id);
+CREATE INDEX segment_conversation ON segment (conversation_id, start);
+
+CREATE TABLE segment_content (
+    segment_id BIGINT PRIMARY KEY REFERENCES segment(id),
+    text TEXT NOT NULL,
+    words TEXT NOT NULL,
+    search_vector tsvector
+        GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED
+);
+CREATE INDEX segment_content_search ON segment_content USING gin (search_vector);
+CREATE TABLE segment_voice (
+    segment_id BIGINT PRIMARY KEY REFERENCES segment(id),
+    vector BYTEA NOT NULL
+);
+CREATE TABLE segment_text_vector (
+    segment_id BIGINT PRIMARY KEY REFERENCES segment(id),
+    model_id TEXT NOT NULL,
+    vector BYTEA NOT NULL
+);
+
+CREATE TABLE voiceprint (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    speaker_id BIGINT NOT NULL REFERENCES speaker(id),
+    model_id TEXT NOT NULL,
+    vector BYTEA NOT NULL,
+    source TEXT NOT NULL,
+    conversation_id BIGINT REFERENCES conversation(id),
+    segment_id BIGINT REFERENCES segment(id),
+    speech_seconds DOUBLE PRECISION NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX voiceprint_speaker ON voiceprint (speaker_id, model_id);
+CREATE INDEX voiceprint_conversation ON voiceprint (conversation_id);
+
+CREATE TABLE speaker_centroid (
+    speaker_id BIGINT NOT NULL REFERENCES speaker(id),
+    model_id TEXT NOT NULL,
+    dim BIGINT NOT NULL,
+    total BYTEA NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (speaker_id, model_id)
+);
+
+CREATE TABLE identity_event (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    action TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    speaker_ids TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    undone_at TEXT
+);
+"""
+
+
+def upgrade() -> None:
+    run_ddl(sqlite=SQLITE, postgresql=POSTGRESQL)
