@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 
 Samples = npt.NDArray[np.float32]
 
-STEP_MIN_SECONDS = 1.0
-"""New audio a step waits for (a Whisper pass re-reads the whole buffer: not per 100 ms)."""
 STEP_MAX_SECONDS = 5.0
 """Audio one step feeds at most: a session far behind catches up in steps of this size, with
 other sessions' steps in between."""
@@ -238,9 +236,10 @@ class LiveSession:
     # ------------------------------------------------------------ work (scheduler thread)
     @property
     def has_work(self) -> bool:
-        """A second of new audio (what a pass needs to be worth it), or the end."""
+        """As much new audio as the stream's next pass waits for (its min_step_seconds: a
+        pass re-reads the whole buffer, so not per 100 ms), or the end."""
         with self._lock:
-            return self._pending_samples >= STEP_MIN_SECONDS * SAMPLE_RATE or (
+            return self._pending_samples >= self.stream.config.min_step_seconds * SAMPLE_RATE or (
                 self._stopping and not self.finished.is_set())
 
     def step(self) -> None:
