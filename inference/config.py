@@ -9,6 +9,10 @@ from typing import Literal
 DiarizerName = Literal["neural", "builtin", "pyannote"]
 VoiceEmbedderName = Literal["campplus", "resemblyzer", "pyannote"]
 
+LIVE_PARALLEL_PASSES = 2
+"""Live sessions transcribed at once, each pass on its own Whisper worker (measured in
+inference.transcribe.WhisperWindow: two passes side by side beat two in turn on 2 cores)."""
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -36,9 +40,11 @@ class PipelineConfig:
     """The model live sessions transcribe with (each pass re-reads the growing buffer: a
     small model keeps up in real time on a CPU)."""
     live_beam_size: int = 1
+    """Greedy decoding for live passes: LocalAgreement only needs two passes to agree."""
     live_vad_threshold: float = 0.5
     """Live audio with no speech at this silero threshold is not sent to Whisper."""
-    """Greedy decoding for live passes: LocalAgreement only needs two passes to agree."""
+    live_parallel_passes: int = LIVE_PARALLEL_PASSES
+    """Live Whisper passes that may run at once (one CTranslate2 worker each)."""
     cpu_threads: int = 0
     """CTranslate2 threads on CPU; 0 = its default."""
     torch_threads: int = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import os
 import queue
 import threading
 import time
@@ -393,18 +394,26 @@ class Pipeline:
         with self._lock:
             if self._live_window is None:
                 config = self.config
-                self._live_window = WhisperWindow(WhisperTranscriber(
-                    config.live_whisper_model, cache_dir=config.models_dir,
-                    device=config.device, compute_type=config.compute_type,
-                    cpu_threads=config.cpu_threads,
-                    options=TranscribeOptions(beam_size=config.live_beam_size),
-                ), language=config.language)
+                def live_whisper(threads: int, workers: int) -> WhisperTranscriber:
+                    return WhisperTranscriber(
+                        config.live_whisper_model, cache_dir=config.models_dir,
+                        device=config.device, compute_type=config.compute_type,
+                        cpu_threads=threads, num_workers=workers,
+                        options=TranscribeOptions(beam_size=config.live_beam_size))
+
+                workers = config.live_parallel_passes
+                self._live_window = WhisperWindow(
+                    live_whisper(config.cpu_threads, 1),
+                    together=live_whisper(max(1, (os.cpu_count() or 1) // workers), workers)
+                    if workers > 1 else None,
+                    language=config.language)
             return self._live_window
 
     def warm_up_live(self) -> None:
         """Load what a live session uses (its Whisper, the voice and text models, the VAD)
         before its first words, not while they wait: ~10 s on a CPU, once per process."""
         silence = np.zeros(SAMPLE_RATE, np.float32)
+        self.live_window().load()
         self.live_window().transcribe_window(silence, "")
         self.live_voice(silence)
         self.embed_text(["warm up"])

@@ -185,7 +185,7 @@ class App:
         self.jobs = JobRunner(settings.processing_workers)
         self.processing: ProcessingQueue | None = None
         """Where processing jobs run: tools.queues builds it on first use."""
-        self.live = LiveHub()
+        self.live = LiveHub(settings.live_parallel_passes)
         self._pipeline = pipeline
         self._pipeline_factory = pipeline_factory
         self._pipeline_lock = threading.Lock()

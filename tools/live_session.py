@@ -1,8 +1,9 @@
 """One live session: audio in, confirmed segments stored with their speakers, events out.
 
 Audio is pushed from any thread (a WebSocket handler, a microphone callback); the work runs
-on the shared scheduler's thread (`LiveScheduler`), one step at a time per session, so one
-session's Whisper passes never starve another's. A step:
+on the shared scheduler's threads (`LiveScheduler`), one step at a time per session, so one
+session's Whisper passes never starve another's (and two sessions' passes run side by side,
+one per core). A step:
 1. compares the labels of the segments already sent with the store's (one read), so a voice
    named or merged meanwhile (by an agent or the page) is sent as `speaker_update` and carried
    by this step's segments;
@@ -243,7 +244,7 @@ class LiveSession:
                 self._stopping and not self.finished.is_set())
 
     def step(self) -> None:
-        """Process what arrived (see the module's docstring). On the scheduler's thread."""
+        """Process what arrived (see the module's docstring). On a scheduler thread."""
         with self._lock:
             chunk, transcribe = self._take(int(STEP_MAX_SECONDS * SAMPLE_RATE))
             ending = self._stopping and self._pending_samples == 0
@@ -467,22 +468,32 @@ def _speaker_json(speaker: SpeakerInfo) -> dict[str, Any]:
 
 
 class LiveScheduler:
-    """One thread that runs every session's steps in turn (round robin): sessions share the
-    live Whisper model, and one session's backlog cannot starve the others."""
+    """A few threads (`workers`) that run the sessions' steps: sessions share the live Whisper
+    model, whose workers pass that many buffers at once, and one session's backlog cannot
+    starve the others. A session is stepped by one thread at a time; a free thread takes the
+    ready session that waited longest (round robin)."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
         self._sessions: list[LiveSession] = []
+        self._stepping: set[int] = set()
+        """conversation ids of the sessions a thread is stepping now"""
+        self._turn = 0
+        self._last_turn: dict[int, int] = {}
+        """conversation id of a session -> the turn it was last taken at (the oldest goes first)"""
         self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._closed = False
         self.on_finished: Callable[[LiveSession], None] | None = None
 
     def add(self, session: LiveSession) -> None:
         with self._wake:
             self._sessions.append(session)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="sm-live", daemon=True)
-                self._thread.start()
+            if not self._threads:
+                self._threads = [threading.Thread(target=self._run, name=f"sm-live-{n}",
+                                                  daemon=True) for n in range(self.workers)]
+                for thread in self._threads:
+                    thread.start()
             self._wake.notify_all()
 
     def poke(self) -> None:
@@ -494,41 +505,64 @@ class LiveScheduler:
             self._closed = True
             self._wake.notify_all()
 
+    def _next(self) -> LiveSession | None:
+        """Called with the lock held: the ready session no thread is stepping that waited
+        longest, or None."""
+        ready = [s for s in self._sessions
+                 if s.conversation_id not in self._stepping and s.has_work]
+        if not ready:
+            return None
+        session = min(ready, key=lambda s: self._last_turn.get(s.conversation_id, -1))
+        self._turn += 1
+        self._last_turn[session.conversation_id] = self._turn
+        self._stepping.add(session.conversation_id)
+        return session
+
     def _run(self) -> None:
         while True:
             with self._wake:
-                ready = [s for s in self._sessions if s.has_work]
-                while not ready and not self._closed:
+                session = self._next()
+                while session is None and not self._closed:
                     self._wake.wait(timeout=1.0)
-                    ready = [s for s in self._sessions if s.has_work]
-                if self._closed and not ready:
+                    session = self._next()
+                if session is None:
                     return
-            for session in ready:
-                try:
-                    session.step()
-                except Exception as exc:
-                    log.exception("live session %d failed", session.conversation_id)
-                    session.fail(f"the live session stopped on an internal error "
-                                 f"({type(exc).__name__}: {exc}); what was confirmed is stored")
-                if session.finished.is_set():
-                    with self._wake:
-                        if session in self._sessions:
-                            self._sessions.remove(session)
-                    if self.on_finished is not None:
-                        try:
-                            self.on_finished(session)
-                        except Exception:
-                            log.exception("finalising live session %d could not start; "
-                                          "stop_listening(conversation_id) retries it",
-                                          session.conversation_id)
+            try:
+                self._step(session)
+            finally:
+                with self._wake:
+                    self._stepping.discard(session.conversation_id)
+                    self._wake.notify_all()
+
+    def _step(self, session: LiveSession) -> None:
+        try:
+            session.step()
+        except Exception as exc:
+            log.exception("live session %d failed", session.conversation_id)
+            session.fail(f"the live session stopped on an internal error "
+                         f"({type(exc).__name__}: {exc}); what was confirmed is stored")
+        if not session.finished.is_set():
+            return
+        with self._wake:
+            if session in self._sessions:
+                self._sessions.remove(session)
+            self._last_turn.pop(session.conversation_id, None)
+        if self.on_finished is not None:
+            try:
+                self.on_finished(session)
+            except Exception:
+                log.exception("finalising live session %d could not start; "
+                              "stop_listening(conversation_id) retries it",
+                              session.conversation_id)
 
 
 class LiveHub:
     """The live sessions of this process: at most `max_sessions` at once, all stepped by one
-    scheduler. `on_finished` (set by tools.live) finalises a session whose audio ended."""
+    scheduler (`workers` of them at a time). `on_finished` (set by tools.live) finalises a
+    session whose audio ended."""
 
-    def __init__(self) -> None:
-        self.scheduler = LiveScheduler()
+    def __init__(self, workers: int = 1) -> None:
+        self.scheduler = LiveScheduler(workers)
         self._sessions: dict[int, LiveSession] = {}
         self._lock = threading.Lock()
         self.starting = threading.Lock()

@@ -90,6 +90,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         match_margin=settings.match_margin,
         live_whisper_model=settings.live_whisper_model,
         live_vad_threshold=settings.live_vad_threshold,
+        live_parallel_passes=settings.live_parallel_passes,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from inference.config import LIVE_PARALLEL_PASSES
 from memory.pg import is_postgresql
 from memory.types import MatchConfig
 
@@ -114,6 +115,10 @@ class Settings(BaseSettings):
     live_max_sessions: int = Field(
         4, ge=1, description="Live sessions at once (WebSocket streams and the microphone); "
         "one more is refused with a message saying so.",
+    )
+    live_parallel_passes: int = Field(
+        LIVE_PARALLEL_PASSES, ge=1, description="Live sessions transcribed at once, each on "
+        "its own Whisper worker (more sessions take turns); about the number of CPU cores.",
     )
     live_max_behind_seconds: float = Field(
         10.0, gt=0, description="Audio waiting to be transcribed before a live client is told "

@@ -177,6 +177,25 @@ def test_local_agreement_drops_a_repeat_of_the_confirmed_tail() -> None:
     assert [w.word for w in agreement.pending] == ["two"]
 
 
+def test_passes_that_differ_on_one_word_agree_past_it_when_the_next_words_agree() -> None:
+    def said(*words: str) -> list[Word]:
+        return [Word(w, i * 0.4, i * 0.4 + 0.3, 1) for i, w in enumerate(words)]
+
+    agreement = LocalAgreement()
+    assert agreement.insert(said("the", "van", "costs", "more", "now")) == []
+    # "van"/"fan": one word changed, the next AGREE_AFTER (2) agree: the newer word is taken.
+    assert [w.word for w in agreement.insert(said("the", "fan", "costs", "more", "today"))] == \
+        ["the", "fan", "costs", "more"]
+    # One word changed with only one agreed word after it: no agreement past it.
+    strict = LocalAgreement()
+    assert strict.insert(said("we", "said", "so")) == []
+    assert [w.word for w in strict.insert(said("we", "sat", "so", "far"))] == ["we"]
+    # Two changed words in a row: no agreement past them.
+    two = LocalAgreement()
+    assert two.insert(said("a", "b", "c", "d", "e")) == []
+    assert [w.word for w in two.insert(said("a", "x", "y", "d", "e"))] == ["a"]
+
+
 def test_a_word_that_is_only_a_symbol_is_agreed_on_like_any_other() -> None:
     # Whisper wrote "6 %" as two words; "%" has no letters. It must not hold back the words
     # after it (it did: nothing was confirmed until the 30 s window was cut).
@@ -232,3 +251,67 @@ def test_a_live_pass_on_noise_is_bounded_by_its_window(tiny_transcriber) -> None
     samples = decode(DATA / "rdev01_first30s.wav").samples[10 * SAMPLE_RATE:18 * SAMPLE_RATE]
     words = WhisperWindow(tiny_transcriber, "en").transcribe_window(samples, "")
     assert 0 < len(words) <= LIVE_TOKENS_PER_SECOND * 8 + LIVE_TOKENS_SLACK
+
+
+@pytest.mark.models
+def test_live_passes_side_by_side_run_on_the_shared_model(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A pass alone takes all the threads (`alone`); a pass that starts while another runs, and
+    # the passes for CROWDED_SECONDS after, take a worker of `together`. Same words either way.
+    import threading
+    import time
+
+    from inference import transcribe
+    from inference.audio import decode
+    from inference.transcribe import WhisperTranscriber, WhisperWindow
+    from tests.testdata import dev_conversation
+
+    class Counted(WhisperTranscriber):
+        """The real transcriber, counting the passes that took its model."""
+
+        passes = 0
+
+        def load(self):  # type: ignore[no-untyped-def]
+            self.passes += 1
+            return super().load()
+
+    monkeypatch.setattr(transcribe, "CROWDED_SECONDS", 0.3)
+    alone = Counted("tiny.en", device="cpu", compute_type="int8")
+    together = Counted("tiny.en", device="cpu", compute_type="int8", cpu_threads=1,
+                       num_workers=2)
+    window = WhisperWindow(alone, "en", together=together)
+    window.load()
+    alone.passes = together.passes = 0
+    clip = decode(dev_conversation("dev01-start")).samples[:8 * SAMPLE_RATE]
+
+    def said(words: list[Word]) -> list[str]:
+        return [w.word.strip() for w in words]
+
+    solo = said(window.transcribe_window(clip, ""))
+    assert solo and (alone.passes, together.passes) == (1, 0)
+    results: dict[str, list[str]] = {}
+
+    def run(name: str) -> None:
+        results[name] = said(window.transcribe_window(clip, ""))
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    while not window._running and first.is_alive():
+        time.sleep(0.001)
+    second = threading.Thread(target=run, args=("second",))
+    second.start()
+    first.join()
+    second.join()
+    assert (alone.passes, together.passes) == (2, 1)  # the second pass met the first
+    assert results == {"first": solo, "second": solo}
+    time.sleep(0.4)  # quiet for longer than CROWDED_SECONDS: alone again
+    window.transcribe_window(clip, "")
+    assert (alone.passes, together.passes) == (3, 1)
+
+
+def test_a_piece_whisper_gives_without_a_space_joins_the_word_before() -> None:
+    from inference.streaming import joined
+
+    words = [Word(text, i * 0.3, i * 0.3 + 0.2, 0.9) for i, text in enumerate(
+        [" about", " 6", "%", " over", " budget,", " about", " 40", ",000", " over.", "plain"])]
+    assert joined(words) == "about 6% over budget, about 40,000 over. plain"
+    assert joined([]) == ""

@@ -5,6 +5,7 @@ is real; the audio, the Whisper passes and the voice vectors are the fake world'
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -122,6 +123,58 @@ def test_naming_a_voice_mid_session_reaches_the_next_events_and_survives_finalis
     assert stored[ann_segment["segment_id"]].speaker.label == "Carol"
     assert stored[ann_segment["segment_id"]].text.startswith("good morning")
     assert app.memory.live_sessions() == []
+
+
+class Rendezvous:
+    """A session's Whisper pass that, the first time, waits until the other session's pass is
+    running too (a barrier): passes taken in turn would never meet, and the session fails.
+    It also counts how many passes of its own session run at once (must stay 1)."""
+
+    def __init__(self, inner: Any, barrier: threading.Barrier) -> None:
+        self.inner = inner
+        self.barrier = barrier
+        self.met = False
+        self.inside = 0
+        self.most_inside = 0
+
+    def transcribe_window(self, samples: np.ndarray, prompt: str) -> Any:
+        self.inside += 1
+        self.most_inside = max(self.most_inside, self.inside)
+        try:
+            if not self.met:
+                self.barrier.wait()
+                self.met = True
+            time.sleep(0.01)  # a pass takes time: a second one of this session would overlap
+            return self.inner.transcribe_window(samples, prompt)
+        finally:
+            self.inside -= 1
+
+
+def test_two_sessions_pass_side_by_side_and_each_one_in_order(
+    app: App, fake: FakePipeline
+) -> None:
+    assert app.settings.live_parallel_passes == 2
+    audio = fake.live_script(TURNS).audio()
+    barrier = threading.Barrier(2, timeout=10)
+    sessions, passes, said = [], [], []
+    for title in ("left", "right"):
+        session = live.start_session(app, title, "test")
+        passes.append(Rendezvous(session.stream.transcriber, barrier))
+        session.stream.transcriber = passes[-1]
+        heard: list[LiveEvent] = []
+        heard += session.subscribe(heard.append)
+        said.append(heard)
+        sessions.append(session)
+    for session in sessions:
+        feed(session, audio)
+    for session in sessions:
+        anyio.run(live.stop_listening, app, session.conversation_id, no_follow)
+    assert all(p.met for p in passes)  # the two sessions' passes ran at the same time
+    assert [p.most_inside for p in passes] == [1, 1]  # a session is stepped by one thread
+    words = " ".join(t for _, t in TURNS).split()
+    for heard, session in zip(said, sessions, strict=True):
+        assert session.error is None
+        assert " ".join(f["text"] for f in finals(heard)).split() == words
 
 
 def test_limits_and_polling(app: App, fake: FakePipeline) -> None:
