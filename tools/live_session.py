@@ -471,16 +471,14 @@ class LiveScheduler:
     """A few threads (`workers`) that run the sessions' steps: sessions share the live Whisper
     model, whose workers pass that many buffers at once, and one session's backlog cannot
     starve the others. A session is stepped by one thread at a time; a free thread takes the
-    ready session that waited longest (round robin)."""
+    first ready session in turn order (round robin)."""
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = workers
         self._sessions: list[LiveSession] = []
+        """In turn order: a session taken goes to the back."""
         self._stepping: set[int] = set()
         """conversation ids of the sessions a thread is stepping now"""
-        self._turn = 0
-        self._last_turn: dict[int, int] = {}
-        """conversation id of a session -> the turn it was last taken at (the oldest goes first)"""
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._closed = False
@@ -508,14 +506,12 @@ class LiveScheduler:
     def _next(self) -> LiveSession | None:
         """Called with the lock held: the ready session no thread is stepping that waited
         longest, or None."""
-        ready = [s for s in self._sessions
-                 if s.conversation_id not in self._stepping and s.has_work]
-        if not ready:
-            return None
-        session = min(ready, key=lambda s: self._last_turn.get(s.conversation_id, -1))
-        self._turn += 1
-        self._last_turn[session.conversation_id] = self._turn
-        self._stepping.add(session.conversation_id)
+        session = next((s for s in self._sessions
+                        if s.conversation_id not in self._stepping and s.has_work), None)
+        if session is not None:
+            self._sessions.remove(session)
+            self._sessions.append(session)
+            self._stepping.add(session.conversation_id)
         return session
 
     def _run(self) -> None:
@@ -546,7 +542,6 @@ class LiveScheduler:
         with self._wake:
             if session in self._sessions:
                 self._sessions.remove(session)
-            self._last_turn.pop(session.conversation_id, None)
         if self.on_finished is not None:
             try:
                 self.on_finished(session)
