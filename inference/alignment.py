@@ -24,6 +24,7 @@ from inference.types import (
     Turn,
     Vector,
     Word,
+    spoken_text,
 )
 
 
@@ -124,9 +125,7 @@ def _smooth_flickers(
 
 
 def _piece(words: list[Word], label: str | None) -> PipelineSegment:
-    # Whisper's words carry their leading space, so joining them rebuilds the text as spoken
-    # (and works for languages written without spaces).
-    text = "".join(w.word for w in words).strip()
+    text = spoken_text(words)
     clean = [Word(w.word.strip(), w.start, w.end, w.probability) for w in words]
     return PipelineSegment(
         start=words[0].start, end=words[-1].end, text=text, words=clean, local_speaker=label

@@ -28,7 +28,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from inference.types import SAMPLE_RATE, Word
+from inference.types import SAMPLE_RATE, Word, spoken_text
 
 SENTENCE_END = re.compile(r"[.?!…]$")
 CLAUSE_END = re.compile(r"[,;:]$")
@@ -90,18 +90,6 @@ class StreamConfig:
     """A word heard this long ago (by the buffer's end) is confirmed even if the passes
     disagree on it, once two passes in a row confirmed nothing, so a word the model keeps
     changing cannot hold back the rest."""
-
-
-def joined(words: Sequence[Word]) -> str:
-    """The words as text. Whisper begins each word with a space; a piece it gives without one
-    that starts with a symbol belongs to the word before ("6" "%" is "6%", "40" ",000" is
-    "40,000"): joined with spaces, "6 %" read as "6", and ",000" as a new number."""
-    text = ""
-    for word in words:
-        piece = word.word.strip()
-        attached = not word.word[:1].isspace() and not piece[:1].isalnum()
-        text += piece if attached or not text else " " + piece
-    return text
 
 
 PUNCTUATION = re.compile(r"[\s.,;:!?…'\"()\[\]{}\-–—]")
@@ -247,7 +235,8 @@ class StreamingTranscription:
         # The prompt is the confirmed text *before* the buffer (whisper_streaming does the same):
         # words that are also in the audio would be skipped as already said, and the passes
         # would then disagree on them.
-        prompt = joined([w for w in self._confirmed_words if w.end <= self._buffer_start + 0.01])
+        prompt = spoken_text([w for w in self._confirmed_words
+                              if w.end <= self._buffer_start + 0.01])
         words = [Word(w.word, w.start + self._buffer_start, w.end + self._buffer_start,
                       w.probability)
                  for w in self.transcriber.transcribe_window(self._buffer, prompt)]
@@ -268,8 +257,7 @@ class StreamingTranscription:
         elif self._open and confirmed:
             events.append(self._snapshot(self._open, complete=False))
         if pending:
-            events.append(Partial(joined(pending),
-                                  pending[0].start, pending[-1].end))
+            events.append(Partial(spoken_text(pending), pending[0].start, pending[-1].end))
         self._trim()
         return events
 
@@ -295,7 +283,7 @@ class StreamingTranscription:
         return self._snapshot(words, complete=True)
 
     def _snapshot(self, words: list[Word], complete: bool) -> Final:
-        return Final(words[0].start, words[-1].end, joined(words),
+        return Final(words[0].start, words[-1].end, spoken_text(words),
                      list(words), complete,
                      words[-1].end if complete else self._continuation(words[-1].end))
 

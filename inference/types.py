@@ -6,6 +6,7 @@ memory.types.PipelineResultLike, so `memory.ingest` takes it as it is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,13 @@ from memory.types import Vector as Vector  # re-exported
 from memory.types import Word as Word  # re-exported
 
 SAMPLE_RATE = 16_000
+
+
+def spoken_text(words: Sequence[Word]) -> str:
+    """The text of Whisper's words. Each carries its leading space, and a piece without one
+    belongs to the word before ("6" "%" is "6%", "40" ",000" is "40,000"), so joining them
+    rebuilds the text as spoken (languages written without spaces included)."""
+    return "".join(w.word for w in words).strip()
 
 
 @dataclass(frozen=True)
