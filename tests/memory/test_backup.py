@@ -12,6 +12,7 @@ from memory.errors import BackupError, ImportNotEmpty
 from memory.migrations import latest_version
 from tests.memory.backends import open_memory
 from tests.memory.fakes import TEXT_MODEL, VOICE_MODEL, Voices, make_result, text_vector
+from tests.memory.measure import peak_allocation
 from tests.memory.state import centroids, rows
 
 
@@ -134,8 +135,6 @@ def test_export_holds_a_batch_of_rows_not_the_store(store: SpeakerMemory, voices
                                                     tmp_path: Path) -> None:
     # Building the whole document first took 4.6x the store's size in RAM (3.9 GB for 848 MB):
     # now the peak stays that of a batch of rows, whatever the store's size.
-    import tracemalloc
-
     def grow(conversations: range) -> None:
         for seed in conversations:
             conversation = store.create_conversation(title=f"long {seed}", sha256=f"long{seed}")
@@ -143,12 +142,7 @@ def test_export_holds_a_batch_of_rows_not_the_store(store: SpeakerMemory, voices
 
     def export(name: str) -> tuple[int, int]:
         backup = tmp_path / name
-        tracemalloc.start()
-        try:
-            store.export_json(backup)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        peak = peak_allocation(lambda: store.export_json(backup))
         assert json.loads(backup.read_text())["tables"]["segment"]["rows"]  # one document
         return backup.stat().st_size, peak
 

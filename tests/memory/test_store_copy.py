@@ -11,6 +11,7 @@ import pytest
 from memory import SpeakerMemory, store_copy
 from memory.errors import StoreError, StoreNotEmpty
 from tests.memory.fakes import TEXT_MODEL, VOICE_MODEL, Voices, make_result, text_vector
+from tests.memory.measure import peak_allocation
 from tests.memory.test_backup import fill
 from tests.postgres import TestPostgres
 
@@ -123,8 +124,6 @@ def test_a_copy_that_differs_is_rolled_back(sqlite_store: SpeakerMemory,
 def test_the_copy_holds_a_batch_not_the_store(sqlite_store: SpeakerMemory, postgres: TestPostgres,
                                               voices: Voices, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import tracemalloc
-
     monkeypatch.setattr(store_copy, "COPY_BATCH", 100)
 
     def grow(conversations: range) -> None:
@@ -139,12 +138,7 @@ def test_the_copy_holds_a_batch_not_the_store(sqlite_store: SpeakerMemory, postg
         try:
             # Its background indexer would allocate (a pooled connection) whenever it runs.
             target._db.indexer.stop()  # type: ignore[attr-defined]
-            tracemalloc.start()
-            try:
-                sqlite_store.copy_to(target)
-                _, peak = tracemalloc.get_traced_memory()
-            finally:
-                tracemalloc.stop()
+            peak = peak_allocation(lambda: sqlite_store.copy_to(target))
         finally:
             target.close()
             postgres.drop(key)
