@@ -40,8 +40,9 @@ from memory.job_progress import JobProgress
 from memory.limits import MAX_TITLE_LENGTH, bounded
 from memory.migrations import latest_version, migrate
 from memory.pg import PgDatabase, display_url, is_postgresql
-from memory.speakers import SPEAKER_COLUMNS, get_info, info, infos, resolve_row
+from memory.speakers import SELECT_SPEAKER, SavedSpeaker, get_info, info, infos, resolve_row
 from memory.store_copy import CopyReport
+from memory.tables import speaker
 from memory.timeutil import from_db_required
 from memory.types import (
     ConversationDetail,
@@ -417,7 +418,8 @@ class SpeakerMemory:
                 speaker=get_info(ctx.tx, outcome.target),
                 segments_relabelled=relabel.segments,
                 conversations_relabelled=relabel.conversations,
-                speakers_merged=[info(tuple(merged_rows[sid])) for sid, _ in relabel.merged],
+                speakers_merged=[info(SavedSpeaker.of(merged_rows[sid]))
+                                 for sid, _ in relabel.merged],
                 suggestions=[Suggestion(suggested[sid], score)
                              for sid, score in relabel.suggestions if sid in suggested],
                 changed=not change.empty,
@@ -470,8 +472,8 @@ class SpeakerMemory:
     def delete_unknown_speakers(self) -> IdentityChange:
         with self._write() as ctx:
             change = Change()
-            rows = ctx.tx.all(
-                f"SELECT {SPEAKER_COLUMNS} FROM speaker WHERE kind = 'unknown' ORDER BY id"
+            rows = ctx.tx.rows(
+                SELECT_SPEAKER.where(speaker.c.kind == "unknown").order_by(speaker.c.id)
             )
             if not rows:
                 return IdentityChange(0, "delete_unknown", [], 0, 0,

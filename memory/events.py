@@ -23,7 +23,8 @@ import numpy as np
 from memory import profiles
 from memory.db import Tx
 from memory.errors import EventNotFound, InvalidOperation, UndoConflict
-from memory.speakers import SPEAKER_COLUMNS, delete_row
+from memory.speakers import SELECT_SPEAKER, SPEAKER_COLUMNS, delete_row
+from memory.tables import speaker
 from memory.timeutil import now_db
 from memory.vectors import b64, pack_ids, unb64, unpack_ids
 from memory.voiceprints import (
@@ -68,7 +69,7 @@ class Change:
         self.touched.add(speaker_id)
         if speaker_id in self.speakers_before or speaker_id in self.speakers_created:
             return
-        row = tx.one(f"SELECT {SPEAKER_COLUMNS} FROM speaker WHERE id = ?", (speaker_id,))
+        row = tx.first(SELECT_SPEAKER.where(speaker.c.id == speaker_id))
         if row is not None:
             self.speakers_before[speaker_id] = list(row)
 
@@ -301,7 +302,7 @@ def _segments_shown_differently(tx: Tx, moved: set[int], renamed: list[int]) -> 
 
 def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> set[int]:
     """Put back what event `eid` changed; returns the ids of the segments it moved or edited."""
-    columns = SPEAKER_COLUMNS.split(", ")
+    columns = list(SPEAKER_COLUMNS)
     placeholders = ", ".join("?" for _ in columns)
     # 1. Speakers as they were: re-create deleted ones first (segments will point at them).
     restoring = {int(before[0]) for before in payload["speakers_before"]}
@@ -317,7 +318,7 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> set[int]:
     for before in payload["speakers_before"]:
         sid = before[0]
         if tx.one("SELECT 1 FROM speaker WHERE id = ?", (sid,)) is None:
-            tx.run(f"INSERT INTO speaker({SPEAKER_COLUMNS}) VALUES ({placeholders})", before)
+            tx.run(f"INSERT INTO speaker({', '.join(columns)}) VALUES ({placeholders})", before)
         else:
             sets = ", ".join(f"{c} = ?" for c in columns[1:])
             tx.run(f"UPDATE speaker SET {sets} WHERE id = ?", (*before[1:], sid))

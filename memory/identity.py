@@ -72,8 +72,8 @@ class Relabel:
         self.conversations += conversations
 
 
-def _label(row: tuple[Any, ...]) -> str:
-    return label_of(row[1], row[4])
+def _label(row: SpeakerRow) -> str:
+    return label_of(row.name, row.unknown_number)
 
 
 def count_segments(tx: Tx, speaker_id: int) -> tuple[int, int]:
@@ -259,7 +259,7 @@ def identify(
 
 
 def _identify_whole(
-    ctx: Ctx, change: Change, source_row: tuple[Any, ...], name: str, target: int | None,
+    ctx: Ctx, change: Change, source_row: SpeakerRow, name: str, target: int | None,
     relabel: Relabel,
 ) -> tuple[int, str]:
     """An unknown speaker is named: it becomes the named speaker, or merges into it."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -30,20 +30,18 @@ import psycopg
 from psycopg.adapt import Dumper, PyFormat
 from psycopg.pq import Format
 from psycopg.types.numeric import FloatLoader
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.dml import Insert
 
-from memory.db import Params, Tx
+from memory.db import Bound, Params, Tx
 from memory.pg_index import PendingIndexer, VectorParam
+from memory.tables import SERIAL_TABLES
 
 WRITE_LOCK_KEY = 0x5350_4B52_4D45_4D  # "SPKRMEM": one key for the store's writers
-SERIAL_TABLES = frozenset({
-    "speaker", "conversation", "local_cluster", "segment", "voiceprint", "identity_event",
-    "diarization_turn", "enrollment_clip",
-})
-"""Tables whose `id` comes from a sequence (SQLite: INTEGER PRIMARY KEY)."""
 AUTOINCREMENT_TABLES = tuple(sorted(SERIAL_TABLES - {"diarization_turn"}))
 """The tables SQLite's sqlite_sequence tracks (AUTOINCREMENT): a backup carries their
 counters, so that ids stay never reused after an import."""
@@ -198,11 +196,12 @@ class PgTx(Tx):
         return max(int(given or 0), int(top)) + 1
 
     def _after_insert(self, insert: re.Match[str] | None) -> None:
+        if insert is not None and insert.group(2) is not None and insert.group(1) in SERIAL_TABLES:
+            self._follow_sequence(insert.group(1))
+
+    def _follow_sequence(self, table: str) -> None:
         """Rows inserted with explicit ids (ingest's reserved ranges, undo, import) leave the
         sequence behind: move it past them, never back."""
-        if insert is None or insert.group(2) is None or insert.group(1) not in SERIAL_TABLES:
-            return
-        table = insert.group(1)
         sequence = _sequence(table)
         with self._raw.cursor() as cursor:
             cursor.execute(
@@ -210,6 +209,43 @@ class PgTx(Tx):
                 f"(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {sequence}),"
                 f" (SELECT COALESCE(MAX(id), 0) FROM {table})) AS top) t WHERE top > 0"
             )
+
+    # --- Core calls whose PostgreSQL form differs --------------------------------------------
+    def insert(self, statement: Insert) -> int:
+        result = self.connection.execute(statement)
+        table = statement.table.name
+        if table in SERIAL_TABLES and "id" in result.context.compiled_parameters[0]:
+            self._follow_sequence(table)
+        key = result.inserted_primary_key
+        return 0 if key is None or key[0] is None else int(key[0])
+
+    def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        columns = list(rows[0])
+        values = [_params([r[c] for c in columns]) for r in rows]
+        if any(isinstance(p, VectorParam) for p in values[0]):
+            _send_vectors(self._raw)
+        if len(rows) >= COPY_MIN_ROWS:
+            self._copy(table.name, columns, values)
+        else:
+            quoted = ", ".join(f'"{c}"' for c in columns)
+            marks = ", ".join(["%s"] * len(columns))
+            with self._raw.cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO {table.name} ({quoted}) VALUES ({marks})", values
+                )
+        if table.name in SERIAL_TABLES and "id" in columns:
+            self._follow_sequence(table.name)
+
+    def stream(
+        self, statement: Executable, params: Bound = None, batch: int = 1000
+    ) -> Iterator[tuple[Any, ...]]:
+        sql, args = self._native(statement, params)
+        with self._raw.cursor() as cursor:
+            cursor.execute(sql, args)
+            while rows := cursor.fetchmany(batch):
+                yield from rows
 
 
 def _sequence(table: str) -> str:

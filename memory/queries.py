@@ -12,7 +12,8 @@ from memory.conversations import CONVERSATION_COLUMNS, conversation_info, get_co
 from memory.db import Tx
 from memory.errors import SegmentNotFound
 from memory.identity import no_segment_message
-from memory.speakers import SPEAKER_COLUMNS, info, infos
+from memory.speakers import SELECT_SPEAKER, info, infos
+from memory.tables import speaker
 from memory.timeutil import from_db, to_db
 from memory.types import (
     ConversationDetail,
@@ -85,8 +86,8 @@ def get_segment(tx: Tx, segment_id: int) -> SegmentView:
 
 
 def list_speakers(tx: Tx, kind: SpeakerKind | None) -> list[SpeakerSummary]:
-    where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
-    rows = tx.all(f"SELECT {SPEAKER_COLUMNS} FROM speaker {where} ORDER BY id", params)
+    chosen = SELECT_SPEAKER.where(speaker.c.kind == kind) if kind else SELECT_SPEAKER
+    rows = tx.rows(chosen.order_by(speaker.c.id))
     stats = {int(r[0]): r[1:] for r in tx.all(
         "SELECT s.speaker_id, count(*), count(DISTINCT s.conversation_id),"
         " SUM(s.\"end\" - s.start), MAX(COALESCE(c.recorded_at, c.created_at))"

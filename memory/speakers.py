@@ -4,21 +4,42 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import Row, delete, insert, select, update
 
 from memory.db import Tx, latest_id_hint
 from memory.errors import InvalidName, NameTaken, SpeakerNotFound
+from memory.sql import in_ids
+from memory.tables import meta, speaker, speaker_centroid
 from memory.timeutil import from_db_required, now_db
-from memory.types import SpeakerInfo
+from memory.types import SpeakerInfo, SpeakerKind
 
-SPEAKER_COLUMNS = (
-    "id, name, name_key, kind, unknown_number, match_threshold, created_at, updated_at"
-)
+SPEAKER_COLUMNS = tuple(c.name for c in speaker.columns)
+"""A speaker row's columns in order (an undo payload keeps a row as a list in this order)."""
 UNKNOWN_LABEL = re.compile(r"^\s*unknown[\s_#-]*(\d+)\s*$", re.IGNORECASE)
 MAX_NAME_LENGTH = 120
 
-SpeakerRow = tuple[Any, ...]
+SpeakerRow = Row[Any]
+SELECT_SPEAKER = select(speaker)
+
+
+class SavedSpeaker(NamedTuple):
+    """A speaker row as an undo payload keeps it (a list in SPEAKER_COLUMNS order)."""
+
+    id: int
+    name: str | None
+    name_key: str | None
+    kind: SpeakerKind
+    unknown_number: int | None
+    match_threshold: float | None
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, values: Sequence[Any]) -> SavedSpeaker:
+        return cls(*values)
 
 
 def name_key(name: str) -> str:
@@ -52,26 +73,26 @@ def label_of(name: str | None, unknown_number: int | None) -> str:
     return f"Unknown {unknown_number}" if unknown_number is not None else "Unknown"
 
 
-def info(row: SpeakerRow) -> SpeakerInfo:
+def info(row: SpeakerRow | SavedSpeaker) -> SpeakerInfo:
     return SpeakerInfo(
-        id=int(row[0]),
-        name=row[1],
-        kind=row[3],
-        label=label_of(row[1], row[4]),
-        match_threshold=row[5],
-        created_at=from_db_required(row[6]),
-        updated_at=from_db_required(row[7]),
+        id=int(row.id),
+        name=row.name,
+        kind=row.kind,
+        label=label_of(row.name, row.unknown_number),
+        match_threshold=row.match_threshold,
+        created_at=from_db_required(row.created_at),
+        updated_at=from_db_required(row.updated_at),
     )
 
 
 def delete_row(tx: Tx, speaker_id: int) -> None:
     """Delete the speaker's row and its centroids (derived from prints it no longer has)."""
-    tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (speaker_id,))
-    tx.run("DELETE FROM speaker WHERE id = ?", (speaker_id,))
+    tx.execute(delete(speaker_centroid).where(speaker_centroid.c.speaker_id == speaker_id))
+    tx.execute(delete(speaker).where(speaker.c.id == speaker_id))
 
 
 def get_row(tx: Tx, speaker_id: int) -> SpeakerRow | None:
-    return tx.one(f"SELECT {SPEAKER_COLUMNS} FROM speaker WHERE id = ?", (speaker_id,))
+    return tx.first(SELECT_SPEAKER.where(speaker.c.id == speaker_id))
 
 
 def get_info(tx: Tx, speaker_id: int) -> SpeakerInfo:
@@ -85,15 +106,12 @@ def infos(tx: Tx, ids: Iterable[int]) -> dict[int, SpeakerInfo]:
     wanted = sorted({int(i) for i in ids})
     if not wanted:
         return {}
-    rows = tx.all(
-        f"SELECT {SPEAKER_COLUMNS} FROM speaker WHERE id IN (SELECT value FROM json_each(?))",
-        ("[" + ",".join(map(str, wanted)) + "]",),
-    )
-    return {int(r[0]): info(r) for r in rows}
+    rows = tx.rows(SELECT_SPEAKER.where(in_ids(speaker.c.id, wanted)))
+    return {int(r.id): info(r) for r in rows}
 
 
 def find_by_name(tx: Tx, name: str) -> SpeakerRow | None:
-    return tx.one(f"SELECT {SPEAKER_COLUMNS} FROM speaker WHERE name_key = ?", (name_key(name),))
+    return tx.first(SELECT_SPEAKER.where(speaker.c.name_key == name_key(name)))
 
 
 def resolve_row(tx: Tx, ref: object) -> SpeakerRow:
@@ -111,9 +129,7 @@ def resolve_row(tx: Tx, ref: object) -> SpeakerRow:
     text = ref.strip()
     label = UNKNOWN_LABEL.match(text)
     if label:
-        row = tx.one(
-            f"SELECT {SPEAKER_COLUMNS} FROM speaker WHERE unknown_number = ?", (int(label[1]),)
-        )
+        row = tx.first(SELECT_SPEAKER.where(speaker.c.unknown_number == int(label[1])))
         if row is None:
             raise SpeakerNotFound(f"no speaker labelled {text!r}; list_speakers shows the labels")
         return row
@@ -124,8 +140,9 @@ def resolve_row(tx: Tx, ref: object) -> SpeakerRow:
         )
     row = find_by_name(tx, text)
     if row is None:
-        names = [r[0] for r in tx.all(
-            "SELECT name FROM speaker WHERE name IS NOT NULL ORDER BY name_key LIMIT 10"
+        names = [r.name for r in tx.rows(
+            select(speaker.c.name).where(speaker.c.name.is_not(None))
+            .order_by(speaker.c.name_key).limit(10)
         )]
         hint = f"known names: {', '.join(names)}" if names else "no speaker has a name yet"
         raise SpeakerNotFound(f"no speaker named {text!r}; {hint}")
@@ -134,46 +151,43 @@ def resolve_row(tx: Tx, ref: object) -> SpeakerRow:
 
 def next_unknown_number(tx: Tx) -> int:
     """Take the next 'Unknown N' number; numbers are never reused."""
-    number = int(tx.scalar("SELECT value FROM meta WHERE key = 'next_unknown_number'"))
-    tx.run("UPDATE meta SET value = ? WHERE key = 'next_unknown_number'", (str(number + 1),))
+    counter = meta.c.key == "next_unknown_number"
+    number = int(tx.value(select(meta.c.value).where(counter)))
+    tx.execute(update(meta).where(counter).values(value=str(number + 1)))
     return number
 
 
 def create_unknown(tx: Tx) -> int:
     stamp = now_db()
-    return tx.run(
-        "INSERT INTO speaker(name, name_key, kind, unknown_number, created_at, updated_at)"
-        " VALUES (NULL, NULL, 'unknown', ?, ?, ?)",
-        (next_unknown_number(tx), stamp, stamp),
-    )
+    return tx.insert(insert(speaker).values(
+        kind="unknown", unknown_number=next_unknown_number(tx), created_at=stamp,
+        updated_at=stamp,
+    ))
 
 
 def create_named(tx: Tx, name: str) -> int:
     ensure_name_free(tx, name)
     stamp = now_db()
-    return tx.run(
-        "INSERT INTO speaker(name, name_key, kind, unknown_number, created_at, updated_at)"
-        " VALUES (?, ?, 'enrolled', NULL, ?, ?)",
-        (name, name_key(name), stamp, stamp),
-    )
+    return tx.insert(insert(speaker).values(
+        name=name, name_key=name_key(name), kind="enrolled", created_at=stamp, updated_at=stamp,
+    ))
 
 
 def ensure_name_free(tx: Tx, name: str, except_id: int | None = None) -> None:
     row = find_by_name(tx, name)
-    if row is not None and int(row[0]) != except_id:
+    if row is not None and int(row.id) != except_id:
         raise NameTaken(
-            f"the name {name!r} belongs to speaker {row[0]} ({row[1]}); "
+            f"the name {name!r} belongs to speaker {row.id} ({row.name}); "
             "merge into it, or choose another name"
         )
 
 
 def set_name(tx: Tx, speaker_id: int, name: str) -> None:
     ensure_name_free(tx, name, except_id=speaker_id)
-    tx.run(
-        "UPDATE speaker SET name = ?, name_key = ?, kind = 'enrolled', updated_at = ? WHERE id = ?",
-        (name, name_key(name), now_db(), speaker_id),
-    )
+    tx.execute(update(speaker).where(speaker.c.id == speaker_id).values(
+        name=name, name_key=name_key(name), kind="enrolled", updated_at=now_db(),
+    ))
 
 
 def touch(tx: Tx, speaker_id: int) -> None:
-    tx.run("UPDATE speaker SET updated_at = ? WHERE id = ?", (now_db(), speaker_id))
+    tx.execute(update(speaker).where(speaker.c.id == speaker_id).values(updated_at=now_db()))
