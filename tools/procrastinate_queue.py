@@ -14,6 +14,9 @@ take jobs from it (ProcessingWorker), each loading its models once for all the j
   (memory.job_progress); every API server reads them from there.
 - Cancel: procrastinate's abort request; the worker sees it and stops before its next stage.
 - Audio travels as a key of the shared audio store (tools.audio_store).
+- The queue's tables do not grow without end: workers delete jobs finished more than
+  settings.finished_job_hours ago (succeeded, failed, cancelled or aborted alike); what a
+  conversation became is in the store, not in its job.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ UNFINISHED = ("todo", "doing")
 PUBLISH_SECONDS = 0.5
 """How often a worker writes a running job's progress (when it changed) and checks whether
 it was asked to stop."""
+CLEANUP_SECONDS = 600.0
+"""How often each worker deletes the jobs finished long enough ago."""
 
 
 def conninfo(database_url: str) -> str:
@@ -275,7 +280,7 @@ class ProcessingWorker:
         `wait` False until the queue is empty."""
         settings = self._app.settings
         async with self.queue.open_async():
-            watcher = asyncio.create_task(self._retry_stalled())
+            watcher = asyncio.create_task(self._look_after_queue())
             try:
                 await self.queue.run_worker_async(
                     queues=list(queues), concurrency=1,  # a job holds the CPU (or the GPU)
@@ -339,24 +344,42 @@ class ProcessingWorker:
                 return None
             raise
 
+    async def _look_after_queue(self) -> None:
+        """Every heartbeat, retry stalled jobs; every CLEANUP_SECONDS, delete old ones."""
+        cleaned = float("-inf")
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._app.settings.worker_heartbeat_seconds)
+            await self._retry_stalled()
+            if loop.time() - cleaned >= CLEANUP_SECONDS:
+                cleaned = loop.time()
+                await self.remove_finished_jobs()
+
+    async def remove_finished_jobs(self) -> None:
+        """Delete the jobs that finished more than settings.finished_job_hours ago (every
+        worker may; deleting twice deletes nothing more)."""
+        try:
+            await self.queue.job_manager.delete_old_jobs(
+                nb_hours=self._app.settings.finished_job_hours, include_failed=True,
+                include_cancelled=True, include_aborted=True)
+        except ConnectorException:
+            log.warning("could not delete old finished jobs", exc_info=True)
+
     async def _retry_stalled(self) -> None:
         """Queue again the jobs of workers that stopped sending heartbeats (every worker
         looks; the first to retry a job wins, the others find it retried)."""
         settings = self._app.settings
         manager = self.queue.job_manager
-        while True:
-            await asyncio.sleep(settings.worker_heartbeat_seconds)
+        try:
+            stalled = await manager.get_stalled_jobs(
+                task_name=PROCESS_TASK, seconds_since_heartbeat=settings.worker_stalled_seconds)
+        except ConnectorException:
+            log.warning("could not look for stalled jobs", exc_info=True)
+            return
+        for job in stalled:
             try:
-                stalled = await manager.get_stalled_jobs(
-                    task_name=PROCESS_TASK,
-                    seconds_since_heartbeat=settings.worker_stalled_seconds)
+                await manager.retry_job(job)
             except ConnectorException:
-                log.warning("could not look for stalled jobs", exc_info=True)
-                continue
-            for job in stalled:
-                try:
-                    await manager.retry_job(job)
-                except ConnectorException:
-                    continue  # another worker retried it first
-                log.warning("the worker running conversation %s stopped answering; its job "
-                            "is queued again", job.task_kwargs.get("conversation_id"))
+                continue  # another worker retried it first
+            log.warning("the worker running conversation %s stopped answering; its job "
+                        "is queued again", job.task_kwargs.get("conversation_id"))

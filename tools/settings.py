@@ -52,6 +52,10 @@ class Settings(BaseSettings):
         30.0, gt=0, description="A job whose worker has sent no heartbeat for this long (it "
         "died, or lost its machine) is run again by another worker.",
     )
+    finished_job_hours: int = Field(
+        24, ge=0, description="How long a finished job stays in the procrastinate queue's "
+        "tables; workers then delete it (the conversation keeps its status and segments).",
+    )
 
     # ---- models
     whisper_model: str = Field(

@@ -146,3 +146,37 @@ def test_a_running_job_cancelled_stops_and_stores_nothing(
     assert server.memory.get_conversation(cid).segments == []
     assert processing.processing_status(server, cid).status == "failed"
 
+
+
+def test_workers_delete_finished_jobs_and_the_conversations_keep_their_state(
+    apps: list[App], fake: FakePipeline, postgres: TestPostgres, tmp_path: Path
+) -> None:
+    server, other, worker_app = apps
+    done = queue_call(server, fake).conversation_id
+    run_worker(worker_app).join(TIMEOUT_S)
+    cancelled = processing.start_processing(
+        server, audio_from_path(server, str(fake.recording(
+            server.settings.inbox_dir / "second.wav", TURNS, frequency=330.0))),
+        processing.ProcessOptions()).conversation_id
+    processing.cancel_processing(other, cancelled)
+
+    def jobs() -> int:
+        with postgres.connect() as conn:
+            conn.execute(f"SET search_path = {postgres.schema_for(str(tmp_path))}, public")
+            row = conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()
+            return int(row[0]) if row else 0
+
+    worker = ProcessingWorker(worker_app)
+
+    async def clean_up() -> None:
+        async with worker.queue.open_async():
+            await worker.remove_finished_jobs()
+
+    asyncio.run(clean_up())  # finished_job_hours = 24: both are recent
+    assert jobs() == 2
+    worker_app.settings = worker_app.settings.model_copy(update={"finished_job_hours": 0})
+    asyncio.run(clean_up())
+    assert jobs() == 0
+    assert processing.processing_status(other, done).status == "done"
+    assert len(processing.summarise(other, done).speakers) == 2
+    assert processing.processing_status(other, cancelled).status == "failed"
