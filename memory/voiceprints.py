@@ -60,6 +60,7 @@ CENTROIDS = (
     .where(speaker_centroid.c.model_id == bindparam("model_id"), speaker_centroid.c.count > 0)
 )
 """Centroids of one model with their speakers' kinds (_normalised reads them in this order)."""
+ALL_CENTROIDS = CENTROIDS.order_by(speaker_centroid.c.speaker_id)
 CANDIDATE_PRINTS = (
     select(voiceprint.c.speaker_id, voiceprint.c.vector, speaker.c.match_threshold)
     .join(speaker, speaker.c.id == voiceprint.c.speaker_id)
@@ -208,8 +209,7 @@ class CentroidCache:
         if cached is not None:
             return cached
         # 10k speakers: plain tuples (stream), not a Row each.
-        rows = list(tx.stream(CENTROIDS.order_by(speaker_centroid.c.speaker_id),
-                              {"model_id": model_id}))
+        rows = list(tx.stream(ALL_CENTROIDS, {"model_id": model_id}))
         ids, matrix, unknown = _normalised(rows)
         loaded = _ModelCentroids(matrix.shape[1])
         loaded.ids, loaded.matrix, loaded.unknown = ids, matrix, unknown
