@@ -13,9 +13,24 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    Select,
+    Table,
+    Text,
+    TextClause,
+    delete,
+    literal,
+    select,
+    text,
+)
+
 from memory import pg, text_index
 from memory.db import Tx
 from memory.errors import BackupError, ImportNotEmpty
+from memory.tables import meta, metadata, speaker
 from memory.vector_index import rebuild_codes, register_model
 from memory.voiceprints import recompute_centroids
 
@@ -26,8 +41,13 @@ TABLES = (
     "segment_text_vector", "voiceprint", "enrollment_clip", "identity_event", "sqlite_sequence",
 )
 BOOKKEEPING_KEYS = ("text_index_generation", "write_generation")
-NOT_BOOKKEEPING = "key NOT IN (" + ", ".join(f"'{k}'" for k in BOOKKEEPING_KEYS) + ")"
+NOT_BOOKKEEPING = meta.c.key.not_in(BOOKKEEPING_KEYS)
 """meta rows that count writes for in-RAM caches: process state, not data."""
+SQLITE_SEQUENCE = Table(
+    "sqlite_sequence", MetaData(), Column("name", Text), Column("seq", Integer),
+)
+"""SQLite's own table of AUTOINCREMENT counters (a backup's last table; on PostgreSQL the
+sequences, memory.pg)."""
 EXPORT_BATCH = 256
 """Rows read at a time while exporting (a text-vector row is ~3.5 KB once encoded)."""
 CONTENT_TABLES = ("speaker", "conversation", "segment", "voiceprint", "identity_event")
@@ -45,10 +65,13 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _columns(tx: Tx, table: str) -> list[str]:
-    if tx.dialect == "postgresql":
-        return pg.columns(tx, table)
-    return [str(r[1]) for r in tx.all(f"PRAGMA table_info({table})")]
+def _table(name: str) -> Table:
+    return SQLITE_SEQUENCE if name == "sqlite_sequence" else metadata.tables[name]
+
+
+def _columns(table: str) -> list[str]:
+    """The stored columns of `table` in order (memory.tables holds them to the store's)."""
+    return [c.name for c in _table(table).columns]
 
 
 def export(tx: Tx, path: Path, schema_version: int) -> None:
@@ -59,10 +82,11 @@ def export(tx: Tx, path: Path, schema_version: int) -> None:
         out.write(f'{{"format":{json.dumps(FORMAT)},"schema_version":{schema_version},'
                   '"tables":{')
         for t, table in enumerate(TABLES):
-            columns = _columns(tx, table)
+            columns = _columns(table)
             out.write(("," if t else "") + f'{json.dumps(table)}:{{"columns":'
                       f'{json.dumps(columns, separators=(",", ":"))},"rows":[')
-            for r, row in enumerate(tx.each(_select_all(tx, table, columns), batch=EXPORT_BATCH)):
+            rows = tx.stream(_select_all(tx, table), batch=EXPORT_BATCH)
+            for r, row in enumerate(rows):
                 out.write(("," if r else "")
                           + json.dumps([_encode(v) for v in row], separators=(",", ":")))
             out.write("]}")
@@ -70,23 +94,17 @@ def export(tx: Tx, path: Path, schema_version: int) -> None:
     tmp.replace(path)
 
 
-def _select_all(tx: Tx, table: str, columns: list[str]) -> str:
-    """Every exported row of `table`, in a stable order."""
-    if tx.dialect == "postgresql":
-        if table == "sqlite_sequence":
-            return pg.sequences_select()
-        # The first column is the key SQLite's rowid follows.
-        where = f" WHERE {NOT_BOOKKEEPING}" if table == "meta" else ""
-        quoted = ", ".join(f'"{c}"' for c in columns)
-        return f"SELECT {quoted} FROM {table}{where} ORDER BY 1"
-    order = "name" if table == "sqlite_sequence" else ("key" if table == "meta" else "rowid")
-    if table in ("voice_model", "text_model"):
-        order = "model_id"
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    where = f" WHERE {NOT_BOOKKEEPING}" if table == "meta" else ""
-    if table == "sqlite_sequence":  # ours only, not the vec0 index's shadow tables
-        where = " WHERE name IN (" + ", ".join(f"'{t}'" for t in TABLES) + ")"
-    return f"SELECT {quoted} FROM {table}{where} ORDER BY {order}"
+def _select_all(tx: Tx, table: str) -> Select[Any] | TextClause:
+    """Every exported row of `table`, in a stable order: by its first column, its key (on
+    SQLite the rowid, or the text key of meta and the model tables)."""
+    if table == "sqlite_sequence":
+        if tx.dialect == "postgresql":
+            return text(pg.sequences_select())
+        return (select(SQLITE_SEQUENCE)  # ours only, not the vec0 index's shadow tables
+                .where(SQLITE_SEQUENCE.c.name.in_(TABLES)).order_by(SQLITE_SEQUENCE.c.name))
+    stored = metadata.tables[table]
+    statement = select(stored).order_by(stored.columns[0])
+    return statement.where(NOT_BOOKKEEPING) if stored is meta else statement
 
 
 def read(path: Path, schema_version: int) -> dict[str, Any]:
@@ -111,33 +129,30 @@ def read(path: Path, schema_version: int) -> dict[str, Any]:
 
 def restore(tx: Tx, tables: dict[str, Any]) -> None:
     for table in CONTENT_TABLES:
-        if tx.one(f"SELECT 1 FROM {table} LIMIT 1"):
+        if tx.first(select(literal(1)).select_from(metadata.tables[table]).limit(1)):
             raise ImportNotEmpty(
                 f"the store already holds data (table {table}); import a backup into an "
                 "empty data directory"
             )
     # The write counters stay: they are how caches (this process's and others') see the import.
-    tx.run(f"DELETE FROM meta WHERE {NOT_BOOKKEEPING}")
+    tx.execute(delete(meta).where(NOT_BOOKKEEPING))
     for table in TABLES:
         columns = tables[table]["columns"]
-        known = set(_columns(tx, table))
-        if set(columns) != known:
+        if set(columns) != set(_columns(table)):
             raise BackupError(f"table {table} of the backup has other columns than this store")
         rows = [[_decode(v) for v in r] for r in tables[table]["rows"]]
         if table in ("text_model",):
             for model_id, dim in rows:
                 register_model(tx, str(model_id), int(dim))
             continue
-        quoted = ", ".join(f'"{c}"' for c in columns)
-        marks = ", ".join("?" for _ in columns)
         if table == "sqlite_sequence" and tx.dialect == "postgresql":
             pg.set_sequences(tx, [(str(name), int(seq)) for name, seq in rows])
             continue
         if table == "sqlite_sequence":  # inserts above advanced it: set it as it was
-            tx.run("DELETE FROM sqlite_sequence")
-        tx.many(f"INSERT INTO {table}({quoted}) VALUES ({marks})", rows)
+            tx.execute(delete(SQLITE_SEQUENCE))
+        tx.insert_rows(_table(table), [dict(zip(columns, row, strict=True)) for row in rows])
     # Derived data.
-    speakers = [int(r[0]) for r in tx.all("SELECT id FROM speaker")]
+    speakers = [int(r.id) for r in tx.rows(select(speaker.c.id))]
     recompute_centroids(tx, speakers)
     text_index.rebuild(tx)
     rebuild_codes(tx)

@@ -23,7 +23,8 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import inspect
+from sqlalchemy import Column, Integer, MetaData, Table, func, inspect, select
+from sqlalchemy.schema import DropTable
 
 from memory.db import Store, Tx
 from memory.errors import StoreError
@@ -44,6 +45,8 @@ logging.getLogger("alembic.runtime.migration").addFilter(_UpgradesOnly())
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 SCRIPT_DIRECTORY = Path(__file__).with_name("schema")
+OLD_VERSION_TABLE = Table("schema_version", MetaData(), Column("version", Integer))
+"""Where the runner before Alembic recorded a store's version."""
 
 
 def script_directory() -> ScriptDirectory:
@@ -106,7 +109,9 @@ def _adopt_version_table(tx: Tx, script: ScriptDirectory) -> None:
     tables = inspect(tx.connection)
     if not tables.has_table("schema_version") or tables.has_table("alembic_version"):
         return
-    version = int(tx.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+    version = int(tx.value(
+        select(func.coalesce(func.max(OLD_VERSION_TABLE.c.version), 0))
+    ))
     revision = f"{version:04d}"
     if version and not _known(script, revision):
         raise StoreError(
@@ -117,4 +122,4 @@ def _adopt_version_table(tx: Tx, script: ScriptDirectory) -> None:
         log.info("schema version %d recorded by the old runner: stamped as revision %s",
                  version, revision)
         MigrationContext.configure(tx.connection).stamp(script, revision)
-    tx.run("DROP TABLE schema_version")
+    tx.execute(DropTable(OLD_VERSION_TABLE))

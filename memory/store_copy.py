@@ -21,11 +21,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Column, Select, Table, delete, func, inspect, literal, select, text
 
 from memory import pg, pg_index
-from memory.backup import NOT_BOOKKEEPING
+from memory.backup import NOT_BOOKKEEPING, SQLITE_SEQUENCE
 from memory.db import Tx
 from memory.errors import StoreError, StoreNotEmpty
+from memory.tables import (
+    conversation,
+    diarization_turn,
+    enrollment_clip,
+    identity_event,
+    live_session,
+    local_cluster,
+    meta,
+    segment,
+    segment_content,
+    segment_text_vector,
+    segment_voice,
+    speaker,
+    speaker_centroid,
+    text_model,
+    voice_model,
+    voiceprint,
+)
 from memory.vector_index import register_model
 from memory.vectors import from_blob
 
@@ -39,26 +58,14 @@ INDEX_BUILD_MEMORY = "1GB"
 builds fast while the graph fits in it (1M 384-d vectors are 1.5 GB before the graph; beyond
 it the build goes on, slower)."""
 
-TABLE_KEYS: dict[str, tuple[str, ...]] = {
-    "meta": ("key",),
-    "voice_model": ("model_id",),
-    "text_model": ("model_id",),
-    "speaker": ("id",),
-    "conversation": ("id",),
-    "live_session": ("conversation_id",),
-    "local_cluster": ("id",),
-    "diarization_turn": ("id",),
-    "segment": ("id",),
-    "segment_content": ("segment_id",),
-    "segment_voice": ("segment_id",),
-    "segment_text_vector": ("segment_id",),
-    "voiceprint": ("id",),
-    "speaker_centroid": ("speaker_id", "model_id"),
-    "enrollment_clip": ("id",),
-    "identity_event": ("id",),
-}
-"""Every stored table, in an order that inserts referenced rows first, with its key. (The
-derived tables, FTS5 and sqlite-vec's, are not copied; schema_version is the target's.)"""
+COPIED_TABLES: tuple[Table, ...] = (
+    meta, voice_model, text_model, speaker, conversation, live_session, local_cluster,
+    diarization_turn, segment, segment_content, segment_voice, segment_text_vector, voiceprint,
+    speaker_centroid, enrollment_clip, identity_event,
+)
+"""Every stored table, in an order that inserts referenced rows first; each is read in the
+order of its primary key. (The derived tables, FTS5 and sqlite-vec's, are not copied;
+schema_version is the target's; job_progress is a running job's, which no copy carries.)"""
 
 
 @dataclass(frozen=True)
@@ -91,60 +98,69 @@ def copy_store(source: Tx, target: Tx) -> CopyReport:
         raise StoreError("migrate-store copies a SQLite store into a PostgreSQL one")
     started = time.perf_counter()
     _refuse_non_empty(target)
-    columns = {table: _same_columns(source, target, table) for table in TABLE_KEYS}
-    target.run(f"DELETE FROM meta WHERE {NOT_BOOKKEEPING}")  # the fresh store's defaults
-    for table in TABLE_KEYS:
-        _copy_table(source, target, table, columns[table])
+    for table in COPIED_TABLES:
+        _same_columns(source, target, table)
+    target.execute(delete(meta).where(NOT_BOOKKEEPING))  # the fresh store's defaults
+    for table in COPIED_TABLES:
+        _copy_table(source, target, table)
     # The HNSW indexes were dropped for the load (memory.pg_index.drop_index): build them now.
-    target.run(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
-    for (dim,) in target.all("SELECT DISTINCT dim FROM text_model"):
-        pg_index.create_embedding_table(target, int(dim))
+    target.execute(text(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"))
+    for row in target.rows(select(text_model.c.dim).distinct()):
+        pg_index.create_embedding_table(target, int(row.dim))
     # Statistics for the planner now, not when autovacuum gets round to the new rows.
-    target.run("ANALYZE")
-    pg.set_sequences(target, [(str(name), int(seq)) for name, seq in source.all(
-        "SELECT name, seq FROM sqlite_sequence"
+    target.execute(text("ANALYZE"))
+    pg.set_sequences(target, [(str(r.name), int(r.seq)) for r in source.rows(
+        select(SQLITE_SEQUENCE.c.name, SQLITE_SEQUENCE.c.seq)
     )])
     report = CopyReport()
-    for table in TABLE_KEYS:
-        report.tables.append(_verify_table(source, target, table, columns[table]))
+    for table in COPIED_TABLES:
+        report.tables.append(_verify_table(source, target, table))
     report.vectors_indexed, report.vectors_compared = _verify_vectors(source, target)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _refuse_non_empty(target: Tx) -> None:
-    for table in TABLE_KEYS:
-        if table in ("meta", "voice_model", "text_model"):
+    for table in COPIED_TABLES:
+        if table in (meta, voice_model, text_model):
             continue  # what opening a store may register
-        if target.one(f"SELECT 1 FROM {table} LIMIT 1"):
+        if target.first(select(literal(1)).select_from(table).limit(1)):
             raise StoreNotEmpty(
-                f"the PostgreSQL store already holds data (table {table} has rows); "
+                f"the PostgreSQL store already holds data (table {table.name} has rows); "
                 "migrate-store copies into an empty database (or schema) only"
             )
 
 
-def _same_columns(source: Tx, target: Tx, table: str) -> list[str]:
-    mine = [str(r[1]) for r in source.all(f"PRAGMA table_info({table})")]
-    theirs = pg.columns(target, table)
+def _stored_columns(tx: Tx, table: Table) -> list[str]:
+    """The columns the store has for `table` (not PostgreSQL's generated tsvector)."""
+    return [str(c["name"]) for c in inspect(tx.connection).get_columns(table.name)
+            if "computed" not in c]
+
+
+def _same_columns(source: Tx, target: Tx, table: Table) -> None:
+    mine = _stored_columns(source, table)
+    theirs = _stored_columns(target, table)
     if set(mine) != set(theirs):
         raise StoreError(
-            f"table {table} has other columns on PostgreSQL ({', '.join(theirs)}) than in "
-            f"the SQLite store ({', '.join(mine)}); are both at the same schema version?"
+            f"table {table.name} has other columns on PostgreSQL ({', '.join(theirs)}) than "
+            f"in the SQLite store ({', '.join(mine)}); are both at the same schema version?"
         )
-    return mine
 
 
-def _select(table: str, columns: Sequence[str], where: str = "") -> str:
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    keys = ", ".join(f'"{k}"' for k in TABLE_KEYS[table])
-    return f"SELECT {quoted} FROM {table}{where} ORDER BY {keys}"
+def _keys(table: Table) -> list[Column[Any]]:
+    return list(table.primary_key.columns)
 
 
-def _rows(source: Tx, table: str, columns: Sequence[str]) -> Iterator[list[tuple[Any, ...]]]:
-    """The source rows of `table` in key order, COPY_BATCH at a time."""
-    where = f" WHERE {NOT_BOOKKEEPING}" if table == "meta" else ""
+def _select(table: Table, *columns: Column[Any]) -> Select[Any]:
+    """`columns` (all of the table's by default) of its copied rows, in key order."""
+    statement = select(*(columns or table.columns)).order_by(*_keys(table))
+    return statement.where(NOT_BOOKKEEPING) if table is meta else statement
+
+
+def _batches(source: Tx, statement: Select[Any]) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of `statement` on the source, COPY_BATCH at a time."""
     batch: list[tuple[Any, ...]] = []
-    for row in source.each(_select(table, columns, where), batch=COPY_BATCH):
+    for row in source.stream(statement, batch=COPY_BATCH):
         batch.append(row)
         if len(batch) == COPY_BATCH:
             yield batch
@@ -153,67 +169,64 @@ def _rows(source: Tx, table: str, columns: Sequence[str]) -> Iterator[list[tuple
         yield batch
 
 
-def _copy_table(source: Tx, target: Tx, table: str, columns: list[str]) -> None:
-    if table == "text_model":  # also makes the model's pgvector table
-        for model_id, dim in source.all("SELECT model_id, dim FROM text_model"):
-            register_model(target, str(model_id), int(dim))
-            pg_index.drop_index(target, int(dim))
+def _copy_table(source: Tx, target: Tx, table: Table) -> None:
+    if table is text_model:  # also makes the model's pgvector table
+        for row in source.rows(select(text_model.c.model_id, text_model.c.dim)):
+            register_model(target, str(row.model_id), int(row.dim))
+            pg_index.drop_index(target, int(row.dim))
         return
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    insert = f"INSERT INTO {table}({quoted}) VALUES ({', '.join('?' for _ in columns)})"
-    for batch in _rows(source, table, columns):
-        if table == "segment_text_vector":
-            _copy_text_vectors(target, columns, batch)
-        else:
-            target.many(insert, batch)
+    if table is segment_text_vector:
+        vectors = _select(table, table.c.segment_id, table.c.model_id, table.c.vector)
+        for batch in _batches(source, vectors):
+            _copy_text_vectors(target, batch)
+        return
+    names = [c.name for c in table.columns]
+    for batch in _batches(source, _select(table)):
+        target.insert_rows(table, [dict(zip(names, row, strict=True)) for row in batch])
 
 
-def _copy_text_vectors(target: Tx, columns: list[str], batch: list[tuple[Any, ...]]) -> None:
+def _copy_text_vectors(target: Tx, batch: list[tuple[Any, ...]]) -> None:
     """Both the exact float32 rows and their pgvector copies, per model."""
     by_model: dict[str, list[tuple[int, Any]]] = {}
-    at = {c: i for i, c in enumerate(columns)}
-    for row in batch:
-        by_model.setdefault(str(row[at["model_id"]]), []).append(
-            (int(row[at["segment_id"]]), from_blob(row[at["vector"]]))
-        )
+    for segment_id, model_id, vector in batch:
+        by_model.setdefault(str(model_id), []).append((int(segment_id), from_blob(vector)))
     for model_id, rows in by_model.items():
         pg_index.add_vectors(target, model_id, rows, indexed=True)
 
 
-def _count(tx: Tx, table: str) -> int:
-    where = f" WHERE {NOT_BOOKKEEPING}" if table == "meta" else ""
-    return int(tx.scalar(f"SELECT count(*) FROM {table}{where}"))
+def _count(tx: Tx, table: Table) -> int:
+    counted = select(func.count()).select_from(table)
+    return int(tx.value(counted.where(NOT_BOOKKEEPING) if table is meta else counted))
 
 
-def _verify_table(source: Tx, target: Tx, table: str, columns: list[str]) -> TableCopy:
-    copied = TableCopy(table, _count(source, table), _count(target, table), 0)
+def _verify_table(source: Tx, target: Tx, table: Table) -> TableCopy:
+    copied = TableCopy(table.name, _count(source, table), _count(target, table), 0)
     if copied.source_rows != copied.target_rows:
         raise StoreError(
-            f"copy check failed: table {table} has {copied.source_rows} rows in the SQLite "
-            f"store but {copied.target_rows} on PostgreSQL; nothing was committed"
+            f"copy check failed: table {table.name} has {copied.source_rows} rows in the "
+            f"SQLite store but {copied.target_rows} on PostgreSQL; nothing was committed"
         )
     keys = _sample_keys(source, table, copied.source_rows)
     for key in keys:
-        where = " AND ".join(f'"{k}" = ?' for k in TABLE_KEYS[table])
-        mine = source.one(_select(table, columns, f" WHERE {where}"), key)
-        theirs = target.one(_select(table, columns, f" WHERE {where}"), key)
+        one = _select(table).where(*(k == v for k, v in zip(_keys(table), key, strict=True)))
+        mine = source.first(one)
+        theirs = target.first(one)
         if mine is None or theirs is None or _plain(mine) != _plain(theirs):
             raise StoreError(
-                f"copy check failed: row {key} of table {table} differs on PostgreSQL "
+                f"copy check failed: row {key} of table {table.name} differs on PostgreSQL "
                 f"({mine!r} against {theirs!r}); nothing was committed"
             )
-    return TableCopy(table, copied.source_rows, copied.target_rows, len(keys))
+    return TableCopy(table.name, copied.source_rows, copied.target_rows, len(keys))
 
 
-def _sample_keys(source: Tx, table: str, count: int) -> list[tuple[Any, ...]]:
+def _sample_keys(source: Tx, table: Table, count: int) -> list[tuple[Any, ...]]:
     """Up to SAMPLE_ROWS keys spread evenly over the table (first and last included)."""
     if count == 0:
         return []
     step = max(1, count // SAMPLE_ROWS)
-    where = f" WHERE {NOT_BOOKKEEPING}" if table == "meta" else ""
     keys: list[tuple[Any, ...]] = []
     last: tuple[Any, ...] = ()
-    for i, row in enumerate(source.each(_select(table, TABLE_KEYS[table], where))):
+    for i, row in enumerate(source.stream(_select(table, *_keys(table)))):
         last = tuple(row)
         if i % step == 0 and len(keys) < SAMPLE_ROWS:
             keys.append(last)
@@ -232,12 +245,15 @@ def _verify_vectors(source: Tx, target: Tx) -> tuple[int, int]:
     of them holds exactly the source's float32 values."""
     indexed = 0
     compared = 0
-    for model_id, dim in source.all("SELECT model_id, dim FROM text_model"):
-        table = pg_index.embedding_table(int(dim))
-        expected = int(source.scalar(
-            "SELECT count(*) FROM segment_text_vector WHERE model_id = ?", (model_id,)))
-        found = int(target.scalar(f"SELECT count(*) FROM {table} WHERE model_id = ?",
-                                  (model_id,)))
+    for model in source.rows(select(text_model.c.model_id, text_model.c.dim)):
+        model_id = model.model_id
+        table = pg_index.embedding_table(int(model.dim))
+        of_model = segment_text_vector.c.model_id == model_id
+        expected = int(source.value(
+            select(func.count()).select_from(segment_text_vector).where(of_model)))
+        # The pgvector tables are PostgreSQL's own (memory.pg_index), not in memory.tables.
+        found = int(target.value(text(f"SELECT count(*) FROM {table} WHERE model_id = :model"),
+                                 {"model": model_id}))
         if found != expected:
             raise StoreError(
                 f"copy check failed: text model {model_id!r} has {expected} vectors in the "
@@ -245,22 +261,23 @@ def _verify_vectors(source: Tx, target: Tx) -> tuple[int, int]:
             )
         indexed += found
         step = max(1, expected // SAMPLE_ROWS)
-        sample = source.all(
-            "SELECT segment_id, vector FROM (SELECT segment_id, vector, row_number() OVER"
-            " (ORDER BY segment_id) - 1 AS n FROM segment_text_vector WHERE model_id = ?)"
-            " WHERE n % ? = 0", (model_id, step),
-        )
-        for segment_id, blob in sample:
-            text = target.scalar(f"SELECT embedding::text FROM {table} WHERE segment_id = ?",
-                                 (int(segment_id),))
-            stored = np.asarray(json.loads(text or "[]"), np.float32)
-            if not np.array_equal(stored, from_blob(blob)):
+        numbered = select(
+            segment_text_vector.c.segment_id, segment_text_vector.c.vector,
+            (func.row_number().over(order_by=segment_text_vector.c.segment_id) - 1).label("n"),
+        ).where(of_model).subquery()
+        sample = source.rows(select(numbered.c.segment_id, numbered.c.vector)
+                             .where(numbered.c.n % step == 0))
+        embedding = text(f"SELECT embedding::text FROM {table} WHERE segment_id = :segment")
+        for row in sample:
+            stored_text = target.value(embedding, {"segment": int(row.segment_id)})
+            stored = np.asarray(json.loads(stored_text or "[]"), np.float32)
+            if not np.array_equal(stored, from_blob(row.vector)):
                 raise StoreError(
-                    f"copy check failed: the pgvector copy of segment {segment_id}'s text "
+                    f"copy check failed: the pgvector copy of segment {row.segment_id}'s text "
                     "vector differs from the SQLite one; nothing was committed"
                 )
             compared += 1
     return indexed, compared
 
 
-__all__ = ["COPY_BATCH", "CopyReport", "TableCopy", "copy_store"]
+__all__ = ["COPIED_TABLES", "COPY_BATCH", "CopyReport", "TableCopy", "copy_store"]

@@ -15,9 +15,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import ColumnElement, Row, bindparam, delete, func, insert, select, update
 
 from memory.db import Tx
 from memory.errors import ModelMismatch
+from memory.sql import in_ids, upsert
+from memory.tables import meta, speaker, speaker_centroid, voice_model, voiceprint
 from memory.timeutil import now_db
 from memory.types import MatchConfig, Vector
 from memory.vectors import (
@@ -45,9 +48,37 @@ REBUILT_SOURCE = "rebuilt:"
 """Source prefix of prints computed again from stored audio for a new voice model
 ('rebuilt:enrollment:<clip id>', 'rebuilt:conversation:<id>'); not part of any identity event."""
 
-VOICEPRINT_COLUMNS = (
-    "id, speaker_id, model_id, vector, source, conversation_id, segment_id, speech_seconds,"
-    " created_at"
+VOICEPRINT_COLUMNS = ", ".join(c.name for c in voiceprint.columns)
+"""A voiceprint row's columns in order (an undo payload keeps a row as a list in this order)."""
+SELECT_VOICEPRINT = select(voiceprint)
+
+GENERATION = select(meta.c.value).where(meta.c.key == bindparam("key"))
+CENTROIDS = (
+    select(speaker_centroid.c.speaker_id, speaker_centroid.c.total, speaker_centroid.c.count,
+           speaker_centroid.c.dim, speaker.c.kind)
+    .join(speaker, speaker.c.id == speaker_centroid.c.speaker_id)
+    .where(speaker_centroid.c.model_id == bindparam("model_id"), speaker_centroid.c.count > 0)
+)
+"""Centroids of one model with their speakers' kinds (_normalised reads them in this order)."""
+ALL_CENTROIDS = CENTROIDS.order_by(speaker_centroid.c.speaker_id)
+CANDIDATE_PRINTS = (
+    select(voiceprint.c.speaker_id, voiceprint.c.vector, speaker.c.match_threshold)
+    .join(speaker, speaker.c.id == voiceprint.c.speaker_id)
+    .where(voiceprint.c.model_id == bindparam("model_id"),
+           voiceprint.c.speaker_id.in_(bindparam("speaker_ids", expanding=True)))
+)
+"""The voiceprints of a few candidate speakers (at most CANDIDATE_SPEAKERS: a short IN list,
+whose compiled form SQLAlchemy caches, unlike memory.sql.in_ids for lists of any length)."""
+SPEAKER_PRINTS = (
+    select(voiceprint.c.model_id, voiceprint.c.vector)
+    .where(voiceprint.c.speaker_id == bindparam("speaker_id")).order_by(voiceprint.c.id)
+)
+VECTOR_COUNT = speaker_centroid.c.count.label("vector_count")
+"""A centroid's count, read by this name: `row.count` is the tuple method of a Row."""
+CENTROID = (
+    select(speaker_centroid.c.total, VECTOR_COUNT)
+    .where(speaker_centroid.c.speaker_id == bindparam("speaker_id"),
+           speaker_centroid.c.model_id == bindparam("model_id"))
 )
 
 
@@ -55,12 +86,12 @@ def register_voice_model(tx: Tx, model_id: str, dim: int) -> None:
     """Vectors of one model always have one dimension; refuse anything else."""
     if not model_id:
         raise ModelMismatch("a voice model id (name + version) is required")
-    row = tx.one("SELECT dim FROM voice_model WHERE model_id = ?", (model_id,))
+    row = tx.first(select(voice_model.c.dim).where(voice_model.c.model_id == model_id))
     if row is None:
-        tx.run("INSERT INTO voice_model(model_id, dim) VALUES (?, ?)", (model_id, dim))
-    elif int(row[0]) != dim:
+        tx.execute(insert(voice_model).values(model_id=model_id, dim=dim))
+    elif int(row.dim) != dim:
         raise ModelMismatch(
-            f"voice model {model_id!r} has {row[0]}-d vectors in this store, got {dim}-d; "
+            f"voice model {model_id!r} has {row.dim}-d vectors in this store, got {dim}-d; "
             "vectors of different models or dimensions are never compared"
         )
 
@@ -150,22 +181,20 @@ class CentroidCache:
     def begin(self, tx: Tx) -> int:
         """At the start of a write transaction: drop the mirror if another process wrote
         since (every write bumps the store's write generation); returns the next one."""
-        value = tx.scalar("SELECT value FROM meta WHERE key = ?", (self.GENERATION_KEY,))
+        value = tx.value(GENERATION, {"key": self.GENERATION_KEY})
         current = int(value or 0)
         with self._lock:
             if self._generation != current:
                 self._models.clear()
             self._generation = None  # unknown until this transaction commits
-        tx.run(
-            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
-            " SET value = excluded.value",
-            (self.GENERATION_KEY, str(current + 1)),
-        )
+        tx.execute(upsert(
+            tx.dialect, meta, {"key": self.GENERATION_KEY, "value": str(current + 1)}, key=["key"]
+        ))
         return current + 1
 
     def check(self, tx: Tx) -> None:
         """For a read under the write lock: drop the mirror if it is not the committed state."""
-        value = tx.scalar("SELECT value FROM meta WHERE key = ?", (self.GENERATION_KEY,))
+        value = tx.value(GENERATION, {"key": self.GENERATION_KEY})
         with self._lock:
             if self._generation != int(value or 0):
                 self._models.clear()
@@ -179,12 +208,8 @@ class CentroidCache:
         cached = self._models.get(model_id)
         if cached is not None:
             return cached
-        rows = tx.all(
-            "SELECT c.speaker_id, c.total, c.count, c.dim, s.kind FROM speaker_centroid c"
-            " JOIN speaker s ON s.id = c.speaker_id WHERE c.model_id = ? AND c.count > 0"
-            " ORDER BY c.speaker_id",
-            (model_id,),
-        )
+        # 10k speakers: plain tuples (stream), not a Row each.
+        rows = list(tx.stream(ALL_CENTROIDS, {"model_id": model_id}))
         ids, matrix, unknown = _normalised(rows)
         loaded = _ModelCentroids(matrix.shape[1])
         loaded.ids, loaded.matrix, loaded.unknown = ids, matrix, unknown
@@ -204,14 +229,11 @@ class CentroidCache:
         if not ids:
             return
         with self._lock:
-            id_json = "[" + ",".join(map(str, ids)) + "]"
             for model_id, current in list(self._models.items()):
-                rows = tx.all(
-                    "SELECT c.speaker_id, c.total, c.count, c.dim, s.kind FROM speaker_centroid c"
-                    " JOIN speaker s ON s.id = c.speaker_id WHERE c.model_id = ? AND c.count > 0"
-                    " AND c.speaker_id IN (SELECT value FROM json_each(?))",
-                    (model_id, id_json),
-                )
+                rows = list(tx.stream(
+                    CENTROIDS.where(in_ids(speaker_centroid.c.speaker_id, ids)),
+                    {"model_id": model_id},
+                ))
                 fresh_ids, matrix, unknown = _normalised(rows)
                 if fresh_ids.size and matrix.shape[1] != current.dim:
                     if current.count:
@@ -269,15 +291,15 @@ class CentroidCache:
 def _normalised(
     rows: Sequence[tuple[Any, ...]],
 ) -> tuple[npt.NDArray[np.int64], Matrix, npt.NDArray[np.bool_]]:
-    """(speaker ids, normalised centroids, is-unknown flags) of speaker_centroid rows."""
+    """(speaker ids, normalised centroids, is-unknown flags) of CENTROIDS rows."""
     if not rows:
         return np.zeros(0, np.int64), np.zeros((0, 0), np.float32), np.zeros(0, np.bool_)
-    dim = int(rows[0][3])
-    ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
-    sums = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float64).reshape(len(rows), dim)
-    matrix = normalize_rows(sums)
-    unknown = np.array([r[4] == "unknown" for r in rows], dtype=np.bool_)
-    return ids, matrix, unknown
+    speaker_ids, totals, counts, dims, kinds = zip(*rows, strict=True)
+    del counts  # all > 0 (selected so); a centroid's direction does not depend on it
+    sums = np.frombuffer(b"".join(totals), dtype=np.float64).reshape(len(rows), int(dims[0]))
+    ids = np.array(speaker_ids, dtype=np.int64)
+    unknown = np.array([kind == "unknown" for kind in kinds], dtype=np.bool_)
+    return ids, normalize_rows(sums), unknown
 
 
 # ---------------------------------------------------------------- voiceprint rows
@@ -303,14 +325,12 @@ def add_voiceprints(
     stamp = now_db()
     first = last_voiceprint_id(tx) + 1
     ids = list(range(first, first + len(prints)))
-    tx.many(
-        f"INSERT INTO voiceprint({VOICEPRINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (vid, speaker_id, model_id, to_blob(p.vector), p.source, p.conversation_id,
-             p.segment_id, float(p.speech_seconds), stamp)
-            for vid, p in zip(ids, prints, strict=True)
-        ],
-    )
+    tx.insert_rows(voiceprint, [
+        {"id": vid, "speaker_id": speaker_id, "model_id": model_id, "vector": to_blob(p.vector),
+         "source": p.source, "conversation_id": p.conversation_id, "segment_id": p.segment_id,
+         "speech_seconds": float(p.speech_seconds), "created_at": stamp}
+        for vid, p in zip(ids, prints, strict=True)
+    ])
     total = np.sum([p.vector.astype(np.float64) for p in prints], axis=0)
     _add_to_centroid(tx, speaker_id, model_id, total, len(prints))
     return ids
@@ -337,81 +357,82 @@ def profile_prints(
 def _add_to_centroid(
     tx: Tx, speaker_id: int, model_id: str, total: npt.NDArray[np.float64], count: int
 ) -> None:
-    row = tx.one(
-        "SELECT total, count FROM speaker_centroid WHERE speaker_id = ? AND model_id = ?",
-        (speaker_id, model_id),
-    )
+    row = tx.first(CENTROID, {"speaker_id": speaker_id, "model_id": model_id})
     if row is None:
-        tx.run(
-            "INSERT INTO speaker_centroid(speaker_id, model_id, dim, total, count)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (speaker_id, model_id, int(total.shape[0]), total.astype(np.float64).tobytes(), count),
-        )
+        tx.execute(insert(speaker_centroid).values(
+            speaker_id=speaker_id, model_id=model_id, dim=int(total.shape[0]),
+            total=total.astype(np.float64).tobytes(), count=count,
+        ))
         return
-    new_total = np.frombuffer(row[0], dtype=np.float64) + total
-    tx.run(
-        "UPDATE speaker_centroid SET total = ?, count = ? WHERE speaker_id = ? AND model_id = ?",
-        (new_total.tobytes(), int(row[1]) + count, speaker_id, model_id),
+    new_total = np.frombuffer(row.total, dtype=np.float64) + total
+    tx.execute(
+        update(speaker_centroid)
+        .where(speaker_centroid.c.speaker_id == speaker_id,
+               speaker_centroid.c.model_id == model_id)
+        .values(total=new_total.tobytes(), count=int(row.vector_count) + count)
     )
 
 
 def prune_voiceprints(tx: Tx, speaker_id: int, model_id: str) -> int:
     """Keep a speaker's prints of one model bounded (see MAX_VOICEPRINTS); returns dropped."""
-    count = int(tx.scalar(
-        "SELECT count(*) FROM voiceprint WHERE speaker_id = ? AND model_id = ?",
-        (speaker_id, model_id),
-    ))
+    of_model = (voiceprint.c.speaker_id == speaker_id, voiceprint.c.model_id == model_id)
+    count = int(tx.value(select(func.count()).select_from(voiceprint).where(*of_model)))
     excess = count - MAX_VOICEPRINTS
     if excess <= 0:
         return 0
-    dropped = tx.run(
-        "DELETE FROM voiceprint WHERE id IN (SELECT id FROM voiceprint WHERE speaker_id = ?"
-        " AND model_id = ? AND source NOT LIKE ? AND source NOT LIKE ? ORDER BY id LIMIT ?)",
-        (speaker_id, model_id, f"{ENROLLMENT_SOURCE}%", f"{REBUILT_SOURCE}{ENROLLMENT_SOURCE}%",
-         excess),
+    oldest = (
+        select(voiceprint.c.id)
+        .where(*of_model, voiceprint.c.source.not_like(f"{ENROLLMENT_SOURCE}%"),
+               voiceprint.c.source.not_like(f"{REBUILT_SOURCE}{ENROLLMENT_SOURCE}%"))
+        .order_by(voiceprint.c.id).limit(excess)
     )
+    dropped = tx.execute(delete(voiceprint).where(voiceprint.c.id.in_(oldest.scalar_subquery())))
     recompute_centroids(tx, [speaker_id])
     return dropped
 
 
 def move_centroids(tx: Tx, source_id: int, target_id: int) -> None:
     """Fold the source's centroid sums into the target's (a merge), without a scan."""
-    for model_id, dim, total, count in tx.all(
-        "SELECT model_id, dim, total, count FROM speaker_centroid WHERE speaker_id = ?",
-        (source_id,),
-    ):
-        del dim
-        _add_to_centroid(tx, target_id, model_id, np.frombuffer(total, np.float64), int(count))
-    tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (source_id,))
+    of_source = speaker_centroid.c.speaker_id == source_id
+    for row in tx.rows(select(speaker_centroid.c.model_id, speaker_centroid.c.total,
+                              VECTOR_COUNT).where(of_source)):
+        _add_to_centroid(tx, target_id, row.model_id, np.frombuffer(row.total, np.float64),
+                         int(row.vector_count))
+    tx.execute(delete(speaker_centroid).where(of_source))
 
 
 def recompute_centroids(tx: Tx, speaker_ids: Iterable[int]) -> None:
     """Rebuild centroids from voiceprints (after deletions: sums cannot subtract exactly)."""
     for speaker_id in sorted(set(speaker_ids)):
-        tx.run("DELETE FROM speaker_centroid WHERE speaker_id = ?", (speaker_id,))
+        tx.execute(delete(speaker_centroid).where(speaker_centroid.c.speaker_id == speaker_id))
         by_model: dict[str, list[npt.NDArray[np.float32]]] = {}
-        for model_id, blob in tx.all(
-            "SELECT model_id, vector FROM voiceprint WHERE speaker_id = ? ORDER BY id",
-            (speaker_id,),
-        ):
-            by_model.setdefault(model_id, []).append(np.frombuffer(blob, dtype=np.float32))
+        for row in tx.rows(SPEAKER_PRINTS, {"speaker_id": speaker_id}):
+            by_model.setdefault(row.model_id, []).append(
+                np.frombuffer(row.vector, dtype=np.float32))
         for model_id, vectors in by_model.items():
             total = np.sum(np.vstack(vectors).astype(np.float64), axis=0)
             _add_to_centroid(tx, speaker_id, model_id, total, len(vectors))
 
 
-def voiceprint_rows(tx: Tx, where: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    return tx.all(f"SELECT {VOICEPRINT_COLUMNS} FROM voiceprint WHERE {where} ORDER BY id", params)
+def voiceprint_rows(
+    tx: Tx, where: ColumnElement[bool] | str, params: Sequence[Any] = ()
+) -> Sequence[Row[Any]] | list[tuple[Any, ...]]:
+    """The voiceprints matching `where` (a condition on memory.tables.voiceprint), by id.
+
+    A qmark SQL string with `params` is still accepted for memory.events until it speaks
+    Core; that form goes with the qmark calls."""
+    if isinstance(where, str):
+        return tx.all(f"SELECT {VOICEPRINT_COLUMNS} FROM voiceprint WHERE {where} ORDER BY id",
+                      params)
+    return tx.rows(SELECT_VOICEPRINT.where(where).order_by(voiceprint.c.id))
 
 
 def centroid_of(tx: Tx, speaker_id: int, model_id: str) -> Vector | None:
-    row = tx.one(
-        "SELECT total FROM speaker_centroid WHERE speaker_id = ? AND model_id = ? AND count > 0",
-        (speaker_id, model_id),
-    )
+    row = tx.first(CENTROID.where(speaker_centroid.c.count > 0),
+                   {"speaker_id": speaker_id, "model_id": model_id})
     if row is None:
         return None
-    return normalize(np.frombuffer(row[0], dtype=np.float64).astype(np.float32))
+    return normalize(np.frombuffer(row.total, dtype=np.float64).astype(np.float32))
 
 
 # ---------------------------------------------------------------- matching
@@ -440,25 +461,22 @@ def score_speakers(
     candidates = cache.nearest(tx, model_id, query, CANDIDATE_SPEAKERS, exclude=exclude)
     if not candidates:
         return []
-    id_json = "[" + ",".join(str(c[0]) for c in candidates) + "]"
-    rows = tx.all(
-        "SELECT v.speaker_id, v.vector, s.match_threshold FROM voiceprint v"
-        " JOIN speaker s ON s.id = v.speaker_id"
-        " WHERE v.model_id = ? AND v.speaker_id IN (SELECT value FROM json_each(?))",
-        (model_id, id_json),
-    )
+    rows = tx.rows(CANDIDATE_PRINTS, {
+        "model_id": model_id, "speaker_ids": [speaker_id for speaker_id, _ in candidates],
+    })
     if not rows:
         return []
-    speaker_ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
+    speaker_ids = np.array([r.speaker_id for r in rows], dtype=np.int64)
     # One buffer for all rows (prints of one model share its dimension, checked at insert).
-    matrix = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
+    matrix = np.frombuffer(b"".join(r.vector for r in rows), np.float32).reshape(len(rows), -1)
     sims = dot_rows(matrix, query)
     # Keep only the top_k voiceprints overall, as a kNN over voiceprints would.
     if sims.size > config.top_k:
         keep = np.argpartition(-sims, config.top_k - 1)[: config.top_k]
         speaker_ids, sims = speaker_ids[keep], sims[keep]
     default = config.for_model(model_id).threshold
-    thresholds = {int(r[0]): (default if r[2] is None else float(r[2])) for r in rows}
+    thresholds = {int(r.speaker_id): (default if r.match_threshold is None
+                                      else float(r.match_threshold)) for r in rows}
     scored: list[Scored] = []
     for speaker_id in np.unique(speaker_ids):
         own = np.sort(sims[speaker_ids == speaker_id])[::-1][:TOP_VOICEPRINTS]

@@ -68,7 +68,7 @@ def test_the_copy_answers_as_the_original(sqlite_store: SpeakerMemory, pg_store:
 
     counts = {t.table: (t.source_rows, t.target_rows) for t in report.tables}
     assert counts["segment"] == (10, 10) and counts["identity_event"][0] >= 8
-    assert set(counts) == set(store_copy.TABLE_KEYS)
+    assert set(counts) == {t.name for t in store_copy.COPIED_TABLES}
     assert all(t.sampled == t.source_rows for t in report.tables)  # small: compared whole
     assert report.vectors_indexed == 10 and report.vectors_compared == 10
     same_answers(sqlite_store, pg_store)

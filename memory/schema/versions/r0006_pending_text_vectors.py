@@ -4,6 +4,8 @@ Each text-vector dimension gains its pending table (memory.pg_index.PendingIndex
 on SQLite: its binary codes are appended to the RAM copy after the commit.
 """
 
+from sqlalchemy import text
+
 from memory import pg_index
 from memory.migrations import current_tx
 
@@ -14,5 +16,6 @@ down_revision = "0005"
 def upgrade() -> None:
     tx = current_tx()
     if tx.dialect == "postgresql":
-        for (dim,) in tx.all("SELECT DISTINCT dim FROM text_model"):
-            pg_index.create_embedding_table(tx, int(dim))  # its pending table is the one missing
+        for row in tx.rows(text("SELECT DISTINCT dim FROM text_model")):
+            # Its pending table is the one missing.
+            pg_index.create_embedding_table(tx, int(row.dim))
