@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import sqlean
+from sqlalchemy import select, update
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from memory import (
@@ -42,7 +43,17 @@ from memory.migrations import latest_version, migrate
 from memory.pg import PgDatabase, display_url, is_postgresql
 from memory.speakers import SELECT_SPEAKER, SavedSpeaker, get_info, info, infos, resolve_row
 from memory.store_copy import CopyReport
-from memory.tables import speaker
+from memory.tables import (
+    conversation,
+    identity_event,
+    meta,
+    segment,
+    segment_voice,
+    speaker_centroid,
+    text_model,
+    voice_model,
+)
+from memory.tables import speaker as speaker_table
 from memory.timeutil import from_db_required
 from memory.types import (
     ConversationDetail,
@@ -136,11 +147,11 @@ class SpeakerMemory:
         # one and invalidate every process's caches).
         with self._db.write_lock, self._db.read() as tx:
             self._centroids.check(tx)
-            for (model_id,) in tx.all("SELECT model_id FROM voice_model"):
-                self._centroids.warm(tx, str(model_id))
+            for row in tx.rows(select(voice_model.c.model_id)):
+                self._centroids.warm(tx, str(row.model_id))
         with self._db.read() as tx:
-            for (dim,) in tx.all("SELECT DISTINCT dim FROM text_model"):
-                self._text_vectors.warm(tx, int(dim))
+            for row in tx.rows(select(text_model.c.dim).distinct()):
+                self._text_vectors.warm(tx, int(row.dim))
 
     def __enter__(self) -> SpeakerMemory:
         return self
@@ -185,10 +196,7 @@ class SpeakerMemory:
 
     def find_conversation_by_sha256(self, sha256: str) -> ConversationInfo | None:
         with self._db.read() as tx:
-            row = tx.one(
-                f"SELECT {conversations.CONVERSATION_COLUMNS} FROM conversation WHERE sha256 = ?",
-                (sha256,),
-            )
+            row = tx.first(select(conversation).where(conversation.c.sha256 == sha256))
             return None if row is None else conversations.conversation_info(row)
 
     def save_job_progress(self, progress: JobProgress) -> None:
@@ -216,8 +224,8 @@ class SpeakerMemory:
         (a failed upload's stored copy may be gone; the retry brings the bytes again)."""
         with self._write() as ctx:
             conversations.set_status(ctx.tx, conversation_id, "queued", None)
-            ctx.tx.run("UPDATE conversation SET audio_path = ? WHERE id = ?",
-                       (audio_path, conversation_id))
+            ctx.tx.execute(update(conversation).where(conversation.c.id == conversation_id)
+                           .values(audio_path=audio_path))
             return conversations.conversation_info(
                 conversations.get_conversation_row(ctx.tx, conversation_id)
             )
@@ -226,7 +234,8 @@ class SpeakerMemory:
         bounded(title, "title", MAX_TITLE_LENGTH)
         with self._write() as ctx:
             conversations.get_conversation_row(ctx.tx, conversation_id)
-            ctx.tx.run("UPDATE conversation SET title = ? WHERE id = ?", (title, conversation_id))
+            ctx.tx.execute(update(conversation).where(conversation.c.id == conversation_id)
+                           .values(title=title))
             return conversations.conversation_info(
                 conversations.get_conversation_row(ctx.tx, conversation_id)
             )
@@ -365,8 +374,9 @@ class SpeakerMemory:
             # Recorded even when nothing moved: every reprocess is one undoable event.
             events.record(ctx.tx, "reprocess", f"Re-matched conversation {conversation_id}", change)
             speakers = infos(ctx.tx, [d.speaker_id for d in decisions])
-            segment_ids = [int(r[0]) for r in ctx.tx.all(
-                "SELECT id FROM segment WHERE conversation_id = ? ORDER BY id", (conversation_id,)
+            segment_ids = [int(segment_id) for (segment_id,) in ctx.tx.stream(
+                select(segment.c.id).where(segment.c.conversation_id == conversation_id)
+                .order_by(segment.c.id)
             )]
         return IngestResult(
             conversation_id=conversation_id,
@@ -462,7 +472,7 @@ class SpeakerMemory:
             change = Change()
             row = resolve_row(ctx.tx, speaker)
             before = info(row)
-            segments, convs = identity.delete_speaker(ctx, change, int(row[0]))
+            segments, convs = identity.delete_speaker(ctx, change, int(row.id))
             summary = (f"Deleted {before.label}; {segments_in_conversations(segments, convs)} "
                        "kept, now without a speaker")
             event_id = events.record(ctx.tx, "delete", summary, change)
@@ -473,14 +483,14 @@ class SpeakerMemory:
         with self._write() as ctx:
             change = Change()
             rows = ctx.tx.rows(
-                SELECT_SPEAKER.where(speaker.c.kind == "unknown").order_by(speaker.c.id)
+                SELECT_SPEAKER.where(speaker_table.c.kind == "unknown").order_by(speaker_table.c.id)
             )
             if not rows:
                 return IdentityChange(0, "delete_unknown", [], 0, 0,
                                       "There were no unknown speakers to delete.")
             segments = 0
             for row in rows:
-                segments += identity.delete_speaker(ctx, change, int(row[0]))[0]
+                segments += identity.delete_speaker(ctx, change, int(row.id))[0]
             # The segments' conversations, as collected while moving them.
             conversations = len(change.conversations)
             summary = (f"Deleted {counted(len(rows), 'unknown speaker')}; "
@@ -508,30 +518,33 @@ class SpeakerMemory:
     def identity_history(self, limit: int = 20) -> list[IdentityEventView]:
         limit, _ = _page(limit, 0)
         with self._db.read() as tx:
-            rows = tx.all(
-                "SELECT id, action, created_at, summary, undone_at FROM identity_event"
-                " ORDER BY id DESC LIMIT ?", (limit,),
+            rows = tx.rows(
+                select(identity_event.c.id, identity_event.c.action, identity_event.c.created_at,
+                       identity_event.c.summary, identity_event.c.undone_at)
+                .order_by(identity_event.c.id.desc()).limit(limit)
             )
-        return [IdentityEventView(int(r[0]), r[1], from_db_required(r[2]), r[3], r[4] is not None)
+        return [IdentityEventView(int(r.id), r.action, from_db_required(r.created_at), r.summary,
+                                  r.undone_at is not None)
                 for r in rows]
 
     def enrolled_voices(self, model_id: str) -> list[EnrolledVoice]:
         """Centroids of named speakers for one model (for memory-informed diarization)."""
         with self._db.read() as tx:
-            rows = tx.all(
-                "SELECT c.speaker_id, c.total FROM speaker_centroid c"
-                " JOIN speaker s ON s.id = c.speaker_id"
-                " WHERE c.model_id = ? AND c.count > 0 AND s.kind = 'enrolled' ORDER BY s.id",
-                (model_id,),
+            rows = tx.rows(
+                select(speaker_centroid.c.speaker_id, speaker_centroid.c.total)
+                .join(speaker_table, speaker_table.c.id == speaker_centroid.c.speaker_id)
+                .where(speaker_centroid.c.model_id == model_id, speaker_centroid.c.count > 0,
+                       speaker_table.c.kind == "enrolled")
+                .order_by(speaker_table.c.id)
             )
-            speakers = infos(tx, [r[0] for r in rows])
+            speakers = infos(tx, [r.speaker_id for r in rows])
         voices: list[EnrolledVoice] = []
-        for sid, total in rows:
-            speaker = speakers[int(sid)]
-            centroid = normalize(np.frombuffer(total, dtype=np.float64).astype(np.float32))
+        for row in rows:
+            found = speakers[int(row.speaker_id)]
+            centroid = normalize(np.frombuffer(row.total, dtype=np.float64).astype(np.float32))
             threshold = (self.config.for_model(model_id).threshold
-                         if speaker.match_threshold is None else speaker.match_threshold)
-            voices.append(EnrolledVoice(speaker, centroid, threshold))
+                         if found.match_threshold is None else found.match_threshold)
+            voices.append(EnrolledVoice(found, centroid, threshold))
         return voices
 
     def match_voice(self, vectors: Sequence[Vector], model_id: str) -> list[Suggestion]:
@@ -562,7 +575,7 @@ class SpeakerMemory:
         its segments (not excluded from the profile) in conversations with a stored audio path.
         Whether the files still exist is the caller's to check."""
         with self._db.read() as tx:
-            return profiles.profile_audio(tx, int(resolve_row(tx, speaker)[0]))
+            return profiles.profile_audio(tx, int(resolve_row(tx, speaker).id))
 
     def add_rebuilt_profile(
         self, speaker_id: int, model_id: str, voices: Sequence[RebuiltVoice]
@@ -585,9 +598,10 @@ class SpeakerMemory:
             raise InvalidOperation(f"a threshold is a cosine in [-1, 1], got {threshold}")
         with self._write() as ctx:
             row = resolve_row(ctx.tx, speaker)
-            ctx.tx.run("UPDATE speaker SET match_threshold = ? WHERE id = ?",
-                       (None if threshold is None else float(threshold), row[0]))
-            return get_info(ctx.tx, int(row[0]))
+            ctx.tx.execute(update(speaker_table).where(speaker_table.c.id == row.id).values(
+                match_threshold=None if threshold is None else float(threshold)
+            ))
+            return get_info(ctx.tx, int(row.id))
 
     # ------------------------------------------------------------ queries
     def list_speakers(self, kind: SpeakerKind | None = None) -> list[SpeakerSummary]:
@@ -595,8 +609,8 @@ class SpeakerMemory:
             raise InvalidOperation(f"kind must be 'enrolled' or 'unknown', got {kind!r}")
         with self._db.read() as tx:
             # Statistics scan every segment (~0.3 s CPU at 1M): reuse them until a write.
-            generation = tx.scalar(
-                "SELECT value FROM meta WHERE key = ?", (CentroidCache.GENERATION_KEY,)
+            generation = tx.value(
+                select(meta.c.value).where(meta.c.key == CentroidCache.GENERATION_KEY)
             )
             key = (kind, str(generation))
             cached = self._speaker_lists.get(key)
@@ -612,7 +626,7 @@ class SpeakerMemory:
     ) -> Page[ConversationSummary]:
         limit, offset = _page(limit, offset)
         with self._db.read() as tx:
-            speaker_id = None if speaker is None else int(resolve_row(tx, speaker)[0])
+            speaker_id = None if speaker is None else int(resolve_row(tx, speaker).id)
             return queries.list_conversations(
                 tx, limit=limit, offset=offset, speaker_id=speaker_id, since=since, until=until
             )
@@ -634,7 +648,7 @@ class SpeakerMemory:
     def speaker_example(self, speaker: SpeakerRef) -> SegmentView | None:
         """The segment that shows a speaker's voice best (None when it has no segment left)."""
         with self._db.read() as tx:
-            return queries.speaker_example(tx, int(resolve_row(tx, speaker)[0]))
+            return queries.speaker_example(tx, int(resolve_row(tx, speaker).id))
 
     def get_conversation_info(self, conversation_id: int) -> ConversationInfo:
         with self._db.read() as tx:
@@ -719,13 +733,13 @@ class SpeakerMemory:
         """Stored voice vectors of a conversation's segments, by segment id."""
         with self._db.read() as tx:
             conversations.get_conversation_row(tx, conversation_id)
-            rows = tx.all(
-                "SELECT v.segment_id, v.vector FROM segment_voice v"
-                " JOIN segment s ON s.id = v.segment_id WHERE s.conversation_id = ?"
-                " ORDER BY v.segment_id",
-                (conversation_id,),
+            rows = tx.rows(
+                select(segment_voice.c.segment_id, segment_voice.c.vector)
+                .join(segment, segment.c.id == segment_voice.c.segment_id)
+                .where(segment.c.conversation_id == conversation_id)
+                .order_by(segment_voice.c.segment_id)
             )
-        return {int(r[0]): from_blob(r[1]) for r in rows}
+        return {int(r.segment_id): from_blob(r.vector) for r in rows}
 
     # ------------------------------------------------------------ backup
     def export_json(self, path: Path) -> None:

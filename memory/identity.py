@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Row, Table, delete, distinct, func, literal, select
 
 from memory.db import Tx, latest_id_hint
 from memory.errors import InvalidOperation, ModelMismatch, SegmentNotFound
@@ -28,6 +29,15 @@ from memory.speakers import (
     resolve_row,
     set_name,
     touch,
+)
+from memory.tables import (
+    conversation,
+    enrollment_clip,
+    segment,
+    segment_voice,
+    speaker,
+    speaker_centroid,
+    voiceprint,
 )
 from memory.types import MatchConfig, Vector
 from memory.vectors import from_blob, mean_direction, normalize_rows, representatives, stack
@@ -46,6 +56,26 @@ from memory.voiceprints import (
 from memory.wording import segments_in_conversations
 
 PROPAGATION_CANDIDATES = 64
+
+SELECT_SEGMENT = select(
+    segment.c.id, segment.c.conversation_id, segment.c.speaker_id, segment.c.local_speaker
+)
+COUNT_SEGMENTS = select(
+    func.count().label("segments"),
+    func.count(distinct(segment.c.conversation_id)).label("conversations"),
+)
+SELECT_PROFILE_SEGMENTS = (
+    select(segment.c.id, segment_voice.c.vector,
+           (segment.c.end - segment.c.start).label("seconds"))
+    .join(segment_voice, segment_voice.c.segment_id == segment.c.id)
+    .order_by(segment.c.start, segment.c.id)
+)
+EXCLUDED = literal(1, literal_execute=True)
+"""excluded_from_profile of a corrected segment, written into the SQL (not a parameter) so
+that the partial index segment_excluded applies (a prepared PostgreSQL plan cannot use it for
+a parameter)."""
+HOLDINGS = (segment, voiceprint, enrollment_clip)
+"""The tables whose rows make a speaker hold something (holds_nothing)."""
 
 
 @dataclass
@@ -77,16 +107,13 @@ def _label(row: SpeakerRow) -> str:
 
 
 def count_segments(tx: Tx, speaker_id: int) -> tuple[int, int]:
-    row = tx.one(
-        "SELECT count(*), count(DISTINCT conversation_id) FROM segment WHERE speaker_id = ?",
-        (speaker_id,),
-    )
+    row = tx.first(COUNT_SEGMENTS.where(segment.c.speaker_id == speaker_id))
     assert row is not None
-    return int(row[0]), int(row[1])
+    return int(row.segments), int(row.conversations)
 
 
 def conversation_voice_model(tx: Tx, conversation_id: int) -> str | None:
-    raw = tx.scalar("SELECT model_ids FROM conversation WHERE id = ?", (conversation_id,))
+    raw = tx.value(select(conversation.c.model_ids).where(conversation.c.id == conversation_id))
     if raw is None:
         return None
     value = json.loads(raw).get("voice")
@@ -105,7 +132,7 @@ def merge_into(ctx: Ctx, change: Change, source: int, target: int) -> tuple[int,
     change.move_voiceprints(tx, source, target)
     change.move_clips(tx, source, target)
     move_centroids(tx, source, target)
-    tx.run("DELETE FROM speaker WHERE id = ?", (source,))
+    tx.execute(delete(speaker).where(speaker.c.id == source))
     touch(tx, target)
     return moved
 
@@ -120,21 +147,18 @@ def rebuild_conversation_voiceprints(
     change.delete_voiceprints(
         tx, "speaker_id = ? AND conversation_id = ?", [speaker_id, conversation_id]
     )
-    rows = tx.all(
-        "SELECT s.id, v.vector, s.\"end\" - s.start FROM segment s"
-        " JOIN segment_voice v ON v.segment_id = s.id"
-        " WHERE s.conversation_id = ? AND s.speaker_id = ? AND s.excluded_from_profile = 0"
-        " ORDER BY s.start, s.id",
-        (conversation_id, speaker_id),
-    )
+    rows = tx.rows(SELECT_PROFILE_SEGMENTS.where(
+        segment.c.conversation_id == conversation_id, segment.c.speaker_id == speaker_id,
+        segment.c.excluded_from_profile == 0,
+    ))
     if rows and model_id is not None:
-        matrix = normalize_rows(np.vstack([from_blob(r[1]) for r in rows]))
-        seconds = float(sum(r[2] for r in rows))
+        matrix = normalize_rows(np.vstack([from_blob(r.vector) for r in rows]))
+        seconds = float(sum(r.seconds for r in rows))
         prints = [NewVoiceprint(mean_direction(matrix), f"conversation:{conversation_id}",
                                 conversation_id, None, seconds)]
         prints += [
-            NewVoiceprint(matrix[i], f"segment:{rows[i][0]}", conversation_id, int(rows[i][0]),
-                          float(rows[i][2]))
+            NewVoiceprint(matrix[i], f"segment:{rows[i].id}", conversation_id, int(rows[i].id),
+                          float(rows[i].seconds))
             for i in representatives(matrix)
         ]
         change.voiceprints_added += add_voiceprints(tx, speaker_id, model_id, prints)
@@ -148,9 +172,9 @@ def propagate(ctx: Ctx, change: Change, target: int, relabel: Relabel) -> None:
     ctx.cache.refresh(tx, change.touched)
     suggestions: dict[int, float] = {}
     merged: set[int] = set()
-    models = [r[0] for r in tx.all(
-        "SELECT model_id FROM speaker_centroid WHERE speaker_id = ? AND count > 0", (target,)
-    )]
+    models = [r.model_id for r in tx.rows(select(speaker_centroid.c.model_id).where(
+        speaker_centroid.c.speaker_id == target, speaker_centroid.c.count > 0
+    ))]
     for model_id in models:
         centroid = centroid_of(tx, target, model_id)
         if centroid is None:
@@ -180,10 +204,9 @@ def propagate(ctx: Ctx, change: Change, target: int, relabel: Relabel) -> None:
 def _corrected(tx: Tx, speaker_id: int) -> bool:
     """Holds a segment the user marked as misidentified: merging it automatically could
     silently undo that correction, so it is only ever suggested."""
-    return tx.one(
-        "SELECT 1 FROM segment WHERE speaker_id = ? AND excluded_from_profile = 1 LIMIT 1",
-        (speaker_id,),
-    ) is not None
+    return tx.first(select(segment.c.id).where(
+        segment.c.speaker_id == speaker_id, segment.c.excluded_from_profile == EXCLUDED
+    ).limit(1)) is not None
 
 
 def _best_named(ctx: Ctx, speaker_id: int, model_id: str) -> int | None:
@@ -212,31 +235,28 @@ def identify(
     if (segment_id is None) == (speaker_ref is None):
         raise InvalidOperation("identify needs exactly one of segment_id or speaker")
     existing = find_by_name(tx, name)
-    target: int | None = None if existing is None else int(existing[0])
+    target: int | None = None if existing is None else int(existing.id)
     relabel = Relabel()
     summary: str
 
     if segment_id is not None:
-        segment = tx.one(
-            "SELECT id, conversation_id, speaker_id, local_speaker FROM segment WHERE id = ?",
-            (segment_id,),
-        )
-        if segment is None:
+        found = tx.first(SELECT_SEGMENT.where(segment.c.id == segment_id))
+        if found is None:
             raise SegmentNotFound(no_segment_message(tx, segment_id))
-        source_row = None if segment[2] is None else get_row(tx, int(segment[2]))
-        if source_row is not None and source_row[3] == "unknown":
+        source_row = None if found.speaker_id is None else get_row(tx, int(found.speaker_id))
+        if source_row is not None and source_row.kind == "unknown":
             target, summary = _identify_whole(ctx, change, source_row, name, target, relabel)
-        elif source_row is not None and int(source_row[0]) == target:
+        elif source_row is not None and int(source_row.id) == target:
             summary = f"Segment {segment_id} was already {name}"
         else:
-            target, summary = _identify_segment(ctx, change, segment, name, target, relabel)
-            if source_row is not None and _drop_if_empty(ctx, change, int(source_row[0])):
+            target, summary = _identify_segment(ctx, change, found, name, target, relabel)
+            if source_row is not None and _drop_if_empty(ctx, change, int(source_row.id)):
                 relabel.removed.append(_label(source_row))
                 summary += f"; {_label(source_row)} had nothing left and was removed"
     else:
         source_row = resolve_row(tx, speaker_ref)
-        source = int(source_row[0])
-        if source_row[3] == "unknown":
+        source = int(source_row.id)
+        if source_row.kind == "unknown":
             target, summary = _identify_whole(ctx, change, source_row, name, target, relabel)
         elif source == target:
             summary = f"{_label(source_row)} was already {name}"
@@ -264,7 +284,7 @@ def _identify_whole(
 ) -> tuple[int, str]:
     """An unknown speaker is named: it becomes the named speaker, or merges into it."""
     tx = ctx.tx
-    source = int(source_row[0])
+    source = int(source_row.id)
     if target is None:
         change.snapshot_speaker(tx, source)
         set_name(tx, source, name)
@@ -276,23 +296,25 @@ def _identify_whole(
 
 
 def _identify_segment(
-    ctx: Ctx, change: Change, segment: tuple[Any, ...], name: str, target: int | None,
+    ctx: Ctx, change: Change, found: Row[Any], name: str, target: int | None,
     relabel: Relabel,
 ) -> tuple[int, str]:
-    """A segment on the wrong (named) speaker, or on none: it and its cluster-mates in that
-    conversation move to the named speaker, marked manual."""
+    """A segment (a SELECT_SEGMENT row) on the wrong (named) speaker, or on none: it and its
+    cluster-mates in that conversation move to the named speaker, marked manual."""
     tx = ctx.tx
-    segment_id, conversation_id, source, local = segment
+    segment_id, conversation_id = found.id, found.conversation_id
+    source, local = found.speaker_id, found.local_speaker
     if target is None:
         target = create_named(tx, name)
         change.created_speaker(target)
     if local is None:
         mates = [segment_id]
     else:
-        mates = [r[0] for r in tx.all(
-            "SELECT id FROM segment WHERE conversation_id = ? AND local_speaker = ?"
-            " AND speaker_id IS NOT DISTINCT FROM ? ORDER BY start, id",
-            (conversation_id, local, source),
+        mates = [r.id for r in tx.rows(
+            select(segment.c.id).where(
+                segment.c.conversation_id == conversation_id, segment.c.local_speaker == local,
+                segment.c.speaker_id.is_not_distinct_from(source),
+            ).order_by(segment.c.start, segment.c.id)
         )]
     for mate in mates:
         change.edit_segment(
@@ -307,19 +329,23 @@ def _identify_segment(
     return target, f"Moved {len(mates)} segments of conversation {conversation_id} to {name}"
 
 
+def holds(tx: Tx, table: Table, speaker_id: int) -> bool:
+    """Some row of `table` (one of HOLDINGS) is the speaker's."""
+    return tx.first(
+        select(table.c.id).where(table.c.speaker_id == speaker_id).limit(1)
+    ) is not None
+
+
 def holds_nothing(tx: Tx, speaker_id: int) -> bool:
     """No segment, voiceprint or enrollment clip is the speaker's: its label names nothing."""
-    return not any(
-        tx.one(f"SELECT 1 FROM {table} WHERE speaker_id = ? LIMIT 1", (speaker_id,))
-        for table in ("segment", "voiceprint", "enrollment_clip")
-    )
+    return not any(holds(tx, table, speaker_id) for table in HOLDINGS)
 
 
 def drop_empty_unknown(tx: Tx, speaker_id: int) -> SpeakerRow | None:
     """Delete an unknown speaker nothing is left of (its recording deleted, its segments
     replaced); returns its row as it was. Not an identity event: nothing named is lost."""
     row = get_row(tx, speaker_id)
-    if row is None or row[3] != "unknown" or not holds_nothing(tx, speaker_id):
+    if row is None or row.kind != "unknown" or not holds_nothing(tx, speaker_id):
         return None
     delete_row(tx, speaker_id)
     return row
@@ -341,12 +367,13 @@ def rename(ctx: Ctx, change: Change, ref: object, new_name: str) -> tuple[int, s
     tx = ctx.tx
     row = resolve_row(tx, ref)
     name = clean_name(new_name)
-    if row[1] == name:
-        raise InvalidOperation(f"speaker {row[0]} is already called {name!r}")
-    change.snapshot_speaker(tx, int(row[0]))
-    set_name(tx, int(row[0]), name)
-    segments, conversations = count_segments(tx, int(row[0]))
-    return int(row[0]), f"Renamed {_label(row)} to {name}", segments, conversations
+    if row.name == name:
+        raise InvalidOperation(f"speaker {row.id} is already called {name!r}")
+    speaker_id = int(row.id)
+    change.snapshot_speaker(tx, speaker_id)
+    set_name(tx, speaker_id, name)
+    segments, conversations = count_segments(tx, speaker_id)
+    return speaker_id, f"Renamed {_label(row)} to {name}", segments, conversations
 
 
 def merge(ctx: Ctx, change: Change, source_ref: object, target_ref: object) -> tuple[
@@ -355,13 +382,13 @@ def merge(ctx: Ctx, change: Change, source_ref: object, target_ref: object) -> t
     tx = ctx.tx
     source_row = resolve_row(tx, source_ref)
     target_row = resolve_row(tx, target_ref)
-    source, target = int(source_row[0]), int(target_row[0])
+    source, target = int(source_row.id), int(target_row.id)
     if source == target:
         raise InvalidOperation(f"cannot merge {_label(source_row)} into itself")
     segments, conversations = merge_into(ctx, change, source, target)
-    if target_row[1] is None and source_row[1] is not None:
+    if target_row.name is None and source_row.name is not None:
         # "Merge Sarah into Unknown 4": the voice is Sarah's; keep her name.
-        set_name(tx, target, str(source_row[1]))
+        set_name(tx, target, str(source_row.name))
     return target, (
         f"Merged {_label(source_row)} into {_label(target_row)}"
         f" ({segments_in_conversations(segments, conversations)})"
@@ -374,15 +401,13 @@ def mark_misidentified(
     """Exclude the segment from its speaker's profile and reassign it: to the given speaker,
     else the next best match, else a new unknown speaker."""
     tx, cfg = ctx.tx, ctx.config
-    segment = tx.one(
-        "SELECT id, conversation_id, speaker_id FROM segment WHERE id = ?", (segment_id,)
-    )
-    if segment is None:
+    found = tx.first(SELECT_SEGMENT.where(segment.c.id == segment_id))
+    if found is None:
         raise SegmentNotFound(no_segment_message(tx, segment_id))
-    conversation_id = int(segment[1])
-    old = None if segment[2] is None else int(segment[2])
+    conversation_id = int(found.conversation_id)
+    old = None if found.speaker_id is None else int(found.speaker_id)
     correct_row = None if correct_ref is None else resolve_row(tx, correct_ref)
-    if correct_row is not None and int(correct_row[0]) == old:
+    if correct_row is not None and int(correct_row.id) == old:
         raise InvalidOperation(
             f"segment {segment_id} is already on {_label(correct_row)}; name another speaker"
         )
@@ -393,14 +418,16 @@ def mark_misidentified(
         ctx.cache.refresh(tx, [old])
 
     model_id = conversation_voice_model(tx, conversation_id)
-    blob = tx.scalar("SELECT vector FROM segment_voice WHERE segment_id = ?", (segment_id,))
+    blob = tx.value(
+        select(segment_voice.c.vector).where(segment_voice.c.segment_id == segment_id)
+    )
     vector: Vector | None = None
     if blob is not None:
         vector = normalize_rows(from_blob(blob).reshape(1, -1))[0]
     new: int
     confidence: float | None
     if correct_row is not None:
-        new, source, confidence = int(correct_row[0]), "manual", 1.0
+        new, source, confidence = int(correct_row.id), "manual", 1.0
         change.snapshot_speaker(tx, new)
         touch(tx, new)
         how = f"moved to {_label(correct_row)}"
@@ -464,7 +491,7 @@ def enroll(
         speaker_id = create_named(tx, name)
         change.created_speaker(speaker_id)
     else:
-        speaker_id = int(existing[0])
+        speaker_id = int(existing.id)
         change.snapshot_speaker(tx, speaker_id)
         touch(tx, speaker_id)
     seconds = float(speech_seconds)

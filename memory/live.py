@@ -20,6 +20,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, delete, func, insert, select, update
 
 from memory import text_index
 from memory.conversations import (
@@ -33,9 +36,18 @@ from memory.conversations import (
 from memory.db import Tx
 from memory.deletion import remove_transcript
 from memory.errors import InvalidOperation
-from memory.identity import Ctx, drop_empty_unknown
+from memory.identity import Ctx, drop_empty_unknown, holds
 from memory.limits import MAX_TITLE_LENGTH, bounded
 from memory.speakers import create_unknown, get_row
+from memory.sql import in_ids
+from memory.tables import (
+    conversation,
+    live_session,
+    segment_content,
+    segment_voice,
+    voiceprint,
+)
+from memory.tables import segment as segment_table
 from memory.timeutil import now_db
 from memory.types import PipelineResultLike, SegmentLike, Vector, WordLike
 from memory.vector_index import TextVectorIndex
@@ -43,6 +55,13 @@ from memory.vectors import to_blob
 
 LIVE_LABEL_PREFIX = "live-"
 """local_speaker of live segments: the session's voice number follows."""
+SELECT_SESSION = select(
+    live_session.c.conversation_id, live_session.c.audio_path, live_session.c.seconds
+)
+SELECT_LIVE_SEGMENTS = select(
+    segment_table.c.id, segment_table.c.start, segment_table.c.end, segment_table.c.speaker_id,
+    segment_table.c.assignment_source, segment_table.c.excluded_from_profile,
+).order_by(segment_table.c.start, segment_table.c.id)
 
 
 @dataclass(frozen=True)
@@ -74,31 +93,32 @@ def start(tx: Tx, title: str, audio_path: str, source_name: str) -> int:
     """A new conversation (status 'processing': it has no final transcript yet) with its live
     session row."""
     bounded(title, "title", MAX_TITLE_LENGTH)
-    conversation_id = tx.run(
-        "INSERT INTO conversation(title, source_name, created_at, recorded_at, status,"
-        " audio_path) VALUES (?, ?, ?, ?, 'processing', ?)",
-        (title, source_name, now_db(), now_db(), audio_path),
-    )
-    tx.run("INSERT INTO live_session(conversation_id, audio_path, started_at) VALUES (?, ?, ?)",
-           (conversation_id, audio_path, now_db()))
+    conversation_id = tx.insert(insert(conversation).values(
+        title=title, source_name=source_name, created_at=now_db(), recorded_at=now_db(),
+        status="processing", audio_path=audio_path,
+    ))
+    tx.insert(insert(live_session).values(
+        conversation_id=conversation_id, audio_path=audio_path, started_at=now_db(),
+    ))
     return conversation_id
 
 
 def open_sessions(tx: Tx) -> list[OpenSession]:
     """Sessions not finalised yet (a process that died leaves them)."""
-    return [OpenSession(int(r[0]), str(r[1]), float(r[2])) for r in tx.all(
-        "SELECT conversation_id, audio_path, seconds FROM live_session ORDER BY conversation_id"
-    )]
+    return [_session(r) for r in tx.rows(SELECT_SESSION.order_by(live_session.c.conversation_id))]
+
+
+def _session(row: Row[Any]) -> OpenSession:
+    return OpenSession(int(row.conversation_id), str(row.audio_path), float(row.seconds))
 
 
 def require_open(tx: Tx, conversation_id: int) -> OpenSession:
     get_conversation_row(tx, conversation_id)
-    row = tx.one("SELECT conversation_id, audio_path, seconds FROM live_session"
-                 " WHERE conversation_id = ?", (conversation_id,))
+    row = tx.first(SELECT_SESSION.where(live_session.c.conversation_id == conversation_id))
     if row is None:
         raise InvalidOperation(
             f"conversation {conversation_id} is not a live session (or it was finalised)")
-    return OpenSession(int(row[0]), str(row[1]), float(row[2]))
+    return _session(row)
 
 
 def add_segment(
@@ -112,15 +132,15 @@ def add_segment(
     speaker_id = segment.speaker_id
     if speaker_id is None or get_row(tx, speaker_id) is None:
         speaker_id = create_unknown(tx)
-    segment_id = tx.run(
-        "INSERT INTO segment(conversation_id, start, \"end\", local_speaker, speaker_id,"
-        " speaker_confidence, assignment_source, excluded_from_profile)"
-        " VALUES (?, ?, ?, ?, ?, ?, 'auto', 0)",
-        (conversation_id, float(segment.start), float(segment.end),
-         f"{LIVE_LABEL_PREFIX}{segment.voice}", speaker_id, segment.confidence),
-    )
-    tx.run("INSERT INTO segment_content(segment_id, text, words) VALUES (?, ?, ?)",
-           (segment_id, segment.text, words_json(segment.words)))
+    segment_id = tx.insert(insert(segment_table).values(
+        conversation_id=conversation_id, start=float(segment.start), end=float(segment.end),
+        local_speaker=f"{LIVE_LABEL_PREFIX}{segment.voice}", speaker_id=speaker_id,
+        speaker_confidence=segment.confidence, assignment_source="auto",
+        excluded_from_profile=0,
+    ))
+    tx.insert(insert(segment_content).values(
+        segment_id=segment_id, text=segment.text, words=words_json(segment.words),
+    ))
     codes = _index_and_vectors(tx, index, conversation_id, segment_id, segment)
     ctx.cache.refresh(tx, [speaker_id])
     return segment_id, speaker_id, codes
@@ -137,21 +157,24 @@ def extend_segment(
     publish)."""
     tx = ctx.tx
     require_open(tx, conversation_id)
-    row = tx.one("SELECT speaker_id FROM segment WHERE id = ? AND conversation_id = ?"
-                 " AND local_speaker = ?",
-                 (segment_id, conversation_id, f"{LIVE_LABEL_PREFIX}{segment.voice}"))
+    row = tx.first(select(segment_table.c.speaker_id).where(
+        segment_table.c.id == segment_id, segment_table.c.conversation_id == conversation_id,
+        segment_table.c.local_speaker == f"{LIVE_LABEL_PREFIX}{segment.voice}",
+    ))
     if row is None:
         raise InvalidOperation(f"segment {segment_id} is not an open segment of live session "
                                f"{conversation_id}")
     if not (segment.end >= segment.start >= 0):
         raise InvalidOperation(f"invalid segment times {segment.start}..{segment.end}")
-    tx.run("UPDATE segment SET start = ?, \"end\" = ? WHERE id = ?",
-           (float(segment.start), float(segment.end), segment_id))
+    tx.execute(update(segment_table).where(segment_table.c.id == segment_id).values(
+        start=float(segment.start), end=float(segment.end),
+    ))
     text_index.remove(tx, json.dumps([segment_id]))
-    tx.run("UPDATE segment_content SET text = ?, words = ? WHERE segment_id = ?",
-           (segment.text, words_json(segment.words), segment_id))
+    tx.execute(update(segment_content).where(segment_content.c.segment_id == segment_id).values(
+        text=segment.text, words=words_json(segment.words),
+    ))
     codes = _index_and_vectors(tx, index, conversation_id, segment_id, segment)
-    return (None if row[0] is None else int(row[0])), codes
+    return (None if row.speaker_id is None else int(row.speaker_id)), codes
 
 
 def _index_and_vectors(
@@ -162,47 +185,56 @@ def _index_and_vectors(
     text vectors when given, and the conversation's length. Returns text codes to publish."""
     text_index.add(tx, [(segment_id, segment.text)])
     if segment.voice_vector is not None:
-        tx.run("DELETE FROM segment_voice WHERE segment_id = ?", (segment_id,))
-        tx.run("INSERT INTO segment_voice(segment_id, vector) VALUES (?, ?)",
-               (segment_id, to_blob(segment.voice_vector)))
+        tx.execute(delete(segment_voice).where(segment_voice.c.segment_id == segment_id))
+        tx.insert(insert(segment_voice).values(
+            segment_id=segment_id, vector=to_blob(segment.voice_vector),
+        ))
     codes: list[tuple[int, int, bytes]] = []
     if segment.text_vector is not None and segment.text_model_id:
         codes = index.add(tx, segment.text_model_id, [(segment_id, segment.text_vector)])
     # Portable SQL (no two-argument MAX on PostgreSQL): only ever lengthen it.
-    tx.run("UPDATE conversation SET duration = ? WHERE id = ? AND COALESCE(duration, 0) < ?",
-           (float(segment.end), conversation_id, float(segment.end)))
+    tx.execute(update(conversation).where(
+        conversation.c.id == conversation_id,
+        func.coalesce(conversation.c.duration, 0) < float(segment.end),
+    ).values(duration=float(segment.end)))
     return codes
 
 
 def record_seconds(tx: Tx, conversation_id: int, seconds: float) -> None:
     """How much audio the session's recording holds (for finalising after a crash)."""
-    tx.run("UPDATE live_session SET seconds = ? WHERE conversation_id = ?",
-           (float(seconds), conversation_id))
-    tx.run("UPDATE conversation SET duration = ? WHERE id = ?", (float(seconds), conversation_id))
+    tx.execute(update(live_session).where(live_session.c.conversation_id == conversation_id)
+               .values(seconds=float(seconds)))
+    tx.execute(update(conversation).where(conversation.c.id == conversation_id)
+               .values(duration=float(seconds)))
 
 
 def segment_speakers(tx: Tx, conversation_id: int) -> dict[int, int | None]:
     """segment id -> speaker id, for every segment of the conversation."""
-    return {int(r[0]): (None if r[1] is None else int(r[1])) for r in tx.all(
-        "SELECT id, speaker_id FROM segment WHERE conversation_id = ?", (conversation_id,))}
+    # Plain tuples, in the select's column order: a long session holds thousands.
+    return {int(segment_id): (None if speaker_id is None else int(speaker_id))
+            for segment_id, speaker_id in tx.stream(
+                select(segment_table.c.id.label("segment_id"), segment_table.c.speaker_id)
+                .where(segment_table.c.conversation_id == conversation_id)
+            )}
 
 
 def move_voice(tx: Tx, conversation_id: int, voice: int, speaker_id: int) -> list[int]:
     """The session recognised a voice it first stored as a new unknown: its automatically
     labelled segments move to `speaker_id`; the unknown goes when nothing is left of it.
     Returns the moved segment ids."""
-    rows = tx.all(
-        "SELECT id, speaker_id FROM segment WHERE conversation_id = ? AND local_speaker = ?"
-        " AND assignment_source = 'auto' AND speaker_id != ? ORDER BY id",
-        (conversation_id, f"{LIVE_LABEL_PREFIX}{voice}", speaker_id),
-    )
+    rows = tx.rows(select(segment_table.c.id, segment_table.c.speaker_id).where(
+        segment_table.c.conversation_id == conversation_id,
+        segment_table.c.local_speaker == f"{LIVE_LABEL_PREFIX}{voice}",
+        segment_table.c.assignment_source == "auto", segment_table.c.speaker_id != speaker_id,
+    ).order_by(segment_table.c.id))
     if not rows or get_row(tx, speaker_id) is None:
         return []
-    tx.many("UPDATE segment SET speaker_id = ? WHERE id = ?",
-            [(speaker_id, int(r[0])) for r in rows])
-    for old in {int(r[1]) for r in rows if r[1] is not None}:
+    moved = [int(r.id) for r in rows]
+    tx.execute(update(segment_table).where(in_ids(segment_table.c.id, moved))
+               .values(speaker_id=speaker_id))
+    for old in {int(r.speaker_id) for r in rows if r.speaker_id is not None}:
         drop_empty_unknown(tx, old)
-    return [int(r[0]) for r in rows]
+    return moved
 
 
 def finalise(
@@ -211,12 +243,11 @@ def finalise(
     """Replace the live segments with the offline result (see the module's docstring)."""
     tx = ctx.tx
     require_open(tx, conversation_id)
-    live = [_LiveRow(int(r[0]), float(r[1]), float(r[2]), None if r[3] is None else int(r[3]),
-                     r[4] == "manual", int(r[5]))
-            for r in tx.all(
-                "SELECT id, start, \"end\", speaker_id, assignment_source,"
-                " excluded_from_profile FROM segment WHERE conversation_id = ? ORDER BY start, id",
-                (conversation_id,))]
+    rows = tx.rows(SELECT_LIVE_SEGMENTS.where(segment_table.c.conversation_id == conversation_id))
+    live = [_LiveRow(int(r.id), float(r.start), float(r.end),
+                     None if r.speaker_id is None else int(r.speaker_id),
+                     r.assignment_source == "manual", int(r.excluded_from_profile))
+            for r in rows]
     segments = list(result.segments)
     priors = _priors(tx, live, segments)
     ids = _reused_ids(live, segments)
@@ -231,12 +262,13 @@ def finalise(
         was = by_id.get(segment_id)
         if was is not None and was.manual and was.speaker_id is not None \
                 and get_row(tx, was.speaker_id) is not None:
-            tx.run("UPDATE segment SET speaker_id = ?, assignment_source = 'manual',"
-                   " speaker_confidence = 1.0, excluded_from_profile = ? WHERE id = ?",
-                   (was.speaker_id, was.excluded, segment_id))
+            tx.execute(update(segment_table).where(segment_table.c.id == segment_id).values(
+                speaker_id=was.speaker_id, assignment_source="manual", speaker_confidence=1.0,
+                excluded_from_profile=was.excluded,
+            ))
     for speaker_id in sorted({row.speaker_id for row in live if row.speaker_id is not None}):
         drop_empty_unknown(tx, speaker_id)
-    tx.run("DELETE FROM live_session WHERE conversation_id = ?", (conversation_id,))
+    tx.execute(delete(live_session).where(live_session.c.conversation_id == conversation_id))
     ctx.cache.refresh(tx, [d.speaker_id for d in done.decisions])
     return done
 
@@ -302,8 +334,7 @@ def _priors(tx: Tx, live: Sequence[_LiveRow], segments: Sequence[SegmentLike]) -
         speaker = get_row(tx, speaker_id)
         if speaker is None:
             continue
-        named_live = speaker[3] == "enrolled" and not tx.one(
-            "SELECT 1 FROM voiceprint WHERE speaker_id = ? LIMIT 1", (speaker_id,))
+        named_live = speaker.kind == "enrolled" and not holds(tx, voiceprint, speaker_id)
         if speaker_id in manual or named_live:
             priors[label] = Prior(chosen=speaker_id)
         else:

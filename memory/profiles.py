@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import ColumnElement, Row, exists, func, insert, not_, or_, select
+
 from memory.db import Tx
 from memory.errors import ModelMismatch
 from memory.speakers import get_info, get_row
+from memory.tables import conversation, enrollment_clip, segment, speaker, voiceprint
 from memory.timeutil import from_db_required, now_db
 from memory.types import (
     ConversationAudio,
@@ -28,77 +31,79 @@ from memory.types import (
 from memory.vectors import stack
 from memory.voiceprints import REBUILT_SOURCE, add_voiceprints, profile_prints
 
-CLIP_COLUMNS = "id, speaker_id, path, sha256, speech_seconds, created_at"
+CLIP_COLUMNS = ", ".join(c.name for c in enrollment_clip.columns)
+"""An enrollment clip row's columns in order (an undo payload keeps a row as a list in this
+order; memory.events restores it)."""
+SELECT_CLIPS = select(enrollment_clip).order_by(enrollment_clip.c.id)
+MANUAL = (func.coalesce(segment.c.assignment_source, "") == "manual").label("manual")
+SELECT_SPANS = (
+    select(segment.c.conversation_id, conversation.c.audio_path, segment.c.id.label("segment_id"),
+           segment.c.start, segment.c.end, MANUAL)
+    .join(conversation, conversation.c.id == segment.c.conversation_id)
+    .where(segment.c.excluded_from_profile == 0, conversation.c.audio_path.is_not(None),
+           segment.c.end > segment.c.start)
+    .order_by(segment.c.conversation_id, MANUAL.desc(),
+              (segment.c.end - segment.c.start).desc(), segment.c.id)
+)
+"""The speaker's segments a profile can be rebuilt from, per conversation: those a person
+labelled first, then the longest."""
 
 
 def add_clip(
     tx: Tx, speaker_id: int, path: str, sha256: str | None, speech_seconds: float
 ) -> int:
-    return tx.run(
-        "INSERT INTO enrollment_clip(speaker_id, path, sha256, speech_seconds, created_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (speaker_id, path, sha256, float(speech_seconds), now_db()),
-    )
+    return tx.insert(insert(enrollment_clip).values(
+        speaker_id=speaker_id, path=path, sha256=sha256, speech_seconds=float(speech_seconds),
+        created_at=now_db(),
+    ))
 
 
-def clip_rows(tx: Tx, speaker_id: int) -> list[tuple[Any, ...]]:
-    return tx.all(
-        f"SELECT {CLIP_COLUMNS} FROM enrollment_clip WHERE speaker_id = ? ORDER BY id",
-        (speaker_id,),
-    )
+def clip_rows(tx: Tx, speaker_id: int) -> Sequence[Row[Any]]:
+    """The speaker's enrollment clips, every column (CLIP_COLUMNS), oldest first."""
+    return tx.rows(SELECT_CLIPS.where(enrollment_clip.c.speaker_id == speaker_id))
 
 
-def in_family(column: str, model_id: str) -> tuple[str, list[Any]]:
-    """SQL for "`column` is `model_id` or one of its channels" (memory.types.with_channel)."""
+def in_family(column: ColumnElement[str], model_id: str) -> ColumnElement[bool]:
+    """`column` is `model_id` or one of its channels (memory.types.with_channel)."""
     prefix = with_channel(model_id, "")
-    return f"({column} = ? OR substr({column}, 1, ?) = ?)", [model_id, len(prefix), prefix]
+    return or_(column == model_id, func.substr(column, 1, len(prefix)) == prefix)
 
 
 def speakers_needing_profile(tx: Tx, model_id: str) -> list[int]:
     """Speakers with voiceprints of other models only: none of `model_id` or its channels."""
-    family, params = in_family("v.model_id", model_id)
-    rows = tx.all(
-        "SELECT s.id FROM speaker s"
-        f" WHERE EXISTS (SELECT 1 FROM voiceprint v WHERE v.speaker_id = s.id AND NOT {family})"
-        f" AND NOT EXISTS (SELECT 1 FROM voiceprint v WHERE v.speaker_id = s.id AND {family})"
-        " ORDER BY s.id",
-        [*params, *params],
+    family = in_family(voiceprint.c.model_id, model_id)
+    own = voiceprint.c.speaker_id == speaker.c.id
+    rows = tx.rows(
+        select(speaker.c.id)
+        .where(exists().where(own, not_(family)), ~exists().where(own, family))
+        .order_by(speaker.c.id)
     )
-    return [int(r[0]) for r in rows]
+    return [int(r.id) for r in rows]
 
 
 def has_profile(tx: Tx, speaker_id: int, model_id: str) -> bool:
-    family, params = in_family("model_id", model_id)
-    return tx.one(
-        f"SELECT 1 FROM voiceprint WHERE speaker_id = ? AND {family} LIMIT 1",
-        [speaker_id, *params],
-    ) is not None
+    return tx.first(select(voiceprint.c.id).where(
+        voiceprint.c.speaker_id == speaker_id, in_family(voiceprint.c.model_id, model_id)
+    ).limit(1)) is not None
 
 
 def profile_audio(tx: Tx, speaker_id: int) -> ProfileAudio:
-    speaker = get_info(tx, speaker_id)
+    speaker_info = get_info(tx, speaker_id)
     clips = [
-        EnrollmentClip(int(r[0]), int(r[1]), str(r[2]), r[3], float(r[4]),
-                       from_db_required(r[5]))
+        EnrollmentClip(int(r.id), int(r.speaker_id), str(r.path), r.sha256,
+                       float(r.speech_seconds), from_db_required(r.created_at))
         for r in clip_rows(tx, speaker_id)
     ]
-    rows = tx.all(
-        "SELECT s.conversation_id, c.audio_path, s.id, s.start, s.\"end\","
-        " COALESCE(s.assignment_source, '') = 'manual' AS manual FROM segment s"
-        " JOIN conversation c ON c.id = s.conversation_id"
-        " WHERE s.speaker_id = ? AND s.excluded_from_profile = 0 AND c.audio_path IS NOT NULL"
-        " AND s.\"end\" > s.start"
-        " ORDER BY s.conversation_id, manual DESC,"
-        " s.\"end\" - s.start DESC, s.id",
-        (speaker_id,),
-    )
     spans: dict[int, tuple[str, list[SpeakerSpan]]] = {}
-    for conversation_id, path, segment_id, start, end, manual in rows:
-        entry = spans.setdefault(int(conversation_id), (str(path), []))
+    # A speaker may hold 100k segments: plain tuples, in SELECT_SPANS's column order.
+    for conversation_id, audio_path, segment_id, start, end, manual in tx.stream(
+        SELECT_SPANS.where(segment.c.speaker_id == speaker_id)
+    ):
+        entry = spans.setdefault(int(conversation_id), (str(audio_path), []))
         entry[1].append(SpeakerSpan(int(segment_id), float(start), float(end), bool(manual)))
     conversations = [ConversationAudio(cid, path, found) for cid, (path, found) in spans.items()]
     conversations.sort(key=lambda c: (-c.manual_seconds, -c.seconds, -c.conversation_id))
-    return ProfileAudio(speaker, clips, conversations)
+    return ProfileAudio(speaker_info, clips, conversations)
 
 
 def add_rebuilt(
