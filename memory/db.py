@@ -105,11 +105,15 @@ class Tx:
         self, statement: Executable, params: Bound = None, batch: int = 1000
     ) -> Iterator[tuple[Any, ...]]:
         """The rows as plain tuples, fetched `batch` at a time: for reads too large to hold
-        or too many to wrap (no result processing: the columns' raw stored values)."""
-        sql, args = self._native(statement, params)
-        cursor = self._raw.execute(sql, args)
-        while rows := cursor.fetchmany(batch):
-            yield from rows
+        or too many to wrap. SQLAlchemy compiles (and caches) the statement and binds its
+        values; the rows come straight from the driver's cursor, without result processing
+        (the columns' stored values: a Flag reads as 0/1)."""
+        result = self.connection.execute(statement, params)
+        try:
+            while rows := result.cursor.fetchmany(batch):
+                yield from rows
+        finally:
+            result.close()
 
     # --- qmark strings: the calls the domain used before Core (removed once none is left) --
     def all(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
@@ -155,20 +159,9 @@ class Tx:
         return max(int(given), int(top)) + 1
 
     def _compile(self, statement: Executable, **kw: Any) -> SQLCompiler:
-        compiled = statement.compile(  # type: ignore[attr-defined]
-            dialect=self.connection.dialect, compile_kwargs={"render_postcompile": True}, **kw
-        )
+        compiled = statement.compile(dialect=self.connection.dialect, **kw)  # type: ignore[attr-defined]
         assert isinstance(compiled, SQLCompiler)
         return compiled
-
-    def _native(self, statement: Executable, params: Bound) -> tuple[str, Any]:
-        """The statement in the driver's own form: SQL text and its parameters."""
-        compiled = self._compile(statement)
-        values = compiled.construct_params(params)
-        assert values is not None
-        if compiled.positiontup is not None:
-            return compiled.string, tuple(values[k] for k in compiled.positiontup)
-        return compiled.string, values
 
 
 def latest_id_hint(tx: Tx, table: str, noun: str, plural: str) -> str:

@@ -34,10 +34,9 @@ from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import QueuePool
-from sqlalchemy.sql import Executable
 from sqlalchemy.sql.dml import Insert
 
-from memory.db import Bound, Params, Tx
+from memory.db import Params, Tx
 from memory.pg_index import PendingIndexer, VectorParam
 from memory.tables import SERIAL_TABLES
 
@@ -237,15 +236,6 @@ class PgTx(Tx):
                 )
         if table.name in SERIAL_TABLES and "id" in columns:
             self._follow_sequence(table.name)
-
-    def stream(
-        self, statement: Executable, params: Bound = None, batch: int = 1000
-    ) -> Iterator[tuple[Any, ...]]:
-        sql, args = self._native(statement, params)
-        with self._raw.cursor() as cursor:
-            cursor.execute(sql, args)
-            while rows := cursor.fetchmany(batch):
-                yield from rows
 
 
 def _sequence(table: str) -> str:
