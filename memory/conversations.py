@@ -319,8 +319,10 @@ def ingest(
         codes = index.add(tx, result.text_model_id, rows)
 
     # 3. Clusters and voiceprints (bounded per cluster: its mean + a few representatives).
+    tx.insert_rows(local_cluster, [
+        _cluster_row(conversation_id, cluster) for cluster in clusters if cluster.vectors.shape[0]
+    ])
     for cluster, decision in zip(clusters, decisions, strict=True):
-        _store_cluster(tx, conversation_id, cluster.model_id, cluster)
         if cluster.vectors.shape[0] and learns_from(tx, cluster.model_id, decision.speaker_id):
             prints = _cluster_voiceprints(
                 conversation_id, cluster, segment_ids, voice_vectors, segments
@@ -427,16 +429,15 @@ def _number(value: Any) -> float:
     return number if math.isfinite(number) else 0.0
 
 
-def _store_cluster(tx: Tx, conversation_id: int, model_id: str, cluster: Cluster) -> None:
+def _cluster_row(conversation_id: int, cluster: Cluster) -> dict[str, Any]:
+    """The local_cluster row of a cluster with vectors: its mean and a few representatives."""
     vectors = cluster.vectors
-    if vectors.shape[0] == 0:
-        return
     kept = [mean_direction(vectors)] + [vectors[i] for i in representatives(vectors)]
-    tx.insert(insert(local_cluster).values(
-        conversation_id=conversation_id, label=cluster.label, model_id=model_id,
-        dim=int(vectors.shape[1]), vectors=matrix_to_blob(np.vstack(kept)),
-        speech_seconds=cluster.speech_seconds,
-    ))
+    return {
+        "conversation_id": conversation_id, "label": cluster.label,
+        "model_id": cluster.model_id, "dim": int(vectors.shape[1]),
+        "vectors": matrix_to_blob(np.vstack(kept)), "speech_seconds": cluster.speech_seconds,
+    }
 
 
 def _cluster_voiceprints(
