@@ -196,7 +196,7 @@ class SpeakerMemory:
 
     def find_conversation_by_sha256(self, sha256: str) -> ConversationInfo | None:
         with self._db.read() as tx:
-            row = tx.first(select(conversation).where(conversation.c.sha256 == sha256))
+            row = conversations.find_by_sha256(tx, sha256)
             return None if row is None else conversations.conversation_info(row)
 
     def save_job_progress(self, progress: JobProgress) -> None:

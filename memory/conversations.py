@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Row, func, insert, or_, select, update
 
 from memory import text_index, turns
 from memory.db import Tx, latest_id_hint
@@ -25,6 +26,7 @@ from memory.limits import (
     cut,
 )
 from memory.speakers import create_unknown, delete_row, get_row
+from memory.tables import conversation, local_cluster, segment, segment_content, segment_voice
 from memory.timeutil import from_db, from_db_required, now_db, to_db
 from memory.types import (
     ConversationInfo,
@@ -58,30 +60,30 @@ from memory.voiceprints import (
     score_speakers,
 )
 
-CONVERSATION_COLUMNS = (
-    "id, title, source_name, sha256, recorded_at, created_at, duration, language, status,"
-    " error, audio_path, model_ids"
-)
+SELECT_CONVERSATION = select(conversation)
+ConversationRow = Row[Any]
 STATUSES = ("queued", "processing", "done", "failed")
 
 
-def conversation_info(row: Sequence[Any]) -> ConversationInfo:
+def conversation_info(row: ConversationRow) -> ConversationInfo:
     return ConversationInfo(
-        id=int(row[0]), title=row[1], source_name=row[2], sha256=row[3],
-        recorded_at=from_db(row[4]), created_at=from_db_required(row[5]), duration=row[6],
-        language=row[7], status=row[8], error=row[9], audio_path=row[10],
-        model_ids=json.loads(row[11]),
+        id=int(row.id), title=row.title, source_name=row.source_name, sha256=row.sha256,
+        recorded_at=from_db(row.recorded_at), created_at=from_db_required(row.created_at),
+        duration=row.duration, language=row.language, status=row.status, error=row.error,
+        audio_path=row.audio_path, model_ids=json.loads(row.model_ids),
     )
 
 
-def get_conversation_row(tx: Tx, conversation_id: int) -> tuple[Any, ...]:
-    row = tx.one(
-        f"SELECT {CONVERSATION_COLUMNS} FROM conversation WHERE id = ?", (conversation_id,)
-    )
+def get_conversation_row(tx: Tx, conversation_id: int) -> ConversationRow:
+    row = tx.first(SELECT_CONVERSATION.where(conversation.c.id == conversation_id))
     if row is None:
         hint = latest_id_hint(tx, "conversation", "conversation", "conversations")
         raise ConversationNotFound(f"no conversation {conversation_id}; {hint}")
     return row
+
+
+def find_by_sha256(tx: Tx, sha256: str) -> ConversationRow | None:
+    return tx.first(SELECT_CONVERSATION.where(conversation.c.sha256 == sha256))
 
 
 def create(
@@ -92,28 +94,26 @@ def create(
     if source_name is not None:
         bounded(source_name, "file name", MAX_SOURCE_NAME_LENGTH)
     if sha256 is not None:
-        existing = tx.one("SELECT id, title FROM conversation WHERE sha256 = ?", (sha256,))
+        existing = find_by_sha256(tx, sha256)
         if existing is not None:
             raise DuplicateAudio(
-                f"this audio was stored before as conversation {existing[0]} "
-                f"({existing[1]!r}); nothing new was stored",
-                int(existing[0]),
+                f"this audio was stored before as conversation {existing.id} "
+                f"({existing.title!r}); nothing new was stored",
+                int(existing.id),
             )
-    return tx.run(
-        "INSERT INTO conversation(title, source_name, sha256, recorded_at, created_at, status,"
-        " audio_path) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
-        (title, source_name, sha256, to_db(recorded_at), now_db(), audio_path),
-    )
+    return tx.insert(insert(conversation).values(
+        title=title, source_name=source_name, sha256=sha256, recorded_at=to_db(recorded_at),
+        created_at=now_db(), status="queued", audio_path=audio_path,
+    ))
 
 
 def set_status(tx: Tx, conversation_id: int, status: ConversationStatus, error: str | None) -> None:
     get_conversation_row(tx, conversation_id)
     if status not in STATUSES:
         raise InvalidOperation(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-    tx.run(
-        "UPDATE conversation SET status = ?, error = ? WHERE id = ?",
-        (status, cut(error, MAX_ERROR_LENGTH) if status == "failed" else None, conversation_id),
-    )
+    tx.execute(update(conversation).where(conversation.c.id == conversation_id).values(
+        status=status, error=cut(error, MAX_ERROR_LENGTH) if status == "failed" else None,
+    ))
 
 
 # ---------------------------------------------------------------- ingest
@@ -151,9 +151,9 @@ class Ingested:
 
 def _clusters(result: PipelineResultLike, voice_vectors: list[Vector | None]) -> list[Cluster]:
     by_label: dict[str, list[int]] = {}
-    for i, segment in enumerate(result.segments):
-        if segment.local_speaker is not None:
-            by_label.setdefault(segment.local_speaker, []).append(i)
+    for i, said in enumerate(result.segments):
+        if said.local_speaker is not None:
+            by_label.setdefault(said.local_speaker, []).append(i)
     clusters: list[Cluster] = []
     seen: set[str] = set()
     for local in result.local_speakers:
@@ -205,7 +205,7 @@ def ingest(
     tx, cfg = ctx.tx, ctx.config
     priors = priors or {}
     get_conversation_row(tx, conversation_id)
-    if tx.one("SELECT 1 FROM segment WHERE conversation_id = ? LIMIT 1", (conversation_id,)):
+    if has_segments(tx, conversation_id):
         raise InvalidOperation(
             f"conversation {conversation_id} already has segments; use reprocess to re-match it"
         )
@@ -271,7 +271,7 @@ def ingest(
             taken.add(speaker_id)
         decided[cluster.label] = (speaker_id, score)
 
-    # 2. Segments, text, vectors: one executemany each.
+    # 2. Segments, text, vectors: one bulk insert each.
     if segment_ids is None:
         first_id = next_segment_id(tx)
         segment_ids = list(range(first_id, first_id + len(segments)))
@@ -290,37 +290,39 @@ def ingest(
         for i in cluster.segment_indexes:
             speaker_of[i] = (speaker_id, None if created else score)
 
-    tx.many(
-        "INSERT INTO segment(id, conversation_id, start, \"end\", local_speaker, speaker_id,"
-        " speaker_confidence, assignment_source, excluded_from_profile, emotion,"
-        " emotion_confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (sid, conversation_id, float(s.start), float(s.end), s.local_speaker,
-             speaker_of[i][0] if i in speaker_of else None,
-             speaker_of[i][1] if i in speaker_of else None,
-             "auto" if i in speaker_of else None, 0, s.emotion,
-             None if s.emotion_confidence is None else float(s.emotion_confidence))
-            for i, (sid, s) in enumerate(zip(segment_ids, segments, strict=True))
-        ],
-    )
-    tx.many(
-        "INSERT INTO segment_content(segment_id, text, words) VALUES (?, ?, ?)",
-        [(sid, s.text, words_json(s.words)) for sid, s in zip(segment_ids, segments, strict=True)],
-    )
+    unassigned: tuple[int | None, float | None] = (None, None)
+    segment_rows: list[dict[str, Any]] = []
+    for i, (sid, s) in enumerate(zip(segment_ids, segments, strict=True)):
+        speaker_id, confidence = speaker_of.get(i, unassigned)
+        segment_rows.append({
+            "id": sid, "conversation_id": conversation_id, "start": float(s.start),
+            "end": float(s.end), "local_speaker": s.local_speaker, "speaker_id": speaker_id,
+            "speaker_confidence": confidence,
+            "assignment_source": None if speaker_id is None else "auto",
+            "excluded_from_profile": 0, "emotion": s.emotion,
+            "emotion_confidence": (None if s.emotion_confidence is None
+                                   else float(s.emotion_confidence)),
+        })
+    tx.insert_rows(segment, segment_rows)
+    tx.insert_rows(segment_content, [
+        {"segment_id": sid, "text": s.text, "words": words_json(s.words)}
+        for sid, s in zip(segment_ids, segments, strict=True)
+    ])
     text_index.add(tx, [(sid, s.text) for sid, s in zip(segment_ids, segments, strict=True)])
-    tx.many(
-        "INSERT INTO segment_voice(segment_id, vector) VALUES (?, ?)",
-        [(sid, to_blob(v)) for sid, v in zip(segment_ids, voice_vectors, strict=True)
-         if v is not None],
-    )
+    tx.insert_rows(segment_voice, [
+        {"segment_id": sid, "vector": to_blob(v)}
+        for sid, v in zip(segment_ids, voice_vectors, strict=True) if v is not None
+    ])
     codes: list[tuple[int, int, bytes]] = []
     if result.text_model_id:
         rows = [(sid, v) for sid, v in zip(segment_ids, text_vectors, strict=True) if v is not None]
         codes = index.add(tx, result.text_model_id, rows)
 
     # 3. Clusters and voiceprints (bounded per cluster: its mean + a few representatives).
+    tx.insert_rows(local_cluster, [
+        _cluster_row(conversation_id, cluster) for cluster in clusters if cluster.vectors.shape[0]
+    ])
     for cluster, decision in zip(clusters, decisions, strict=True):
-        _store_cluster(tx, conversation_id, cluster.model_id, cluster)
         if cluster.vectors.shape[0] and learns_from(tx, cluster.model_id, decision.speaker_id):
             prints = _cluster_voiceprints(
                 conversation_id, cluster, segment_ids, voice_vectors, segments
@@ -335,13 +337,17 @@ def ingest(
         model_ids["text"] = result.text_model_id
     if result.asr_model_id:
         model_ids["asr"] = result.asr_model_id
-    tx.run(
-        "UPDATE conversation SET duration = ?, language = ?, model_ids = ?, status = 'done',"
-        " error = NULL WHERE id = ?",
-        (float(result.duration), result.language, json.dumps(model_ids, sort_keys=True),
-         conversation_id),
-    )
+    tx.execute(update(conversation).where(conversation.c.id == conversation_id).values(
+        duration=float(result.duration), language=result.language,
+        model_ids=json.dumps(model_ids, sort_keys=True), status="done", error=None,
+    ))
     return Ingested(segment_ids, decisions, codes)
+
+
+def has_segments(tx: Tx, conversation_id: int) -> bool:
+    return tx.first(
+        select(segment.c.id).where(segment.c.conversation_id == conversation_id).limit(1)
+    ) is not None
 
 
 def next_segment_id(tx: Tx) -> int:
@@ -368,7 +374,7 @@ def learns_from(tx: Tx, model_id: str, speaker_id: int) -> bool:
     if model_id == base_model(model_id):
         return True
     row = get_row(tx, speaker_id)
-    return row is None or row[3] == "unknown"
+    return row is None or row.kind == "unknown"
 
 
 CONSISTENT_SHARE = 0.7
@@ -423,17 +429,15 @@ def _number(value: Any) -> float:
     return number if math.isfinite(number) else 0.0
 
 
-def _store_cluster(tx: Tx, conversation_id: int, model_id: str, cluster: Cluster) -> None:
+def _cluster_row(conversation_id: int, cluster: Cluster) -> dict[str, Any]:
+    """The local_cluster row of a cluster with vectors: its mean and a few representatives."""
     vectors = cluster.vectors
-    if vectors.shape[0] == 0:
-        return
     kept = [mean_direction(vectors)] + [vectors[i] for i in representatives(vectors)]
-    tx.run(
-        "INSERT INTO local_cluster(conversation_id, label, model_id, dim, vectors, speech_seconds)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (conversation_id, cluster.label, model_id, int(vectors.shape[1]),
-         matrix_to_blob(np.vstack(kept)), cluster.speech_seconds),
-    )
+    return {
+        "conversation_id": conversation_id, "label": cluster.label,
+        "model_id": cluster.model_id, "dim": int(vectors.shape[1]),
+        "vectors": matrix_to_blob(np.vstack(kept)), "speech_seconds": cluster.speech_seconds,
+    }
 
 
 def _cluster_voiceprints(
@@ -462,20 +466,25 @@ def _cluster_voiceprints(
 
 # ---------------------------------------------------------------- reprocess
 
+_not_manual = or_(segment.c.assignment_source.is_(None),
+                  segment.c.assignment_source != "manual")
+"""A segment whose speaker was not given by hand (reprocess leaves those alone)."""
+
 
 def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
     """Re-match the conversation's stored clusters against the current profiles (its own
     voiceprints left out). Manual assignments stay; segment ids survive."""
     tx, cfg = ctx.tx, ctx.config
     get_conversation_row(tx, conversation_id)
-    clusters = tx.all(
-        "SELECT label, model_id, dim, vectors, speech_seconds FROM local_cluster"
-        " WHERE conversation_id = ? ORDER BY id",
-        (conversation_id,),
+    clusters = tx.rows(
+        select(local_cluster.c.label, local_cluster.c.model_id, local_cluster.c.dim,
+               local_cluster.c.vectors, local_cluster.c.speech_seconds)
+        .where(local_cluster.c.conversation_id == conversation_id)
+        .order_by(local_cluster.c.id)
     )
-    before = {int(r[0]) for r in tx.all(
-        "SELECT DISTINCT speaker_id FROM segment WHERE conversation_id = ?"
-        " AND speaker_id IS NOT NULL", (conversation_id,),
+    before = {int(r.speaker_id) for r in tx.rows(
+        select(segment.c.speaker_id).distinct()
+        .where(segment.c.conversation_id == conversation_id, segment.c.speaker_id.is_not(None))
     )}
     for sid in before:
         change.snapshot_speaker(tx, sid)
@@ -484,18 +493,20 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
     ctx.cache.refresh(tx, change.touched)
     decisions: list[Decision] = []
     taken: set[int] = set()  # one stored speaker per cluster, as at ingest
-    for label, model_id, dim, blob, seconds in clusters:
-        kept = matrix_from_blob(blob, int(dim))
+    for stored in clusters:
+        label, model_id = stored.label, stored.model_id
+        kept = matrix_from_blob(stored.vectors, int(stored.dim))
         query = kept[0]
         best = decide(score_speakers(tx, ctx.cache, model_id, query, cfg), cfg, model_id)
         if best is not None and best.speaker_id in taken:
             best = None
-        current = tx.scalar(
-            "SELECT speaker_id FROM segment WHERE conversation_id = ? AND local_speaker = ?"
-            " AND speaker_id IS NOT NULL AND (assignment_source IS NULL"
-            " OR assignment_source != 'manual') GROUP BY speaker_id"
-            " ORDER BY count(*) DESC, speaker_id LIMIT 1",
-            (conversation_id, label),
+        of_label = (segment.c.conversation_id == conversation_id,
+                    segment.c.local_speaker == label, _not_manual)
+        current = tx.value(
+            select(segment.c.speaker_id)
+            .where(*of_label, segment.c.speaker_id.is_not(None))
+            .group_by(segment.c.speaker_id)
+            .order_by(func.count().desc(), segment.c.speaker_id).limit(1)
         )
         created = False
         score: float | None = None
@@ -513,26 +524,22 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
             change.created_speaker(speaker_id)
             created = True
         decisions.append(Decision(label, speaker_id, score, created))
-        for (segment_id,) in tx.all(
-            "SELECT id FROM segment WHERE conversation_id = ? AND local_speaker = ?"
-            " AND (assignment_source IS NULL OR assignment_source != 'manual') ORDER BY id",
-            (conversation_id, label),
-        ):
-            change.edit_segment(tx, int(segment_id), speaker_id=speaker_id,
+        for moved in tx.rows(select(segment.c.id).where(*of_label).order_by(segment.c.id)):
+            change.edit_segment(tx, int(moved.id), speaker_id=speaker_id,
                                 speaker_confidence=score, assignment_source="auto")
         if not learns_from(tx, model_id, speaker_id):
             continue
         prints = [NewVoiceprint(kept[0], f"conversation:{conversation_id}", conversation_id,
-                                None, float(seconds))]
+                                None, float(stored.speech_seconds))]
         prints += [NewVoiceprint(kept[i], f"conversation:{conversation_id}", conversation_id,
                                  None, 0.0) for i in range(1, kept.shape[0])]
         change.voiceprints_added += add_voiceprints(tx, speaker_id, model_id, prints)
     # Unknown speakers this left without any segment or voice are dropped.
     for sid in sorted(before):
         row = get_row(tx, sid)
-        if row is None or row[3] != "unknown":
+        if row is None or row.kind != "unknown":
             continue
-        if tx.one("SELECT 1 FROM segment WHERE speaker_id = ? LIMIT 1", (sid,)):
+        if tx.first(select(segment.c.id).where(segment.c.speaker_id == sid).limit(1)) is not None:
             continue
         change.delete_voiceprints(tx, "speaker_id = ?", [sid])
         change.delete_clips(tx, sid)

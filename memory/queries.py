@@ -7,13 +7,21 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import ColumnElement, Row, func, select
+
 from memory import turns
-from memory.conversations import CONVERSATION_COLUMNS, conversation_info, get_conversation_row
+from memory.conversations import (
+    SELECT_CONVERSATION,
+    ConversationRow,
+    conversation_info,
+    get_conversation_row,
+)
 from memory.db import Tx
 from memory.errors import SegmentNotFound
 from memory.identity import no_segment_message
 from memory.speakers import SELECT_SPEAKER, info, infos
-from memory.tables import speaker
+from memory.sql import in_ids
+from memory.tables import conversation, segment, segment_content, speaker, voiceprint
 from memory.timeutil import from_db, to_db
 from memory.types import (
     ConversationDetail,
@@ -29,40 +37,47 @@ from memory.types import (
     Word,
 )
 
-SEGMENT_COLUMNS = (
-    "s.id, s.conversation_id, s.start, s.\"end\", c.text, s.speaker_id, s.speaker_confidence,"
-    " s.assignment_source, s.excluded_from_profile, s.emotion, s.emotion_confidence, c.words,"
-    " s.local_speaker"
-)
-SEGMENT_FROM = "segment s JOIN segment_content c ON c.segment_id = s.id"
-CONVERSATION_TIME = "COALESCE(recorded_at, created_at)"
+SELECT_SEGMENT = select(
+    segment.c.id, segment.c.conversation_id, segment.c.start, segment.c.end,
+    segment_content.c.text, segment.c.speaker_id, segment.c.speaker_confidence,
+    segment.c.assignment_source, segment.c.excluded_from_profile, segment.c.emotion,
+    segment.c.emotion_confidence, segment_content.c.words, segment.c.local_speaker,
+).select_from(segment.join(segment_content, segment_content.c.segment_id == segment.c.id))
+"""A segment with its text: what a SegmentView is made from."""
+SegmentRow = Row[Any]
+conversation_time = func.coalesce(conversation.c.recorded_at, conversation.c.created_at)
+"""When a conversation happened: recorded, or else stored."""
+NEWEST_FIRST = (conversation_time.desc(), conversation.c.id.desc())
+SEGMENT_LENGTH = segment.c.end - segment.c.start
 
 
 def segment_views(
-    tx: Tx, rows: Sequence[tuple[Any, ...]], with_words: bool = True
+    tx: Tx, rows: Sequence[SegmentRow], with_words: bool = True
 ) -> list[SegmentView]:
     over = turns.overlapping_speakers(tx, [
-        turns.Span(int(r[0]), int(r[1]), float(r[2]), float(r[3]), r[12],
-                   None if r[5] is None else int(r[5]))
+        turns.Span(int(r.id), int(r.conversation_id), float(r.start), float(r.end),
+                   r.local_speaker, None if r.speaker_id is None else int(r.speaker_id))
         for r in rows
     ])
-    speakers = infos(tx, [r[5] for r in rows if r[5] is not None]
+    speakers = infos(tx, [r.speaker_id for r in rows if r.speaker_id is not None]
                      + [sid for ids in over.values() for sid in ids])
-    return [_segment_view(r, speakers, with_words, over.get(int(r[0]), [])) for r in rows]
+    return [_segment_view(r, speakers, with_words, over.get(int(r.id), [])) for r in rows]
 
 
 def _segment_view(
-    row: tuple[Any, ...], speakers: dict[int, SpeakerInfo], with_words: bool,
+    row: SegmentRow, speakers: dict[int, SpeakerInfo], with_words: bool,
     overlapped_by: list[int],
 ) -> SegmentView:
-    words = [Word(str(w[0]), float(w[1]), float(w[2]), float(w[3]))
-             for w in json.loads(row[11])] if with_words else []
+    words = [Word(str(word), float(start), float(end), float(probability))
+             for word, start, end, probability in json.loads(row.words)] if with_words else []
     return SegmentView(
-        id=int(row[0]), conversation_id=int(row[1]), start=float(row[2]), end=float(row[3]),
-        text=row[4], speaker=None if row[5] is None else speakers.get(int(row[5])),
-        speaker_confidence=row[6], assignment_source=row[7],
-        excluded_from_profile=bool(row[8]), emotion=row[9], emotion_confidence=row[10],
-        words=words, local_speaker=row[12],
+        id=int(row.id), conversation_id=int(row.conversation_id), start=float(row.start),
+        end=float(row.end), text=row.text,
+        speaker=None if row.speaker_id is None else speakers.get(int(row.speaker_id)),
+        speaker_confidence=row.speaker_confidence, assignment_source=row.assignment_source,
+        excluded_from_profile=bool(row.excluded_from_profile), emotion=row.emotion,
+        emotion_confidence=row.emotion_confidence, words=words,
+        local_speaker=row.local_speaker,
         overlapped_by=[speakers[sid] for sid in overlapped_by],
     )
 
@@ -70,11 +85,7 @@ def _segment_view(
 def segments_by_ids(tx: Tx, ids: Sequence[int]) -> dict[int, SegmentView]:
     if not ids:
         return {}
-    rows = tx.all(
-        f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM}"
-        " WHERE s.id IN (SELECT value FROM json_each(?))",
-        ("[" + ",".join(str(int(i)) for i in ids) + "]",),
-    )
+    rows = tx.rows(SELECT_SEGMENT.where(in_ids(segment.c.id, ids)))
     return {v.id: v for v in segment_views(tx, rows)}
 
 
@@ -88,78 +99,83 @@ def get_segment(tx: Tx, segment_id: int) -> SegmentView:
 def list_speakers(tx: Tx, kind: SpeakerKind | None) -> list[SpeakerSummary]:
     chosen = SELECT_SPEAKER.where(speaker.c.kind == kind) if kind else SELECT_SPEAKER
     rows = tx.rows(chosen.order_by(speaker.c.id))
-    stats = {int(r[0]): r[1:] for r in tx.all(
-        "SELECT s.speaker_id, count(*), count(DISTINCT s.conversation_id),"
-        " SUM(s.\"end\" - s.start), MAX(COALESCE(c.recorded_at, c.created_at))"
-        " FROM segment s JOIN conversation c ON c.id = s.conversation_id"
-        " WHERE s.speaker_id IS NOT NULL GROUP BY s.speaker_id"
-    )}
-    prints = {int(r[0]): int(r[1]) for r in tx.all(
-        "SELECT speaker_id, count(*) FROM voiceprint GROUP BY speaker_id"
-    )}
+    stats = {int(r.speaker_id): r for r in tx.rows(SPEAKER_STATS)}
+    prints = {int(r.speaker_id): int(r.prints) for r in tx.rows(VOICEPRINT_COUNTS)}
     out: list[SpeakerSummary] = []
     for row in rows:
-        sid = int(row[0])
-        segs, convs, seconds, last = stats.get(sid, (0, 0, 0.0, None))
+        sid = int(row.id)
+        stat = stats.get(sid)
         out.append(SpeakerSummary(
-            speaker=info(row), segment_count=int(segs), conversation_count=int(convs),
-            speech_seconds=float(seconds or 0.0), last_heard=from_db(last),
+            speaker=info(row),
+            segment_count=0 if stat is None else int(stat.segments),
+            conversation_count=0 if stat is None else int(stat.conversations),
+            speech_seconds=0.0 if stat is None else float(stat.seconds or 0.0),
+            last_heard=None if stat is None else from_db(stat.last_heard),
             voiceprint_count=prints.get(sid, 0),
         ))
     return out
+
+
+SPEAKER_STATS = (
+    select(segment.c.speaker_id, func.count().label("segments"),
+           func.count(segment.c.conversation_id.distinct()).label("conversations"),
+           func.sum(SEGMENT_LENGTH).label("seconds"),
+           func.max(conversation_time).label("last_heard"))
+    .select_from(segment.join(conversation, conversation.c.id == segment.c.conversation_id))
+    .where(segment.c.speaker_id.is_not(None))
+    .group_by(segment.c.speaker_id)
+)
+VOICEPRINT_COUNTS = select(
+    voiceprint.c.speaker_id, func.count().label("prints")
+).group_by(voiceprint.c.speaker_id)
 
 
 def list_conversations(
     tx: Tx, *, limit: int, offset: int, speaker_id: int | None,
     since: datetime | None, until: datetime | None,
 ) -> Page[ConversationSummary]:
-    parts: list[str] = []
-    params: list[Any] = []
+    chosen: list[ColumnElement[bool]] = []
     if speaker_id is not None:
-        parts.append("id IN (SELECT DISTINCT conversation_id FROM segment WHERE speaker_id = ?)")
-        params.append(speaker_id)
+        chosen.append(conversation.c.id.in_(
+            select(segment.c.conversation_id).distinct()
+            .where(segment.c.speaker_id == speaker_id)
+        ))
     if since is not None:
-        parts.append(f"{CONVERSATION_TIME} >= ?")
-        params.append(to_db(since))
+        chosen.append(conversation_time >= to_db(since))
     if until is not None:
-        parts.append(f"{CONVERSATION_TIME} <= ?")
-        params.append(to_db(until))
-    where = ("WHERE " + " AND ".join(parts)) if parts else ""
-    total = int(tx.scalar(f"SELECT count(*) FROM conversation {where}", params))
-    rows = tx.all(
-        f"SELECT {CONVERSATION_COLUMNS} FROM conversation {where}"
-        f" ORDER BY {CONVERSATION_TIME} DESC, id DESC LIMIT ? OFFSET ?",
-        [*params, limit, offset],
+        chosen.append(conversation_time <= to_db(until))
+    total = int(tx.value(select(func.count()).select_from(conversation).where(*chosen)))
+    rows = tx.rows(
+        SELECT_CONVERSATION.where(*chosen).order_by(*NEWEST_FIRST).limit(limit).offset(offset)
     )
     return Page(items=[summary(tx, r) for r in rows], total=total, limit=limit, offset=offset)
 
 
 def conversation_titles(tx: Tx) -> list[tuple[int, str]]:
     """(id, title) of every conversation, newest first (two columns: cheap even for many)."""
-    rows = tx.all(f"SELECT id, title FROM conversation ORDER BY {CONVERSATION_TIME} DESC, id DESC")
-    return [(int(r[0]), str(r[1])) for r in rows]
+    rows = tx.rows(select(conversation.c.id, conversation.c.title).order_by(*NEWEST_FIRST))
+    return [(int(r.id), str(r.title)) for r in rows]
 
 
-def summary(tx: Tx, row: Sequence[Any]) -> ConversationSummary:
-    conversation = conversation_info(row)
-    stats = tx.all(
-        "SELECT speaker_id, count(*) FROM segment WHERE conversation_id = ? GROUP BY speaker_id",
-        (conversation.id,),
+def summary(tx: Tx, row: ConversationRow) -> ConversationSummary:
+    held = conversation_info(row)
+    stats = tx.rows(
+        select(segment.c.speaker_id, func.count().label("segments"))
+        .where(segment.c.conversation_id == held.id).group_by(segment.c.speaker_id)
     )
-    speakers = infos(tx, [r[0] for r in stats if r[0] is not None])
+    speakers = infos(tx, [r.speaker_id for r in stats if r.speaker_id is not None])
     return ConversationSummary(
-        conversation=conversation,
-        segment_count=sum(int(r[1]) for r in stats),
+        conversation=held,
+        segment_count=sum(int(r.segments) for r in stats),
         speakers=[speakers[k] for k in sorted(speakers)],
     )
 
 
 def get_conversation(tx: Tx, conversation_id: int) -> ConversationDetail:
     row = get_conversation_row(tx, conversation_id)
-    rows = tx.all(
-        f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.conversation_id = ?"
-        " ORDER BY s.start, s.id",
-        (conversation_id,),
+    rows = tx.rows(
+        SELECT_SEGMENT.where(segment.c.conversation_id == conversation_id)
+        .order_by(segment.c.start, segment.c.id)
     )
     return ConversationDetail(conversation_info(row), segment_views(tx, rows),
                               speaker_turns(tx, conversation_id))
@@ -173,18 +189,20 @@ def speaker_tallies(tx: Tx, conversation_id: int) -> list[SpeakerTally]:
     """The conversation's speakers, most segments first, each with its segment count and its
     example segment; reads counts and a few candidates, not the whole transcript."""
     get_conversation_row(tx, conversation_id)
-    counts = tx.all(
-        "SELECT speaker_id, COUNT(*) FROM segment WHERE conversation_id = ?"
-        " AND speaker_id IS NOT NULL GROUP BY speaker_id ORDER BY COUNT(*) DESC, speaker_id",
-        (conversation_id,),
+    heard = (segment.c.conversation_id == conversation_id, segment.c.speaker_id.is_not(None))
+    counts = tx.rows(
+        select(segment.c.speaker_id, func.count().label("segments")).where(*heard)
+        .group_by(segment.c.speaker_id).order_by(func.count().desc(), segment.c.speaker_id)
     )
-    rows = tx.all(
-        f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.id IN ("
-        " SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY speaker_id"
-        "  ORDER BY \"end\" - start DESC, id) AS place FROM segment"
-        "  WHERE conversation_id = ? AND speaker_id IS NOT NULL) WHERE place <= ?)"
-        " ORDER BY s.start, s.id",
-        (conversation_id, EXAMPLE_CANDIDATES),
+    ranked = select(
+        segment.c.id,
+        func.row_number().over(
+            partition_by=segment.c.speaker_id, order_by=(SEGMENT_LENGTH.desc(), segment.c.id)
+        ).label("place"),
+    ).where(*heard).subquery("ranked")
+    longest = select(ranked.c.id).where(ranked.c.place <= EXAMPLE_CANDIDATES)
+    rows = tx.rows(
+        SELECT_SEGMENT.where(segment.c.id.in_(longest)).order_by(segment.c.start, segment.c.id)
     )
     best: dict[int, tuple[SpeakerInfo, SegmentView]] = {}
     for view in segment_views(tx, rows, with_words=False):
@@ -193,16 +211,16 @@ def speaker_tallies(tx: Tx, conversation_id: int) -> list[SpeakerTally]:
         held = best.get(view.speaker.id)
         if held is None or _shows_voice_better(view, held[1]):
             best[view.speaker.id] = (view.speaker, view)
-    return [SpeakerTally(best[int(sid)][0], int(n), best[int(sid)][1]) for sid, n in counts]
+    return [SpeakerTally(best[int(r.speaker_id)][0], int(r.segments), best[int(r.speaker_id)][1])
+            for r in counts]
 
 
 def speaker_example(tx: Tx, speaker_id: int) -> SegmentView | None:
     """The speaker's segment that shows the voice best across every conversation (a sample to
     play): of its longest few, the one nobody talks over. None when no segment is left."""
-    rows = tx.all(
-        f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.speaker_id = ?"
-        " ORDER BY s.\"end\" - s.start DESC, s.id LIMIT ?",
-        (speaker_id, EXAMPLE_CANDIDATES),
+    rows = tx.rows(
+        SELECT_SEGMENT.where(segment.c.speaker_id == speaker_id)
+        .order_by(SEGMENT_LENGTH.desc(), segment.c.id).limit(EXAMPLE_CANDIDATES)
     )
     best: SegmentView | None = None
     for view in segment_views(tx, rows, with_words=False):
@@ -238,23 +256,21 @@ def latest_segments(tx: Tx, limit: int, conversation_id: int | None) -> list[Seg
         conversations = [conversation_id]
     else:
         conversations = []
-    out: list[tuple[Any, ...]] = []
+    out: list[SegmentRow] = []
     offset = 0
     while len(out) < limit:
         if conversation_id is None:
-            batch = [int(r[0]) for r in tx.all(
-                f"SELECT id FROM conversation ORDER BY {CONVERSATION_TIME} DESC, id DESC"
-                " LIMIT 20 OFFSET ?", (offset,),
+            batch = [int(r.id) for r in tx.rows(
+                select(conversation.c.id).order_by(*NEWEST_FIRST).limit(20).offset(offset)
             )]
             offset += 20
             if not batch:
                 break
             conversations = batch
         for cid in conversations:
-            out += tx.all(
-                f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.conversation_id = ?"
-                " ORDER BY s.start DESC, s.id DESC LIMIT ?",
-                (cid, limit - len(out)),
+            out += tx.rows(
+                SELECT_SEGMENT.where(segment.c.conversation_id == cid)
+                .order_by(segment.c.start.desc(), segment.c.id.desc()).limit(limit - len(out))
             )
             if len(out) >= limit:
                 break
@@ -265,10 +281,9 @@ def latest_segments(tx: Tx, limit: int, conversation_id: int | None) -> list[Seg
 
 def hits(tx: Tx, scored: Sequence[tuple[int, float]]) -> list[SearchHit]:
     views = segments_by_ids(tx, [sid for sid, _ in scored])
-    conversations = {int(r[0]): (r[1], from_db(r[2])) for r in tx.all(
-        f"SELECT id, title, {CONVERSATION_TIME} FROM conversation"
-        " WHERE id IN (SELECT value FROM json_each(?))",
-        ("[" + ",".join(str(v.conversation_id) for v in views.values()) + "]",),
+    conversations = {int(r.id): (r.title, from_db(r.time)) for r in tx.rows(
+        select(conversation.c.id, conversation.c.title, conversation_time.label("time"))
+        .where(in_ids(conversation.c.id, [v.conversation_id for v in views.values()]))
     )}
     out: list[SearchHit] = []
     for sid, score in scored:
