@@ -11,17 +11,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
 import sqlean
 import sqlite_vec
 from sqlalchemy import Connection, Engine, Row, Table, create_engine, event, insert, text
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Executable
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 30_000
 MMAP_BYTES = 64 << 30
 Params = Sequence[Any]
+_SQLITE = SQLiteDialect_pysqlite(paramstyle="qmark")
 Bound = Mapping[str, Any] | None
 """Values for a statement's named parameters (`text()` statements; Core ones carry theirs)."""
 
@@ -97,9 +100,8 @@ class Tx:
         """INSERT many rows, each with the same keys (the columns given)."""
         if not rows:
             return
-        compiled = self._compile(insert(table), column_keys=list(rows[0]))
-        order = compiled.positiontup or []
-        self._raw.executemany(compiled.string, [tuple(r[k] for k in order) for r in rows])
+        sql, order = _plain_insert(table, tuple(rows[0]))
+        self._raw.executemany(sql, [order(r) for r in rows])
 
     def stream(
         self, statement: Executable, params: Bound = None, batch: int = 1000
@@ -158,10 +160,17 @@ class Tx:
         top = self._raw.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]
         return max(int(given), int(top)) + 1
 
-    def _compile(self, statement: Executable, **kw: Any) -> SQLCompiler:
-        compiled = statement.compile(dialect=self.connection.dialect, **kw)  # type: ignore[attr-defined]
-        assert isinstance(compiled, SQLCompiler)
-        return compiled
+
+
+@lru_cache(maxsize=256)
+def _plain_insert(table: Table, columns: tuple[str, ...]) -> tuple[str, Callable[..., Any]]:
+    """SQLite's INSERT of `columns` (qmark), and what picks a row's values in its order."""
+    compiled = insert(table).compile(dialect=_SQLITE, column_keys=list(columns))
+    order = compiled.positiontup or []
+    pick = itemgetter(*order)
+    if len(order) == 1:
+        return compiled.string, lambda row: (pick(row),)
+    return compiled.string, pick
 
 
 def latest_id_hint(tx: Tx, table: str, noun: str, plural: str) -> str:
