@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sqlalchemy import and_
 
 from memory.db import Tx, latest_id_hint
 from memory.errors import InvalidOperation, ModelMismatch, SegmentNotFound
@@ -29,6 +30,7 @@ from memory.speakers import (
     set_name,
     touch,
 )
+from memory.tables import voiceprint
 from memory.types import MatchConfig, Vector
 from memory.vectors import from_blob, mean_direction, normalize_rows, representatives, stack
 from memory.voiceprints import (
@@ -117,9 +119,8 @@ def rebuild_conversation_voiceprints(
     there that still count for its profile (after segments moved or were excluded)."""
     tx = ctx.tx
     model_id = conversation_voice_model(tx, conversation_id)
-    change.delete_voiceprints(
-        tx, "speaker_id = ? AND conversation_id = ?", [speaker_id, conversation_id]
-    )
+    change.delete_voiceprints(tx, and_(voiceprint.c.speaker_id == speaker_id,
+                                       voiceprint.c.conversation_id == conversation_id))
     rows = tx.all(
         "SELECT s.id, v.vector, s.\"end\" - s.start FROM segment s"
         " JOIN segment_voice v ON v.segment_id = s.id"
@@ -437,7 +438,7 @@ def delete_speaker(ctx: Ctx, change: Change, speaker_id: int) -> tuple[int, int]
     tx = ctx.tx
     change.snapshot_speaker(tx, speaker_id)
     moved = change.move_all_segments(tx, speaker_id, None)
-    change.delete_voiceprints(tx, "speaker_id = ?", [speaker_id])
+    change.delete_voiceprints(tx, voiceprint.c.speaker_id == speaker_id)
     change.delete_clips(tx, speaker_id)
     delete_row(tx, speaker_id)
     return moved
