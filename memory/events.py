@@ -36,7 +36,7 @@ from sqlalchemy import (
 from memory import profiles
 from memory.db import Tx
 from memory.errors import EventNotFound, InvalidOperation, UndoConflict
-from memory.speakers import SELECT_SPEAKER, SPEAKER_COLUMNS, delete_row
+from memory.speakers import SELECT_SPEAKER, SavedSpeaker, delete_row
 from memory.sql import in_ids
 from memory.tables import (
     conversation,
@@ -291,7 +291,9 @@ def undo(tx: Tx, event_id: int | None) -> Undone:
                 f"({later.action}) changed the same speakers; undo event {later.id} first"
             )
     payload: dict[str, Any] = json.loads(row.payload)
-    shown_before = _shown_labels(tx, [int(b[0]) for b in payload["speakers_before"]])
+    shown_before = _shown_labels(
+        tx, [int(SavedSpeaker.of(b).id) for b in payload["speakers_before"]]
+    )
     touched = _reverse(tx, eid, payload)
     shown_after = _shown_labels(tx, list(shown_before))
     renamed = [sid for sid, shown in shown_before.items() if shown_after.get(sid) != shown]
@@ -348,25 +350,23 @@ def _segments_shown_differently(tx: Tx, moved: set[int], renamed: list[int]) -> 
 def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> set[int]:
     """Put back what event `eid` changed; returns the ids of the segments it moved or edited."""
     # 1. Speakers as they were: re-create deleted ones first (segments will point at them).
-    restoring = {int(before[0]) for before in payload["speakers_before"]}
-    for before in payload["speakers_before"]:
-        saved = dict(zip(SPEAKER_COLUMNS, before, strict=True))
-        if saved["name_key"] is not None:
-            holder = tx.value(select(speaker.c.id).where(speaker.c.name_key == saved["name_key"]))
+    saved = [SavedSpeaker.of(before) for before in payload["speakers_before"]]
+    restoring = {int(before.id) for before in saved}
+    for before in saved:
+        if before.name_key is not None:
+            holder = tx.value(select(speaker.c.id).where(speaker.c.name_key == before.name_key))
             if holder is not None and int(holder) not in restoring:
-                raise _conflict(eid, f"the name {saved['name']!r} now belongs to speaker "
-                                     f"{holder};")
+                raise _conflict(eid, f"the name {before.name!r} now belongs to speaker {holder};")
     # Names may move between the restored speakers (merge kept the source's name): clear
     # them first so that the unique index never sees two holders.
     for sid in sorted(restoring):
         tx.execute(update(speaker).where(speaker.c.id == sid).values(name=None, name_key=None))
-    for before in payload["speakers_before"]:
-        saved = dict(zip(SPEAKER_COLUMNS, before, strict=True))
-        sid = saved.pop("id")
-        if not _exists(tx, speaker, sid):
-            tx.insert(insert(speaker).values(id=sid, **saved))
+    for before in saved:
+        if not _exists(tx, speaker, before.id):
+            tx.insert(insert(speaker).values(before._asdict()))
         else:
-            tx.execute(update(speaker).where(speaker.c.id == sid).values(**saved))
+            tx.execute(update(speaker).where(speaker.c.id == before.id)
+                       .values({c: v for c, v in before._asdict().items() if c != "id"}))
 
     # 2. Segments back, newest change first.
     for segment_id, before, after in reversed(payload["segment_edits"]):
