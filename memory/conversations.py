@@ -26,7 +26,14 @@ from memory.limits import (
     cut,
 )
 from memory.speakers import create_unknown, delete_row, get_row
-from memory.tables import conversation, local_cluster, segment, segment_content, segment_voice
+from memory.tables import (
+    conversation,
+    local_cluster,
+    segment,
+    segment_content,
+    segment_voice,
+    voiceprint,
+)
 from memory.timeutil import from_db, from_db_required, now_db, to_db
 from memory.types import (
     ConversationInfo,
@@ -488,7 +495,7 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
     )}
     for sid in before:
         change.snapshot_speaker(tx, sid)
-    change.delete_voiceprints(tx, "conversation_id = ?", [conversation_id])
+    change.delete_voiceprints(tx, voiceprint.c.conversation_id == conversation_id)
     recompute_centroids(tx, change.touched)
     ctx.cache.refresh(tx, change.touched)
     decisions: list[Decision] = []
@@ -541,7 +548,7 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
             continue
         if tx.first(select(segment.c.id).where(segment.c.speaker_id == sid).limit(1)) is not None:
             continue
-        change.delete_voiceprints(tx, "speaker_id = ?", [sid])
+        change.delete_voiceprints(tx, voiceprint.c.speaker_id == sid)
         change.delete_clips(tx, sid)
         delete_row(tx, sid)
     recompute_centroids(tx, [d.speaker_id for d in decisions if get_row(tx, d.speaker_id)])

@@ -11,13 +11,26 @@ deleted row afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from sqlalchemy import delete, or_, select
 
 from memory import text_index
 from memory.conversations import conversation_info, get_conversation_row
 from memory.db import Tx
 from memory.identity import Ctx, drop_empty_unknown
 from memory.speakers import SpeakerRow
+from memory.sql import in_ids
+from memory.tables import (
+    conversation,
+    diarization_turn,
+    local_cluster,
+    segment,
+    segment_content,
+    segment_voice,
+    voiceprint,
+)
 from memory.types import ConversationInfo
 from memory.vector_index import TextVectorIndex
 from memory.voiceprints import recompute_centroids
@@ -36,27 +49,25 @@ class Removed:
 def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
     """Delete the conversation and what hangs off it, in the caller's transaction."""
     tx = ctx.tx
-    conversation = conversation_info(get_conversation_row(tx, conversation_id))
-    segment_rows = tx.all(
-        "SELECT id, speaker_id FROM segment WHERE conversation_id = ? ORDER BY id",
-        (conversation_id,),
-    )
-    ids_json = "[" + ",".join(str(int(r[0])) for r in segment_rows) + "]"
-    print_owners = tx.all(
-        "SELECT DISTINCT speaker_id FROM voiceprint WHERE conversation_id = ?"
-        " OR segment_id IN (SELECT value FROM json_each(?))",
-        (conversation_id, ids_json),
-    )
-    affected = {int(r[1]) for r in segment_rows if r[1] is not None}
-    affected |= {int(r[0]) for r in print_owners}
+    info = conversation_info(get_conversation_row(tx, conversation_id))
+    segment_ids: list[int] = []
+    affected: set[int] = set()
+    for segment_id, speaker_id in tx.stream(
+        select(segment.c.id, segment.c.speaker_id)
+        .where(segment.c.conversation_id == conversation_id).order_by(segment.c.id)
+    ):
+        segment_ids.append(int(segment_id))
+        if speaker_id is not None:
+            affected.add(int(speaker_id))
+    learnt_here = or_(voiceprint.c.conversation_id == conversation_id,
+                      in_ids(voiceprint.c.segment_id, segment_ids))
+    affected |= {int(r.speaker_id) for r in tx.rows(
+        select(voiceprint.c.speaker_id).distinct().where(learnt_here)
+    )}
 
-    voiceprints = tx.run(
-        "DELETE FROM voiceprint WHERE conversation_id = ?"
-        " OR segment_id IN (SELECT value FROM json_each(?))",
-        (conversation_id, ids_json),
-    )
-    remove_transcript(tx, conversation_id, ids_json)
-    tx.run("DELETE FROM conversation WHERE id = ?", (conversation_id,))
+    voiceprints = tx.execute(delete(voiceprint).where(learnt_here))
+    remove_transcript(tx, conversation_id, segment_ids)
+    tx.execute(delete(conversation).where(conversation.c.id == conversation_id))
 
     removed: list[SpeakerRow] = []
     for speaker_id in sorted(affected):
@@ -64,20 +75,21 @@ def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
         row = drop_empty_unknown(tx, speaker_id)
         if row is not None:
             removed.append(row)
-    changed = sorted(affected - {int(r[0]) for r in removed})
+    changed = sorted(affected - {int(r.id) for r in removed})
     recompute_centroids(tx, changed)
     ctx.cache.refresh(tx, affected)
-    return Removed(conversation, len(segment_rows), voiceprints, removed, changed)
+    return Removed(info, len(segment_ids), voiceprints, removed, changed)
 
 
-
-def remove_transcript(tx: Tx, conversation_id: int, segment_ids_json: str) -> None:
-    """Delete a conversation's segments (a JSON list of all their ids) with their text, index
-    rows and vectors, and its clusters and diarization turns; voiceprints are the caller's."""
-    text_index.remove(tx, segment_ids_json)  # needs segment_content's text: before it goes
-    TextVectorIndex.remove(tx, segment_ids_json)
-    for table in ("segment_voice", "segment_content"):
-        tx.run(f"DELETE FROM {table} WHERE segment_id IN (SELECT value FROM json_each(?))",
-               (segment_ids_json,))
-    for table in ("segment", "local_cluster", "diarization_turn"):
-        tx.run(f"DELETE FROM {table} WHERE conversation_id = ?", (conversation_id,))
+def remove_transcript(tx: Tx, conversation_id: int, segment_ids: Sequence[int]) -> None:
+    """Delete a conversation's segments (all their ids) with their text, index rows and
+    vectors, and its clusters and diarization turns; voiceprints are the caller's."""
+    # The index modules take the ids as a JSON list.
+    ids_json = "[" + ",".join(str(int(i)) for i in segment_ids) + "]"
+    text_index.remove(tx, ids_json)  # needs segment_content's text: before it goes
+    TextVectorIndex.remove(tx, ids_json)
+    for by_segment in (segment_voice, segment_content):
+        tx.execute(delete(by_segment).where(in_ids(by_segment.c.segment_id, segment_ids)))
+    for by_conversation in (segment, local_cluster, diarization_turn):
+        tx.execute(delete(by_conversation)
+                   .where(by_conversation.c.conversation_id == conversation_id))

@@ -19,24 +19,79 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Table,
+    bindparam,
+    delete,
+    distinct,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from memory import profiles
 from memory.db import Tx
 from memory.errors import EventNotFound, InvalidOperation, UndoConflict
-from memory.speakers import SELECT_SPEAKER, SPEAKER_COLUMNS, delete_row
-from memory.tables import speaker
+from memory.speakers import SELECT_SPEAKER, SavedSpeaker, delete_row
+from memory.sql import in_ids
+from memory.tables import (
+    conversation,
+    enrollment_clip,
+    identity_event,
+    segment,
+    speaker,
+    voiceprint,
+)
 from memory.timeutil import now_db
 from memory.vectors import b64, pack_ids, unb64, unpack_ids
-from memory.voiceprints import (
-    REBUILT_SOURCE,
-    VOICEPRINT_COLUMNS,
-    last_voiceprint_id,
-    recompute_centroids,
-    voiceprint_rows,
-)
+from memory.voiceprints import REBUILT_SOURCE, last_voiceprint_id, recompute_centroids
 from memory.wording import counted
 
-SEGMENT_STATE = "speaker_id, speaker_confidence, assignment_source, excluded_from_profile"
+SEGMENT_STATE = (
+    segment.c.speaker_id, segment.c.speaker_confidence, segment.c.assignment_source,
+    segment.c.excluded_from_profile,
+)
+"""A segment's identity columns: what a segment edit keeps, before and after, as a list in
+this order."""
+STATE_NAMES = tuple(c.name for c in SEGMENT_STATE)
+SELECT_STATE = select(segment.c.conversation_id, *SEGMENT_STATE)
+# A payload keeps deleted voiceprints and enrollment clips as lists of their columns in the
+# tables' order (memory.tables, held to the schema by tests/memory/test_tables.py).
+VOICEPRINT_FIELDS = tuple(c.name for c in voiceprint.columns)
+CLIP_FIELDS = tuple(c.name for c in enrollment_clip.columns)
+SELECT_VOICEPRINTS = select(voiceprint).order_by(voiceprint.c.id)
+SELECT_CLIPS = select(enrollment_clip).order_by(enrollment_clip.c.id)
+SELECT_EVENT = select(
+    identity_event.c.id, identity_event.c.action, identity_event.c.summary,
+    identity_event.c.speaker_ids, identity_event.c.payload, identity_event.c.undone_at,
+)
+SELECT_LABEL = select(speaker.c.name, speaker.c.kind, speaker.c.unknown_number)
+MOVE_SEGMENTS = (
+    update(segment).where(segment.c.speaker_id == bindparam("source"))
+    .values(speaker_id=bindparam("target"))
+    .returning(segment.c.id, segment.c.conversation_id)
+)
+"""Move every segment of one speaker to another (or to none), reporting what it moved."""
+MOVE_BATCH = 10_000
+
+
+def _state(row: Row[Any]) -> list[Any]:
+    """A segment's identity columns as a payload keeps them (the flag as 0/1, not a bool)."""
+    return [row.speaker_id, row.speaker_confidence, row.assignment_source,
+            int(row.excluded_from_profile)]
+
+
+def _set_state(tx: Tx, segment_id: int, state: list[Any]) -> None:
+    tx.execute(update(segment).where(segment.c.id == segment_id)
+               .values(dict(zip(STATE_NAMES, state, strict=True))))
+
+
+def _exists(tx: Tx, table: Table, row_id: int) -> bool:
+    return tx.first(select(table.c.id).where(table.c.id == row_id).limit(1)) is not None
 
 
 @dataclass
@@ -81,10 +136,8 @@ class Change:
         """Move every segment of `source` to `target`; returns (segments, conversations)."""
         # One statement moves the rows and reports them (no separate SELECT: at 100k
         # segments that second pass over the index cost ~0.15 s).
-        rows = tx.all(
-            "UPDATE segment SET speaker_id = ? WHERE speaker_id = ? RETURNING id, conversation_id",
-            (target, source),
-        )
+        rows = list(tx.stream(MOVE_SEGMENTS, {"source": source, "target": target},
+                              batch=MOVE_BATCH))
         pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
         ids = np.sort(pairs[:, 0])
         touched_conversations = {int(c) for c in np.unique(pairs[:, 1])}
@@ -101,43 +154,44 @@ class Change:
 
     def edit_segment(self, tx: Tx, segment_id: int, **after: Any) -> None:
         """Change one segment's identity columns, remembering before and after."""
-        before = tx.one(f"SELECT {SEGMENT_STATE} FROM segment WHERE id = ?", (segment_id,))
-        assert before is not None
-        self.conversations.add(int(tx.scalar(
-            "SELECT conversation_id FROM segment WHERE id = ?", (segment_id,)
-        )))
-        state = dict(zip(SEGMENT_STATE.split(", "), before, strict=True))
-        if before[0] is not None:
-            self.touched.add(int(before[0]))
+        row = tx.first(SELECT_STATE.where(segment.c.id == segment_id))
+        assert row is not None
+        self.conversations.add(int(row.conversation_id))
+        before = _state(row)
+        state = dict(zip(STATE_NAMES, before, strict=True))
+        if row.speaker_id is not None:
+            self.touched.add(int(row.speaker_id))
         state.update(after)
-        new = [state[c] for c in SEGMENT_STATE.split(", ")]
-        if new[0] is not None:
-            self.touched.add(int(new[0]))
-        sets = ", ".join(f"{c} = ?" for c in SEGMENT_STATE.split(", "))
-        tx.run(f"UPDATE segment SET {sets} WHERE id = ?", (*new, segment_id))
+        new = [state[c] for c in STATE_NAMES]
+        if state["speaker_id"] is not None:
+            self.touched.add(int(state["speaker_id"]))
+        _set_state(tx, segment_id, new)
         if segment_id in self.segment_edits:
             self.segment_edits[segment_id][1] = new
         else:
-            self.segment_edits[segment_id] = [list(before), new]
+            self.segment_edits[segment_id] = [before, new]
 
     def move_voiceprints(self, tx: Tx, source: int, target: int) -> None:
-        ids = [r[0] for r in tx.all("SELECT id FROM voiceprint WHERE speaker_id = ?", (source,))]
+        ids = [r.id for r in tx.rows(
+            select(voiceprint.c.id).where(voiceprint.c.speaker_id == source)
+        )]
         if ids:
-            tx.run("UPDATE voiceprint SET speaker_id = ? WHERE speaker_id = ?", (target, source))
+            tx.execute(update(voiceprint).where(voiceprint.c.speaker_id == source)
+                       .values(speaker_id=target))
             self.voiceprint_moves.append({"from": source, "to": target, "ids": pack_ids(ids)})
 
-    def delete_voiceprints(self, tx: Tx, where: str, params: list[Any]) -> None:
-        rows = voiceprint_rows(tx, where, params)
-        for row in rows:
-            values = list(row)
-            if values[0] in self.voiceprints_added:
+    def delete_voiceprints(self, tx: Tx, where: ColumnElement[bool]) -> None:
+        """Delete the voiceprints `where` selects (a condition on memory.tables.voiceprint)."""
+        for row in tx.rows(SELECT_VOICEPRINTS.where(where)):
+            if row.id in self.voiceprints_added:
                 # Added and deleted within the same change: it never existed before.
-                self.voiceprints_added.remove(values[0])
+                self.voiceprints_added.remove(row.id)
             else:
-                values[3] = b64(values[3])
+                values = list(row)
+                values[VOICEPRINT_FIELDS.index("vector")] = b64(row.vector)
                 self.voiceprints_deleted.append(values)
-            self.touched.add(int(values[1]))
-        tx.run(f"DELETE FROM voiceprint WHERE {where}", params)
+            self.touched.add(int(row.speaker_id))
+        tx.execute(delete(voiceprint).where(where))
 
     def add_clip(
         self, tx: Tx, speaker_id: int, path: str, sha256: str | None, speech_seconds: float
@@ -148,20 +202,20 @@ class Change:
         return clip_id
 
     def move_clips(self, tx: Tx, source: int, target: int) -> None:
-        ids = [r[0] for r in profiles.clip_rows(tx, source)]
+        ids = [r.id for r in tx.rows(SELECT_CLIPS.where(enrollment_clip.c.speaker_id == source))]
         if ids:
-            tx.run("UPDATE enrollment_clip SET speaker_id = ? WHERE speaker_id = ?",
-                   (target, source))
+            tx.execute(update(enrollment_clip).where(enrollment_clip.c.speaker_id == source)
+                       .values(speaker_id=target))
             self.clip_moves.append({"from": source, "to": target, "ids": pack_ids(ids)})
 
     def delete_clips(self, tx: Tx, speaker_id: int) -> None:
         """Forget a speaker's enrollment clips (the rows; the files stay for undo)."""
-        for row in profiles.clip_rows(tx, speaker_id):
-            if row[0] in self.clips_added:
-                self.clips_added.remove(row[0])
+        for row in tx.rows(SELECT_CLIPS.where(enrollment_clip.c.speaker_id == speaker_id)):
+            if row.id in self.clips_added:
+                self.clips_added.remove(row.id)
             else:
                 self.clips_deleted.append(list(row))
-        tx.run("DELETE FROM enrollment_clip WHERE speaker_id = ?", (speaker_id,))
+        tx.execute(delete(enrollment_clip).where(enrollment_clip.c.speaker_id == speaker_id))
 
     def payload(self, last_voiceprint: int = 0) -> str:
         return json.dumps({
@@ -181,12 +235,11 @@ class Change:
 
 
 def record(tx: Tx, action: str, summary: str, change: Change) -> int:
-    return tx.run(
-        "INSERT INTO identity_event(action, created_at, summary, speaker_ids, payload)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (action, now_db(), summary, json.dumps(sorted(change.touched)),
-         change.payload(last_voiceprint_id(tx))),
-    )
+    return tx.insert(insert(identity_event).values(
+        action=action, created_at=now_db(), summary=summary,
+        speaker_ids=json.dumps(sorted(change.touched)),
+        payload=change.payload(last_voiceprint_id(tx)),
+    ))
 
 
 # ---------------------------------------------------------------- undo
@@ -203,55 +256,51 @@ class Undone:
     payload: dict[str, Any]
 
 
-def pick_event(tx: Tx, event_id: int | None) -> tuple[Any, ...]:
+def pick_event(tx: Tx, event_id: int | None) -> Row[Any]:
+    row: Row[Any] | None
     if event_id is None:
-        row = tx.one(
-            "SELECT id, action, summary, speaker_ids, payload, undone_at FROM identity_event"
-            " WHERE undone_at IS NULL ORDER BY id DESC LIMIT 1"
-        )
+        row = tx.first(SELECT_EVENT.where(identity_event.c.undone_at.is_(None))
+                       .order_by(identity_event.c.id.desc()).limit(1))
         if row is None:
             raise EventNotFound("nothing to undo: no identity change is left that was not undone")
         return row
-    row = tx.one(
-        "SELECT id, action, summary, speaker_ids, payload, undone_at FROM identity_event"
-        " WHERE id = ?",
-        (event_id,),
-    )
+    row = tx.first(SELECT_EVENT.where(identity_event.c.id == event_id))
     if row is None:
-        latest = tx.scalar("SELECT MAX(id) FROM identity_event")
+        latest = tx.value(select(func.max(identity_event.c.id)))
         hint = "there are no identity events yet" if latest is None else (
             f"the latest event id is {latest}"
         )
         raise EventNotFound(f"no identity event {event_id}; {hint}")
-    if row[5] is not None:
-        raise InvalidOperation(f"event {event_id} ({row[1]}) was already undone")
+    if row.undone_at is not None:
+        raise InvalidOperation(f"event {event_id} ({row.action}) was already undone")
     return row
 
 
 def undo(tx: Tx, event_id: int | None) -> Undone:
     row = pick_event(tx, event_id)
-    eid, action, summary = int(row[0]), str(row[1]), str(row[2])
-    speakers = set(json.loads(row[3]))
-    for later_id, later_action, later_speakers in tx.all(
-        "SELECT id, action, speaker_ids FROM identity_event"
-        " WHERE id > ? AND undone_at IS NULL ORDER BY id",
-        (eid,),
+    eid, action, summary = int(row.id), str(row.action), str(row.summary)
+    speakers = set(json.loads(row.speaker_ids))
+    for later in tx.rows(
+        select(identity_event.c.id, identity_event.c.action, identity_event.c.speaker_ids)
+        .where(identity_event.c.id > eid, identity_event.c.undone_at.is_(None))
+        .order_by(identity_event.c.id)
     ):
-        if speakers & set(json.loads(later_speakers)):
+        if speakers & set(json.loads(later.speaker_ids)):
             raise UndoConflict(
-                f"event {eid} ({action}) cannot be undone: the later event {later_id} "
-                f"({later_action}) changed the same speakers; undo event {later_id} first"
+                f"event {eid} ({action}) cannot be undone: the later event {later.id} "
+                f"({later.action}) changed the same speakers; undo event {later.id} first"
             )
-    payload: dict[str, Any] = json.loads(row[4])
-    shown_before = _shown_labels(tx, [int(b[0]) for b in payload["speakers_before"]])
+    payload: dict[str, Any] = json.loads(row.payload)
+    shown_before = _shown_labels(
+        tx, [int(SavedSpeaker.of(b).id) for b in payload["speakers_before"]]
+    )
     touched = _reverse(tx, eid, payload)
     shown_after = _shown_labels(tx, list(shown_before))
     renamed = [sid for sid, shown in shown_before.items() if shown_after.get(sid) != shown]
     segments, conversations = _segments_shown_differently(tx, touched, renamed)
-    recompute_centroids(
-        tx, [s for s in speakers if tx.one("SELECT 1 FROM speaker WHERE id = ?", (s,))]
-    )
-    tx.run("UPDATE identity_event SET undone_at = ? WHERE id = ?", (now_db(), eid))
+    recompute_centroids(tx, [s for s in speakers if _exists(tx, speaker, s)])
+    tx.execute(update(identity_event).where(identity_event.c.id == eid)
+               .values(undone_at=now_db()))
     return Undone(eid, action, summary, speakers, segments, conversations, payload)
 
 
@@ -264,15 +313,13 @@ def _gone(eid: int, what: str) -> UndoConflict:
                         "conversation removed since (that is final); nothing was changed")
 
 
-def _check_source_kept(tx: Tx, eid: int, voiceprint: list[Any]) -> None:
+def _check_source_kept(tx: Tx, eid: int, values: dict[str, Any]) -> None:
     """A voice sample can be put back only while the conversation and segment it was learnt
     from exist: one from a deleted conversation would point at nothing."""
-    conversation_id, segment_id = voiceprint[5], voiceprint[6]
-    if conversation_id is not None and not tx.one(
-        "SELECT 1 FROM conversation WHERE id = ?", (conversation_id,)
-    ):
+    conversation_id, segment_id = values["conversation_id"], values["segment_id"]
+    if conversation_id is not None and not _exists(tx, conversation, conversation_id):
         raise _gone(eid, f"conversation {conversation_id}")
-    if segment_id is not None and not tx.one("SELECT 1 FROM segment WHERE id = ?", (segment_id,)):
+    if segment_id is not None and not _exists(tx, segment, segment_id):
         raise _gone(eid, f"segment {segment_id}")
 
 
@@ -280,7 +327,7 @@ def _shown_labels(tx: Tx, speaker_ids: list[int]) -> dict[int, tuple[Any, ...]]:
     """What a segment of each speaker shows: its name, or its kind and Unknown number."""
     found: dict[int, tuple[Any, ...]] = {}
     for sid in speaker_ids:
-        row = tx.one("SELECT name, kind, unknown_number FROM speaker WHERE id = ?", (sid,))
+        row = tx.first(SELECT_LABEL.where(speaker.c.id == sid))
         if row is not None:
             found[sid] = tuple(row)
     return found
@@ -290,65 +337,58 @@ def _segments_shown_differently(tx: Tx, moved: set[int], renamed: list[int]) -> 
     """(segments, conversations) whose shown speaker an undo changed: the segments it moved
     or edited, and every segment of a speaker whose name or label it put back. An undone
     identify of an Unknown moves no segment, yet every segment of that voice changes name."""
-    row = tx.one(
-        "SELECT COUNT(*), COUNT(DISTINCT conversation_id) FROM segment"
-        " WHERE id IN (SELECT value FROM json_each(?))"
-        " OR speaker_id IN (SELECT value FROM json_each(?))",
-        (json.dumps(sorted(moved)), json.dumps(sorted(renamed))),
+    row = tx.first(
+        select(func.count().label("segments"),
+               func.count(distinct(segment.c.conversation_id)).label("conversations"))
+        .where(or_(in_ids(segment.c.id, sorted(moved)),
+                   in_ids(segment.c.speaker_id, sorted(renamed))))
     )
     assert row is not None
-    return int(row[0]), int(row[1])
+    return int(row.segments), int(row.conversations)
 
 
 def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> set[int]:
     """Put back what event `eid` changed; returns the ids of the segments it moved or edited."""
-    columns = list(SPEAKER_COLUMNS)
-    placeholders = ", ".join("?" for _ in columns)
     # 1. Speakers as they were: re-create deleted ones first (segments will point at them).
-    restoring = {int(before[0]) for before in payload["speakers_before"]}
-    for before in payload["speakers_before"]:
-        if before[2] is not None:
-            holder = tx.scalar("SELECT id FROM speaker WHERE name_key = ?", (before[2],))
+    saved = [SavedSpeaker.of(before) for before in payload["speakers_before"]]
+    restoring = {int(before.id) for before in saved}
+    for before in saved:
+        if before.name_key is not None:
+            holder = tx.value(select(speaker.c.id).where(speaker.c.name_key == before.name_key))
             if holder is not None and int(holder) not in restoring:
-                raise _conflict(eid, f"the name {before[1]!r} now belongs to speaker {holder};")
+                raise _conflict(eid, f"the name {before.name!r} now belongs to speaker {holder};")
     # Names may move between the restored speakers (merge kept the source's name): clear
     # them first so that the unique index never sees two holders.
     for sid in sorted(restoring):
-        tx.run("UPDATE speaker SET name = NULL, name_key = NULL WHERE id = ?", (sid,))
-    for before in payload["speakers_before"]:
-        sid = before[0]
-        if tx.one("SELECT 1 FROM speaker WHERE id = ?", (sid,)) is None:
-            tx.run(f"INSERT INTO speaker({', '.join(columns)}) VALUES ({placeholders})", before)
+        tx.execute(update(speaker).where(speaker.c.id == sid).values(name=None, name_key=None))
+    for before in saved:
+        if not _exists(tx, speaker, before.id):
+            tx.insert(insert(speaker).values(before._asdict()))
         else:
-            sets = ", ".join(f"{c} = ?" for c in columns[1:])
-            tx.run(f"UPDATE speaker SET {sets} WHERE id = ?", (*before[1:], sid))
+            tx.execute(update(speaker).where(speaker.c.id == before.id)
+                       .values({c: v for c, v in before._asdict().items() if c != "id"}))
 
     # 2. Segments back, newest change first.
-    for edit in reversed(payload["segment_edits"]):
-        segment_id, before, after = edit
-        current = tx.one(f"SELECT {SEGMENT_STATE} FROM segment WHERE id = ?", (segment_id,))
+    for segment_id, before, after in reversed(payload["segment_edits"]):
+        current = tx.first(SELECT_STATE.where(segment.c.id == segment_id))
         if current is None:
             raise _gone(eid, f"segment {segment_id}")
-        if list(current) != after:
+        if _state(current) != after:
             raise _conflict(eid, f"segment {segment_id}")
-        sets = ", ".join(f"{c} = ?" for c in SEGMENT_STATE.split(", "))
-        tx.run(f"UPDATE segment SET {sets} WHERE id = ?", (*before, segment_id))
+        _set_state(tx, segment_id, before)
     touched = {int(edit[0]) for edit in payload["segment_edits"]}
     for move in reversed(payload["segment_moves"]):
         ids = unpack_ids(move["ids"])
-        id_json = "[" + ",".join(map(str, ids)) + "]"
         # Only rows still where the change put them move back; any other means a later
         # change touched them, and raising rolls this whole undo back.
-        still = tx.run(
-            "UPDATE segment SET speaker_id = ? WHERE id IN (SELECT value FROM json_each(?))"
-            " AND speaker_id IS NOT DISTINCT FROM ?",
-            (move["from"], id_json, move["to"]),
+        still = tx.execute(
+            update(segment)
+            .where(in_ids(segment.c.id, ids),
+                   segment.c.speaker_id.is_not_distinct_from(move["to"]))
+            .values(speaker_id=move["from"])
         )
         if still != len(ids):
-            kept = int(tx.scalar(
-                "SELECT count(*) FROM segment WHERE id IN (SELECT value FROM json_each(?))",
-                (id_json,),
-            ))
+            kept = int(tx.value(select(func.count()).where(in_ids(segment.c.id, ids))))
             if kept != len(ids):
                 raise _gone(eid, f"{counted(len(ids) - kept, 'segment')} it moved")
             raise _conflict(eid, f"{len(ids) - still} of the segments it moved")
@@ -358,56 +398,50 @@ def _reverse(tx: Tx, eid: int, payload: dict[str, Any]) -> set[int]:
     # have pruned some since (prints are bounded per speaker): those stay gone; a later
     # identity change to the same speakers was refused above.
     for vid in payload["voiceprints_added"]:
-        tx.run("DELETE FROM voiceprint WHERE id = ?", (vid,))
+        tx.execute(delete(voiceprint).where(voiceprint.c.id == vid))
     for move in reversed(payload["voiceprint_moves"]):
-        ids = unpack_ids(move["ids"])
-        tx.run(
-            "UPDATE voiceprint SET speaker_id = ? WHERE id IN (SELECT value FROM json_each(?))"
-            " AND speaker_id = ?",
-            (move["from"], "[" + ",".join(map(str, ids)) + "]", move["to"]),
+        tx.execute(
+            update(voiceprint)
+            .where(in_ids(voiceprint.c.id, unpack_ids(move["ids"])),
+                   voiceprint.c.speaker_id == move["to"])
+            .values(speaker_id=move["from"])
         )
-    vp_columns = VOICEPRINT_COLUMNS.replace(" ", "")
+    restored: list[dict[str, Any]] = []
     for values in payload["voiceprints_deleted"]:
-        restored = list(values)
-        restored[3] = unb64(restored[3])
-        _check_source_kept(tx, eid, restored)
-        tx.run(
-            f"INSERT INTO voiceprint({vp_columns}) VALUES ({', '.join('?' for _ in restored)})",
-            restored,
-        )
+        row = dict(zip(VOICEPRINT_FIELDS, values, strict=True))
+        row["vector"] = unb64(row["vector"])
+        _check_source_kept(tx, eid, row)
+        restored.append(row)
+    tx.insert_rows(voiceprint, restored)
 
     # 3b. Enrollment clips likewise (events recorded before clips were kept have none).
     for clip_id in payload.get("clips_added", []):
-        tx.run("DELETE FROM enrollment_clip WHERE id = ?", (clip_id,))
+        tx.execute(delete(enrollment_clip).where(enrollment_clip.c.id == clip_id))
     for move in reversed(payload.get("clip_moves", [])):
-        ids = unpack_ids(move["ids"])
-        tx.run(
-            "UPDATE enrollment_clip SET speaker_id = ? WHERE id IN (SELECT value FROM"
-            " json_each(?)) AND speaker_id = ?",
-            (move["from"], "[" + ",".join(map(str, ids)) + "]", move["to"]),
+        tx.execute(
+            update(enrollment_clip)
+            .where(in_ids(enrollment_clip.c.id, unpack_ids(move["ids"])),
+                   enrollment_clip.c.speaker_id == move["to"])
+            .values(speaker_id=move["from"])
         )
-    clip_columns = profiles.CLIP_COLUMNS.replace(" ", "")
-    for values in payload.get("clips_deleted", []):
-        tx.run(f"INSERT INTO enrollment_clip({clip_columns}) VALUES"
-               f" ({', '.join('?' for _ in values)})", values)
+    tx.insert_rows(enrollment_clip, [dict(zip(CLIP_FIELDS, values, strict=True))
+                                     for values in payload.get("clips_deleted", [])])
 
     # 3c. Prints rebuilt after this change from audio it moved were computed from the
     # assignment undone here: they go (the next profile rebuild makes them again).
     moved_audio = _audio_speakers(payload)
     if moved_audio:
-        tx.run(
-            "DELETE FROM voiceprint WHERE speaker_id IN (SELECT value FROM json_each(?))"
-            " AND id > ? AND substr(source, 1, ?) = ?",
-            ("[" + ",".join(map(str, sorted(moved_audio))) + "]",
-             int(payload["extra"].get("last_voiceprint", 0)), len(REBUILT_SOURCE),
-             REBUILT_SOURCE),
-        )
+        tx.execute(delete(voiceprint).where(
+            in_ids(voiceprint.c.speaker_id, sorted(moved_audio)),
+            voiceprint.c.id > int(payload["extra"].get("last_voiceprint", 0)),
+            func.substr(voiceprint.c.source, 1, len(REBUILT_SOURCE)) == REBUILT_SOURCE,
+        ))
 
     # 4. Speakers the change created go again (they must be empty by now).
     for sid in payload["speakers_created"]:
-        if tx.one("SELECT 1 FROM segment WHERE speaker_id = ? LIMIT 1", (sid,)):
+        if tx.first(select(segment.c.id).where(segment.c.speaker_id == sid).limit(1)):
             raise _conflict(eid, f"speaker {sid} (created by it) has segments that")
-        if tx.one("SELECT 1 FROM voiceprint WHERE speaker_id = ? LIMIT 1", (sid,)):
+        if tx.first(select(voiceprint.c.id).where(voiceprint.c.speaker_id == sid).limit(1)):
             raise _conflict(eid, f"speaker {sid} (created by it) has voiceprints that")
         delete_row(tx, sid)
     return touched

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, Table, delete, distinct, func, literal, select
+from sqlalchemy import Row, Table, and_, delete, distinct, func, literal, select
 
 from memory.db import Tx, latest_id_hint
 from memory.errors import InvalidOperation, ModelMismatch, SegmentNotFound
@@ -144,9 +144,8 @@ def rebuild_conversation_voiceprints(
     there that still count for its profile (after segments moved or were excluded)."""
     tx = ctx.tx
     model_id = conversation_voice_model(tx, conversation_id)
-    change.delete_voiceprints(
-        tx, "speaker_id = ? AND conversation_id = ?", [speaker_id, conversation_id]
-    )
+    change.delete_voiceprints(tx, and_(voiceprint.c.speaker_id == speaker_id,
+                                       voiceprint.c.conversation_id == conversation_id))
     rows = tx.rows(SELECT_PROFILE_SEGMENTS.where(
         segment.c.conversation_id == conversation_id, segment.c.speaker_id == speaker_id,
         segment.c.excluded_from_profile == 0,
@@ -464,7 +463,7 @@ def delete_speaker(ctx: Ctx, change: Change, speaker_id: int) -> tuple[int, int]
     tx = ctx.tx
     change.snapshot_speaker(tx, speaker_id)
     moved = change.move_all_segments(tx, speaker_id, None)
-    change.delete_voiceprints(tx, "speaker_id = ?", [speaker_id])
+    change.delete_voiceprints(tx, voiceprint.c.speaker_id == speaker_id)
     change.delete_clips(tx, speaker_id)
     delete_row(tx, speaker_id)
     return moved

@@ -7,13 +7,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
+
 from memory.conversations import get_conversation_row
 from memory.db import Tx
 from memory.limits import cut
+from memory.sql import upsert
+from memory.tables import job_progress
 from memory.timeutil import now_db
 
 MAX_NOTE_LENGTH = 500
 """A note (a stage, a warning) longer than this is cut: notes are shown, not parsed."""
+
+SELECT_PROGRESS = select(
+    job_progress.c.stage, job_progress.c.fraction, job_progress.c.notes, job_progress.c.decisions
+)
 
 
 @dataclass(frozen=True)
@@ -47,27 +55,22 @@ def save(tx: Tx, progress: JobProgress) -> None:
                         for level, message in progress.notes])
     decisions = json.dumps([[d.local_label, d.speaker_id, d.score, d.created, d.suggested_id,
                              d.suggested_score] for d in progress.decisions])
-    tx.run(
-        "INSERT INTO job_progress (conversation_id, stage, fraction, notes, decisions, "
-        "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_id) DO UPDATE SET "
-        "stage = excluded.stage, fraction = excluded.fraction, notes = excluded.notes, "
-        "decisions = excluded.decisions, updated_at = excluded.updated_at",
-        (progress.conversation_id, progress.stage, max(0.0, min(1.0, progress.fraction)),
-         notes, decisions, now_db()),
-    )
+    tx.execute(upsert(tx.dialect, job_progress, {
+        "conversation_id": progress.conversation_id, "stage": progress.stage,
+        "fraction": max(0.0, min(1.0, progress.fraction)), "notes": notes,
+        "decisions": decisions, "updated_at": now_db(),
+    }, key=["conversation_id"]))
 
 
 def load(tx: Tx, conversation_id: int) -> JobProgress | None:
-    row = tx.one("SELECT stage, fraction, notes, decisions FROM job_progress "
-                 "WHERE conversation_id = ?", (conversation_id,))
+    row = tx.first(SELECT_PROGRESS.where(job_progress.c.conversation_id == conversation_id))
     if row is None:
         return None
-    stage, fraction, notes, decisions = row
     return JobProgress(
-        conversation_id=conversation_id, stage=str(stage), fraction=float(fraction),
-        notes=tuple((str(level), str(message)) for level, message in json.loads(notes)),
+        conversation_id=conversation_id, stage=str(row.stage), fraction=float(row.fraction),
+        notes=tuple((str(level), str(message)) for level, message in json.loads(row.notes)),
         decisions=tuple(DecisionIds(str(label), int(speaker), score, bool(created), suggested,
                                     suggested_score)
                         for label, speaker, score, created, suggested, suggested_score
-                        in json.loads(decisions)),
+                        in json.loads(row.decisions)),
     )

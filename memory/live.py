@@ -252,7 +252,7 @@ def finalise(
     priors = _priors(tx, live, segments)
     ids = _reused_ids(live, segments)
 
-    remove_transcript(tx, conversation_id, json.dumps([row.id for row in live]))
+    remove_transcript(tx, conversation_id, [row.id for row in live])
     fresh = _next_ids(tx, sum(1 for i in ids if i is None))
     segment_ids = [i if i is not None else next(fresh) for i in ids]
     done = ingest(ctx, index, conversation_id, result, segment_ids=segment_ids, priors=priors)

@@ -31,9 +31,6 @@ from memory.types import (
 from memory.vectors import stack
 from memory.voiceprints import REBUILT_SOURCE, add_voiceprints, profile_prints
 
-CLIP_COLUMNS = ", ".join(c.name for c in enrollment_clip.columns)
-"""An enrollment clip row's columns in order (an undo payload keeps a row as a list in this
-order; memory.events restores it)."""
 SELECT_CLIPS = select(enrollment_clip).order_by(enrollment_clip.c.id)
 MANUAL = (func.coalesce(segment.c.assignment_source, "") == "manual").label("manual")
 SELECT_SPANS = (
@@ -59,7 +56,7 @@ def add_clip(
 
 
 def clip_rows(tx: Tx, speaker_id: int) -> Sequence[Row[Any]]:
-    """The speaker's enrollment clips, every column (CLIP_COLUMNS), oldest first."""
+    """The speaker's enrollment clips, every column in the table's order, oldest first."""
     return tx.rows(SELECT_CLIPS.where(enrollment_clip.c.speaker_id == speaker_id))
 
 

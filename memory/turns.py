@@ -13,8 +13,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import func, select
+
 from memory.db import Tx
 from memory.errors import InvalidOperation
+from memory.tables import diarization_turn, segment
 from memory.types import TurnLike
 
 MIN_OVERLAP_SECONDS = 0.2
@@ -23,6 +26,17 @@ shorter overlaps are mostly boundary jitter of the diarizer, or a breath."""
 
 TurnRow = tuple[str, float, float]
 """(local label, start, end) seconds."""
+
+SELECT_TURNS = select(
+    diarization_turn.c.local_label, diarization_turn.c.start, diarization_turn.c.end
+).order_by(diarization_turn.c.start, diarization_turn.c.id)
+SEGMENTS_PER_LABEL = func.count().label("n")
+SELECT_LABEL_SPEAKERS = (
+    select(segment.c.local_speaker, segment.c.speaker_id, SEGMENTS_PER_LABEL)
+    .where(segment.c.local_speaker.is_not(None), segment.c.speaker_id.is_not(None))
+    .group_by(segment.c.local_speaker, segment.c.speaker_id)
+    .order_by(segment.c.local_speaker, SEGMENTS_PER_LABEL.desc(), segment.c.speaker_id)
+)
 
 
 def checked(turns: Sequence[TurnLike]) -> list[TurnRow]:
@@ -40,38 +54,28 @@ def checked(turns: Sequence[TurnLike]) -> list[TurnRow]:
 
 
 def store(tx: Tx, conversation_id: int, rows: Sequence[TurnRow]) -> None:
-    tx.many(
-        "INSERT INTO diarization_turn(conversation_id, local_label, start, \"end\")"
-        " VALUES (?, ?, ?, ?)",
-        [(conversation_id, label, start, end) for label, start, end in rows],
-    )
+    tx.insert_rows(diarization_turn, [
+        {"conversation_id": conversation_id, "local_label": label, "start": start, "end": end}
+        for label, start, end in rows
+    ])
 
 
 def load(tx: Tx, conversation_id: int, start: float | None = None,
          end: float | None = None) -> list[TurnRow]:
     """A conversation's turns by start time; with `start`/`end`, only those that overlap it."""
-    window = ""
-    params: list[int | float] = [conversation_id]
+    statement = SELECT_TURNS.where(diarization_turn.c.conversation_id == conversation_id)
     if start is not None and end is not None:
-        window = " AND start < ? AND \"end\" > ?"
-        params += [end, start]
-    return [(str(label), float(s), float(e)) for label, s, e in tx.all(
-        "SELECT local_label, start, \"end\" FROM diarization_turn"
-        f" WHERE conversation_id = ?{window} ORDER BY start, id",
-        params,
-    )]
+        statement = statement.where(diarization_turn.c.start < end,
+                                    diarization_turn.c.end > start)
+    return [(str(local_label), float(turn_start), float(turn_end))
+            for local_label, turn_start, turn_end in tx.stream(statement)]
 
 
 def label_speakers(tx: Tx, conversation_id: int) -> dict[str, int]:
     """Each local label's speaker now: the one most of its segments have (ties: lowest id)."""
     out: dict[str, int] = {}
-    for label, speaker_id, _ in tx.all(
-        "SELECT local_speaker, speaker_id, count(*) AS n FROM segment"
-        " WHERE conversation_id = ? AND local_speaker IS NOT NULL AND speaker_id IS NOT NULL"
-        " GROUP BY local_speaker, speaker_id ORDER BY local_speaker, n DESC, speaker_id",
-        (conversation_id,),
-    ):
-        out.setdefault(str(label), int(speaker_id))
+    for row in tx.rows(SELECT_LABEL_SPEAKERS.where(segment.c.conversation_id == conversation_id)):
+        out.setdefault(str(row.local_speaker), int(row.speaker_id))
     return out
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import ColumnElement, Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from memory.db import Tx
 from memory.errors import ModelMismatch
@@ -47,10 +47,6 @@ ENROLLMENT_SOURCE = "enrollment:"
 REBUILT_SOURCE = "rebuilt:"
 """Source prefix of prints computed again from stored audio for a new voice model
 ('rebuilt:enrollment:<clip id>', 'rebuilt:conversation:<id>'); not part of any identity event."""
-
-VOICEPRINT_COLUMNS = ", ".join(c.name for c in voiceprint.columns)
-"""A voiceprint row's columns in order (an undo payload keeps a row as a list in this order)."""
-SELECT_VOICEPRINT = select(voiceprint)
 
 GENERATION = select(meta.c.value).where(meta.c.key == bindparam("key"))
 CENTROIDS = (
@@ -412,19 +408,6 @@ def recompute_centroids(tx: Tx, speaker_ids: Iterable[int]) -> None:
         for model_id, vectors in by_model.items():
             total = np.sum(np.vstack(vectors).astype(np.float64), axis=0)
             _add_to_centroid(tx, speaker_id, model_id, total, len(vectors))
-
-
-def voiceprint_rows(
-    tx: Tx, where: ColumnElement[bool] | str, params: Sequence[Any] = ()
-) -> Sequence[Row[Any]] | list[tuple[Any, ...]]:
-    """The voiceprints matching `where` (a condition on memory.tables.voiceprint), by id.
-
-    A qmark SQL string with `params` is still accepted for memory.events until it speaks
-    Core; that form goes with the qmark calls."""
-    if isinstance(where, str):
-        return tx.all(f"SELECT {VOICEPRINT_COLUMNS} FROM voiceprint WHERE {where} ORDER BY id",
-                      params)
-    return tx.rows(SELECT_VOICEPRINT.where(where).order_by(voiceprint.c.id))
 
 
 def centroid_of(tx: Tx, speaker_id: int, model_id: str) -> Vector | None:
