@@ -256,7 +256,9 @@ def _message(status: RebuildStatus, tally: RebuildTally, error: str | None) -> s
         return (f"{tally.total} speakers have no {model} voice profile yet; call "
                 "rebuild_voice_profiles to rebuild them from their stored audio.")
     if status == "queued":
-        text = f"The voice profile rebuild for {model} is queued behind running jobs."
+        text = (f"The voice profile rebuild for {model} is queued behind running jobs. "
+                "Recordings sent meanwhile wait for it; call rebuild_voice_profiles again to "
+                "follow it.")
     elif status == "running":
         text = (f"Rebuilding voice profiles for {model}: {tally.done} of {tally.total} speakers "
                 f"done ({rebuilt} rebuilt). Recordings sent meanwhile wait for it; call "
