@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from memory import pg, text_index
+from memory import pg
 from memory.db import Tx
 from memory.errors import BackupError, ImportNotEmpty
-from memory.vector_index import rebuild_codes, register_model
+from memory.search_index import SearchIndex
 from memory.voiceprints import recompute_centroids
 
 FORMAT = "speaker-memory-backup"
@@ -109,7 +109,7 @@ def read(path: Path, schema_version: int) -> dict[str, Any]:
     return tables
 
 
-def restore(tx: Tx, tables: dict[str, Any]) -> None:
+def restore(tx: Tx, index: SearchIndex, tables: dict[str, Any]) -> None:
     for table in CONTENT_TABLES:
         if tx.one(f"SELECT 1 FROM {table} LIMIT 1"):
             raise ImportNotEmpty(
@@ -126,7 +126,7 @@ def restore(tx: Tx, tables: dict[str, Any]) -> None:
         rows = [[_decode(v) for v in r] for r in tables[table]["rows"]]
         if table in ("text_model",):
             for model_id, dim in rows:
-                register_model(tx, str(model_id), int(dim))
+                index.register_model(tx, str(model_id), int(dim))
             continue
         quoted = ", ".join(f'"{c}"' for c in columns)
         marks = ", ".join("?" for _ in columns)
@@ -139,5 +139,4 @@ def restore(tx: Tx, tables: dict[str, Any]) -> None:
     # Derived data.
     speakers = [int(r[0]) for r in tx.all("SELECT id FROM speaker")]
     recompute_centroids(tx, speakers)
-    text_index.rebuild(tx)
-    rebuild_codes(tx)
+    index.rebuild(tx)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from memory import text_index, turns
+from memory import turns
 from memory.db import Tx, latest_id_hint
 from memory.errors import ConversationNotFound, DuplicateAudio, InvalidOperation, ModelMismatch
 from memory.events import Change
@@ -24,6 +24,7 @@ from memory.limits import (
     bounded,
     cut,
 )
+from memory.search_index import SearchIndex, TextCodes
 from memory.speakers import create_unknown, delete_row, get_row
 from memory.timeutil import from_db, from_db_required, now_db, to_db
 from memory.types import (
@@ -34,7 +35,6 @@ from memory.types import (
     Vector,
     base_model,
 )
-from memory.vector_index import TextVectorIndex
 from memory.vectors import (
     Matrix,
     check_matrix,
@@ -146,7 +146,7 @@ class Decision:
 class Ingested:
     segment_ids: list[int]
     decisions: list[Decision]
-    text_codes: list[tuple[int, int, bytes]]
+    text_codes: TextCodes
 
 
 def _clusters(result: PipelineResultLike, voice_vectors: list[Vector | None]) -> list[Cluster]:
@@ -197,7 +197,7 @@ class Prior:
 
 
 def ingest(
-    ctx: Ctx, index: TextVectorIndex, conversation_id: int, result: PipelineResultLike,
+    ctx: Ctx, index: SearchIndex, conversation_id: int, result: PipelineResultLike,
     *, segment_ids: Sequence[int] | None = None, priors: dict[str, Prior] | None = None,
 ) -> Ingested:
     """Store a pipeline result. `segment_ids` (one per segment) gives ids to use instead of
@@ -307,16 +307,16 @@ def ingest(
         "INSERT INTO segment_content(segment_id, text, words) VALUES (?, ?, ?)",
         [(sid, s.text, words_json(s.words)) for sid, s in zip(segment_ids, segments, strict=True)],
     )
-    text_index.add(tx, [(sid, s.text) for sid, s in zip(segment_ids, segments, strict=True)])
+    index.add_text(tx, [(sid, s.text) for sid, s in zip(segment_ids, segments, strict=True)])
     tx.many(
         "INSERT INTO segment_voice(segment_id, vector) VALUES (?, ?)",
         [(sid, to_blob(v)) for sid, v in zip(segment_ids, voice_vectors, strict=True)
          if v is not None],
     )
-    codes: list[tuple[int, int, bytes]] = []
+    codes: TextCodes = []
     if result.text_model_id:
         rows = [(sid, v) for sid, v in zip(segment_ids, text_vectors, strict=True) if v is not None]
-        codes = index.add(tx, result.text_model_id, rows)
+        codes = index.add_vectors(tx, result.text_model_id, rows)
 
     # 3. Clusters and voiceprints (bounded per cluster: its mean + a few representatives).
     for cluster, decision in zip(clusters, decisions, strict=True):

@@ -11,15 +11,15 @@ deleted row afterwards.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
-from memory import text_index
 from memory.conversations import conversation_info, get_conversation_row
 from memory.db import Tx
 from memory.identity import Ctx, drop_empty_unknown
+from memory.search_index import SearchIndex
 from memory.speakers import SpeakerRow
 from memory.types import ConversationInfo
-from memory.vector_index import TextVectorIndex
 from memory.voiceprints import recompute_centroids
 
 
@@ -33,7 +33,7 @@ class Removed:
     speakers_changed: list[int]
 
 
-def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
+def delete_conversation(ctx: Ctx, index: SearchIndex, conversation_id: int) -> Removed:
     """Delete the conversation and what hangs off it, in the caller's transaction."""
     tx = ctx.tx
     conversation = conversation_info(get_conversation_row(tx, conversation_id))
@@ -55,7 +55,7 @@ def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
         " OR segment_id IN (SELECT value FROM json_each(?))",
         (conversation_id, ids_json),
     )
-    remove_transcript(tx, conversation_id, ids_json)
+    remove_transcript(tx, index, conversation_id, ids_json)
     tx.run("DELETE FROM conversation WHERE id = ?", (conversation_id,))
 
     removed: list[SpeakerRow] = []
@@ -71,11 +71,14 @@ def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
 
 
 
-def remove_transcript(tx: Tx, conversation_id: int, segment_ids_json: str) -> None:
+def remove_transcript(
+    tx: Tx, index: SearchIndex, conversation_id: int, segment_ids_json: str
+) -> None:
     """Delete a conversation's segments (a JSON list of all their ids) with their text, index
     rows and vectors, and its clusters and diarization turns; voiceprints are the caller's."""
-    text_index.remove(tx, segment_ids_json)  # needs segment_content's text: before it goes
-    TextVectorIndex.remove(tx, segment_ids_json)
+    segment_ids = [int(i) for i in json.loads(segment_ids_json)]
+    index.remove_text(tx, segment_ids)  # needs segment_content's text: before it goes
+    index.remove_vectors(tx, segment_ids)
     for table in ("segment_voice", "segment_content"):
         tx.run(f"DELETE FROM {table} WHERE segment_id IN (SELECT value FROM json_each(?))",
                (segment_ids_json,))

@@ -21,7 +21,6 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from memory import text_index
 from memory.conversations import (
     Ingested,
     Prior,
@@ -35,10 +34,10 @@ from memory.deletion import remove_transcript
 from memory.errors import InvalidOperation
 from memory.identity import Ctx, drop_empty_unknown
 from memory.limits import MAX_TITLE_LENGTH, bounded
+from memory.search_index import SearchIndex, TextCodes
 from memory.speakers import create_unknown, get_row
 from memory.timeutil import now_db
 from memory.types import PipelineResultLike, SegmentLike, Vector, WordLike
-from memory.vector_index import TextVectorIndex
 from memory.vectors import to_blob
 
 LIVE_LABEL_PREFIX = "live-"
@@ -102,8 +101,8 @@ def require_open(tx: Tx, conversation_id: int) -> OpenSession:
 
 
 def add_segment(
-    ctx: Ctx, index: TextVectorIndex, conversation_id: int, segment: LiveSegmentIn
-) -> tuple[int, int, list[tuple[int, int, bytes]]]:
+    ctx: Ctx, index: SearchIndex, conversation_id: int, segment: LiveSegmentIn
+) -> tuple[int, int, TextCodes]:
     """Store one confirmed segment; returns (segment id, speaker id, text codes to publish)."""
     tx = ctx.tx
     require_open(tx, conversation_id)
@@ -127,9 +126,9 @@ def add_segment(
 
 
 def extend_segment(
-    ctx: Ctx, index: TextVectorIndex, conversation_id: int, segment_id: int,
+    ctx: Ctx, index: SearchIndex, conversation_id: int, segment_id: int,
     segment: LiveSegmentIn,
-) -> tuple[int | None, list[tuple[int, int, bytes]]]:
+) -> tuple[int | None, TextCodes]:
     """A stored live segment that was still open got more confirmed words: its times, text
     and words become `segment`'s, and its voice and text vectors are stored when given (when
     it is complete). Its speaker stays what it is now (the session chose it with the first
@@ -147,7 +146,7 @@ def extend_segment(
         raise InvalidOperation(f"invalid segment times {segment.start}..{segment.end}")
     tx.run("UPDATE segment SET start = ?, \"end\" = ? WHERE id = ?",
            (float(segment.start), float(segment.end), segment_id))
-    text_index.remove(tx, json.dumps([segment_id]))
+    index.remove_text(tx, [segment_id])
     tx.run("UPDATE segment_content SET text = ?, words = ? WHERE segment_id = ?",
            (segment.text, words_json(segment.words), segment_id))
     codes = _index_and_vectors(tx, index, conversation_id, segment_id, segment)
@@ -155,19 +154,19 @@ def extend_segment(
 
 
 def _index_and_vectors(
-    tx: Tx, index: TextVectorIndex, conversation_id: int, segment_id: int,
+    tx: Tx, index: SearchIndex, conversation_id: int, segment_id: int,
     segment: LiveSegmentIn,
-) -> list[tuple[int, int, bytes]]:
+) -> TextCodes:
     """What goes with a live segment's stored text: its keyword index entry, its voice and
     text vectors when given, and the conversation's length. Returns text codes to publish."""
-    text_index.add(tx, [(segment_id, segment.text)])
+    index.add_text(tx, [(segment_id, segment.text)])
     if segment.voice_vector is not None:
         tx.run("DELETE FROM segment_voice WHERE segment_id = ?", (segment_id,))
         tx.run("INSERT INTO segment_voice(segment_id, vector) VALUES (?, ?)",
                (segment_id, to_blob(segment.voice_vector)))
-    codes: list[tuple[int, int, bytes]] = []
+    codes: TextCodes = []
     if segment.text_vector is not None and segment.text_model_id:
-        codes = index.add(tx, segment.text_model_id, [(segment_id, segment.text_vector)])
+        codes = index.add_vectors(tx, segment.text_model_id, [(segment_id, segment.text_vector)])
     # Portable SQL (no two-argument MAX on PostgreSQL): only ever lengthen it.
     tx.run("UPDATE conversation SET duration = ? WHERE id = ? AND COALESCE(duration, 0) < ?",
            (float(segment.end), conversation_id, float(segment.end)))
@@ -206,7 +205,7 @@ def move_voice(tx: Tx, conversation_id: int, voice: int, speaker_id: int) -> lis
 
 
 def finalise(
-    ctx: Ctx, index: TextVectorIndex, conversation_id: int, result: PipelineResultLike
+    ctx: Ctx, index: SearchIndex, conversation_id: int, result: PipelineResultLike
 ) -> Ingested:
     """Replace the live segments with the offline result (see the module's docstring)."""
     tx = ctx.tx
@@ -221,7 +220,7 @@ def finalise(
     priors = _priors(tx, live, segments)
     ids = _reused_ids(live, segments)
 
-    remove_transcript(tx, conversation_id, json.dumps([row.id for row in live]))
+    remove_transcript(tx, index, conversation_id, json.dumps([row.id for row in live]))
     fresh = _next_ids(tx, sum(1 for i in ids if i is None))
     segment_ids = [i if i is not None else next(fresh) for i in ids]
     done = ingest(ctx, index, conversation_id, result, segment_ids=segment_ids, priors=priors)

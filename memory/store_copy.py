@@ -26,7 +26,6 @@ from memory import pg, pg_index
 from memory.backup import NOT_BOOKKEEPING
 from memory.db import Tx
 from memory.errors import StoreError, StoreNotEmpty
-from memory.vector_index import register_model
 from memory.vectors import from_blob
 
 COPY_BATCH = 2000
@@ -156,7 +155,7 @@ def _rows(source: Tx, table: str, columns: Sequence[str]) -> Iterator[list[tuple
 def _copy_table(source: Tx, target: Tx, table: str, columns: list[str]) -> None:
     if table == "text_model":  # also makes the model's pgvector table
         for model_id, dim in source.all("SELECT model_id, dim FROM text_model"):
-            register_model(target, str(model_id), int(dim))
+            pg_index.register_model(target, str(model_id), int(dim))
             pg_index.drop_index(target, int(dim))
         return
     quoted = ", ".join(f'"{c}"' for c in columns)

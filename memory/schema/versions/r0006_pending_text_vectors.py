@@ -14,5 +14,5 @@ down_revision = "0005"
 def upgrade() -> None:
     tx = current_tx()
     if tx.dialect == "postgresql":
-        for (dim,) in tx.all("SELECT DISTINCT dim FROM text_model"):
+        for (dim,) in tx.rows(pg_index.SELECT_DIMS):
             pg_index.create_embedding_table(tx, int(dim))  # its pending table is the one missing
