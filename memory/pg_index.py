@@ -180,7 +180,7 @@ def keyword_search(tx: Tx, query: str, filters: SearchFilters | None, wanted: in
         matches.c.segment_id,
         func.ts_rank(matches.c.search_vector, _tsquery.c.query, type_=Float).label("score"),
     ).select_from(_tsquery).join(matches, true())
-    rows = [(int(sid), float(score)) for sid, score in tx.rows(statement, {"text": words_query})]
+    rows = [(int(r.segment_id), float(r.score)) for r in tx.rows(statement, {"text": words_query})]
     rows.sort(key=lambda r: (-r[1], -r[0]))
     return rows[:wanted]
 
@@ -324,7 +324,7 @@ def _best(
         select(source.c.segment_id, score).where(source.c.model_id == model_id),
         source.c.segment_id, condition,
     ).order_by(desc(score), desc(source.c.segment_id)).limit(wanted)
-    return [(int(sid), float(value)) for sid, value in tx.rows(statement, {"query": literal})]
+    return [(int(r.segment_id), float(r.score)) for r in tx.rows(statement, {"query": literal})]
 
 
 class PgSearchIndex:

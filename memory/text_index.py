@@ -60,7 +60,7 @@ def search(tx: Tx, query: str, filters: SearchFilters | None, wanted: int) -> Sc
         select(segment_fts.c.rowid, segment_fts.c.rank).where(MATCHES),
         segment_fts.c.rowid, filter_condition(filters),
     ).order_by(desc(segment_fts.c.rowid)).limit(cap)
-    rows = [(int(r.rowid), float(r.rank)) for r in tx.rows(statement, {"match": match})]
+    rows = [(int(rowid), float(rank)) for rowid, rank in tx.rows(statement, {"match": match})]
     rows.sort(key=lambda r: (r[1], -r[0]))
     return [(sid, -rank) for sid, rank in rows[:wanted]]
 

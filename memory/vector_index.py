@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from sqlalchemy import (
     MetaData,
     Select,
     Table,
+    Text,
     TypeDecorator,
     bindparam,
     delete,
@@ -94,17 +96,11 @@ def bits_table(dim: int) -> str:
     return f"segment_text_bits_{int(dim)}"
 
 
-_BITS_TABLES: dict[int, Table] = {}
-
-
+@cache
 def _bits(dim: int) -> Table:
     """The vec0 table of one dimension's codes, as a Core table (rowid = segment id)."""
-    table = _BITS_TABLES.get(dim)
-    if table is None:
-        table = Table(bits_table(dim), MetaData(), Column("rowid", Integer, primary_key=True),
-                      Column("embedding", _Bits()))
-        _BITS_TABLES[dim] = table
-    return table
+    return Table(bits_table(dim), MetaData(), Column("rowid", Integer, primary_key=True),
+                 Column("embedding", _Bits()))
 
 
 def quantise(vector: Vector) -> bytes:
@@ -210,6 +206,13 @@ SCORE = func.coalesce(
     1.0 - func.vec_distance_cosine(segment_text_vector.c.vector, QUERY, type_=Float), 0.0
 ).label("score")
 SELECT_SCORED = select(segment_text_vector.c.segment_id, SCORE)
+IN_CANDIDATES = segment_text_vector.c.segment_id.in_(
+    select(literal_column("value")).select_from(
+        func.json_each(bindparam("candidates", type_=Text))
+    )
+)
+"""The candidates, a JSON array of ids bound at execution (memory.sql.in_ids binds them in
+the statement, which SQLAlchemy then compiles anew on every search: ~1 ms)."""
 
 
 class SqliteSearchIndex:
@@ -372,8 +375,9 @@ class SqliteSearchIndex:
         candidates = sorted(int(i) for i in ids[positions])
         # No filter: the vectors alone.
         return _best(tx, query, wanted, joined(
-            SELECT_SCORED.where(in_ids(segment_text_vector.c.segment_id, candidates), of_model),
-            segment_text_vector.c.segment_id, condition))
+            SELECT_SCORED.where(IN_CANDIDATES, of_model), segment_text_vector.c.segment_id,
+            condition,
+        ), {"candidates": "[" + ",".join(map(str, candidates)) + "]"})
 
 
 def candidate_counts(size: int, share: float, wanted: int) -> tuple[int, int]:
@@ -386,14 +390,17 @@ def candidate_counts(size: int, share: float, wanted: int) -> tuple[int, int]:
     return exact_count, rerank
 
 
-def _best(tx: Tx, query: Vector, wanted: int, source: Select[Any]) -> Scored:
+def _best(
+    tx: Tx, query: Vector, wanted: int, source: Select[Any],
+    candidates: dict[str, str] | None = None,
+) -> Scored:
     """(segment id, cosine) of the rows `source` (SELECT_SCORED with its conditions) selects,
     best `wanted` first (ties: newer segment first). Scored inside SQLite by sqlite-vec, so
     thousands of 1.5 kB vectors never become Python objects (~25% of a 1M search). A zero
     vector has no direction: its NaN distance is NULL, scored 0."""
     statement = source.order_by(desc(SCORE), desc(segment_text_vector.c.segment_id)).limit(wanted)
-    return [(int(sid), float(score)) for sid, score in tx.stream(
-        statement, {"query": query.astype(np.float32).tobytes()})]
+    return [(int(r.segment_id), float(r.score)) for r in tx.rows(
+        statement, {"query": query.astype(np.float32).tobytes(), **(candidates or {})})]
 
 
 def _load_codes(tx: Tx, dim: int) -> tuple[Ids, Codes]:
