@@ -35,6 +35,7 @@ import numpy as np
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     MetaData,
     Select,
     Table,
@@ -311,7 +312,8 @@ def semantic_search(
 
 
 def _best(
-    tx: Tx, literal: str, wanted: int, source: Subquery, model_id: str, condition: Any
+    tx: Tx, literal: str, wanted: int, source: Subquery, model_id: str,
+    condition: ColumnElement[bool] | None,
 ) -> Scored:
     """(segment id, cosine) of the `source` rows of `model_id` whose segment passes
     `condition`, best `wanted` first, ties newer first. A zero vector's NaN distance scores
