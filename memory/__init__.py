@@ -18,11 +18,12 @@ Pure Python (numpy + SQLite, or PostgreSQL with pgvector); it never imports an M
     profiles.py       enrollment clips; profiles rebuilt for a new voice model
     turns.py          diarization turns: stored overlaps, who talks over which segment
     queries.py        read models: speakers, conversations, segments, search hits
-    text_index.py     full-text search (FTS5): the only module that knows FTS5
-    vector_index.py   meaning search (sqlite-vec + binary codes): the only one for vectors
-    pg_index.py       both on PostgreSQL (tsvector + GIN, pgvector HNSW), behind the two above
+    search_index.py   the search indexes' interface (SearchIndex), one implementation a backend
+    vector_index.py   SQLite's (SqliteSearchIndex): meaning search with sqlite-vec binary codes
+    text_index.py     its keyword search (FTS5): the only module that knows FTS5
+    pg_index.py       PostgreSQL's (PgSearchIndex): tsvector + GIN, pgvector HNSW
     keywords.py       the words of a keyword query, shared by both backends
-    filters.py        SearchFilters as SQL
+    filters.py        SearchFilters as a Core condition, shared by both backends
     backup.py         export / import of every row as JSON
 """
 

@@ -31,7 +31,6 @@ from memory import (
     profiles,
     queries,
     store_copy,
-    text_index,
 )
 from memory.db import Database, Store, Tx
 from memory.errors import InvalidOperation, ModelMismatch, StoreError
@@ -41,6 +40,8 @@ from memory.job_progress import JobProgress
 from memory.limits import MAX_TITLE_LENGTH, bounded
 from memory.migrations import latest_version, migrate
 from memory.pg import PgDatabase, display_url, is_postgresql
+from memory.pg_index import PgSearchIndex
+from memory.search_index import SearchIndex
 from memory.speakers import SELECT_SPEAKER, SavedSpeaker, get_info, info, infos, resolve_row
 from memory.store_copy import CopyReport
 from memory.tables import (
@@ -50,7 +51,6 @@ from memory.tables import (
     segment,
     segment_voice,
     speaker_centroid,
-    text_model,
     voice_model,
 )
 from memory.tables import speaker as speaker_table
@@ -83,7 +83,7 @@ from memory.types import (
     Suggestion,
     Vector,
 )
-from memory.vector_index import TextVectorIndex
+from memory.vector_index import SqliteSearchIndex
 from memory.vectors import from_blob, mean_direction, normalize, stack
 from memory.voiceprints import CentroidCache, decide, score_speakers
 from memory.wording import counted, segments_in_conversations
@@ -133,7 +133,10 @@ class SpeakerMemory:
         except (OSError, sqlean.Error, DBAPIError, ArgumentError) as exc:
             raise StoreError(f"cannot open the store at {where}: {exc}") from exc
         self._centroids = CentroidCache()
-        self._text_vectors = TextVectorIndex()
+        # The search indexes of the store's backend, picked once: callers never branch.
+        self._index: SearchIndex = (
+            PgSearchIndex() if self._db.dialect == "postgresql" else SqliteSearchIndex()
+        )
         self._speaker_lists: dict[tuple[str | None, str], list[SpeakerSummary]] = {}
 
     def close(self) -> None:
@@ -150,8 +153,7 @@ class SpeakerMemory:
             for row in tx.rows(select(voice_model.c.model_id)):
                 self._centroids.warm(tx, str(row.model_id))
         with self._db.read() as tx:
-            for row in tx.rows(select(text_model.c.dim).distinct()):
-                self._text_vectors.warm(tx, int(row.dim))
+            self._index.warm(tx)
 
     def __enter__(self) -> SpeakerMemory:
         return self
@@ -247,7 +249,7 @@ class SpeakerMemory:
         it; undoing an earlier event that needs its rows raises UndoConflict. The audio file
         is the caller's to remove (audio_path of the result)."""
         with self._write() as ctx:
-            removed = deletion.delete_conversation(ctx, conversation_id)
+            removed = deletion.delete_conversation(ctx, self._index, conversation_id)
             changed = infos(ctx.tx, removed.speakers_changed)
         return DeletedConversation(
             conversation=removed.conversation, segments=removed.segments,
@@ -260,18 +262,18 @@ class SpeakerMemory:
         """Store the pipeline's segments and match its per-recording speakers against stored
         voices (one transaction). Sets duration/language/model ids and status 'done'."""
         with self._write() as ctx:
-            done = conversations.ingest(ctx, self._text_vectors, conversation_id, result)
+            done = conversations.ingest(ctx, self._index, conversation_id, result)
             return self._ingested(ctx, conversation_id, done)
 
     def _ingested(self, ctx: Ctx, conversation_id: int,
                   done: conversations.Ingested) -> IngestResult:
         """Inside an ingest's transaction: publish its text codes, describe its decisions."""
-        generation = TextVectorIndex.generation(ctx.tx)
+        generation = self._index.generation(ctx.tx)
         speakers = infos(ctx.tx, [d.speaker_id for d in done.decisions])
         suggested = infos(ctx.tx, [d.suggested.speaker_id for d in done.decisions
                                    if d.suggested is not None])
         if done.text_codes:
-            self._text_vectors.publish(generation, done.text_codes)
+            self._index.publish(generation, done.text_codes)
         return IngestResult(
             conversation_id=conversation_id,
             segment_ids=done.segment_ids,
@@ -305,11 +307,11 @@ class SpeakerMemory:
         """Store one confirmed live segment (one transaction); returns its id and speaker."""
         with self._write() as ctx:
             segment_id, speaker_id, codes = live.add_segment(
-                ctx, self._text_vectors, conversation_id, segment)
-            generation = TextVectorIndex.generation(ctx.tx)
+                ctx, self._index, conversation_id, segment)
+            generation = self._index.generation(ctx.tx)
             speaker = infos(ctx.tx, [speaker_id])[speaker_id]
         if codes:
-            self._text_vectors.publish(generation, codes)
+            self._index.publish(generation, codes)
         return segment_id, speaker
 
     def extend_live_segment(
@@ -319,11 +321,11 @@ class SpeakerMemory:
         transaction); returns its speaker now."""
         with self._write() as ctx:
             speaker_id, codes = live.extend_segment(
-                ctx, self._text_vectors, conversation_id, segment_id, segment)
-            generation = TextVectorIndex.generation(ctx.tx)
+                ctx, self._index, conversation_id, segment_id, segment)
+            generation = self._index.generation(ctx.tx)
             speaker = None if speaker_id is None else infos(ctx.tx, [speaker_id])[speaker_id]
         if codes:
-            self._text_vectors.publish(generation, codes)
+            self._index.publish(generation, codes)
         return speaker
 
     def record_live_seconds(self, conversation_id: int, seconds: float) -> None:
@@ -348,7 +350,7 @@ class SpeakerMemory:
         """Replace a live session's segments by the offline result of its whole recording, in
         one transaction, keeping seen segment ids and manual labels (memory.live)."""
         with self._write() as ctx:
-            done = live.finalise(ctx, self._text_vectors, conversation_id, result)
+            done = live.finalise(ctx, self._index, conversation_id, result)
             return self._ingested(ctx, conversation_id, done)
 
     def recognise_voice(self, vectors: Sequence[Vector], model_id: str) -> Suggestion | None:
@@ -682,7 +684,7 @@ class SpeakerMemory:
         limit, offset = _page(limit, offset)
         with self._db.read() as tx:
             self._check_filters(tx, filters)
-            scored = text_index.search(tx, query, filters, offset + limit)
+            scored = self._index.keyword_search(tx, query, filters, offset + limit)
             return queries.hits(tx, scored[offset:])
 
     def search_semantic(
@@ -694,7 +696,7 @@ class SpeakerMemory:
         limit, offset = _page(limit, offset)
         with self._db.read() as tx:
             self._check_filters(tx, filters)
-            scored = self._text_vectors.search(
+            scored = self._index.semantic_search(
                 tx, query_vector, text_model_id, filters, offset + limit
             )
             return queries.hits(tx, scored[offset:])
@@ -708,8 +710,8 @@ class SpeakerMemory:
         wanted = max(50, 2 * (offset + limit))
         with self._db.read() as tx:
             self._check_filters(tx, filters)
-            keyword = text_index.search(tx, query, filters, wanted)
-            semantic = self._text_vectors.search(tx, query_vector, text_model_id, filters, wanted)
+            keyword = self._index.keyword_search(tx, query, filters, wanted)
+            semantic = self._index.semantic_search(tx, query_vector, text_model_id, filters, wanted)
             fused: dict[int, float] = {}
             for ranked in (keyword, semantic):
                 for rank, (sid, _) in enumerate(ranked):
@@ -750,9 +752,9 @@ class SpeakerMemory:
         """Into an empty store only (ImportNotEmpty otherwise); reproduces every row."""
         tables = backup.read(Path(path), latest_version())
         with self._write() as ctx:
-            backup.restore(ctx.tx, tables)
+            backup.restore(ctx.tx, self._index, tables)
         self._centroids.clear()
-        self._text_vectors.clear()
+        self._index.clear()
 
     def index_pending(self) -> None:
         """Finish now what search indexing does in the background (PostgreSQL: text vectors
@@ -772,7 +774,7 @@ class SpeakerMemory:
         with self._db.read() as source, target._write() as ctx:
             report = store_copy.copy_store(source, ctx.tx)
         target._centroids.clear()
-        target._text_vectors.clear()
+        target._index.clear()
         return report
 
 

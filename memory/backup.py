@@ -27,11 +27,11 @@ from sqlalchemy import (
     text,
 )
 
-from memory import pg, text_index
+from memory import pg
 from memory.db import Tx
 from memory.errors import BackupError, ImportNotEmpty
+from memory.search_index import SearchIndex
 from memory.tables import meta, metadata, speaker
-from memory.vector_index import rebuild_codes, register_model
 from memory.voiceprints import recompute_centroids
 
 FORMAT = "speaker-memory-backup"
@@ -127,7 +127,7 @@ def read(path: Path, schema_version: int) -> dict[str, Any]:
     return tables
 
 
-def restore(tx: Tx, tables: dict[str, Any]) -> None:
+def restore(tx: Tx, index: SearchIndex, tables: dict[str, Any]) -> None:
     for table in CONTENT_TABLES:
         if tx.first(select(literal(1)).select_from(metadata.tables[table]).limit(1)):
             raise ImportNotEmpty(
@@ -143,7 +143,7 @@ def restore(tx: Tx, tables: dict[str, Any]) -> None:
         rows = [[_decode(v) for v in r] for r in tables[table]["rows"]]
         if table in ("text_model",):
             for model_id, dim in rows:
-                register_model(tx, str(model_id), int(dim))
+                index.register_model(tx, str(model_id), int(dim))
             continue
         if table == "sqlite_sequence" and tx.dialect == "postgresql":
             pg.set_sequences(tx, [(str(name), int(seq)) for name, seq in rows])
@@ -154,5 +154,4 @@ def restore(tx: Tx, tables: dict[str, Any]) -> None:
     # Derived data.
     speakers = [int(r.id) for r in tx.rows(select(speaker.c.id))]
     recompute_centroids(tx, speakers)
-    text_index.rebuild(tx)
-    rebuild_codes(tx)
+    index.rebuild(tx)

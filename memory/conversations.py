@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Row, func, insert, or_, select, update
 
-from memory import text_index, turns
+from memory import turns
 from memory.db import Tx, latest_id_hint
 from memory.errors import ConversationNotFound, DuplicateAudio, InvalidOperation, ModelMismatch
 from memory.events import Change
@@ -25,6 +25,7 @@ from memory.limits import (
     bounded,
     cut,
 )
+from memory.search_index import SearchIndex, TextCodes
 from memory.speakers import create_unknown, delete_row, get_row
 from memory.tables import (
     conversation,
@@ -43,7 +44,6 @@ from memory.types import (
     Vector,
     base_model,
 )
-from memory.vector_index import TextVectorIndex
 from memory.vectors import (
     Matrix,
     check_matrix,
@@ -153,7 +153,7 @@ class Decision:
 class Ingested:
     segment_ids: list[int]
     decisions: list[Decision]
-    text_codes: list[tuple[int, int, bytes]]
+    text_codes: TextCodes
 
 
 def _clusters(result: PipelineResultLike, voice_vectors: list[Vector | None]) -> list[Cluster]:
@@ -204,7 +204,7 @@ class Prior:
 
 
 def ingest(
-    ctx: Ctx, index: TextVectorIndex, conversation_id: int, result: PipelineResultLike,
+    ctx: Ctx, index: SearchIndex, conversation_id: int, result: PipelineResultLike,
     *, segment_ids: Sequence[int] | None = None, priors: dict[str, Prior] | None = None,
 ) -> Ingested:
     """Store a pipeline result. `segment_ids` (one per segment) gives ids to use instead of
@@ -315,15 +315,15 @@ def ingest(
         {"segment_id": sid, "text": s.text, "words": words_json(s.words)}
         for sid, s in zip(segment_ids, segments, strict=True)
     ])
-    text_index.add(tx, [(sid, s.text) for sid, s in zip(segment_ids, segments, strict=True)])
+    index.add_text(tx, [(sid, s.text) for sid, s in zip(segment_ids, segments, strict=True)])
     tx.insert_rows(segment_voice, [
         {"segment_id": sid, "vector": to_blob(v)}
         for sid, v in zip(segment_ids, voice_vectors, strict=True) if v is not None
     ])
-    codes: list[tuple[int, int, bytes]] = []
+    codes: TextCodes = []
     if result.text_model_id:
         rows = [(sid, v) for sid, v in zip(segment_ids, text_vectors, strict=True) if v is not None]
-        codes = index.add(tx, result.text_model_id, rows)
+        codes = index.add_vectors(tx, result.text_model_id, rows)
 
     # 3. Clusters and voiceprints (bounded per cluster: its mean + a few representatives).
     tx.insert_rows(local_cluster, [

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, or_, select
 
-from memory import text_index
 from memory.conversations import conversation_info, get_conversation_row
 from memory.db import Tx
 from memory.identity import Ctx, drop_empty_unknown
+from memory.search_index import SearchIndex
 from memory.speakers import SpeakerRow
 from memory.sql import in_ids
 from memory.tables import (
@@ -32,7 +32,6 @@ from memory.tables import (
     voiceprint,
 )
 from memory.types import ConversationInfo
-from memory.vector_index import TextVectorIndex
 from memory.voiceprints import recompute_centroids
 
 
@@ -46,7 +45,7 @@ class Removed:
     speakers_changed: list[int]
 
 
-def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
+def delete_conversation(ctx: Ctx, index: SearchIndex, conversation_id: int) -> Removed:
     """Delete the conversation and what hangs off it, in the caller's transaction."""
     tx = ctx.tx
     info = conversation_info(get_conversation_row(tx, conversation_id))
@@ -66,7 +65,7 @@ def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
     )}
 
     voiceprints = tx.execute(delete(voiceprint).where(learnt_here))
-    remove_transcript(tx, conversation_id, segment_ids)
+    remove_transcript(tx, index, conversation_id, segment_ids)
     tx.execute(delete(conversation).where(conversation.c.id == conversation_id))
 
     removed: list[SpeakerRow] = []
@@ -81,13 +80,13 @@ def delete_conversation(ctx: Ctx, conversation_id: int) -> Removed:
     return Removed(info, len(segment_ids), voiceprints, removed, changed)
 
 
-def remove_transcript(tx: Tx, conversation_id: int, segment_ids: Sequence[int]) -> None:
+def remove_transcript(
+    tx: Tx, index: SearchIndex, conversation_id: int, segment_ids: Sequence[int]
+) -> None:
     """Delete a conversation's segments (all their ids) with their text, index rows and
     vectors, and its clusters and diarization turns; voiceprints are the caller's."""
-    # The index modules take the ids as a JSON list.
-    ids_json = "[" + ",".join(str(int(i)) for i in segment_ids) + "]"
-    text_index.remove(tx, ids_json)  # needs segment_content's text: before it goes
-    TextVectorIndex.remove(tx, ids_json)
+    index.remove_text(tx, segment_ids)  # needs segment_content's text: before it goes
+    index.remove_vectors(tx, segment_ids)
     for by_segment in (segment_voice, segment_content):
         tx.execute(delete(by_segment).where(in_ids(by_segment.c.segment_id, segment_ids)))
     for by_conversation in (segment, local_cluster, diarization_turn):

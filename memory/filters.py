@@ -1,39 +1,49 @@
-"""SQL for SearchFilters, shared by keyword and semantic search.
+"""SearchFilters as a Core condition, shared by keyword and semantic search on both backends.
 
-The clause refers to the segment as `s` and its conversation as `c` (callers join both).
-Time means the conversation's recorded_at, falling back to its created_at.
+The condition is on the `segment` and `conversation` tables: `joined` joins both to a search
+source by its segment id column. Time means the conversation's recorded_at, falling back to
+its created_at.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import ColumnElement, Select, and_, func
+
+from memory.tables import conversation, segment
 from memory.timeutil import to_db
 from memory.types import SearchFilters
 
-CONVERSATION_TIME = "COALESCE(c.recorded_at, c.created_at)"
+conversation_time = func.coalesce(conversation.c.recorded_at, conversation.c.created_at)
+SEGMENT_CONVERSATION = segment.join(conversation, conversation.c.id == segment.c.conversation_id)
+"""The rows a filter reads: each segment with its conversation."""
 
 
-def filter_clause(filters: SearchFilters | None) -> tuple[str, list[Any]]:
-    """(' AND ...' conditions, params); empty when there is no filter."""
+def filter_condition(filters: SearchFilters | None) -> ColumnElement[bool] | None:
+    """The filter on segment and conversation; None when there is no filter."""
     if filters is None:
-        return "", []
-    parts: list[str] = []
-    params: list[Any] = []
+        return None
+    parts: list[ColumnElement[bool]] = []
     if filters.speaker_id is not None:
-        parts.append("s.speaker_id = ?")
-        params.append(filters.speaker_id)
+        parts.append(segment.c.speaker_id == filters.speaker_id)
     if filters.conversation_id is not None:
-        parts.append("s.conversation_id = ?")
-        params.append(filters.conversation_id)
+        parts.append(segment.c.conversation_id == filters.conversation_id)
     if filters.since is not None:
-        parts.append(f"{CONVERSATION_TIME} >= ?")
-        params.append(to_db(filters.since))
+        parts.append(conversation_time >= to_db(filters.since))
     if filters.until is not None:
-        parts.append(f"{CONVERSATION_TIME} <= ?")
-        params.append(to_db(filters.until))
-    return "".join(f" AND {p}" for p in parts), params
+        parts.append(conversation_time <= to_db(filters.until))
+    return and_(*parts) if parts else None
 
 
-def is_empty(filters: SearchFilters | None) -> bool:
-    return filters is None or filters == SearchFilters()
+def joined(
+    statement: Select[Any], segment_id: ColumnElement[Any], condition: ColumnElement[bool] | None
+) -> Select[Any]:
+    """`statement` restricted to the rows whose segment (`segment_id`) passes `condition`;
+    unchanged without one (no join: the index alone)."""
+    if condition is None:
+        return statement
+    return (statement.join(segment, segment.c.id == segment_id)
+            .join(conversation, conversation.c.id == segment.c.conversation_id)
+            .where(condition))
+

@@ -17,14 +17,12 @@ Finalising maps the offline segments onto the live ones by time, in one transact
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, delete, func, insert, select, update
 
-from memory import text_index
 from memory.conversations import (
     Ingested,
     Prior,
@@ -38,6 +36,7 @@ from memory.deletion import remove_transcript
 from memory.errors import InvalidOperation
 from memory.identity import Ctx, drop_empty_unknown, holds
 from memory.limits import MAX_TITLE_LENGTH, bounded
+from memory.search_index import SearchIndex, TextCodes
 from memory.speakers import create_unknown, get_row
 from memory.sql import in_ids
 from memory.tables import (
@@ -50,7 +49,6 @@ from memory.tables import (
 from memory.tables import segment as segment_table
 from memory.timeutil import now_db
 from memory.types import PipelineResultLike, SegmentLike, Vector, WordLike
-from memory.vector_index import TextVectorIndex
 from memory.vectors import to_blob
 
 LIVE_LABEL_PREFIX = "live-"
@@ -122,8 +120,8 @@ def require_open(tx: Tx, conversation_id: int) -> OpenSession:
 
 
 def add_segment(
-    ctx: Ctx, index: TextVectorIndex, conversation_id: int, segment: LiveSegmentIn
-) -> tuple[int, int, list[tuple[int, int, bytes]]]:
+    ctx: Ctx, index: SearchIndex, conversation_id: int, segment: LiveSegmentIn
+) -> tuple[int, int, TextCodes]:
     """Store one confirmed segment; returns (segment id, speaker id, text codes to publish)."""
     tx = ctx.tx
     require_open(tx, conversation_id)
@@ -147,9 +145,9 @@ def add_segment(
 
 
 def extend_segment(
-    ctx: Ctx, index: TextVectorIndex, conversation_id: int, segment_id: int,
+    ctx: Ctx, index: SearchIndex, conversation_id: int, segment_id: int,
     segment: LiveSegmentIn,
-) -> tuple[int | None, list[tuple[int, int, bytes]]]:
+) -> tuple[int | None, TextCodes]:
     """A stored live segment that was still open got more confirmed words: its times, text
     and words become `segment`'s, and its voice and text vectors are stored when given (when
     it is complete). Its speaker stays what it is now (the session chose it with the first
@@ -169,7 +167,7 @@ def extend_segment(
     tx.execute(update(segment_table).where(segment_table.c.id == segment_id).values(
         start=float(segment.start), end=float(segment.end),
     ))
-    text_index.remove(tx, json.dumps([segment_id]))
+    index.remove_text(tx, [segment_id])
     tx.execute(update(segment_content).where(segment_content.c.segment_id == segment_id).values(
         text=segment.text, words=words_json(segment.words),
     ))
@@ -178,20 +176,20 @@ def extend_segment(
 
 
 def _index_and_vectors(
-    tx: Tx, index: TextVectorIndex, conversation_id: int, segment_id: int,
+    tx: Tx, index: SearchIndex, conversation_id: int, segment_id: int,
     segment: LiveSegmentIn,
-) -> list[tuple[int, int, bytes]]:
+) -> TextCodes:
     """What goes with a live segment's stored text: its keyword index entry, its voice and
     text vectors when given, and the conversation's length. Returns text codes to publish."""
-    text_index.add(tx, [(segment_id, segment.text)])
+    index.add_text(tx, [(segment_id, segment.text)])
     if segment.voice_vector is not None:
         tx.execute(delete(segment_voice).where(segment_voice.c.segment_id == segment_id))
         tx.insert(insert(segment_voice).values(
             segment_id=segment_id, vector=to_blob(segment.voice_vector),
         ))
-    codes: list[tuple[int, int, bytes]] = []
+    codes: TextCodes = []
     if segment.text_vector is not None and segment.text_model_id:
-        codes = index.add(tx, segment.text_model_id, [(segment_id, segment.text_vector)])
+        codes = index.add_vectors(tx, segment.text_model_id, [(segment_id, segment.text_vector)])
     # Portable SQL (no two-argument MAX on PostgreSQL): only ever lengthen it.
     tx.execute(update(conversation).where(
         conversation.c.id == conversation_id,
@@ -238,7 +236,7 @@ def move_voice(tx: Tx, conversation_id: int, voice: int, speaker_id: int) -> lis
 
 
 def finalise(
-    ctx: Ctx, index: TextVectorIndex, conversation_id: int, result: PipelineResultLike
+    ctx: Ctx, index: SearchIndex, conversation_id: int, result: PipelineResultLike
 ) -> Ingested:
     """Replace the live segments with the offline result (see the module's docstring)."""
     tx = ctx.tx
@@ -252,7 +250,7 @@ def finalise(
     priors = _priors(tx, live, segments)
     ids = _reused_ids(live, segments)
 
-    remove_transcript(tx, conversation_id, [row.id for row in live])
+    remove_transcript(tx, index, conversation_id, [row.id for row in live])
     fresh = _next_ids(tx, sum(1 for i in ids if i is None))
     segment_ids = [i if i is not None else next(fresh) for i in ids]
     done = ingest(ctx, index, conversation_id, result, segment_ids=segment_ids, priors=priors)

@@ -1,6 +1,7 @@
-"""Keyword and meaning search on PostgreSQL: the pgvector and tsvector counterparts of
-memory/text_index.py (FTS5) and memory/vector_index.py (sqlite-vec), with the same results
-contract: (segment id, score) best first, ties newer segment first.
+"""The PostgreSQL search index (`PgSearchIndex`, memory.search_index's interface): keyword
+and meaning search with tsvector and pgvector, the counterparts of memory/text_index.py (FTS5)
+and memory/vector_index.py (sqlite-vec), with the same results contract: (segment id, score)
+best first, ties newer segment first.
 
 Keyword: `segment_content.search_vector` is a generated tsvector with a GIN index; the query
 is every word of the user's text as a quoted phrase for `websearch_to_tsquery` (all words
@@ -27,16 +28,48 @@ import struct
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from functools import cache
 from typing import Any
 
 import numpy as np
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    MetaData,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    column,
+    delete,
+    desc,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+    true,
+    union_all,
+)
+from sqlalchemy.sql.selectable import Subquery
+from sqlalchemy.types import Float, UserDefinedType
 
 from memory.db import Tx
-from memory.errors import ModelMismatch
-from memory.filters import filter_clause, is_empty
+from memory.filters import SEGMENT_CONVERSATION, filter_condition, joined
 from memory.keywords import NEWEST_MATCHES, words
+from memory.search_index import (
+    Scored,
+    TextCodes,
+    checked_query,
+    new_model,
+    vectors_dim,
+)
+from memory.sql import in_ids
+from memory.tables import segment_text_vector, text_model
 from memory.types import SearchFilters, Vector
-from memory.vectors import as_vector, from_blob, normalize, to_blob
+from memory.vectors import from_blob, to_blob
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +89,15 @@ INDEX_INTERVAL_SECONDS = 5.0
 ingest, or one whose process stopped before they were indexed)."""
 
 
+class PgVector(UserDefinedType[Any]):
+    """pgvector's `vector` type, for casts in Core statements."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "vector"
+
+
 def embedding_table(dim: int) -> str:
     return f"segment_text_embedding_{int(dim)}"
 
@@ -65,11 +107,20 @@ def pending_table(dim: int) -> str:
     return f"segment_text_pending_{int(dim)}"
 
 
-def _all_vectors(dim: int) -> str:
-    """Every vector of one dimension, indexed or pending, as one row source."""
-    columns = "segment_id, model_id, embedding"
-    return (f"(SELECT {columns} FROM {embedding_table(dim)}"
-            f" UNION ALL SELECT {columns} FROM {pending_table(dim)})")
+@cache
+def _vector_table(name: str) -> Table:
+    """An embedding or pending table as a Core table."""
+    return Table(name, MetaData(), Column("segment_id", BigInteger, primary_key=True),
+                 Column("model_id", Text), Column("embedding", PgVector()))
+
+
+def _all_vectors(dim: int) -> Subquery:
+    """Every vector of one dimension, indexed or pending, as one row source `e`."""
+    indexed, pending = _vector_table(embedding_table(dim)), _vector_table(pending_table(dim))
+    return union_all(
+        select(indexed.c.segment_id, indexed.c.model_id, indexed.c.embedding),
+        select(pending.c.segment_id, pending.c.model_id, pending.c.embedding),
+    ).subquery("e")
 
 
 def vector_literal(vector: Vector) -> str:
@@ -91,7 +142,21 @@ class VectorParam:
         self.data = struct.pack(">HH", values.shape[0], 0) + values.tobytes()
 
 
+SELECT_MODELS = select(text_model.c.model_id, text_model.c.dim)
+SELECT_DIMS = select(text_model.c.dim).distinct()
+QUERY = cast(bindparam("query", type_=Text), PgVector())
+"""The query vector (vector_literal) as a `vector`."""
+
+REGCLASS = text("SELECT to_regclass(:name)")
+
 # ---------------------------------------------------------------- keyword search
+_content = table("segment_content", column("segment_id"), column("search_vector")).alias("t")
+_tsquery = select(
+    func.websearch_to_tsquery(literal_column("'simple'"), bindparam("text", type_=Text))
+    .label("query")
+).subquery("q")
+
+
 def keyword_query(text: str) -> str | None:
     """websearch_to_tsquery input: each word a quoted phrase (quotes inside dropped)."""
     tokens = words(text)
@@ -100,40 +165,37 @@ def keyword_query(text: str) -> str | None:
     return " ".join('"' + t.replace('"', " ") + '"' for t in tokens)
 
 
-def keyword_search(
-    tx: Tx, query: str, filters: SearchFilters | None, wanted: int
-) -> list[tuple[int, float]]:
-    """(segment id, ts_rank) best first."""
-    text = keyword_query(query)
-    if text is None:
+def keyword_search(tx: Tx, query: str, filters: SearchFilters | None, wanted: int) -> Scored:
+    """(segment id, ts_rank) best first, among the newest NEWEST_MATCHES (or 4 x wanted)
+    matches."""
+    words_query = keyword_query(query)
+    if words_query is None:
         return []
-    where, params = filter_clause(filters)
-    joins = "" if not where else (
-        " JOIN segment s ON s.id = t.segment_id JOIN conversation c ON c.id = s.conversation_id"
-    )
     cap = max(NEWEST_MATCHES, wanted * 4)
-    rows = tx.all(
-        "SELECT m.segment_id, ts_rank(m.search_vector, q.query) FROM"
-        " (SELECT websearch_to_tsquery('simple', ?) AS query) q,"
-        " LATERAL (SELECT t.segment_id, t.search_vector FROM segment_content t"
-        f"{joins} WHERE t.search_vector @@ q.query{where}"
-        " ORDER BY t.segment_id DESC LIMIT ?) m",
-        [text, *params, cap],
-    )
-    rows.sort(key=lambda r: (-float(r[1]), -int(r[0])))
-    return [(int(r[0]), float(r[1])) for r in rows[:wanted]]
+    matches = joined(
+        select(_content.c.segment_id, _content.c.search_vector)
+        .where(_content.c.search_vector.op("@@")(_tsquery.c.query)),
+        _content.c.segment_id, filter_condition(filters),
+    ).order_by(desc(_content.c.segment_id)).limit(cap).lateral("m")
+    statement = select(
+        matches.c.segment_id,
+        func.ts_rank(matches.c.search_vector, _tsquery.c.query, type_=Float).label("score"),
+    ).select_from(_tsquery).join(matches, true())
+    rows = [(int(r.segment_id), float(r.score)) for r in tx.rows(statement, {"text": words_query})]
+    rows.sort(key=lambda r: (-r[1], -r[0]))
+    return rows[:wanted]
 
 
 # ---------------------------------------------------------------- text vectors
 def create_embedding_table(tx: Tx, dim: int) -> None:
     """The pgvector tables of one text-vector dimension: the HNSW-indexed one and the
     pending one."""
-    table = embedding_table(dim)
+    name = embedding_table(dim)
     columns = (" segment_id BIGINT PRIMARY KEY REFERENCES segment(id),"
                f" model_id TEXT NOT NULL, embedding vector({int(dim)}) NOT NULL")
     tx.script(
-        f"CREATE TABLE IF NOT EXISTS {table} ({columns});"
-        f" CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table}"
+        f"CREATE TABLE IF NOT EXISTS {name} ({columns});"
+        f" CREATE INDEX IF NOT EXISTS {name}_hnsw ON {name}"
         f" USING hnsw (embedding vector_cosine_ops)"
         f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION});"
         f" CREATE TABLE IF NOT EXISTS {pending_table(dim)} ({columns});"
@@ -146,6 +208,12 @@ def drop_index(tx: Tx, dim: int) -> None:
     tx.script(f"DROP INDEX IF EXISTS {embedding_table(dim)}_hnsw")
 
 
+def register_model(tx: Tx, model_id: str, dim: int) -> None:
+    """Record the text model's dimension and make its pgvector tables."""
+    if new_model(tx, model_id, dim):
+        create_embedding_table(tx, dim)
+
+
 def add_vectors(
     tx: Tx, model_id: str, rows: Sequence[tuple[int, Vector]], *, indexed: bool = False
 ) -> None:
@@ -153,90 +221,76 @@ def add_vectors(
     pending table (PendingIndexer indexes them later), or with `indexed` straight into the
     HNSW table (a bulk load that builds its index afterwards)."""
     dim = rows[0][1].shape[0]
-    tx.many(
-        "INSERT INTO segment_text_vector(segment_id, model_id, vector) VALUES (?, ?, ?)",
-        [(sid, model_id, to_blob(v)) for sid, v in rows],
-    )
-    table = embedding_table(dim) if indexed else pending_table(dim)
-    tx.many(
-        f"INSERT INTO {table}(segment_id, model_id, embedding) VALUES (?, ?, ?)",
-        [(sid, model_id, VectorParam(v)) for sid, v in rows],
-    )
+    tx.insert_rows(segment_text_vector, [
+        {"segment_id": sid, "model_id": model_id, "vector": to_blob(v)} for sid, v in rows
+    ])
+    name = embedding_table(dim) if indexed else pending_table(dim)
+    tx.insert_rows(_vector_table(name), [
+        {"segment_id": sid, "model_id": model_id, "embedding": VectorParam(v)} for sid, v in rows
+    ])
 
 
-def remove_vectors(tx: Tx, segment_ids_json: str) -> None:
-    for (dim,) in tx.all("SELECT DISTINCT dim FROM text_model"):
+def remove_vectors(tx: Tx, segment_ids: Sequence[int]) -> None:
+    for (dim,) in tx.rows(SELECT_DIMS):
         # Pending first: a row PendingIndexer is moving is locked; this waits for the move to
         # commit, and the next statement (a new snapshot) finds the row in the HNSW table.
-        for table in (pending_table(int(dim)), embedding_table(int(dim))):
-            tx.run(
-                f"DELETE FROM {table} WHERE segment_id IN (SELECT value FROM json_each(?))",
-                (segment_ids_json,),
-            )
-    tx.run(
-        "DELETE FROM segment_text_vector WHERE segment_id IN (SELECT value FROM json_each(?))",
-        (segment_ids_json,),
-    )
+        for name in (pending_table(int(dim)), embedding_table(int(dim))):
+            vectors = _vector_table(name)
+            tx.execute(delete(vectors).where(in_ids(vectors.c.segment_id, segment_ids)))
+    tx.execute(delete(segment_text_vector)
+               .where(in_ids(segment_text_vector.c.segment_id, segment_ids)))
 
 
 def rebuild_embeddings(tx: Tx) -> None:
     """Re-derive the pgvector rows from the stored float vectors (after a backup import):
     loaded REBUILD_BATCH rows at a time into the HNSW table with its index dropped, which
     is then built once."""
-    for model_id, dim in tx.all("SELECT model_id, dim FROM text_model"):
+    for model_id, dim in tx.rows(SELECT_MODELS):
         dim = int(dim)
-        for table in (pending_table(dim), embedding_table(dim)):
-            tx.run(f"DELETE FROM {table} WHERE model_id = ?", (model_id,))
+        for name in (pending_table(dim), embedding_table(dim)):
+            vectors = _vector_table(name)
+            tx.execute(delete(vectors).where(vectors.c.model_id == model_id))
         drop_index(tx, dim)
+        indexed = _vector_table(embedding_table(dim))
         after = 0
-        while rows := tx.all(
-            "SELECT segment_id, vector FROM segment_text_vector WHERE model_id = ?"
-            " AND segment_id > ? ORDER BY segment_id LIMIT ?", (model_id, after, REBUILD_BATCH),
+        while rows := tx.rows(
+            select(segment_text_vector.c.segment_id, segment_text_vector.c.vector)
+            .where(segment_text_vector.c.model_id == model_id,
+                   segment_text_vector.c.segment_id > after)
+            .order_by(segment_text_vector.c.segment_id).limit(REBUILD_BATCH)
         ):
-            tx.many(
-                f"INSERT INTO {embedding_table(dim)}(segment_id, model_id, embedding)"
-                " VALUES (?, ?, ?)",
-                [(int(sid), model_id, VectorParam(from_blob(blob))) for sid, blob in rows],
-            )
-            after = int(rows[-1][0])
+            tx.insert_rows(indexed, [
+                {"segment_id": int(r.segment_id), "model_id": model_id,
+                 "embedding": VectorParam(from_blob(r.vector))}
+                for r in rows
+            ])
+            after = int(rows[-1].segment_id)
         create_embedding_table(tx, dim)
 
 
 def semantic_search(
     tx: Tx, query: Vector, model_id: str, filters: SearchFilters | None, wanted: int
-) -> list[tuple[int, float]]:
+) -> Scored:
     """(segment id, cosine similarity) best first."""
-    query = as_vector(query, "query vector")
-    value = tx.scalar("SELECT dim FROM text_model WHERE model_id = ?", (model_id,))
-    if value is None:
+    checked = checked_query(tx, query, model_id)
+    if checked is None:
         return []
-    dim = int(value)
-    if query.shape[0] != dim:
-        raise ModelMismatch(
-            f"query vector has {query.shape[0]} dimensions; text model {model_id!r} has {dim}"
-        )
-    literal = vector_literal(normalize(query))
-    table = embedding_table(dim)
-    where, params = filter_clause(filters)
-    joins = "" if not where else (
-        " JOIN segment s ON s.id = e.segment_id JOIN conversation c ON c.id = s.conversation_id"
-    )
+    normalised, dim = checked
+    literal = vector_literal(normalised)
+    condition = filter_condition(filters)
     # Counted up to the limit only: all that matters is which side of it the rows are.
-    if is_empty(filters):
-        matching = int(tx.scalar(
-            f"SELECT count(*) FROM (SELECT 1 FROM {_all_vectors(dim)} e WHERE model_id = ?"
-            " LIMIT ?) n", (model_id, EXACT_SCAN_LIMIT + 1),
-        ))
+    counted: Select[Any]
+    if condition is None:
+        every = _all_vectors(dim)
+        counted = select(literal_column("1")).select_from(every).where(
+            every.c.model_id == model_id)
     else:
-        matching = int(tx.scalar(
-            "SELECT count(*) FROM (SELECT 1 FROM segment s"
-            f" JOIN conversation c ON c.id = s.conversation_id WHERE 1 = 1{where} LIMIT ?) n",
-            [*params, EXACT_SCAN_LIMIT + 1],
-        ))
+        counted = select(literal_column("1")).select_from(SEGMENT_CONVERSATION).where(condition)
+    matching = int(tx.value(
+        select(func.count()).select_from(counted.limit(EXACT_SCAN_LIMIT + 1).subquery("n"))
+    ))
     if matching <= EXACT_SCAN_LIMIT:
-        return _best(tx, literal, wanted,
-                     f"FROM {_all_vectors(dim)} e{joins} WHERE e.model_id = ?{where}",
-                     [model_id, *params])
+        return _best(tx, literal, wanted, _all_vectors(dim), model_id, condition)
     # As many candidates as pgvector's search keeps (ef_search at most 1000): the exact
     # top-k hides among near-ties in a large store (see vector_index.py), and re-scoring
     # 1000 rows exactly costs little beside the graph search. The pending rows (not in the
@@ -244,30 +298,91 @@ def semantic_search(
     # prefer a sequential scan and sort (it did, 150 ms at 100k, on a table not yet
     # analysed); the model is checked on the candidates (one model per dimension is usual).
     candidates = max(wanted, HNSW_CANDIDATES)
-    tx.run(f"SET LOCAL hnsw.ef_search = {int(min(candidates, HNSW_CANDIDATES))}")
-    columns = "segment_id, model_id, embedding"
-    return _best(
-        tx, literal, wanted,
-        f"FROM (SELECT {columns} FROM {table} WHERE segment_id IN (SELECT segment_id"
-        f" FROM {table} ORDER BY embedding <=> ?::vector LIMIT ?)"
-        f" UNION ALL SELECT {columns} FROM {pending_table(dim)}) e{joins}"
-        f" WHERE e.model_id = ?{where}",
-        [literal, candidates, model_id, *params],
-    )
+    tx.execute(text(f"SET LOCAL hnsw.ef_search = {int(min(candidates, HNSW_CANDIDATES))}"))
+    indexed = _vector_table(embedding_table(dim))
+    pending = _vector_table(pending_table(dim))
+    nearest = (select(indexed.c.segment_id)
+               .order_by(indexed.c.embedding.op("<=>")(QUERY)).limit(candidates))
+    source = union_all(
+        select(indexed.c.segment_id, indexed.c.model_id, indexed.c.embedding)
+        .where(indexed.c.segment_id.in_(nearest)),
+        select(pending.c.segment_id, pending.c.model_id, pending.c.embedding),
+    ).subquery("e")
+    return _best(tx, literal, wanted, source, model_id, condition)
 
 
 def _best(
-    tx: Tx, literal: str, wanted: int, source: str, params: Sequence[Any]
-) -> list[tuple[int, float]]:
-    """(segment id, cosine) of the rows `source` selects (the embeddings aliased e), best
-    `wanted` first, ties newer first. A zero vector's NaN distance scores 0, as on SQLite."""
-    rows = tx.all(
-        "SELECT e.segment_id,"
-        " COALESCE(NULLIF(1.0 - (e.embedding <=> ?::vector), 'NaN'::float8), 0.0) AS score"
-        f" {source} ORDER BY score DESC, e.segment_id DESC LIMIT ?",
-        [literal, *params, wanted],
-    )
-    return [(int(r[0]), float(r[1])) for r in rows]
+    tx: Tx, literal: str, wanted: int, source: Subquery, model_id: str,
+    condition: ColumnElement[bool] | None,
+) -> Scored:
+    """(segment id, cosine) of the `source` rows of `model_id` whose segment passes
+    `condition`, best `wanted` first, ties newer first. A zero vector's NaN distance scores
+    0, as on SQLite."""
+    distance = source.c.embedding.op("<=>", return_type=Float)(QUERY)
+    score = func.coalesce(
+        func.nullif(1.0 - distance, literal_column("'NaN'::float8")), 0.0, type_=Float
+    ).label("score")
+    statement: Select[Any] = joined(
+        select(source.c.segment_id, score).where(source.c.model_id == model_id),
+        source.c.segment_id, condition,
+    ).order_by(desc(score), desc(source.c.segment_id)).limit(wanted)
+    return [(int(r.segment_id), float(r.score)) for r in tx.rows(statement, {"query": literal})]
+
+
+class PgSearchIndex:
+    """The PostgreSQL search index: the functions above. Its state is in the database (the
+    pending vectors are PendingIndexer's, run by memory.pg.PgDatabase): nothing in RAM."""
+
+    @staticmethod
+    def add_text(tx: Tx, rows: Sequence[tuple[int, str]]) -> None:
+        """Nothing: the tsvector is a generated column of segment_content."""
+
+    @staticmethod
+    def remove_text(tx: Tx, segment_ids: Sequence[int]) -> None:
+        """Nothing: the tsvector goes with its segment_content row."""
+
+    @staticmethod
+    def keyword_search(tx: Tx, query: str, filters: SearchFilters | None, wanted: int) -> Scored:
+        return keyword_search(tx, query, filters, wanted)
+
+    @staticmethod
+    def register_model(tx: Tx, model_id: str, dim: int) -> None:
+        register_model(tx, model_id, dim)
+
+    @staticmethod
+    def add_vectors(tx: Tx, model_id: str, rows: Sequence[tuple[int, Vector]]) -> TextCodes:
+        if rows:
+            register_model(tx, model_id, rows[0][1].shape[0])
+            vectors_dim(rows)
+            add_vectors(tx, model_id, rows)
+        return []
+
+    @staticmethod
+    def remove_vectors(tx: Tx, segment_ids: Sequence[int]) -> None:
+        remove_vectors(tx, segment_ids)
+
+    @staticmethod
+    def rebuild(tx: Tx) -> None:
+        rebuild_embeddings(tx)
+
+    @staticmethod
+    def semantic_search(
+        tx: Tx, query: Vector, model_id: str, filters: SearchFilters | None, wanted: int
+    ) -> Scored:
+        return semantic_search(tx, query, model_id, filters, wanted)
+
+    @staticmethod
+    def generation(tx: Tx) -> int:
+        return 0  # nothing in RAM to keep in step
+
+    def publish(self, generation: int, added: TextCodes) -> None:
+        """Nothing: no RAM state."""
+
+    def warm(self, tx: Tx) -> None:
+        """Nothing: pgvector's index is PostgreSQL's to cache."""
+
+    def clear(self) -> None:
+        """Nothing: no RAM state."""
 
 
 class PendingIndexer:
@@ -303,20 +418,19 @@ class PendingIndexer:
         returns how many moved."""
         moved = 0
         with self._transaction() as tx:
-            if tx.scalar("SELECT to_regclass('text_model')") is None:
+            if tx.value(REGCLASS, {"name": "text_model"}) is None:
                 return 0  # a store still being created
-            for (dim,) in tx.all("SELECT DISTINCT dim FROM text_model"):
+            for (dim,) in tx.rows(SELECT_DIMS):
                 pending = pending_table(int(dim))
-                if tx.scalar("SELECT to_regclass(?)", (pending,)) is None:
+                if tx.value(REGCLASS, {"name": pending}) is None:
                     continue  # a store still being migrated
-                moved += tx.run(
+                moved += tx.execute(text(
                     f"WITH moved AS (DELETE FROM {pending} WHERE segment_id IN"
-                    f" (SELECT segment_id FROM {pending} ORDER BY segment_id LIMIT ?"
+                    f" (SELECT segment_id FROM {pending} ORDER BY segment_id LIMIT :batch"
                     " FOR UPDATE SKIP LOCKED) RETURNING segment_id, model_id, embedding)"
                     f" INSERT INTO {embedding_table(int(dim))}(segment_id, model_id, embedding)"
-                    " SELECT segment_id, model_id, embedding FROM moved",
-                    (INDEX_BATCH,),
-                )
+                    " SELECT segment_id, model_id, embedding FROM moved"
+                ), {"batch": INDEX_BATCH})
         return moved
 
     def drain(self) -> None:

@@ -45,7 +45,6 @@ from memory.tables import (
     voice_model,
     voiceprint,
 )
-from memory.vector_index import register_model
 from memory.vectors import from_blob
 
 COPY_BATCH = 2000
@@ -172,7 +171,7 @@ def _batches(source: Tx, statement: Select[Any]) -> Iterator[list[tuple[Any, ...
 def _copy_table(source: Tx, target: Tx, table: Table) -> None:
     if table is text_model:  # also makes the model's pgvector table
         for row in source.rows(select(text_model.c.model_id, text_model.c.dim)):
-            register_model(target, str(row.model_id), int(row.dim))
+            pg_index.register_model(target, str(row.model_id), int(row.dim))
             pg_index.drop_index(target, int(row.dim))
         return
     if table is segment_text_vector:

@@ -1,6 +1,6 @@
-"""Semantic (meaning) search over segment text vectors. On SQLite (below) the one module that
-knows sqlite-vec; on PostgreSQL each entry point hands over to memory/pg_index.py (pgvector
-HNSW), picked by the transaction's dialect.
+"""The SQLite search index (`SqliteSearchIndex`, memory.search_index's interface): keyword
+search through FTS5 (memory/text_index.py), and semantic (meaning) search over segment text
+vectors here, the one module that knows sqlite-vec. PostgreSQL's is memory/pg_index.py.
 
 Storage: exact float32 vectors in `segment_text_vector`, and binary-quantised codes in a
 sqlite-vec `vec0` table `segment_text_bits_<dim>`. Search, three stages (sqlite-vec's own
@@ -23,17 +23,45 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Select,
+    Table,
+    Text,
+    TypeDecorator,
+    bindparam,
+    delete,
+    desc,
+    func,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from memory import pg_index
+from memory import text_index
 from memory.db import Tx
-from memory.errors import ModelMismatch
-from memory.filters import filter_clause, is_empty
+from memory.filters import SEGMENT_CONVERSATION, filter_condition, joined
+from memory.search_index import (
+    Scored,
+    TextCodes,
+    checked_query,
+    new_model,
+    vectors_dim,
+)
+from memory.sql import in_ids
+from memory.tables import meta, segment, segment_text_vector, text_model
 from memory.types import SearchFilters, Vector
-from memory.vectors import as_vector, from_blob, normalize, to_blob
+from memory.vectors import from_blob, to_blob
 
 log = logging.getLogger(__name__)
 
@@ -54,35 +82,38 @@ Codes = npt.NDArray[np.uint8]
 Ids = npt.NDArray[np.int64]
 
 
+class _Bits(TypeDecorator[bytes]):
+    """A binary code as sqlite-vec's bit vector: the bytes go in through vec_bit()."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return func.vec_bit(bindvalue, type_=self)
+
+
 def bits_table(dim: int) -> str:
     return f"segment_text_bits_{int(dim)}"
+
+
+@cache
+def _bits(dim: int) -> Table:
+    """The vec0 table of one dimension's codes, as a Core table (rowid = segment id)."""
+    return Table(bits_table(dim), MetaData(), Column("rowid", Integer, primary_key=True),
+                 Column("embedding", _Bits()))
 
 
 def quantise(vector: Vector) -> bytes:
     return np.packbits(vector > 0).tobytes()
 
 
-def register_model(tx: Tx, model_id: str, dim: int) -> None:
-    """Record the text model's dimension; vectors of another dimension are refused."""
-    row = tx.one("SELECT dim FROM text_model WHERE model_id = ?", (model_id,))
-    if row is not None:
-        if int(row[0]) != dim:
-            raise ModelMismatch(
-                f"text model {model_id!r} has {row[0]}-d vectors in this store, got {dim}-d"
-            )
-        return
-    if dim % 8 != 0:
-        raise ModelMismatch(f"text vectors must have a dimension divisible by 8, got {dim}")
-    tx.run("INSERT INTO text_model(model_id, dim) VALUES (?, ?)", (model_id, dim))
-    if tx.dialect == "postgresql":
-        pg_index.create_embedding_table(tx, dim)
-        return
-    tx.run(f"CREATE VIRTUAL TABLE IF NOT EXISTS {bits_table(dim)} USING vec0(embedding bit[{dim}])")
-
-
-def model_dim(tx: Tx, model_id: str) -> int | None:
-    value = tx.scalar("SELECT dim FROM text_model WHERE model_id = ?", (model_id,))
-    return None if value is None else int(value)
+SELECT_GENERATION = select(meta.c.value).where(meta.c.key == GENERATION_KEY)
+_BUMP = sqlite_insert(meta).values(key=GENERATION_KEY, value="1")
+BUMP_GENERATION = _BUMP.on_conflict_do_update(
+    index_elements=[meta.c.key],
+    set_={"value": literal_column("CAST(value AS INTEGER) + 1")},
+)
+"""Tell every process's RAM copy of the codes that the table changed."""
 
 
 class _CodeTable:
@@ -164,74 +195,113 @@ def _rerank_positions(
     return positions[np.sort(best)]
 
 
-class TextVectorIndex:
-    """The in-RAM first stage (binary codes per dimension) plus the SQL around it."""
+SELECT_MODELS = select(text_model.c.model_id, text_model.c.dim)
+SELECT_DIMS = select(text_model.c.dim).distinct()
+COUNT_MATCHING = select(func.count()).select_from(SEGMENT_CONVERSATION)
+TOP_SEGMENT = select(func.coalesce(func.max(segment.c.id), 0))
+SELECT_DIMS_OF = (select(segment_text_vector.c.segment_id, text_model.c.dim)
+                  .join(text_model, text_model.c.model_id == segment_text_vector.c.model_id))
+QUERY = bindparam("query", type_=LargeBinary)
+SCORE = func.coalesce(
+    1.0 - func.vec_distance_cosine(segment_text_vector.c.vector, QUERY, type_=Float), 0.0
+).label("score")
+SELECT_SCORED = select(segment_text_vector.c.segment_id, SCORE)
+IN_CANDIDATES = segment_text_vector.c.segment_id.in_(
+    select(literal_column("value")).select_from(
+        func.json_each(bindparam("candidates", type_=Text))
+    )
+)
+"""The candidates, a JSON array of ids bound at execution (memory.sql.in_ids binds them in
+the statement, which SQLAlchemy then compiles anew on every search: ~1 ms)."""
+
+
+class SqliteSearchIndex:
+    """The SQLite search index: FTS5 for keywords (memory.text_index), sqlite-vec's binary
+    codes for meaning, whose in-RAM first stage (binary codes per dimension) lives here."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._codes: dict[int, _CodeTable] = {}
         self._generation: int | None = None
 
+    # ------------------------------------------------------------ keywords
+    @staticmethod
+    def add_text(tx: Tx, rows: Sequence[tuple[int, str]]) -> None:
+        text_index.add(tx, rows)
+
+    @staticmethod
+    def remove_text(tx: Tx, segment_ids: Sequence[int]) -> None:
+        text_index.remove(tx, segment_ids)
+
+    @staticmethod
+    def keyword_search(tx: Tx, query: str, filters: SearchFilters | None, wanted: int) -> Scored:
+        return text_index.search(tx, query, filters, wanted)
+
     # ------------------------------------------------------------ writes
-    def add(self, tx: Tx, model_id: str, rows: Sequence[tuple[int, Vector]]) -> list[
-        tuple[int, int, bytes]
-    ]:
-        """Store (segment id, vector) rows; returns what `publish` adds to RAM after commit
-        (nothing on PostgreSQL: its index is pgvector's, in the database)."""
+    @staticmethod
+    def register_model(tx: Tx, model_id: str, dim: int) -> None:
+        """Record the text model's dimension and make its vec0 table of codes."""
+        if new_model(tx, model_id, dim):
+            tx.execute(text(f"CREATE VIRTUAL TABLE IF NOT EXISTS {bits_table(dim)}"
+                            f" USING vec0(embedding bit[{int(dim)}])"))
+
+    def add_vectors(self, tx: Tx, model_id: str, rows: Sequence[tuple[int, Vector]]) -> TextCodes:
+        """Store (segment id, vector) rows; returns the codes `publish` adds to RAM after
+        commit."""
         if not rows:
             return []
-        dim = rows[0][1].shape[0]
-        register_model(tx, model_id, dim)
-        for _, vector in rows:
-            if vector.shape[0] != dim:
-                raise ModelMismatch(
-                    f"text vectors of one result differ in dimension ({dim} and {vector.shape[0]})"
-                )
-        if tx.dialect == "postgresql":
-            pg_index.add_vectors(tx, model_id, rows)
-            return []
-        floats = [(segment_id, model_id, to_blob(vector)) for segment_id, vector in rows]
+        self.register_model(tx, model_id, rows[0][1].shape[0])
+        dim = vectors_dim(rows)
         packed = np.packbits(np.vstack([v for _, v in rows]) > 0, axis=1)
         bits = [(segment_id, packed[i].tobytes()) for i, (segment_id, _) in enumerate(rows)]
-        tx.many(
-            "INSERT INTO segment_text_vector(segment_id, model_id, vector) VALUES (?, ?, ?)",
-            floats,
-        )
-        tx.many(f"INSERT INTO {bits_table(dim)}(rowid, embedding) VALUES (?, vec_bit(?))", bits)
-        _bump_generation(tx)
+        tx.insert_rows(segment_text_vector, [
+            {"segment_id": segment_id, "model_id": model_id, "vector": to_blob(vector)}
+            for segment_id, vector in rows
+        ])
+        tx.insert_rows(_bits(dim), [{"rowid": sid, "embedding": code} for sid, code in bits])
+        tx.execute(BUMP_GENERATION)
         return [(dim, sid, code) for sid, code in bits]
 
     @staticmethod
-    def remove(tx: Tx, segment_ids_json: str) -> None:
-        """Drop these segments' (a JSON list of ids) vectors and codes. Every process's RAM
-        codes are reloaded on their next search (the generation moves on)."""
-        if tx.dialect == "postgresql":
-            pg_index.remove_vectors(tx, segment_ids_json)
+    def remove_vectors(tx: Tx, segment_ids: Sequence[int]) -> None:
+        """Drop these segments' vectors and codes. Every process's RAM codes are reloaded on
+        their next search (the generation moves on)."""
+        by_dim: dict[int, list[dict[str, int]]] = {}
+        for segment_id, dim in tx.stream(
+            SELECT_DIMS_OF.where(in_ids(segment_text_vector.c.segment_id, segment_ids))
+        ):
+            by_dim.setdefault(int(dim), []).append({"rowid": int(segment_id)})
+        if not by_dim:
             return
-        rows = tx.all(
-            "SELECT v.segment_id, m.dim FROM segment_text_vector v"
-            " JOIN text_model m ON m.model_id = v.model_id"
-            " WHERE v.segment_id IN (SELECT value FROM json_each(?))",
-            (segment_ids_json,),
-        )
-        if not rows:
-            return
-        by_dim: dict[int, list[tuple[int]]] = {}
-        for segment_id, dim in rows:
-            by_dim.setdefault(int(dim), []).append((int(segment_id),))
         for dim, ids in by_dim.items():
             # One rowid at a time: vec0 finds a rowid directly, an IN list it would scan.
-            tx.many(f"DELETE FROM {bits_table(dim)} WHERE rowid = ?", ids)
-        tx.run(
-            "DELETE FROM segment_text_vector WHERE segment_id IN (SELECT value FROM json_each(?))",
-            (segment_ids_json,),
-        )
-        _bump_generation(tx)
+            bits = _bits(dim)
+            tx.connection.execute(delete(bits).where(bits.c.rowid == bindparam("rowid")), ids)
+        tx.execute(delete(segment_text_vector)
+                   .where(in_ids(segment_text_vector.c.segment_id, segment_ids)))
+        tx.execute(BUMP_GENERATION)
 
-    def publish(self, tx_generation: int, added: Sequence[tuple[int, int, bytes]]) -> None:
+    @staticmethod
+    def rebuild(tx: Tx) -> None:
+        """Re-derive the keyword index and every binary code from the stored rows (after a
+        backup import)."""
+        text_index.rebuild(tx)
+        for model_id, dim in tx.rows(SELECT_MODELS):
+            tx.insert_rows(_bits(int(dim)), [
+                {"rowid": int(segment_id), "embedding": quantise(from_blob(vector))}
+                for segment_id, vector in tx.stream(
+                    select(segment_text_vector.c.segment_id, segment_text_vector.c.vector)
+                    .where(segment_text_vector.c.model_id == model_id)
+                )
+            ])
+        tx.execute(BUMP_GENERATION)
+
+    def publish(self, generation: int, added: TextCodes) -> None:
         """After a commit in this process: append its codes, unless RAM is already stale."""
+        if not added:
+            return
         with self._lock:
-            if self._generation is None or self._generation != tx_generation - 1:
+            if self._generation is None or self._generation != generation - 1:
                 self._codes.clear()
                 self._generation = None
                 return
@@ -247,7 +317,7 @@ class TextVectorIndex:
                     len(items), -1
                 )
                 table.append(ids, codes)
-            self._generation = tx_generation
+            self._generation = generation
 
     def clear(self) -> None:
         with self._lock:
@@ -256,13 +326,12 @@ class TextVectorIndex:
 
     @staticmethod
     def generation(tx: Tx) -> int:
-        value = tx.scalar("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY,))
-        return int(value or 0)
+        return int(tx.value(SELECT_GENERATION) or 0)
 
     # ------------------------------------------------------------ search
-    def warm(self, tx: Tx, dim: int) -> None:
-        if tx.dialect == "sqlite":
-            self._table_for(tx, dim)
+    def warm(self, tx: Tx) -> None:
+        for (dim,) in tx.rows(SELECT_DIMS):
+            self._table_for(tx, int(dim))
 
     def _table_for(
         self, tx: Tx, dim: int
@@ -279,39 +348,23 @@ class TextVectorIndex:
                 self._codes[dim] = table
             return table, table.view()
 
-    def search(
+    def semantic_search(
         self, tx: Tx, query: Vector, model_id: str, filters: SearchFilters | None, wanted: int
-    ) -> list[tuple[int, float]]:
+    ) -> Scored:
         """(segment id, cosine similarity) best first."""
-        if tx.dialect == "postgresql":
-            return pg_index.semantic_search(tx, query, model_id, filters, wanted)
-        query = as_vector(query, "query vector")
-        dim = model_dim(tx, model_id)
-        if dim is None:
+        checked = checked_query(tx, query, model_id)
+        if checked is None:
             return []
-        if query.shape[0] != dim:
-            raise ModelMismatch(
-                f"query vector has {query.shape[0]} dimensions; text model {model_id!r} has {dim}"
-            )
-        query = normalize(query)
-        where, params = filter_clause(filters)
-        joins = (
-            " JOIN segment s ON s.id = v.segment_id"
-            " JOIN conversation c ON c.id = s.conversation_id"
-        )
+        query, dim = checked
+        condition = filter_condition(filters)
+        of_model = segment_text_vector.c.model_id == model_id
         share = 1.0
-        if not is_empty(filters):
-            matching = int(tx.scalar(
-                "SELECT count(*) FROM segment s JOIN conversation c ON c.id = s.conversation_id"
-                f" WHERE 1 = 1{where}", params,
-            ))
+        if condition is not None:
+            matching = int(tx.value(COUNT_MATCHING.where(condition)))
             if matching <= EXACT_SCAN_LIMIT:
-                return _best(
-                    tx, query, wanted,
-                    f"FROM segment_text_vector v{joins} WHERE v.model_id = ?{where}",
-                    [model_id, *params],
-                )
-            total = max(1, int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM segment")))
+                return _best(tx, query, wanted, joined(
+                    SELECT_SCORED.where(of_model), segment_text_vector.c.segment_id, condition))
+            total = max(1, int(tx.value(TOP_SEGMENT)))
             share = max(matching / total, 1e-6)
         table, (ids, columns, size) = self._table_for(tx, dim)
         if size == 0:
@@ -319,15 +372,12 @@ class TextVectorIndex:
         exact, rerank = candidate_counts(size, share, wanted)
         positions = _nearest_positions(columns, size, table.query_words(quantise(query)), rerank)
         positions = _rerank_positions(columns, positions, query, exact)
-        candidates = [int(i) for i in ids[positions]]
-        if not where:
-            joins = ""  # no filter: the vectors alone
-        return _best(
-            tx, query, wanted,
-            f"FROM segment_text_vector v{joins}"
-            f" WHERE v.segment_id IN (SELECT value FROM json_each(?)) AND v.model_id = ?{where}",
-            [_json_ids(sorted(candidates)), model_id, *params],
-        )
+        candidates = sorted(int(i) for i in ids[positions])
+        # No filter: the vectors alone.
+        return _best(tx, query, wanted, joined(
+            SELECT_SCORED.where(IN_CANDIDATES, of_model), segment_text_vector.c.segment_id,
+            condition,
+        ), {"candidates": "[" + ",".join(map(str, candidates)) + "]"})
 
 
 def candidate_counts(size: int, share: float, wanted: int) -> tuple[int, int]:
@@ -340,48 +390,17 @@ def candidate_counts(size: int, share: float, wanted: int) -> tuple[int, int]:
     return exact_count, rerank
 
 
-def rebuild_codes(tx: Tx) -> None:
-    """Re-derive every binary code from the stored float vectors (after a backup import)."""
-    if tx.dialect == "postgresql":
-        pg_index.rebuild_embeddings(tx)
-        return
-    for model_id, dim in tx.all("SELECT model_id, dim FROM text_model"):
-        vectors = tx.all(
-            "SELECT segment_id, vector FROM segment_text_vector WHERE model_id = ?", (model_id,)
-        )
-        tx.many(
-            f"INSERT INTO {bits_table(int(dim))}(rowid, embedding) VALUES (?, vec_bit(?))",
-            [(int(sid), quantise(from_blob(blob))) for sid, blob in vectors],
-        )
-    _bump_generation(tx)
-
-
-def _bump_generation(tx: Tx) -> None:
-    """Tell every process's RAM copy of the codes that the table changed."""
-    tx.run(
-        "INSERT INTO meta(key, value) VALUES (?, '1') ON CONFLICT(key) DO UPDATE"
-        " SET value = CAST(value AS INTEGER) + 1",
-        (GENERATION_KEY,),
-    )
-
-
-def _json_ids(ids: Sequence[int]) -> str:
-    return "[" + ",".join(str(int(i)) for i in ids) + "]"
-
-
 def _best(
-    tx: Tx, query: Vector, wanted: int, source: str, params: Sequence[Any]
-) -> list[tuple[int, float]]:
-    """(segment id, cosine) of the rows `source` ("FROM ... WHERE ...", aliasing the vectors
-    as v) selects, best `wanted` first (ties: newer segment first). Scored inside SQLite by
-    sqlite-vec, so thousands of 1.5 kB vectors never become Python objects (~25% of a 1M
-    search). A zero vector has no direction: its NaN distance is NULL, scored 0."""
-    rows = tx.all(
-        "SELECT v.segment_id, COALESCE(1.0 - vec_distance_cosine(v.vector, ?), 0.0) AS score"
-        f" {source} ORDER BY score DESC, v.segment_id DESC LIMIT ?",
-        [query.astype(np.float32).tobytes(), *params, wanted],
-    )
-    return [(int(r[0]), float(r[1])) for r in rows]
+    tx: Tx, query: Vector, wanted: int, source: Select[Any],
+    candidates: dict[str, str] | None = None,
+) -> Scored:
+    """(segment id, cosine) of the rows `source` (SELECT_SCORED with its conditions) selects,
+    best `wanted` first (ties: newer segment first). Scored inside SQLite by sqlite-vec, so
+    thousands of 1.5 kB vectors never become Python objects (~25% of a 1M search). A zero
+    vector has no direction: its NaN distance is NULL, scored 0."""
+    statement = source.order_by(desc(SCORE), desc(segment_text_vector.c.segment_id)).limit(wanted)
+    return [(int(r.segment_id), float(r.score)) for r in tx.rows(
+        statement, {"query": query.astype(np.float32).tobytes(), **(candidates or {})})]
 
 
 def _load_codes(tx: Tx, dim: int) -> tuple[Ids, Codes]:
@@ -391,13 +410,12 @@ def _load_codes(tx: Tx, dim: int) -> tuple[Ids, Codes]:
     table = bits_table(dim)
     width = dim // 8
     try:
-        rows = tx.all(
-            f"SELECT c.validity, c.rowids, v.vectors FROM {table}_chunks c"
-            f" JOIN {table}_vector_chunks00 v ON v.rowid = c.chunk_id ORDER BY c.chunk_id"
-        )
         id_parts: list[Ids] = []
         code_parts: list[Codes] = []
-        for validity, rowids, vectors in rows:
+        for validity, rowids, vectors in tx.stream(text(
+            f"SELECT c.validity, c.rowids, v.vectors FROM {table}_chunks c"
+            f" JOIN {table}_vector_chunks00 v ON v.rowid = c.chunk_id ORDER BY c.chunk_id"
+        )):
             valid = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little").astype(bool)
             chunk_ids = np.frombuffer(rowids, np.int64)
             chunk_codes = np.frombuffer(vectors, np.uint8).reshape(-1, width)
@@ -406,13 +424,17 @@ def _load_codes(tx: Tx, dim: int) -> tuple[Ids, Codes]:
             code_parts.append(chunk_codes[:n][valid[:n]])
         ids = np.concatenate(id_parts) if id_parts else np.zeros(0, np.int64)
         codes = np.vstack(code_parts) if code_parts else np.zeros((0, width), np.uint8)
-        expected = int(tx.scalar(f"SELECT count(*) FROM {table}_rowids"))
+        expected = int(tx.value(text(f"SELECT count(*) FROM {table}_rowids")))
         if ids.size == expected:
             return ids, codes
         log.warning("unexpected sqlite-vec chunk layout in %s; scanning it instead", table)
     except Exception:
         log.warning("cannot read sqlite-vec chunks of %s; scanning it instead", table)
-    scanned = tx.all(f"SELECT rowid, embedding FROM {table}")
-    ids = np.fromiter((r[0] for r in scanned), dtype=np.int64, count=len(scanned))
-    codes = np.frombuffer(b"".join(r[1] for r in scanned), dtype=np.uint8).reshape(-1, width)
+    id_list: list[int] = []
+    code_list: list[bytes] = []
+    for rowid, embedding in tx.stream(text(f"SELECT rowid, embedding FROM {table}")):
+        id_list.append(rowid)
+        code_list.append(embedding)
+    ids = np.array(id_list, dtype=np.int64)
+    codes = np.frombuffer(b"".join(code_list), dtype=np.uint8).reshape(-1, width)
     return ids, codes
