@@ -20,17 +20,28 @@ from typing import Any, Protocol
 
 import sqlean
 import sqlite_vec
-from sqlalchemy import Connection, Engine, Row, Table, create_engine, event, insert, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Table,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.dml import Insert
 
+from memory.tables import metadata
+
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
 MMAP_BYTES = 64 << 30
-Params = Sequence[Any]
 _SQLITE = SQLiteDialect_pysqlite(paramstyle="qmark")
 Bound = Mapping[str, Any] | None
 """Values for a statement's named parameters (`text()` statements; Core ones carry theirs)."""
@@ -91,6 +102,11 @@ class Tx:
         """Run an UPDATE / DELETE (or DDL); returns the number of rows it changed."""
         return int(self.connection.execute(statement, params).rowcount)
 
+    def execute_many(self, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run one UPDATE / DELETE once for each set of parameter values (executemany)."""
+        if rows:
+            self.connection.execute(statement, list(rows))
+
     def insert(self, statement: Insert) -> int:
         """Run an INSERT of one row; returns its primary key (the id the store gave it)."""
         key = self.connection.execute(statement).inserted_primary_key
@@ -117,35 +133,6 @@ class Tx:
         finally:
             result.close()
 
-    # --- qmark strings: the calls the domain used before Core (removed once none is left) --
-    def all(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = self._raw.execute(sql, tuple(params)).fetchall()
-        return rows
-
-    def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
-        row: tuple[Any, ...] | None = self._raw.execute(sql, tuple(params)).fetchone()
-        return row
-
-    def each(self, sql: str, params: Params = (), batch: int = 1000) -> Iterator[tuple[Any, ...]]:
-        cursor = self._raw.execute(sql, tuple(params))
-        while rows := cursor.fetchmany(batch):
-            yield from rows
-
-    def scalar(self, sql: str, params: Params = ()) -> Any:
-        row = self._raw.execute(sql, tuple(params)).fetchone()
-        return None if row is None else row[0]
-
-    def run(self, sql: str, params: Params = ()) -> int:
-        cursor = self._raw.execute(sql, tuple(params))
-        if sql.lstrip()[:6].upper() == "INSERT":
-            return int(cursor.lastrowid or 0)
-        return int(cursor.rowcount)
-
-    def many(self, sql: str, rows: Sequence[Params]) -> None:
-        if rows:
-            self._raw.executemany(sql, rows)
-    # --- end of the qmark calls ------------------------------------------------------------
-
     def script(self, sql: str) -> None:
         """Run several statements (DDL of a migration) inside the current transaction."""
         for statement in _split_statements(sql):
@@ -161,7 +148,6 @@ class Tx:
         return max(int(given), int(top)) + 1
 
 
-
 @lru_cache(maxsize=256)
 def _plain_insert(table: Table, columns: tuple[str, ...]) -> tuple[str, Callable[..., Any]]:
     """SQLite's INSERT of `columns` (qmark), and what picks a row's values in its order."""
@@ -175,7 +161,7 @@ def _plain_insert(table: Table, columns: tuple[str, ...]) -> tuple[str, Callable
 
 def latest_id_hint(tx: Tx, table: str, noun: str, plural: str) -> str:
     """The second half of a not-found message: the ids the caller can use instead."""
-    latest = tx.value(text(f"SELECT MAX(id) FROM {table}"))
+    latest = tx.value(select(func.max(metadata.tables[table].c.id)))
     if latest is None:
         return f"the store has no {plural} yet"
     return f"the latest {noun} id is {latest}"

@@ -1,9 +1,8 @@
 """The PostgreSQL engine: SQLAlchemy over psycopg 3, with pgvector for text vectors.
 
-The domain modules write their statements once, in the SQL both engines accept (qmark
-parameters, standard joins, `RETURNING`); `PgTx` adapts the few spellings that differ (the
-`?` placeholder, `json_each` id lists, the id an INSERT made) in one place, cached per
-statement, so the SQLite path keeps its raw cursor speed untouched.
+The domain modules build their statements with SQLAlchemy Core from memory.tables, and
+SQLAlchemy renders them for PostgreSQL; `PgTx` adds what differs below that: many rows go in
+by binary COPY, and the id sequences follow rows inserted with explicit ids.
 
 Writers on PostgreSQL: every write transaction first takes one transaction-level advisory
 lock (`pg_advisory_xact_lock`), so writes from every API server are serialised exactly as
@@ -19,69 +18,36 @@ statements (what SQLite's WAL read transaction gives) and never blocked by the w
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg.adapt import Dumper, PyFormat
 from psycopg.pq import Format
 from psycopg.types.numeric import FloatLoader
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.dml import Insert
 
-from memory.db import Params, Tx
+from memory.db import Tx
 from memory.pg_index import PendingIndexer, VectorParam
 from memory.tables import SERIAL_TABLES
 
 WRITE_LOCK_KEY = 0x5350_4B52_4D45_4D  # "SPKRMEM": one key for the store's writers
+TAKE_WRITE_LOCK = select(func.pg_advisory_xact_lock(WRITE_LOCK_KEY))
 AUTOINCREMENT_TABLES = tuple(sorted(SERIAL_TABLES - {"diarization_turn"}))
 """The tables SQLite's sqlite_sequence tracks (AUTOINCREMENT): a backup carries their
 counters, so that ids stay never reused after an import."""
 
-_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)\s*(\(\s*\"?id\"?\s*[,)])?", re.IGNORECASE)
-_PLAIN_INSERT = re.compile(
-    r"^\s*INSERT\s+INTO\s+(\w+)\s*\(([^)]*)\)\s*VALUES\s*\(\s*\?(?:\s*,\s*\?)*\s*\)\s*$",
-    re.IGNORECASE,
-)
-"""An INSERT of parameters only: PgTx.many sends its rows by COPY."""
 COPY_MIN_ROWS = 20
 """Fewer rows go by executemany: COPY's column-type lookup costs a round trip."""
-_JSON_IDS = "SELECT value FROM json_each(?)"
-_PG_IDS = "SELECT value::bigint FROM jsonb_array_elements_text(?::jsonb) AS value"
 
 
-@lru_cache(maxsize=4096)
-def to_pg(sql: str) -> str:
-    """The statement in psycopg's spelling: `%s` placeholders (literal `%` doubled), id lists
-    from a JSON array. `?` inside quoted literals or identifiers is left alone."""
-    sql = sql.replace(_JSON_IDS, _PG_IDS)
-    out: list[str] = []
-    quote: str | None = None
-    for ch in sql:
-        if quote is not None:
-            if ch == quote:
-                quote = None
-            out.append("%%" if ch == "%" else ch)
-        elif ch in ("'", '"'):
-            quote = ch
-            out.append(ch)
-        elif ch == "?":
-            out.append("%s")
-        elif ch == "%":
-            out.append("%%")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _params(params: Params) -> tuple[Any, ...]:
+def _params(params: Sequence[Any]) -> tuple[Any, ...]:
     # SQLite stores a bool as 0/1 in an INTEGER column; PostgreSQL refuses a boolean there.
     return tuple(int(p) if isinstance(p, bool) else p for p in params)
 
@@ -108,108 +74,10 @@ def _send_vectors(raw: Any) -> None:
 
 
 class PgTx(Tx):
-    """A `Tx` on PostgreSQL: the same calls, the statements adapted by `to_pg`."""
+    """A `Tx` on PostgreSQL: the same calls; bulk inserts by COPY, sequences kept ahead."""
 
     dialect = "postgresql"
 
-    def all(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
-        with self._raw.cursor() as cursor:
-            cursor.execute(to_pg(sql), _params(params))
-            return list(cursor.fetchall())
-
-    def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
-        with self._raw.cursor() as cursor:
-            cursor.execute(to_pg(sql), _params(params))
-            row: tuple[Any, ...] | None = cursor.fetchone()
-            return row
-
-    def each(self, sql: str, params: Params = (), batch: int = 1000) -> Iterator[tuple[Any, ...]]:
-        with self._raw.cursor() as cursor:
-            cursor.execute(to_pg(sql), _params(params))
-            while rows := cursor.fetchmany(batch):
-                yield from rows
-
-    def scalar(self, sql: str, params: Params = ()) -> Any:
-        row = self.one(sql, params)
-        return None if row is None else row[0]
-
-    def run(self, sql: str, params: Params = ()) -> int:
-        """Execute one statement; returns the new id for INSERT, else the row count."""
-        insert = _INSERT.match(sql)
-        statement = to_pg(sql)
-        returning = (insert is not None and insert.group(1) in SERIAL_TABLES
-                     and "RETURNING" not in sql.upper())
-        if returning:
-            statement += " RETURNING id"
-        with self._raw.cursor() as cursor:
-            cursor.execute(statement, _params(params))
-            if returning:
-                row = cursor.fetchone()
-                result = 0 if row is None else int(row[0])
-            elif insert is not None:
-                result = 0
-            else:
-                result = int(cursor.rowcount)
-        self._after_insert(insert)
-        return result
-
-    def many(self, sql: str, rows: Sequence[Params]) -> None:
-        if not rows:
-            return
-        if any(isinstance(p, VectorParam) for p in rows[0]):
-            _send_vectors(self._raw)
-        plain = _PLAIN_INSERT.match(sql)
-        if plain is not None and len(rows) >= COPY_MIN_ROWS:
-            self._copy(plain.group(1), [c.strip().strip('"') for c in plain.group(2).split(",")],
-                       rows)
-        else:
-            with self._raw.cursor() as cursor:
-                cursor.executemany(to_pg(sql), [_params(r) for r in rows])
-        self._after_insert(_INSERT.match(sql))
-
-    def _copy(self, table: str, columns: list[str], rows: Sequence[Params]) -> None:
-        """Rows in by binary COPY: one statement for all rows, no per-row parse and bind
-        (executemany sends one statement per row, pipelined)."""
-        types = dict(self.all(
-            "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = to_regclass(?)"
-            " AND attnum > 0 AND NOT attisdropped", (table,),
-        ))
-        quoted = ", ".join(f'"{c}"' for c in columns)
-        with self._raw.cursor() as cursor, cursor.copy(
-            f"COPY {table} ({quoted}) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types([int(types[c]) for c in columns])
-            for row in rows:
-                copy.write_row(_params(row))
-
-    def script(self, sql: str) -> None:
-        with self._raw.cursor() as cursor:
-            cursor.execute(sql.encode())  # bytes: no placeholder parsing in DDL
-
-    def next_id(self, table: str) -> int:
-        """The id the next row of `table` gets (ids are never reused)."""
-        given = self.scalar(
-            f"SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {_sequence(table)}"
-        )
-        top = self.scalar(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
-        return max(int(given or 0), int(top)) + 1
-
-    def _after_insert(self, insert: re.Match[str] | None) -> None:
-        if insert is not None and insert.group(2) is not None and insert.group(1) in SERIAL_TABLES:
-            self._follow_sequence(insert.group(1))
-
-    def _follow_sequence(self, table: str) -> None:
-        """Rows inserted with explicit ids (ingest's reserved ranges, undo, import) leave the
-        sequence behind: move it past them, never back."""
-        sequence = _sequence(table)
-        with self._raw.cursor() as cursor:
-            cursor.execute(
-                f"SELECT setval('{sequence}', top) FROM (SELECT GREATEST("
-                f"(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {sequence}),"
-                f" (SELECT COALESCE(MAX(id), 0) FROM {table})) AS top) t WHERE top > 0"
-            )
-
-    # --- Core calls whose PostgreSQL form differs --------------------------------------------
     def insert(self, statement: Insert) -> int:
         result = self.connection.execute(statement)
         table = statement.table.name
@@ -237,21 +105,49 @@ class PgTx(Tx):
         if table.name in SERIAL_TABLES and "id" in columns:
             self._follow_sequence(table.name)
 
+    def script(self, sql: str) -> None:
+        with self._raw.cursor() as cursor:
+            cursor.execute(sql.encode())  # bytes: no placeholder parsing in DDL
+
+    def next_id(self, table: str) -> int:
+        """The id the next row of `table` gets (ids are never reused)."""
+        with self._raw.cursor() as cursor:
+            given, top = cursor.execute(
+                f"SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
+                f" FROM {_sequence(table)}), (SELECT COALESCE(MAX(id), 0) FROM {table})"
+            ).fetchone()
+        return max(int(given or 0), int(top)) + 1
+
+    def _copy(self, table: str, columns: list[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows in by binary COPY: one statement for all rows, no per-row parse and bind
+        (executemany sends one statement per row, pipelined)."""
+        with self._raw.cursor() as cursor:
+            types = dict(cursor.execute(
+                "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+                " AND attnum > 0 AND NOT attisdropped", (table,),
+            ).fetchall())
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        with self._raw.cursor() as cursor, cursor.copy(
+            f"COPY {table} ({quoted}) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types([int(types[c]) for c in columns])
+            for row in rows:
+                copy.write_row(row)
+
+    def _follow_sequence(self, table: str) -> None:
+        """Rows inserted with explicit ids (ingest's reserved ranges, undo, import) leave the
+        sequence behind: move it past them, never back."""
+        sequence = _sequence(table)
+        with self._raw.cursor() as cursor:
+            cursor.execute(
+                f"SELECT setval('{sequence}', top) FROM (SELECT GREATEST("
+                f"(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {sequence}),"
+                f" (SELECT COALESCE(MAX(id), 0) FROM {table})) AS top) t WHERE top > 0"
+            )
+
 
 def _sequence(table: str) -> str:
     return f"{table}_id_seq"
-
-
-def columns(tx: Tx, table: str) -> list[str]:
-    """A table's stored columns in order (a backup's columns; not generated ones). The
-    sqlite_sequence of a backup is the sequences' state (sequences_select)."""
-    if table == "sqlite_sequence":
-        return ["name", "seq"]
-    # pg_catalog, not information_schema: the latter's view costs ~1 s on a busy catalog.
-    return [str(r[0]) for r in tx.all(
-        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(?) AND attnum > 0"
-        " AND NOT attisdropped AND attgenerated = '' ORDER BY attnum", (table,),
-    )]
 
 
 def sequences_select() -> str:
@@ -266,7 +162,8 @@ def set_sequences(tx: Tx, rows: Sequence[tuple[str, int]]) -> None:
     """Put the sequences where a backup's sqlite_sequence rows say (after its rows went in)."""
     for name, seq in rows:
         if name in AUTOINCREMENT_TABLES and seq > 0:
-            tx.run(f"SELECT setval('{_sequence(name)}', ?)", (seq,))
+            tx.value(text("SELECT setval(:sequence, :seq)"),
+                     {"sequence": _sequence(name), "seq": seq})
 
 
 def display_url(url: str) -> str:
@@ -299,7 +196,7 @@ class PgDatabase:
         """One write transaction, serialised across every process by the advisory lock."""
         with self.write_lock, self.engine.connect() as conn, conn.begin():
             tx = PgTx(conn)
-            tx.run("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
+            tx.value(TAKE_WRITE_LOCK)
             yield tx
         self.indexer.poke()
 
@@ -342,5 +239,5 @@ def is_postgresql(url: str) -> bool:
         return False
 
 
-__all__ = ["PgDatabase", "PgTx", "display_url", "is_postgresql", "to_pg"]
+__all__ = ["PgDatabase", "PgTx", "display_url", "is_postgresql"]
 

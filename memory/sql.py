@@ -6,7 +6,7 @@ renders it for the store's dialect. Three things Core has no single spelling for
   parameter per id is slow to build and hits SQLite's variable limit, so the list goes as
   one parameter: a JSON array through `json_each` on SQLite, a bigint array on PostgreSQL;
 - an upsert (`INSERT ... ON CONFLICT DO UPDATE`), which each dialect's insert builds itself;
-- aggregates that return different Python types (see memory.pg: numeric loads as float).
+- an aggregate's Python type (memory.pg loads PostgreSQL's numeric as float, as SQLite gives).
 """
 
 from __future__ import annotations
@@ -14,25 +14,51 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Table, bindparam
+from sqlalchemy import BigInteger, ColumnElement, Dialect, Table, TypeDecorator, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import FromClause
-from sqlalchemy.types import NullType, Text
+from sqlalchemy.sql.visitors import InternalTraversal, _TraverseInternalsType
+from sqlalchemy.types import NullType, Text, TypeEngine
+
+
+class IdList(TypeDecorator[list[int]]):
+    """A list of ids bound as one parameter: a JSON array on SQLite (read by json_each), a
+    bigint array on PostgreSQL."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(ARRAY(BigInteger()))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return value
+        return "[" + ",".join(map(str, value)) + "]"
 
 
 class InIds(ColumnElement[bool]):
-    """`column IN <ids>`, the ids bound as one parameter (see the module's docstring)."""
+    """`column IN <ids>`, the ids bound as one parameter (see the module's docstring). The
+    statement's shape does not depend on the ids, so SQLAlchemy compiles it once and caches
+    it like any other."""
 
-    inherit_cache = False  # the ids are a value, not part of the statement's shape
+    inherit_cache = True
+    # What the statement cache keys on: the column and the parameter, not the ids' values.
+    _traverse_internals: _TraverseInternalsType = [  # noqa: RUF012 (SQLAlchemy declares it)
+        ("column", InternalTraversal.dp_clauseelement),
+        ("ids", InternalTraversal.dp_clauseelement),
+    ]
     type = NullType()  # type: ignore[assignment]  # not Boolean: SQLite compares that with 1
 
     def __init__(self, column: ColumnElement[Any], ids: Iterable[int]) -> None:
         self.column = column
-        self.ids = [int(i) for i in ids]
+        self.ids = bindparam(None, [int(i) for i in ids], type_=IdList(), unique=True)
 
     @property
     def _from_objects(self) -> list[FromClause]:
@@ -41,16 +67,14 @@ class InIds(ColumnElement[bool]):
 
 @compiles(InIds, "sqlite")
 def _in_ids_sqlite(element: InIds, compiler: SQLCompiler, **kw: Any) -> str:
-    ids = bindparam(None, "[" + ",".join(map(str, element.ids)) + "]", type_=Text(),
-                    unique=True)
     return (f"{compiler.process(element.column, **kw)} IN "
-            f"(SELECT value FROM json_each({compiler.process(ids, **kw)}))")
+            f"(SELECT value FROM json_each({compiler.process(element.ids, **kw)}))")
 
 
 @compiles(InIds, "postgresql")
 def _in_ids_postgresql(element: InIds, compiler: SQLCompiler, **kw: Any) -> str:
-    ids = bindparam(None, element.ids, type_=ARRAY(BigInteger()), unique=True)
-    return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(ids, **kw)})"
+    return (f"{compiler.process(element.column, **kw)}"
+            f" = ANY({compiler.process(element.ids, **kw)})")
 
 
 def in_ids(column: ColumnElement[Any], ids: Iterable[int]) -> InIds:

@@ -276,7 +276,7 @@ class SqliteSearchIndex:
         for dim, ids in by_dim.items():
             # One rowid at a time: vec0 finds a rowid directly, an IN list it would scan.
             bits = _bits(dim)
-            tx.connection.execute(delete(bits).where(bits.c.rowid == bindparam("rowid")), ids)
+            tx.execute_many(delete(bits).where(bits.c.rowid == bindparam("rowid")), ids)
         tx.execute(delete(segment_text_vector)
                    .where(in_ids(segment_text_vector.c.segment_id, segment_ids)))
         tx.execute(BUMP_GENERATION)

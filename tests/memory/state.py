@@ -3,30 +3,36 @@ whichever backend the running test uses (tests/memory/backends.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import sqlean
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
 
-from memory.pg import sequences_select, to_pg
+from memory.pg import sequences_select
 from tests.memory import backends
 
 IDENTITY_TABLES = ("speaker", "segment", "voiceprint")
 
 
-def query(db_path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """The rows of one statement (qmark parameters) against the store opened at `db_path`."""
+def query(
+    db_path: Path, sql: str, params: Mapping[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
+    """The rows of one statement (`:name` parameters) against the store opened at `db_path`,
+    read by the driver directly (not through the store's code under test)."""
     postgres = backends.postgres_for(db_path)
     if postgres is None:
         conn = sqlean.connect(str(db_path))
         try:
-            return [tuple(r) for r in conn.execute(sql, tuple(params))]
+            return [tuple(r) for r in conn.execute(sql, dict(params or {}))]
         finally:
             conn.close()
+    native = str(text(sql).compile(dialect=postgresql.psycopg.dialect()))
     with postgres.connect() as pg:
         pg.execute(f"SET search_path = {postgres.schema_for(str(db_path))}, public")
-        return [tuple(r) for r in pg.execute(to_pg(sql), tuple(params)).fetchall()]
+        return [tuple(r) for r in pg.execute(native, dict(params or {})).fetchall()]
 
 
 def rows(db_path: Path, table: str) -> list[tuple[Any, ...]]:
@@ -36,8 +42,9 @@ def rows(db_path: Path, table: str) -> list[tuple[Any, ...]]:
         return query(db_path, sequences_select())
     # The stored columns (not the generated tsvector), by the key SQLite's rowid follows.
     names = [r[0] for r in query(
-        db_path, "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(?)"
-        " AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum", (table,),
+        db_path, "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:table)"
+        " AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+        {"table": table},
     )]
     quoted = ", ".join(f'"{n}"' for n in names)
     return query(db_path, f"SELECT {quoted} FROM {table} ORDER BY 1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from memory import SpeakerMemory
 from memory.db import checkpoint_delay
@@ -27,9 +28,9 @@ def test_checkpoint_is_not_postponed_forever_by_steady_writes() -> None:
 
 def test_store_connections_use_wal_and_map_the_whole_file(tmp_path: Path) -> None:
     with SpeakerMemory(tmp_path / "store.db") as memory, memory._db.read() as tx:
-        assert tx.scalar("PRAGMA journal_mode") == "wal"
-        assert tx.scalar("PRAGMA synchronous") == 1  # NORMAL: the WAL setting; never OFF
-        assert tx.scalar("PRAGMA mmap_size") >= 64 << 30
+        assert tx.value(text("PRAGMA journal_mode")) == "wal"
+        assert tx.value(text("PRAGMA synchronous")) == 1  # NORMAL: the WAL setting; never OFF
+        assert tx.value(text("PRAGMA mmap_size")) >= 64 << 30
 
 
 def test_closing_the_store_checkpoints_the_wal(tmp_path: Path) -> None:

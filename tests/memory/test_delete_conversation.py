@@ -20,7 +20,7 @@ CONVERSATION_TABLES = ("segment", "local_cluster", "diarization_turn")
 SEGMENT_TABLES = ("segment_content", "segment_voice", "segment_text_vector")
 
 
-def _count(db_path: Path, sql: str, params: tuple[object, ...] = ()) -> int:
+def _count(db_path: Path, sql: str, params: dict[str, object] | None = None) -> int:
     return int(query(db_path, sql, params)[0][0])
 
 
@@ -73,7 +73,7 @@ def test_every_row_of_the_conversation_goes_and_profiles_are_recomputed(
              else "segment_text_embedding_384")  # the backend's own text-vector index
     assert _count(db, f"SELECT count(*) FROM {index}") == other_segments
     assert _count(db, "SELECT count(*) FROM voiceprint WHERE conversation_id = 2") == 0
-    assert _count(db, "SELECT count(*) FROM speaker WHERE id = ?", (carl.id,)) == 0
+    assert _count(db, "SELECT count(*) FROM speaker WHERE id = :id", {"id": carl.id}) == 0
     assert _dangling(db) == []
     assert centroids(db) == _expected_centroids(db)
     assert [c.conversation.id for c in store.list_conversations().items] == [3, 1]

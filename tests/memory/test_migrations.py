@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlean
+from sqlalchemy import text
 
 from inference.types import Turn
 from memory import SpeakerMemory
@@ -90,9 +91,9 @@ def test_migrates_from_empty_and_reopens(tmp_path: Path, voices: Voices) -> None
 @sqlite_only
 def test_connection_settings(store: SpeakerMemory) -> None:
     with store._db.read() as tx:  # the settings every pooled connection gets
-        assert tx.scalar("PRAGMA foreign_keys") == 1
-        assert tx.scalar("PRAGMA busy_timeout") >= 5000
-        assert tx.scalar("SELECT vec_version()").startswith("v")
+        assert tx.value(text("PRAGMA foreign_keys")) == 1
+        assert tx.value(text("PRAGMA busy_timeout")) >= 5000
+        assert tx.value(text("SELECT vec_version()")).startswith("v")
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -243,7 +244,7 @@ def test_a_failing_migration_leaves_no_trace(tmp_path: Path,
         "from memory.migrations import current_tx\n"
         f"revision = '9999'\ndown_revision = '{head}'\n"
         "def upgrade() -> None:\n"
-        "    current_tx().run('CREATE TABLE half_done (x)')\n"
+        "    current_tx().script('CREATE TABLE half_done (x)')\n"
         "    raise RuntimeError('disk on fire')\n"
     )
     monkeypatch.setattr(migrations, "SCRIPT_DIRECTORY", scripts)

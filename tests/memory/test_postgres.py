@@ -42,7 +42,8 @@ def test_a_write_waits_for_the_advisory_lock_another_store_holds(
             waiting: list[tuple[object, ...]] = []
             while not waiting and time.monotonic() < deadline:
                 waiting = query(path, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
-                                " AND NOT granted AND objid = ?", (WRITE_LOCK_KEY & 0xFFFFFFFF,))
+                                " AND NOT granted AND objid = :key",
+                                {"key": WRITE_LOCK_KEY & 0xFFFFFFFF})
                 time.sleep(0.02)
             assert waiting, "the second store's write never waited on the advisory lock"
             assert not done

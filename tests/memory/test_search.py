@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from memory import SpeakerMemory
 from memory.api import MAX_PAGE
@@ -219,7 +220,7 @@ def test_code_loader_reads_what_the_vec0_table_holds(searchable: SpeakerMemory) 
 
     with searchable._db.read() as tx:
         ids, codes = _load_codes(tx, 384)
-        scanned = dict(tx.all("SELECT rowid, embedding FROM segment_text_bits_384"))
+        scanned = dict(tx.stream(text("SELECT rowid, embedding FROM segment_text_bits_384")))
     assert sorted(ids.tolist()) == sorted(scanned)
     assert all(codes[i].tobytes() == scanned[int(sid)] for i, sid in enumerate(ids))
 
