@@ -808,9 +808,10 @@ def print_table(rows: list[Row]) -> None:
     sys.stdout.flush()
 
 
-def fresh_schema(database_url: str, spec: Spec) -> str:
+def fresh_schema(database_url: str, spec: Spec, reuse: bool = False) -> str:
     """A new, empty schema for one size's store in the PostgreSQL database at `database_url`
-    (an older one of the same name is dropped); returns the URL that works inside it."""
+    (an older one of the same name is dropped; with `reuse`, kept as it is); returns the URL
+    that works inside it."""
     import psycopg
     from sqlalchemy.engine import make_url
 
@@ -818,9 +819,13 @@ def fresh_schema(database_url: str, spec: Spec) -> str:
     url = make_url(database_url)
     libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(libpq, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.execute(f"CREATE SCHEMA {schema}")
+        found = conn.execute("SELECT to_regclass(%s)", (f"{schema}.segment",)).fetchone()
+        if reuse and (found is None or found[0] is None):
+            raise SystemExit(f"--pg-reuse: no store in schema {schema}; run without it first")
+        if not reuse:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            conn.execute(f"CREATE SCHEMA {schema}")
     inside = url.update_query_dict({"options": f"-csearch_path={schema},public"})
     return inside.render_as_string(hide_password=False)
 
@@ -886,6 +891,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --database-url: make the PostgreSQL store by migrate-store from the SQLite "
         "one (the same rows; minutes instead of an ingest-by-ingest build)",
     )
+    p.add_argument(
+        "--pg-reuse",
+        action="store_true",
+        help="with --database-url: measure again on the bench_<size> schema an earlier run "
+        "made (a copy of a 1M store takes long; the few conversations that run's measurements "
+        "ingested stay in it)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
 
@@ -919,8 +931,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print_table(rows)
         if args.database_url:
-            url = fresh_schema(args.database_url, spec)
-            if args.pg_copy:
+            url = fresh_schema(args.database_url, spec, reuse=args.pg_reuse)
+            if args.pg_reuse:
+                pg_meta = meta
+                built = "the store an earlier run copied (--pg-reuse)"
+            elif args.pg_copy:
                 pg_meta = copy_store(pristine, workdir, url, meta)
                 built = (f"copied from the SQLite store by migrate-store in "
                          f"{pg_meta['copy_seconds']} s")
