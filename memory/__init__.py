@@ -4,6 +4,8 @@ Pure Python (numpy + SQLite, or PostgreSQL with pgvector); it never imports an M
 `SpeakerMemory` is the one entry point. Modules, one job each:
 
     api.py            the facade: transactions, locking, result shaping
+    tables.py         the tables as SQLAlchemy Core objects: every statement is built from them
+    sql.py            what the dialects spell differently, once: id lists, upserts
     db.py             SQLAlchemy engine over sqlean (+ sqlite-vec), Tx, WAL checkpointer
     pg.py             the PostgreSQL engine (psycopg 3): PgTx, the writers' advisory lock
     migrations.py     runs the schema's Alembic history (schema/versions/) on every open
