@@ -159,8 +159,8 @@ def test_enrolled_prints_stay(store: SpeakerMemory, voices: Voices) -> None:
     store.delete_conversation(1)
     store.delete_conversation(3)  # every conversation Bob was heard in
     assert store.resolve_speaker("Bob").id == bob.id
-    assert _count(store.db_path, "SELECT count(*) FROM voiceprint WHERE speaker_id = ?",
-                  (bob.id,)) > 0
+    assert _count(store.db_path, "SELECT count(*) FROM voiceprint WHERE speaker_id = :id",
+                  {"id": bob.id}) > 0
     assert [v.speaker.id for v in store.enrolled_voices(VOICE_MODEL)] == [bob.id]
 
 
