@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from memory import SpeakerMemory, pg_index
 from memory.errors import StoreError
@@ -52,6 +53,23 @@ def test_a_write_waits_for_the_advisory_lock_another_store_holds(
     finally:
         second.close()
         first.close()
+
+
+@postgresql_only
+def test_commits_have_sqlites_durability_unless_the_url_asks_for_more(
+    backend: Backend, tmp_path: Path
+) -> None:
+    assert backend.postgres is not None
+    url = backend.postgres.url_for(str(tmp_path / "s.db"))
+    durable = url.replace("options=", "options=-csynchronous_commit%3Don%20")
+    for given, expected in ((url, "off"), (durable, "on")):
+        store = SpeakerMemory(tmp_path / "s.db", database_url=given)
+        try:
+            with store._db.read() as tx:
+                assert tx.value(text("SHOW synchronous_commit")) == expected
+                assert tx.value(text("SHOW search_path")).startswith("store_")  # kept
+        finally:
+            store.close()
 
 
 @postgresql_only
