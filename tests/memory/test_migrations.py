@@ -21,6 +21,7 @@ from tests.memory.state import query
 
 UNDO = {
     # The statements that take a store of version N back to N - 1.
+    8: ("DROP INDEX voiceprint_segment",),
     7: ("DROP TABLE job_progress",),
     6: ("DROP TABLE IF EXISTS segment_text_pending_384",),
     5: ("DROP TABLE live_session",),
@@ -163,7 +164,7 @@ def test_a_store_of_every_older_version_is_upgraded(
     assert {"live_session", "enrollment_clip", "diarization_turn"} <= tables
     assert "schema_version" not in tables
     indexes = {str(r[0]) for r in query(path, INDEXES[backends.current.name])}
-    assert {"segment_excluded", "diarization_turn_conversation"} <= indexes
+    assert {"segment_excluded", "diarization_turn_conversation", "voiceprint_segment"} <= indexes
 
 
 TABLES = {
