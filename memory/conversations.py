@@ -16,7 +16,7 @@ from memory import turns
 from memory.db import Tx, latest_id_hint
 from memory.errors import ConversationNotFound, DuplicateAudio, InvalidOperation, ModelMismatch
 from memory.events import Change
-from memory.identity import Ctx
+from memory.identity import Ctx, holds
 from memory.limits import (
     MAX_ERROR_LENGTH,
     MAX_LANGUAGE_LENGTH,
@@ -546,7 +546,7 @@ def reprocess(ctx: Ctx, change: Change, conversation_id: int) -> list[Decision]:
         row = get_row(tx, sid)
         if row is None or row.kind != "unknown":
             continue
-        if tx.first(select(segment.c.id).where(segment.c.speaker_id == sid).limit(1)) is not None:
+        if holds(tx, segment, sid):
             continue
         change.delete_voiceprints(tx, voiceprint.c.speaker_id == sid)
         change.delete_clips(tx, sid)
