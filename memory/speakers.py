@@ -16,8 +16,6 @@ from memory.tables import meta, speaker, speaker_centroid
 from memory.timeutil import from_db_required, now_db
 from memory.types import SpeakerInfo, SpeakerKind
 
-SPEAKER_COLUMNS = tuple(c.name for c in speaker.columns)
-"""A speaker row's columns in order (an undo payload keeps a row as a list in this order)."""
 UNKNOWN_LABEL = re.compile(r"^\s*unknown[\s_#-]*(\d+)\s*$", re.IGNORECASE)
 MAX_NAME_LENGTH = 120
 
@@ -26,7 +24,8 @@ SELECT_SPEAKER = select(speaker)
 
 
 class SavedSpeaker(NamedTuple):
-    """A speaker row as an undo payload keeps it (a list in SPEAKER_COLUMNS order)."""
+    """A speaker row as an undo payload keeps it: a list in the speaker table's column order
+    (tests/memory/test_tables.py holds the fields to it)."""
 
     id: int
     name: str | None

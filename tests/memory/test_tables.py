@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, insert, inspect, select, update
 
 from memory import SpeakerMemory
+from memory.speakers import SavedSpeaker
 from memory.sql import in_ids, insert_ignore, upsert
 from memory.tables import meta, metadata, speaker
 from memory.timeutil import now_db
@@ -25,6 +26,10 @@ def test_the_tables_describe_the_migrated_schema(store: SpeakerMemory) -> None:
                 )
             keys = found.get_pk_constraint(table.name)["constrained_columns"]
             assert set(keys) == {c.name for c in table.primary_key}, table.name
+
+
+def test_a_saved_speaker_has_the_speaker_tables_columns_in_order() -> None:
+    assert SavedSpeaker._fields == tuple(c.name for c in speaker.columns)
 
 
 def _speaker(name: str | None, number: int | None) -> dict[str, object]:
