@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, func, insert, or_, select, update
+from sqlalchemy import Row, bindparam, func, insert, or_, select, update
 
 from memory import turns
 from memory.db import Tx, latest_id_hint
@@ -25,6 +25,7 @@ from memory.limits import (
     bounded,
     cut,
 )
+from memory.prepared import Prepared
 from memory.search_index import SearchIndex, TextCodes
 from memory.speakers import create_unknown, delete_row, get_row
 from memory.tables import (
@@ -68,6 +69,13 @@ from memory.voiceprints import (
 )
 
 SELECT_CONVERSATION = select(conversation)
+CONVERSATION_BY_ID = Prepared(
+    SELECT_CONVERSATION.where(conversation.c.id == bindparam("conversation_id")))
+ANY_SEGMENT = Prepared(
+    select(segment.c.id).where(segment.c.conversation_id == bindparam("conversation_id")).limit(1))
+INGESTED = Prepared(update(conversation).where(conversation.c.id == bindparam("conversation_id"))
+                    .values(duration=bindparam("duration"), language=bindparam("language"),
+                            model_ids=bindparam("model_ids"), status="done", error=None))
 ConversationRow = Row[Any]
 STATUSES = ("queued", "processing", "done", "failed")
 
@@ -82,7 +90,7 @@ def conversation_info(row: ConversationRow) -> ConversationInfo:
 
 
 def get_conversation_row(tx: Tx, conversation_id: int) -> ConversationRow:
-    row = tx.first(SELECT_CONVERSATION.where(conversation.c.id == conversation_id))
+    row = tx.first(CONVERSATION_BY_ID, {"conversation_id": conversation_id})
     if row is None:
         hint = latest_id_hint(tx, "conversation", "conversation", "conversations")
         raise ConversationNotFound(f"no conversation {conversation_id}; {hint}")
@@ -344,17 +352,15 @@ def ingest(
         model_ids["text"] = result.text_model_id
     if result.asr_model_id:
         model_ids["asr"] = result.asr_model_id
-    tx.execute(update(conversation).where(conversation.c.id == conversation_id).values(
-        duration=float(result.duration), language=result.language,
-        model_ids=json.dumps(model_ids, sort_keys=True), status="done", error=None,
-    ))
+    tx.execute(INGESTED, {
+        "conversation_id": conversation_id, "duration": float(result.duration),
+        "language": result.language, "model_ids": json.dumps(model_ids, sort_keys=True),
+    })
     return Ingested(segment_ids, decisions, codes)
 
 
 def has_segments(tx: Tx, conversation_id: int) -> bool:
-    return tx.first(
-        select(segment.c.id).where(segment.c.conversation_id == conversation_id).limit(1)
-    ) is not None
+    return tx.first(ANY_SEGMENT, {"conversation_id": conversation_id}) is not None
 
 
 def next_segment_id(tx: Tx) -> int:

@@ -36,6 +36,7 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.dml import Insert
 
+from memory.prepared import Prepared, _Form
 from memory.tables import metadata
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ MMAP_BYTES = 64 << 30
 _SQLITE = SQLiteDialect_pysqlite(paramstyle="qmark")
 Bound = Mapping[str, Any] | None
 """Values for a statement's named parameters (`text()` statements; Core ones carry theirs)."""
+Statement = Executable | Prepared
+"""A Core statement, or one built once for the hot path (memory.prepared)."""
 
 
 def _connect(path: Path) -> Any:
@@ -88,24 +91,40 @@ class Tx:
         """The SQLAlchemy connection (also for Alembic, which runs the migrations)."""
         self._raw: Any = conn.connection.driver_connection
 
-    def rows(self, statement: Executable, params: Bound = None) -> Sequence[Row[Any]]:
+    def rows(self, statement: Statement, params: Bound = None) -> Sequence[Row[Any]]:
+        if isinstance(statement, Prepared):
+            form = statement.form(self.connection.dialect)
+            cursor = self._run(form, params)
+            return form.wrap(cursor, cursor.fetchall())  # type: ignore[return-value]
         return self.connection.execute(statement, params).all()
 
-    def first(self, statement: Executable, params: Bound = None) -> Row[Any] | None:
+    def first(self, statement: Statement, params: Bound = None) -> Row[Any] | None:
+        if isinstance(statement, Prepared):
+            form = statement.form(self.connection.dialect)
+            cursor = self._run(form, params)
+            found = cursor.fetchone()
+            return None if found is None else form.wrap(cursor, [found])[0]  # type: ignore[return-value]
         return self.connection.execute(statement, params).first()
 
-    def value(self, statement: Executable, params: Bound = None) -> Any:
+    def value(self, statement: Statement, params: Bound = None) -> Any:
         """The first column of the first row (None without a row)."""
-        return self.connection.execute(statement, params).scalar()
+        row = self.first(statement, params)
+        return None if row is None else row[0]
 
-    def execute(self, statement: Executable, params: Bound = None) -> int:
+    def execute(self, statement: Statement, params: Bound = None) -> int:
         """Run an UPDATE / DELETE (or DDL); returns the number of rows it changed."""
+        if isinstance(statement, Prepared):
+            return int(self._run(statement.form(self.connection.dialect), params).rowcount)
         return int(self.connection.execute(statement, params).rowcount)
 
     def execute_many(self, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run one UPDATE / DELETE once for each set of parameter values (executemany)."""
         if rows:
             self.connection.execute(statement, list(rows))
+
+    def _run(self, form: _Form, params: Bound) -> Any:
+        """A Prepared statement's cursor, run on the driver connection (memory.prepared)."""
+        return self._raw.execute(form.sql, form.bind(params))
 
     def insert(self, statement: Insert) -> int:
         """Run an INSERT of one row; returns its primary key (the id the store gave it)."""

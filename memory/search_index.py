@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 
 from memory.db import Tx
 from memory.errors import ModelMismatch
+from memory.prepared import Prepared
 from memory.tables import text_model
 from memory.types import SearchFilters, Vector
 from memory.vectors import as_vector, normalize
@@ -29,7 +30,8 @@ TextCodes = Sequence[tuple[int, int, bytes]]
 """What a write added to an index's RAM state, published after its commit (SQLite: the
 (dimension, segment id, binary code) of each new text vector; PostgreSQL: nothing)."""
 
-SELECT_DIM = select(text_model.c.dim)
+MODEL_DIM = Prepared(
+    select(text_model.c.dim).where(text_model.c.model_id == bindparam("model_id")))
 
 
 class SearchIndex(Protocol):
@@ -81,7 +83,7 @@ class SearchIndex(Protocol):
 
 
 def model_dim(tx: Tx, model_id: str) -> int | None:
-    value = tx.value(SELECT_DIM.where(text_model.c.model_id == model_id))
+    value = tx.value(MODEL_DIM, {"model_id": model_id})
     return None if value is None else int(value)
 
 

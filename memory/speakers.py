@@ -7,11 +7,12 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import Row, bindparam, delete, insert, select, update
 
 from memory.db import Tx, latest_id_hint
 from memory.errors import InvalidName, NameTaken, SpeakerNotFound
-from memory.sql import in_ids
+from memory.prepared import Prepared
+from memory.sql import in_ids_param
 from memory.tables import meta, speaker, speaker_centroid
 from memory.timeutil import from_db_required, now_db
 from memory.types import SpeakerInfo, SpeakerKind
@@ -21,6 +22,13 @@ MAX_NAME_LENGTH = 120
 
 SpeakerRow = Row[Any]
 SELECT_SPEAKER = select(speaker)
+SPEAKER_BY_ID = Prepared(SELECT_SPEAKER.where(speaker.c.id == bindparam("speaker_id")))
+SPEAKERS_BY_ID = Prepared(SELECT_SPEAKER.where(in_ids_param(speaker.c.id, "speaker_ids")))
+NEXT_UNKNOWN_KEY = meta.c.key == "next_unknown_number"
+NEXT_UNKNOWN = Prepared(select(meta.c.value).where(NEXT_UNKNOWN_KEY))
+SET_NEXT_UNKNOWN = Prepared(update(meta).where(NEXT_UNKNOWN_KEY).values(value=bindparam("value")))
+TOUCH = Prepared(update(speaker).where(speaker.c.id == bindparam("speaker_id"))
+                 .values(updated_at=bindparam("stamp")))
 
 
 class SavedSpeaker(NamedTuple):
@@ -91,7 +99,7 @@ def delete_row(tx: Tx, speaker_id: int) -> None:
 
 
 def get_row(tx: Tx, speaker_id: int) -> SpeakerRow | None:
-    return tx.first(SELECT_SPEAKER.where(speaker.c.id == speaker_id))
+    return tx.first(SPEAKER_BY_ID, {"speaker_id": speaker_id})
 
 
 def get_info(tx: Tx, speaker_id: int) -> SpeakerInfo:
@@ -105,7 +113,7 @@ def infos(tx: Tx, ids: Iterable[int]) -> dict[int, SpeakerInfo]:
     wanted = sorted({int(i) for i in ids})
     if not wanted:
         return {}
-    rows = tx.rows(SELECT_SPEAKER.where(in_ids(speaker.c.id, wanted)))
+    rows = tx.rows(SPEAKERS_BY_ID, {"speaker_ids": wanted})
     return {int(r.id): info(r) for r in rows}
 
 
@@ -150,9 +158,8 @@ def resolve_row(tx: Tx, ref: object) -> SpeakerRow:
 
 def next_unknown_number(tx: Tx) -> int:
     """Take the next 'Unknown N' number; numbers are never reused."""
-    counter = meta.c.key == "next_unknown_number"
-    number = int(tx.value(select(meta.c.value).where(counter)))
-    tx.execute(update(meta).where(counter).values(value=str(number + 1)))
+    number = int(tx.value(NEXT_UNKNOWN))
+    tx.execute(SET_NEXT_UNKNOWN, {"value": str(number + 1)})
     return number
 
 
@@ -189,4 +196,4 @@ def set_name(tx: Tx, speaker_id: int, name: str) -> None:
 
 
 def touch(tx: Tx, speaker_id: int) -> None:
-    tx.execute(update(speaker).where(speaker.c.id == speaker_id).values(updated_at=now_db()))
+    tx.execute(TOUCH, {"speaker_id": speaker_id, "stamp": now_db()})

@@ -14,7 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Dialect, Table, TypeDecorator, bindparam
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    ColumnElement,
+    Dialect,
+    Table,
+    TypeDecorator,
+    bindparam,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
@@ -56,9 +64,9 @@ class InIds(ColumnElement[bool]):
     ]
     type = NullType()  # type: ignore[assignment]  # not Boolean: SQLite compares that with 1
 
-    def __init__(self, column: ColumnElement[Any], ids: Iterable[int]) -> None:
+    def __init__(self, column: ColumnElement[Any], ids: BindParameter[Any]) -> None:
         self.column = column
-        self.ids = bindparam(None, [int(i) for i in ids], type_=IdList(), unique=True)
+        self.ids = ids
 
     @property
     def _from_objects(self) -> list[FromClause]:
@@ -79,7 +87,12 @@ def _in_ids_postgresql(element: InIds, compiler: SQLCompiler, **kw: Any) -> str:
 
 def in_ids(column: ColumnElement[Any], ids: Iterable[int]) -> InIds:
     """`column IN ids` for a list of any length, as one bound parameter."""
-    return InIds(column, ids)
+    return InIds(column, bindparam(None, [int(i) for i in ids], type_=IdList(), unique=True))
+
+
+def in_ids_param(column: ColumnElement[Any], name: str) -> InIds:
+    """`column IN :name`, the ids given when the statement runs (memory.prepared)."""
+    return InIds(column, bindparam(name, type_=IdList()))
 
 
 def upsert(

@@ -51,6 +51,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from memory import text_index
 from memory.db import Tx
 from memory.filters import SEGMENT_CONVERSATION, filter_condition, joined
+from memory.prepared import Prepared
 from memory.search_index import (
     Scored,
     TextCodes,
@@ -107,12 +108,12 @@ def quantise(vector: Vector) -> bytes:
     return np.packbits(vector > 0).tobytes()
 
 
-SELECT_GENERATION = select(meta.c.value).where(meta.c.key == GENERATION_KEY)
+SELECT_GENERATION = Prepared(select(meta.c.value).where(meta.c.key == GENERATION_KEY))
 _BUMP = sqlite_insert(meta).values(key=GENERATION_KEY, value="1")
-BUMP_GENERATION = _BUMP.on_conflict_do_update(
+BUMP_GENERATION = Prepared(_BUMP.on_conflict_do_update(
     index_elements=[meta.c.key],
     set_={"value": literal_column("CAST(value AS INTEGER) + 1")},
-)
+))
 """Tell every process's RAM copy of the codes that the table changed."""
 
 

@@ -19,7 +19,8 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from memory.db import Tx
 from memory.errors import ModelMismatch
-from memory.sql import in_ids, upsert
+from memory.prepared import Prepared
+from memory.sql import in_ids_param, upsert
 from memory.tables import meta, speaker, speaker_centroid, voice_model, voiceprint
 from memory.timeutil import now_db
 from memory.types import MatchConfig, Vector
@@ -48,7 +49,9 @@ REBUILT_SOURCE = "rebuilt:"
 """Source prefix of prints computed again from stored audio for a new voice model
 ('rebuilt:enrollment:<clip id>', 'rebuilt:conversation:<id>'); not part of any identity event."""
 
-GENERATION = select(meta.c.value).where(meta.c.key == bindparam("key"))
+GENERATION = Prepared(select(meta.c.value).where(meta.c.key == bindparam("key")))
+SET_GENERATION = Prepared(lambda dialect: upsert(
+    dialect, meta, {"key": bindparam("key"), "value": bindparam("value")}, key=["key"]))
 CENTROIDS = (
     select(speaker_centroid.c.speaker_id, speaker_centroid.c.total, speaker_centroid.c.count,
            speaker_centroid.c.dim, speaker.c.kind)
@@ -57,32 +60,53 @@ CENTROIDS = (
 )
 """Centroids of one model with their speakers' kinds (_normalised reads them in this order)."""
 ALL_CENTROIDS = CENTROIDS.order_by(speaker_centroid.c.speaker_id)
-CANDIDATE_PRINTS = (
+CENTROIDS_OF = Prepared(
+    CENTROIDS.where(in_ids_param(speaker_centroid.c.speaker_id, "speaker_ids")))
+CANDIDATE_PRINTS = Prepared(
     select(voiceprint.c.speaker_id, voiceprint.c.vector, speaker.c.match_threshold)
     .join(speaker, speaker.c.id == voiceprint.c.speaker_id)
     .where(voiceprint.c.model_id == bindparam("model_id"),
-           voiceprint.c.speaker_id.in_(bindparam("speaker_ids", expanding=True)))
+           in_ids_param(voiceprint.c.speaker_id, "speaker_ids"))
 )
-"""The voiceprints of a few candidate speakers (at most CANDIDATE_SPEAKERS: a short IN list,
-whose compiled form SQLAlchemy caches, unlike memory.sql.in_ids for lists of any length)."""
-SPEAKER_PRINTS = (
+"""The voiceprints of a few candidate speakers (at most CANDIDATE_SPEAKERS)."""
+SPEAKER_PRINTS = Prepared(
     select(voiceprint.c.model_id, voiceprint.c.vector)
     .where(voiceprint.c.speaker_id == bindparam("speaker_id")).order_by(voiceprint.c.id)
 )
 VECTOR_COUNT = speaker_centroid.c.count.label("vector_count")
 """A centroid's count, read by this name: `row.count` is the tuple method of a Row."""
-CENTROID = (
-    select(speaker_centroid.c.total, VECTOR_COUNT)
-    .where(speaker_centroid.c.speaker_id == bindparam("speaker_id"),
-           speaker_centroid.c.model_id == bindparam("model_id"))
-)
+OF_CENTROID = (speaker_centroid.c.speaker_id == bindparam("speaker_id"),
+               speaker_centroid.c.model_id == bindparam("model_id"))
+CENTROID = Prepared(select(speaker_centroid.c.total, VECTOR_COUNT).where(*OF_CENTROID))
+NONEMPTY_CENTROID = Prepared(select(speaker_centroid.c.total, VECTOR_COUNT)
+                             .where(*OF_CENTROID, speaker_centroid.c.count > 0))
+NEW_CENTROID = Prepared(insert(speaker_centroid).values(
+    speaker_id=bindparam("speaker_id"), model_id=bindparam("model_id"), dim=bindparam("dim"),
+    total=bindparam("total"), count=bindparam("count")))
+SET_CENTROID = Prepared(update(speaker_centroid).where(*OF_CENTROID).values(
+    total=bindparam("total"), count=bindparam("count")))
+DROP_CENTROIDS = Prepared(
+    delete(speaker_centroid).where(speaker_centroid.c.speaker_id == bindparam("speaker_id")))
+VOICE_MODEL_DIM = Prepared(
+    select(voice_model.c.dim).where(voice_model.c.model_id == bindparam("model_id")))
+OF_PRINTS = (voiceprint.c.speaker_id == bindparam("speaker_id"),
+             voiceprint.c.model_id == bindparam("model_id"))
+COUNT_PRINTS = Prepared(select(func.count()).select_from(voiceprint).where(*OF_PRINTS))
+DROP_OLDEST_PRINTS = Prepared(delete(voiceprint).where(voiceprint.c.id.in_(
+    select(voiceprint.c.id)
+    .where(*OF_PRINTS, voiceprint.c.source.not_like(f"{ENROLLMENT_SOURCE}%"),
+           voiceprint.c.source.not_like(f"{REBUILT_SOURCE}{ENROLLMENT_SOURCE}%"))
+    .order_by(voiceprint.c.id).limit(bindparam("excess"))
+    .scalar_subquery()
+)))
+"""The oldest prints of a speaker's model beyond the bound (never enrollment ones)."""
 
 
 def register_voice_model(tx: Tx, model_id: str, dim: int) -> None:
     """Vectors of one model always have one dimension; refuse anything else."""
     if not model_id:
         raise ModelMismatch("a voice model id (name + version) is required")
-    row = tx.first(select(voice_model.c.dim).where(voice_model.c.model_id == model_id))
+    row = tx.first(VOICE_MODEL_DIM, {"model_id": model_id})
     if row is None:
         tx.execute(insert(voice_model).values(model_id=model_id, dim=dim))
     elif int(row.dim) != dim:
@@ -183,9 +207,7 @@ class CentroidCache:
             if self._generation != current:
                 self._models.clear()
             self._generation = None  # unknown until this transaction commits
-        tx.execute(upsert(
-            tx.dialect, meta, {"key": self.GENERATION_KEY, "value": str(current + 1)}, key=["key"]
-        ))
+        tx.execute(SET_GENERATION, {"key": self.GENERATION_KEY, "value": str(current + 1)})
         return current + 1
 
     def check(self, tx: Tx) -> None:
@@ -226,10 +248,7 @@ class CentroidCache:
             return
         with self._lock:
             for model_id, current in list(self._models.items()):
-                rows = list(tx.stream(
-                    CENTROIDS.where(in_ids(speaker_centroid.c.speaker_id, ids)),
-                    {"model_id": model_id},
-                ))
+                rows = tx.rows(CENTROIDS_OF, {"model_id": model_id, "speaker_ids": ids})
                 fresh_ids, matrix, unknown = _normalised(rows)
                 if fresh_ids.size and matrix.shape[1] != current.dim:
                     if current.count:
@@ -285,7 +304,7 @@ class CentroidCache:
 
 
 def _normalised(
-    rows: Sequence[tuple[Any, ...]],
+    rows: Sequence[Sequence[Any]],
 ) -> tuple[npt.NDArray[np.int64], Matrix, npt.NDArray[np.bool_]]:
     """(speaker ids, normalised centroids, is-unknown flags) of CENTROIDS rows."""
     if not rows:
@@ -353,36 +372,24 @@ def profile_prints(
 def _add_to_centroid(
     tx: Tx, speaker_id: int, model_id: str, total: npt.NDArray[np.float64], count: int
 ) -> None:
-    row = tx.first(CENTROID, {"speaker_id": speaker_id, "model_id": model_id})
+    key = {"speaker_id": speaker_id, "model_id": model_id}
+    row = tx.first(CENTROID, key)
     if row is None:
-        tx.execute(insert(speaker_centroid).values(
-            speaker_id=speaker_id, model_id=model_id, dim=int(total.shape[0]),
-            total=total.astype(np.float64).tobytes(), count=count,
-        ))
+        tx.execute(NEW_CENTROID, {**key, "dim": int(total.shape[0]),
+                                  "total": total.astype(np.float64).tobytes(), "count": count})
         return
     new_total = np.frombuffer(row.total, dtype=np.float64) + total
-    tx.execute(
-        update(speaker_centroid)
-        .where(speaker_centroid.c.speaker_id == speaker_id,
-               speaker_centroid.c.model_id == model_id)
-        .values(total=new_total.tobytes(), count=int(row.vector_count) + count)
-    )
+    tx.execute(SET_CENTROID, {**key, "total": new_total.tobytes(),
+                              "count": int(row.vector_count) + count})
 
 
 def prune_voiceprints(tx: Tx, speaker_id: int, model_id: str) -> int:
     """Keep a speaker's prints of one model bounded (see MAX_VOICEPRINTS); returns dropped."""
-    of_model = (voiceprint.c.speaker_id == speaker_id, voiceprint.c.model_id == model_id)
-    count = int(tx.value(select(func.count()).select_from(voiceprint).where(*of_model)))
-    excess = count - MAX_VOICEPRINTS
+    key = {"speaker_id": speaker_id, "model_id": model_id}
+    excess = int(tx.value(COUNT_PRINTS, key)) - MAX_VOICEPRINTS
     if excess <= 0:
         return 0
-    oldest = (
-        select(voiceprint.c.id)
-        .where(*of_model, voiceprint.c.source.not_like(f"{ENROLLMENT_SOURCE}%"),
-               voiceprint.c.source.not_like(f"{REBUILT_SOURCE}{ENROLLMENT_SOURCE}%"))
-        .order_by(voiceprint.c.id).limit(excess)
-    )
-    dropped = tx.execute(delete(voiceprint).where(voiceprint.c.id.in_(oldest.scalar_subquery())))
+    dropped = tx.execute(DROP_OLDEST_PRINTS, {**key, "excess": excess})
     recompute_centroids(tx, [speaker_id])
     return dropped
 
@@ -400,7 +407,7 @@ def move_centroids(tx: Tx, source_id: int, target_id: int) -> None:
 def recompute_centroids(tx: Tx, speaker_ids: Iterable[int]) -> None:
     """Rebuild centroids from voiceprints (after deletions: sums cannot subtract exactly)."""
     for speaker_id in sorted(set(speaker_ids)):
-        tx.execute(delete(speaker_centroid).where(speaker_centroid.c.speaker_id == speaker_id))
+        tx.execute(DROP_CENTROIDS, {"speaker_id": speaker_id})
         by_model: dict[str, list[npt.NDArray[np.float32]]] = {}
         for row in tx.rows(SPEAKER_PRINTS, {"speaker_id": speaker_id}):
             by_model.setdefault(row.model_id, []).append(
@@ -411,8 +418,7 @@ def recompute_centroids(tx: Tx, speaker_ids: Iterable[int]) -> None:
 
 
 def centroid_of(tx: Tx, speaker_id: int, model_id: str) -> Vector | None:
-    row = tx.first(CENTROID.where(speaker_centroid.c.count > 0),
-                   {"speaker_id": speaker_id, "model_id": model_id})
+    row = tx.first(NONEMPTY_CENTROID, {"speaker_id": speaker_id, "model_id": model_id})
     if row is None:
         return None
     return normalize(np.frombuffer(row.total, dtype=np.float64).astype(np.float32))
