@@ -36,7 +36,7 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.dml import Insert
 
-from memory.prepared import Prepared, _Form
+from memory.prepared import Form, Prepared
 from memory.tables import metadata
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class Tx:
         if rows:
             self.connection.execute(statement, list(rows))
 
-    def _run(self, form: _Form, params: Bound) -> Any:
+    def _run(self, form: Form, params: Bound) -> Any:
         """A Prepared statement's cursor, run on the driver connection (memory.prepared)."""
         return self._raw.execute(form.sql, form.bind(params))
 

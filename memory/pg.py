@@ -26,15 +26,16 @@ from typing import Any
 import psycopg
 from psycopg.adapt import Dumper, PyFormat
 from psycopg.pq import Format
-from psycopg.types.numeric import FloatLoader
+from psycopg.types.numeric import FloatLoader, NumericBinaryLoader
 from sqlalchemy import Engine, Table, create_engine, event, func, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.dml import Insert
 
-from memory.db import Tx
+from memory.db import Bound, Tx
 from memory.pg_index import PendingIndexer, VectorParam
+from memory.prepared import Form
 from memory.tables import SERIAL_TABLES
 
 WRITE_LOCK_KEY = 0x5350_4B52_4D45_4D  # "SPKRMEM": one key for the store's writers
@@ -104,6 +105,11 @@ class PgTx(Tx):
                 )
         if table.name in SERIAL_TABLES and "id" in columns:
             self._follow_sequence(table.name)
+
+    def _run(self, form: Form, params: Bound) -> Any:
+        # Results in binary: a voiceprint's bytea comes as its bytes, not as hex text of twice
+        # the size (matching a voice reads ~1000 of them: ~0.5 ms less per 250 rows).
+        return self._raw.execute(form.sql, form.bind(params), binary=True)
 
     def script(self, sql: str) -> None:
         with self._raw.cursor() as cursor:
@@ -240,10 +246,18 @@ def with_commit_durability(url: URL) -> URL:
     return url.update_query_dict({"options": f"{options} -csynchronous_commit=off".strip()})
 
 
+class _FloatNumericBinaryLoader(NumericBinaryLoader):
+    """numeric as float in binary results too (memory.prepared's rows)."""
+
+    def load(self, data: Any) -> float:  # type: ignore[override]  # float, not Decimal
+        return float(super().load(data))
+
+
 def _on_connect(dbapi_conn: Any, _record: Any) -> None:
     # SUM/AVG of integers are numeric in PostgreSQL (Decimal in Python); SQLite gives
     # int or float, and the domain code does arithmetic with floats on them.
     dbapi_conn.adapters.register_loader("numeric", FloatLoader)
+    dbapi_conn.adapters.register_loader("numeric", _FloatNumericBinaryLoader)
 
 
 def is_postgresql(url: str) -> bool:

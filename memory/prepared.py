@@ -25,7 +25,7 @@ from sqlalchemy.sql import Executable
 Processor = Callable[[Any], Any]
 
 
-class _Form:
+class Form:
     """One statement compiled for one dialect."""
 
     def __init__(self, statement: Executable, dialect: Dialect) -> None:
@@ -83,10 +83,10 @@ class Prepared:
 
     def __init__(self, statement: Executable | Callable[[str], Executable]) -> None:
         self._build = statement if callable(statement) else (lambda _dialect: statement)
-        self._forms: dict[str, _Form] = {}
+        self._forms: dict[str, Form] = {}
 
-    def form(self, dialect: Dialect) -> _Form:
+    def form(self, dialect: Dialect) -> Form:
         found = self._forms.get(dialect.name)
         if found is None:
-            found = self._forms[dialect.name] = _Form(self._build(dialect.name), dialect)
+            found = self._forms[dialect.name] = Form(self._build(dialect.name), dialect)
         return found
