@@ -95,6 +95,7 @@ class Tx:
         if isinstance(statement, Prepared):
             form = statement.form(self.connection.dialect)
             cursor = self._run(form, params)
+            # Named tuples, read by column name as the Rows below are.
             return form.wrap(cursor, cursor.fetchall())  # type: ignore[return-value]
         return self.connection.execute(statement, params).all()
 
@@ -139,12 +140,20 @@ class Tx:
         self._raw.executemany(sql, [order(r) for r in rows])
 
     def stream(
-        self, statement: Executable, params: Bound = None, batch: int = 1000
+        self, statement: Statement, params: Bound = None, batch: int = 1000
     ) -> Iterator[tuple[Any, ...]]:
         """The rows as plain tuples, fetched `batch` at a time: for reads too large to hold
         or too many to wrap. SQLAlchemy compiles (and caches) the statement and binds its
         values; the rows come straight from the driver's cursor, without result processing
         (the columns' stored values: a Flag reads as 0/1)."""
+        if isinstance(statement, Prepared):
+            cursor = self._run(statement.form(self.connection.dialect), params)
+            try:
+                while rows := cursor.fetchmany(batch):
+                    yield from rows
+            finally:
+                cursor.close()
+            return
         result = self.connection.execute(statement, params)
         try:
             while rows := result.cursor.fetchmany(batch):

@@ -1,13 +1,14 @@
 """Statements on the hot path, compiled once per dialect and run on the driver's cursor.
 
-Ingesting a short recording runs ~20 small statements, and matching a voice reads up to
+Ingesting a short recording runs ~20-40 small statements, and matching a voice reads up to
 ~1000 voiceprint rows. Through SQLAlchemy's execution machinery each statement costs
-~50-80 us beyond the database's own work (execution context, cache lookup, result wrapping),
-and a statement built anew per call another ~80 us (construction and its cache key): about
-3 ms of a 1-cluster ingest whose SQL takes under 1 ms. A `Prepared` statement is built
-once, at module level, with its values as named `bindparam()`s; SQLAlchemy compiles it once
-per dialect, and each call binds the values through the same type processors SQLAlchemy
-would use and runs the SQL on the driver connection of the transaction (`Tx`).
+~30-60 us beyond the database's own work (execution context, cache lookup, result wrapping),
+and a statement built anew per call ~80 us more (construction and its cache key): on SQLite,
+several milliseconds of a 1-cluster ingest whose SQL takes under 1 ms. A `Prepared`
+statement is built once, at module level, with its values as named `bindparam()`s;
+SQLAlchemy compiles it once per dialect, and each call binds the values through the same
+type processors SQLAlchemy would use and runs the SQL on the driver connection of the
+transaction (`Tx`).
 
 Rows come back as named tuples, read by column name like SQLAlchemy's `Row`s, with the
 columns' result processing applied (a `Flag` reads as a bool).

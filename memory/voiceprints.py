@@ -450,22 +450,24 @@ def score_speakers(
     candidates = cache.nearest(tx, model_id, query, CANDIDATE_SPEAKERS, exclude=exclude)
     if not candidates:
         return []
-    rows = tx.rows(CANDIDATE_PRINTS, {
+    # ~1000 rows: plain tuples (stream), not a named row each.
+    rows = list(tx.stream(CANDIDATE_PRINTS, {
         "model_id": model_id, "speaker_ids": [speaker_id for speaker_id, _ in candidates],
-    })
+    }))
     if not rows:
         return []
-    speaker_ids = np.array([r.speaker_id for r in rows], dtype=np.int64)
+    owners, vectors, own_thresholds = zip(*rows, strict=True)
+    speaker_ids = np.array(owners, dtype=np.int64)
     # One buffer for all rows (prints of one model share its dimension, checked at insert).
-    matrix = np.frombuffer(b"".join(r.vector for r in rows), np.float32).reshape(len(rows), -1)
+    matrix = np.frombuffer(b"".join(vectors), np.float32).reshape(len(rows), -1)
     sims = dot_rows(matrix, query)
     # Keep only the top_k voiceprints overall, as a kNN over voiceprints would.
     if sims.size > config.top_k:
         keep = np.argpartition(-sims, config.top_k - 1)[: config.top_k]
         speaker_ids, sims = speaker_ids[keep], sims[keep]
     default = config.for_model(model_id).threshold
-    thresholds = {int(r.speaker_id): (default if r.match_threshold is None
-                                      else float(r.match_threshold)) for r in rows}
+    thresholds = {int(owner): (default if threshold is None else float(threshold))
+                  for owner, threshold in zip(owners, own_thresholds, strict=True)}
     scored: list[Scored] = []
     for speaker_id in np.unique(speaker_ids):
         own = np.sort(sims[speaker_ids == speaker_id])[::-1][:TOP_VOICEPRINTS]
