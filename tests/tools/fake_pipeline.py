@@ -86,6 +86,8 @@ class FakePipeline:
         self._clip_voices: dict[str, str] = {}
         self.gate: threading.Event | None = None
         """When set to an Event, run() waits for it (to observe a job in progress)."""
+        self.at_gate = threading.Event()
+        """Set when run() has started (and waits at the gate, if there is one)."""
         self.embed_gate: threading.Event | None = None
         """When set to an Event, embed_voice_segments() waits for it (a rebuild in progress)."""
         self.runs = 0
@@ -154,6 +156,7 @@ class FakePipeline:
         self.runs += 1
         if progress is not None:
             progress(0.3, "transcribing")
+        self.at_gate.set()
         if self.gate is not None and not self.gate.wait(timeout=60):
             raise TimeoutError("the test never released the fake pipeline")
         key = _file_key(audio_or_path) if isinstance(audio_or_path, Path) else None
