@@ -148,18 +148,15 @@ class Tx:
         (the columns' stored values: a Flag reads as 0/1)."""
         if isinstance(statement, Prepared):
             cursor = self._run(statement.form(self.connection.dialect), params)
-            try:
-                while rows := cursor.fetchmany(batch):
-                    yield from rows
-            finally:
-                cursor.close()
-            return
-        result = self.connection.execute(statement, params)
+            close = cursor.close
+        else:
+            result = self.connection.execute(statement, params)
+            cursor, close = result.cursor, result.close
         try:
-            while rows := result.cursor.fetchmany(batch):
+            while rows := cursor.fetchmany(batch):
                 yield from rows
         finally:
-            result.close()
+            close()
 
     def script(self, sql: str) -> None:
         """Run several statements (DDL of a migration) inside the current transaction."""
