@@ -39,7 +39,11 @@ def substituted(value: str) -> str:
 
 
 def test_postgresql_is_the_pgvector_image(services: dict[str, dict[str, Any]]) -> None:
-    assert str(services["postgres"]["image"]).startswith("pgvector/pgvector:")
+    postgres = services["postgres"]
+    assert str(postgres["image"]).startswith("pgvector/pgvector:")
+    command = [str(part) for part in postgres["command"]]
+    assert command[0] == "postgres"
+    assert "shared_buffers=${POSTGRES_SHARED_BUFFERS:-2GB}" in command[1:]  # default 2 GB
 
 
 def test_every_command_is_one_the_cli_accepts(services: dict[str, dict[str, Any]]) -> None:
