@@ -101,7 +101,12 @@ def shown_status(app: App, conversation_id: int, stored: JobStatus) -> JobStatus
         return "live"
     if stored in ("queued", "processing"):
         job = processing_queue(app).get(conversation_id)
-        if job is None or job.state().done:
+        if job is not None and not job.state().done:
+            return stored
+        if job is not None:
+            # It ended after `stored` was read; a job stores its outcome before it ends.
+            stored = app.memory.get_conversation_info(conversation_id).status
+        if stored in ("queued", "processing"):
             return "interrupted"
     return stored
 

@@ -73,6 +73,18 @@ def test_a_running_job_cancelled_stores_nothing_and_the_same_audio_runs_again(
     assert app.memory.get_conversation_info(cid).status == "done"
 
 
+def test_a_status_read_just_before_its_job_ended_is_shown_as_the_outcome(
+    app: App, fake: FakePipeline
+) -> None:
+    """A listing reads the row, then the job: one that ended in between stored its outcome,
+    and is not shown as interrupted."""
+    path = fake.recording(app.settings.inbox_dir / "call.wav", TURNS)
+    cid = _run(app, path)
+    assert processing.shown_status(app, cid, "processing") == "done"
+    app.memory.set_conversation_status(cid, "processing")  # as if it ended storing nothing
+    assert processing.shown_status(app, cid, "processing") == "interrupted"
+
+
 def test_duplicates_are_not_processed_twice(app: App, fake: FakePipeline) -> None:
     path = fake.recording(app.settings.inbox_dir / "call.wav", TURNS)
     first = _run(app, path)
