@@ -121,9 +121,18 @@ def require_transcript(app: App, conversation_id: int) -> None:
         "interrupted": "its processing was interrupted (the server stopped); send the same "
                        "audio again with process_audio to finish it",
         "failed": f"its processing failed ({(info.error or 'unknown reason').rstrip('.')}); "
-                  "send the same audio again with process_audio to retry",
+                  f"{retry_hint(app, info.id)}",
     }.get(status, "it is still being processed; call get_processing_status until it is done")
     raise ConversationNotReady(f"conversation {conversation_id} has no transcript yet: {what}")
+
+
+def retry_hint(app: App, conversation_id: int) -> str:
+    """How to run a failed conversation again: a live recording whose finalising failed is
+    kept with its session, and stop_listening finalises it again; other audio is sent again."""
+    if any(s.conversation_id == conversation_id for s in app.memory.live_sessions()):
+        return (f"call stop_listening with conversation_id {conversation_id} to finalise its "
+                "kept recording again")
+    return "send the same audio again with process_audio to retry"
 
 
 MAX_SPEAKERS = 20
@@ -182,7 +191,9 @@ def _status_of(app: App, info: ConversationInfo) -> ProcessingStatus:
     progress = round(state.fraction, 3) if stage is not None and state is not None else None
     return ProcessingStatus(
         conversation_id=info.id, status=status, stage=stage, progress=progress,
-        error=info.error, message=_status_message(info, status, stage, progress),
+        error=info.error,
+        message=_status_message(info, status, stage, progress,
+                                retry_hint(app, info.id) if status == "failed" else ""),
     )
 
 
@@ -267,14 +278,13 @@ def reprocess(app: App, conversation_id: int) -> ProcessAudioResult:
 
 
 def _status_message(info: ConversationInfo, status: JobStatus, stage: str | None,
-                    progress: float | None) -> str:
+                    progress: float | None, retry: str) -> str:
     if status == "done":
         return f"Conversation {info.id} is processed; get_conversation returns the transcript."
     if status == "failed":
         return (
             f"Processing conversation {info.id} failed: "
-            f"{(info.error or 'unknown reason').rstrip('.')}. "
-            "Sending the same audio again retries it."
+            f"{(info.error or 'unknown reason').rstrip('.')}; {retry}."
         )
     if status == "interrupted":
         return (

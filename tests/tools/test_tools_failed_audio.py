@@ -28,7 +28,8 @@ def test_a_failed_upload_is_deleted_and_sending_it_again_retries(
     cid = run_to_end(app, sent)
     assert processing.processing_status(app, cid).status == "failed"
     assert not sent.path.exists()  # the failed upload's bytes are not kept
-    assert "Sending the same audio again retries it" in processing.summarise(app, cid).message
+    assert "send the same audio again with process_audio to retry" in (
+        processing.summarise(app, cid).message)
 
     fake.script(original, TURNS)  # the cause is fixed: the same bytes again retry
     again = upload(app, original, "noise (again).WAV")

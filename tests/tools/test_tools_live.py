@@ -16,7 +16,7 @@ import pytest
 from memory.errors import ConversationNotReady, NotListening, TooManyLiveSessions
 from tests.tools.fake_live import BLOCK
 from tests.tools.fake_pipeline import FakePipeline, voice_vector
-from tools import deletion, live
+from tools import deletion, live, processing
 from tools.context import App
 from tools.live_session import LiveEvent, LiveSession
 
@@ -225,3 +225,31 @@ def test_a_session_left_open_by_a_dead_process_is_finalised_later(
     stored = app.memory.get_conversation(session.conversation_id)
     assert stored.conversation.status == "done"
     assert set(seen) <= {s.id for s in stored.segments}
+
+
+def test_a_failed_finalising_says_to_finalise_again_and_stop_listening_does(
+    app: App, fake: FakePipeline
+) -> None:
+    audio = fake.live_script(TURNS[:2]).audio()
+    session = live.start_session(app, None, "test")
+    events: list[LiveEvent] = []
+    events += session.subscribe(events.append)
+    feed(session, audio)
+    feed(session, np.zeros(BLOCK * 12, np.float32))
+    wait_for(lambda: len(finals(events)) >= 2)
+    app.live.scheduler.close()  # the process "dies" with the session open
+    session.recorder.flush()
+    app.live._sessions.clear()
+    cid = session.conversation_id
+    world, fake.live = fake.live, None  # the offline pipeline now refuses the recording
+    assert live.finalise_left_open(app) == [cid]
+    job = app.jobs.get(cid)
+    assert job is not None
+    wait_for(lambda: job.done)
+    status = processing.processing_status(app, cid)
+    assert status.status == "failed"
+    assert f"call stop_listening with conversation_id {cid}" in status.message
+    fake.live = world
+    result = anyio.run(live.stop_listening, app, cid, no_follow)
+    assert result.status == "done"
+    assert app.memory.get_conversation_info(cid).status == "done"
