@@ -201,9 +201,10 @@ def test_limits_and_polling(app: App, fake: FakePipeline) -> None:
     assert not recording.exists()
 
 
-def test_a_session_left_open_by_a_dead_process_is_finalised_later(
-    app: App, fake: FakePipeline
-) -> None:
+def die_with_a_session_open(app: App, fake: FakePipeline) -> tuple[int, list[int]]:
+    """A session hears two turns, then its process "dies": the session is dropped without
+    stopping; the recording's header was last written at a flush, and the store still lists
+    the session as open. Returns (conversation id, the segment ids it sent as final)."""
     audio = fake.live_script(TURNS[:2]).audio()
     session = live.start_session(app, None, "test")
     events: list[LiveEvent] = []
@@ -211,18 +212,26 @@ def test_a_session_left_open_by_a_dead_process_is_finalised_later(
     feed(session, audio)
     feed(session, np.zeros(BLOCK * 12, np.float32))  # the room goes quiet
     wait_for(lambda: len(finals(events)) >= 2)
-    # The process "dies": the session is dropped without stopping; the recording's header
-    # was last written at a flush, and the store still lists the session as open.
     app.live.scheduler.close()
     session.recorder.flush()
-    seen = [f["segment_id"] for f in finals(events)]
     app.live._sessions.clear()
-    assert [s.conversation_id for s in app.memory.live_sessions()] == [session.conversation_id]
-    assert live.finalise_left_open(app) == [session.conversation_id]
-    job = app.jobs.get(session.conversation_id)
+    return session.conversation_id, [f["segment_id"] for f in finals(events)]
+
+
+def finalised_left_open(app: App, conversation_id: int) -> None:
+    assert live.finalise_left_open(app) == [conversation_id]
+    job = app.jobs.get(conversation_id)
     assert job is not None
     wait_for(lambda: job.done)
-    stored = app.memory.get_conversation(session.conversation_id)
+
+
+def test_a_session_left_open_by_a_dead_process_is_finalised_later(
+    app: App, fake: FakePipeline
+) -> None:
+    cid, seen = die_with_a_session_open(app, fake)
+    assert [s.conversation_id for s in app.memory.live_sessions()] == [cid]
+    finalised_left_open(app, cid)
+    stored = app.memory.get_conversation(cid)
     assert stored.conversation.status == "done"
     assert set(seen) <= {s.id for s in stored.segments}
 
@@ -230,22 +239,9 @@ def test_a_session_left_open_by_a_dead_process_is_finalised_later(
 def test_a_failed_finalising_says_to_finalise_again_and_stop_listening_does(
     app: App, fake: FakePipeline
 ) -> None:
-    audio = fake.live_script(TURNS[:2]).audio()
-    session = live.start_session(app, None, "test")
-    events: list[LiveEvent] = []
-    events += session.subscribe(events.append)
-    feed(session, audio)
-    feed(session, np.zeros(BLOCK * 12, np.float32))
-    wait_for(lambda: len(finals(events)) >= 2)
-    app.live.scheduler.close()  # the process "dies" with the session open
-    session.recorder.flush()
-    app.live._sessions.clear()
-    cid = session.conversation_id
+    cid, _ = die_with_a_session_open(app, fake)
     world, fake.live = fake.live, None  # the offline pipeline now refuses the recording
-    assert live.finalise_left_open(app) == [cid]
-    job = app.jobs.get(cid)
-    assert job is not None
-    wait_for(lambda: job.done)
+    finalised_left_open(app, cid)
     status = processing.processing_status(app, cid)
     assert status.status == "failed"
     assert f"call stop_listening with conversation_id {cid}" in status.message
