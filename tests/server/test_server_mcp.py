@@ -372,7 +372,7 @@ async def test_a_failed_job_is_an_error_and_can_be_retried(
     unscripted.write_bytes(b"RIFF....not really audio")
     async with Client(build_server(app)) as client:
         message = await fails(client, "process_audio", path=str(unscripted))
-        assert "not a scripted test recording" in message and "retries" in message
+        assert "not a scripted test recording" in message and "send the same audio again" in message
         assert ".." not in message
         listed = (await ok(client, "list_conversations"))["conversations"]
         assert [c["status"] for c in listed] == ["failed"]
