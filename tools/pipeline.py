@@ -80,6 +80,8 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         language=settings.language,
         device=settings.device,
         compute_type=settings.compute_type,
+        cpu_threads=settings.cpu_threads,
+        torch_threads=settings.torch_threads,
         diarizer=settings.diarizer,
         voice_embedder=settings.voice_embedder,
         emotion=settings.emotion,

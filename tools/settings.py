@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     compute_type: str = Field(
         "auto", description="CTranslate2 compute type; auto = int8 on CPU, float16 on CUDA."
     )
+    cpu_threads: int = Field(
+        0, ge=0, description="Whisper's CPU threads (0: CTranslate2's default). With several "
+        "workers on one machine, give each its share of the cores.",
+    )
+    torch_threads: int = Field(
+        0, ge=0, description="CPU threads of the models beside Whisper, which run at the same "
+        "time (0: half the cores).",
+    )
     diarizer: Literal["neural", "builtin", "pyannote"] = "neural"
     voice_embedder: Literal["campplus", "resemblyzer", "pyannote"] = "campplus"
     emotion: bool = Field(False, description="Run emotion recognition (needs the 'emotion' extra).")
