@@ -122,6 +122,11 @@ def _vector_table(name: str) -> Table:
                  Column("model_id", Text), Column("embedding", PgVector()))
 
 
+def _vector_tables(dim: int) -> tuple[Table, Table]:
+    """(the HNSW-indexed table, the pending table) of one dimension."""
+    return _vector_table(embedding_table(dim)), _vector_table(pending_table(dim))
+
+
 def _distances(source: Table) -> Select[Any]:
     """(segment_id, model_id, distance): each row's cosine distance to the query."""
     return select(source.c.segment_id, source.c.model_id,
@@ -130,7 +135,7 @@ def _distances(source: Table) -> Select[Any]:
 
 def _all_vectors(dim: int) -> Subquery:
     """Every vector of one dimension, indexed or pending, with its distance, as `e`."""
-    indexed, pending = _vector_table(embedding_table(dim)), _vector_table(pending_table(dim))
+    indexed, pending = _vector_tables(dim)
     return union_all(_distances(indexed), _distances(pending)).subquery("e")
 
 
@@ -139,7 +144,7 @@ def _nearest_vectors(dim: int, candidates: int) -> Subquery:
     row (none is in the graph yet), with their distances, as `e`. The graph scan has no
     WHERE: with one, the planner may prefer a sequential scan and sort (it did, 150 ms at
     100k, on a table not yet analysed); the model is checked on the candidates."""
-    indexed, pending = _vector_table(embedding_table(dim)), _vector_table(pending_table(dim))
+    indexed, pending = _vector_tables(dim)
     nearest = _distances(indexed).order_by(literal_column("distance")).limit(candidates)
     return union_all(nearest, _distances(pending)).subquery("e")
 
@@ -346,7 +351,7 @@ def _over_exact_limit(
         sized = tx.first(SIZE_ESTIMATE, {"name": embedding_table(dim), "dim": dim})
         if sized is not None and sized[1] == 1 and float(sized[0] or 0) > 2 * EXACT_SCAN_LIMIT:
             return True
-        indexed, pending = _vector_table(embedding_table(dim)), _vector_table(pending_table(dim))
+        indexed, pending = _vector_tables(dim)
         every = union_all(select(indexed.c.model_id), select(pending.c.model_id)).subquery("e")
         counted: Select[Any] = select(literal_column("1")).select_from(every).where(
             every.c.model_id == model_id)

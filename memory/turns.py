@@ -62,13 +62,9 @@ def store(tx: Tx, conversation_id: int, rows: Sequence[TurnRow]) -> None:
     ])
 
 
-def load(tx: Tx, conversation_id: int, start: float | None = None,
-         end: float | None = None) -> list[TurnRow]:
-    """A conversation's turns by start time; with `start`/`end`, only those that overlap it."""
+def load(tx: Tx, conversation_id: int) -> list[TurnRow]:
+    """A conversation's turns by start time."""
     statement = SELECT_TURNS.where(diarization_turn.c.conversation_id == conversation_id)
-    if start is not None and end is not None:
-        statement = statement.where(diarization_turn.c.start < end,
-                                    diarization_turn.c.end > start)
     return [(str(local_label), float(turn_start), float(turn_end))
             for local_label, turn_start, turn_end in tx.stream(statement)]
 

@@ -180,11 +180,11 @@ def _status_of(app: App, info: ConversationInfo) -> ProcessingStatus:
     meanwhile; the answer must not mix two moments)."""
     job = processing_queue(app).get(info.id)
     state = job.state() if job is not None else None
-    if state is not None and state.done and info.status in ("queued", "processing"):
-        # The job ended after `info` was read (it stores its outcome before it ends): read
-        # again, or a job just cancelled or finished would show as interrupted.
-        info = app.memory.get_conversation_info(info.id)
     status = shown_status(app, info.id, info.status)
+    if status not in (info.status, "live", "interrupted"):
+        # The job ended after `info` was read (shown_status read its outcome): the error
+        # and message are the outcome's.
+        info = app.memory.get_conversation_info(info.id)
     stage = state.stage if state and status in ("queued", "processing") else None
     if stage is not None and info.status == "queued":
         stage = "queued"  # the job may have begun since the status was read: say what was read
